@@ -1,0 +1,156 @@
+"""Point-estimate and Gaussian variational groups."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Independent, LowRankMultivariateNormal, MultivariateNormal, Normal
+
+from ..priors import IIDGaussianPrior, Prior
+from .base import ParameterGroup, kl_to_prior
+
+__all__ = ["DeterministicGroup", "IIDGaussianGroup", "GaussianGroup", "LowRankGaussianGroup"]
+
+
+def _inverse_softplus(value: float) -> float:
+    return value + math.log(-math.expm1(-value))
+
+
+class DeterministicGroup(ParameterGroup):
+    """A point estimate ``theta`` (initialised from N(0, 1)); every draw is ``theta``.
+    Its loss is ``-log p(theta)`` under the prior (MAP regularisation)."""
+
+    def __init__(self, name: str, num_params: int, prior: Prior | None = None):
+        super().__init__(name, num_params, prior)
+        self.value = nn.Parameter(torch.randn(num_params))
+
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.value.expand(num_samples, -1)
+
+    def distribution_loss(self) -> Tensor:
+        return -self.prior.log_prob(self.value.unsqueeze(0)).squeeze(0)
+
+
+class IIDGaussianGroup(ParameterGroup):
+    """Mean-field ``q = N(mean, exp(log_std)^2)`` per coordinate.
+
+    ``mean`` starts from N(0, 1), ``log_std`` at -0.5. The KL to an i.i.d. Gaussian prior
+    is computed in closed form.
+    """
+
+    def __init__(self, name: str, num_params: int, prior: Prior | None = None, init_log_std: float = -0.5):
+        super().__init__(name, num_params, prior)
+        self.mean = nn.Parameter(torch.randn(num_params))
+        self.log_std = nn.Parameter(torch.full((num_params,), float(init_log_std)))
+        self._latest_noise: Tensor | None = None
+
+    def variational(self) -> Independent:
+        return Independent(Normal(self.mean, self.log_std.exp()), 1)
+
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        noise = self._noise((num_samples, self.num_params()), self.mean, generator)
+        self._latest_noise = noise
+        return self.mean + self.log_std.exp() * noise
+
+    def distribution_loss(self) -> Tensor:
+        if isinstance(self.prior, IIDGaussianPrior):
+            n = self.num_params()
+            p_loc, p_scale = self.prior.loc.expand(n), self.prior.scale.expand(n)
+            var_ratio = torch.exp(2 * (self.log_std - p_scale.log()))
+            mahalanobis = ((self.mean - p_loc) / p_scale) ** 2
+            return 0.5 * (var_ratio + mahalanobis - 1.0).sum() - (self.log_std - p_scale.log()).sum()
+        q = MultivariateNormal(self.mean, scale_tril=torch.diag(self.log_std.exp()))
+        latest = None if self._latest_noise is None else self.mean + self.log_std.exp() * self._latest_noise
+        return kl_to_prior(q, self.prior, self.num_params(), latest)
+
+
+class GaussianGroup(ParameterGroup):
+    """Full-covariance Gaussian ``q = N(mean, L L^T)``.
+
+    ``L`` is lower triangular with a softplus diagonal plus ``jitter``; it starts as
+    ``0.1 I`` with the mean at zero.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        num_params: int,
+        prior: Prior | None = None,
+        init_scale: float = 0.1,
+        jitter: float = 1e-6,
+    ):
+        super().__init__(name, num_params, prior)
+        if init_scale <= jitter:
+            raise ValueError(f"init_scale must exceed jitter={jitter}, got {init_scale}")
+        self.jitter = float(jitter)
+        self.mean = nn.Parameter(torch.zeros(num_params))
+        raw = torch.zeros(num_params, num_params)
+        raw.diagonal().fill_(_inverse_softplus(init_scale - jitter))
+        self.raw_scale_tril = nn.Parameter(raw)
+        self._latest_noise: Tensor | None = None
+
+    def scale_tril(self) -> Tensor:
+        """The Cholesky factor ``L`` ``(num_params, num_params)``."""
+        raw = self.raw_scale_tril
+        diagonal = F.softplus(raw.diagonal()) + self.jitter
+        return raw.tril(-1) + torch.diag_embed(diagonal)
+
+    def variational(self) -> MultivariateNormal:
+        return MultivariateNormal(self.mean, scale_tril=self.scale_tril())
+
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        noise = self._noise((num_samples, self.num_params()), self.mean, generator)
+        self._latest_noise = noise
+        return self.mean + noise @ self.scale_tril().T
+
+    def distribution_loss(self) -> Tensor:
+        latest = None
+        if self._latest_noise is not None:
+            latest = self.mean + self._latest_noise @ self.scale_tril().T
+        return kl_to_prior(self.variational(), self.prior, self.num_params(), latest)
+
+
+class LowRankGaussianGroup(ParameterGroup):
+    """Gaussian with covariance ``U U^T + diag(d)``, ``U`` of shape ``(num_params, rank)``.
+
+    Starts with the mean at zero, ``U`` from N(0, 0.01 / rank) and ``d = 0.01`` (a
+    marginal standard deviation of about 0.14); ``d`` is a softplus of a free parameter.
+    """
+
+    def __init__(self, name: str, num_params: int, rank: int = 1, prior: Prior | None = None):
+        super().__init__(name, num_params, prior)
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= num_params:
+            raise ValueError(f"rank of group {name!r} must be an integer in [1, {num_params}], got {rank!r}")
+        self.rank = rank
+        self.mean = nn.Parameter(torch.zeros(num_params))
+        self.cov_factor = nn.Parameter(torch.randn(num_params, rank) * (0.1 / math.sqrt(rank)))
+        self.raw_cov_diag = nn.Parameter(torch.full((num_params,), _inverse_softplus(0.01)))
+        self._latest_noise: tuple[Tensor, Tensor] | None = None
+
+    def cov_diag(self) -> Tensor:
+        return F.softplus(self.raw_cov_diag)
+
+    def variational(self) -> LowRankMultivariateNormal:
+        return LowRankMultivariateNormal(self.mean, self.cov_factor, self.cov_diag())
+
+    def _draw(self, noise: tuple[Tensor, Tensor]) -> Tensor:
+        low, diag = noise
+        return self.mean + low @ self.cov_factor.T + self.cov_diag().sqrt() * diag
+
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        noise = (
+            self._noise((num_samples, self.rank), self.mean, generator),
+            self._noise((num_samples, self.num_params()), self.mean, generator),
+        )
+        self._latest_noise = noise
+        return self._draw(noise)
+
+    def distribution_loss(self) -> Tensor:
+        latest = None if self._latest_noise is None else self._draw(self._latest_noise)
+        return kl_to_prior(self.variational(), self.prior, self.num_params(), latest)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, rank={self.rank}"

@@ -1,0 +1,17 @@
+"""Surrogate models: deterministic functions of a parameter vector, evaluated for many
+draws at once. See :class:`SurrogateModel` for the calling convention."""
+
+from .base import ParamBlock, SurrogateModel
+from .moe import MixtureOfExperts
+from .neural import ACTIVATIONS, GatingNetwork, NeuralNetwork
+from .pce import PolynomialChaosExpansion
+
+__all__ = [
+    "ACTIVATIONS",
+    "GatingNetwork",
+    "MixtureOfExperts",
+    "NeuralNetwork",
+    "ParamBlock",
+    "PolynomialChaosExpansion",
+    "SurrogateModel",
+]

@@ -1,0 +1,78 @@
+"""Orthogonal polynomial bases and multi-index sets for polynomial chaos.
+
+Univariate tables come from three-term recurrences evaluated for every input and
+every degree at once (one loop over the degree, vectorised over points and inputs);
+multivariate terms are products of table entries selected by multi-index (one loop
+over the input dimension, vectorised over points and terms).
+"""
+
+from __future__ import annotations
+
+from math import comb
+
+import torch
+from torch import Tensor
+
+__all__ = ["BASES", "univariate_table", "multivariate_basis", "multi_indices"]
+
+BASES = ("legendre", "hermite")
+
+
+def univariate_table(x: Tensor, degree: int, basis: str) -> Tensor:
+    """Values of the univariate polynomials of degree ``0..degree``.
+
+    x: ``(...)``. Returns ``(..., degree + 1)``.
+    legendre: ``P_n`` on [-1, 1], ``(n+1) P_{n+1} = (2n+1) x P_n - n P_{n-1}``.
+    hermite: probabilists' ``He_n``, ``He_{n+1} = x He_n - n He_{n-1}``.
+    """
+    values = [torch.ones_like(x)]
+    if degree >= 1:
+        values.append(x)
+    for n in range(1, degree):
+        if basis == "legendre":
+            values.append(((2 * n + 1) * x * values[n] - n * values[n - 1]) / (n + 1))
+        elif basis == "hermite":
+            values.append(x * values[n] - n * values[n - 1])
+        else:
+            raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
+    return torch.stack(values, dim=-1)
+
+
+def multivariate_basis(x: Tensor, indices: Tensor, basis: str) -> Tensor:
+    """Evaluate every multivariate basis term at every point.
+
+    x: ``(batch, d)``; indices: ``(num_terms, d)`` long. Returns ``(batch, num_terms)``.
+    """
+    degree = int(indices.max()) if indices.numel() else 0
+    table = univariate_table(x, degree, basis)  # (batch, d, degree + 1)
+    indices = indices.to(x.device)
+    phi = table[:, 0, :].index_select(1, indices[:, 0])
+    for j in range(1, x.shape[1]):
+        phi = phi * table[:, j, :].index_select(1, indices[:, j])
+    return phi
+
+
+def multi_indices(num_inputs: int, degree: int, q_norm: float = 1.0) -> Tensor:
+    """Multi-indices ``alpha`` with ``(sum_i alpha_i^q)^(1/q) <= degree``.
+
+    ``q_norm = 1`` is the total-order set, of size ``C(d + p, p)``; ``q_norm < 1`` the
+    hyperbolic set. Ordered by total degree (the constant first), then reverse
+    lexicographically (``(1, 0)`` before ``(0, 1)``). Returns ``(num_terms, d)`` long.
+    """
+    rows: list[tuple[int, ...]] = []
+
+    def extend(prefix: tuple[int, ...], remaining: int) -> None:
+        if len(prefix) == num_inputs - 1:
+            rows.append(prefix + (remaining,))
+            return
+        for a in range(remaining, -1, -1):
+            extend(prefix + (a,), remaining - a)
+
+    for total in range(degree + 1):
+        extend((), total)
+    if q_norm < 1.0:
+        tol = 1e-9
+        rows = [r for r in rows if sum(a**q_norm for a in r) ** (1.0 / q_norm) <= degree + tol]
+    else:
+        assert len(rows) == comb(num_inputs + degree, degree)
+    return torch.tensor(rows, dtype=torch.long).reshape(len(rows), num_inputs)
