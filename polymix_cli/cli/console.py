@@ -1,0 +1,100 @@
+"""Terminal output with rich: the group table, a progress bar, the run summary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..layout import GroupSpec
+from ..training import Trainer
+
+
+class ConsoleUI:
+    """``progress``: ``bar`` (rich progress bar), ``log`` (plain log lines every
+    ``trainer.log_every`` epochs) or ``auto`` (a bar only when stdout is a terminal)."""
+
+    def __init__(self, progress: str = "auto", console: Console | None = None):
+        self.console = console or Console()
+        self.use_bar = progress == "bar" or (progress == "auto" and sys.stdout.isatty())
+        self._progress: Progress | None = None
+        self._muted: list[tuple[logging.Handler, int]] = []
+
+    def groups(self, specs: list[GroupSpec], num_params: int) -> None:
+        table = Table(title=f"Parameter groups: {num_params} parameters in {len(specs)} groups",
+                      title_justify="left")
+        for col, justify in (("#", "right"), ("group", "left"), ("kind", "left"), ("size", "right"),
+                             ("rule", "left")):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for i, s in enumerate(specs):
+            table.add_row(str(i), s.name, s.kind, str(s.size), s.rule)
+        self.console.print(table)
+
+    def training(self, trainer: Trainer) -> Callable[[Trainer], None] | None:
+        if not self.use_bar:
+            return None
+        # log lines would tear the bar: keep them for the log file only
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler:
+                self._muted.append((handler, handler.level))
+                handler.setLevel(logging.WARNING)
+        total = trainer.settings.epochs
+        self._progress = Progress(
+            TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),
+            TextColumn("{task.fields[rate]:>7.0f} ep/s"),
+            TextColumn("data {task.fields[data]:.4f}  dist {task.fields[dist]:.4f}  "
+                       "total {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=self.console, refresh_per_second=8,
+        )
+        task = self._progress.add_task("train", total=total, completed=trainer.epoch,
+                                       rate=0.0, data=0.0, dist=0.0, loss=0.0, lr=0.0)
+        self._progress.start()
+        every = max(1, total // 500)
+
+        def update(tr: Trainer) -> None:
+            if tr.epoch % every == 0 or tr.epoch == total:
+                last = tr.history.last()
+                elapsed = self._progress.tasks[task].elapsed or 0.0
+                self._progress.update(task, completed=tr.epoch, data=last["data"], dist=last["distribution"],
+                                      loss=last["total"], lr=tr.current_lr(),
+                                      rate=tr.epoch / elapsed if elapsed > 0 else 0.0)
+
+        return update
+
+    def finished(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        for handler, level in self._muted:
+            handler.setLevel(level)
+        self._muted.clear()
+
+    def summary(self, metrics: Mapping[str, Any], run_dir: Path) -> None:
+        table = Table(title="Run summary", title_justify="left")
+        table.add_column("metric")
+        table.add_column("train", justify="right")
+        table.add_column("test", justify="right")
+
+        def fmt(value: Any) -> str:
+            return "-" if value is None else f"{value:.4f}"
+
+        for key in ("rmse", "mae", "r2", "crps", "rmse_true"):
+            table.add_row(key, fmt(metrics["train"].get(key)), fmt(metrics["test"].get(key)))
+        for level, value in metrics["test"]["coverage"].items():
+            table.add_row(f"coverage {level}", fmt(metrics["train"]["coverage"][level]), fmt(value))
+        losses, timing = metrics["losses"], metrics["timing"]
+        self.console.print(table)
+        eps = timing.get("epochs_per_second")
+        self.console.print(
+            f"final losses: data {fmt(losses['data'])}, distribution {fmt(losses['distribution'])}, "
+            f"total {fmt(losses['total'])} | {metrics['num_params']} parameters | "
+            f"trained in {timing['train_seconds']:.1f} s" + (f" ({eps:.0f} epochs/s)" if eps else "")
+        )
+        self.console.print(f"outputs: {run_dir}")

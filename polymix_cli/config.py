@@ -1,0 +1,104 @@
+"""Early validation of a resolved run config (a plain dict), with messages that name the
+option, the value and what is allowed. Runs before any training or file writing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .data import GENERATORS
+from .training import LOSSES, OPTIMIZERS, SCHEDULERS
+
+__all__ = ["ConfigError", "validate_train_config", "DEVICES", "PROGRESS"]
+
+DEVICES = ("cpu", "cuda", "auto")
+PROGRESS = ("auto", "bar", "log")
+
+
+class ConfigError(ValueError):
+    """An invalid option in a config or on the command line."""
+
+
+def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            raise ConfigError(f"missing option {dotted}")
+        node = node[key]
+    return node
+
+
+def check_int(cfg: Mapping[str, Any], option: str, minimum: int) -> int:
+    value = _get(cfg, option)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{option} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{option} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_float(cfg: Mapping[str, Any], option: str, low: float, high: float | None = None,
+                low_open: bool = False, high_open: bool = True) -> float:
+    value = _get(cfg, option)
+    lo_s, hi_s = ("(" if low_open else "["), (")" if high_open else "]")
+    allowed = f"a number in {lo_s}{low}, {'inf' if high is None else high}{hi_s}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{option} must be {allowed}, got {value!r}")
+    bad_low = value <= low if low_open else value < low
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high:
+        raise ConfigError(f"{option} must be {allowed}, got {value}")
+    return float(value)
+
+
+def check_choice(cfg: Mapping[str, Any], option: str, allowed: tuple[str, ...]) -> str:
+    value = _get(cfg, option)
+    if value not in allowed:
+        raise ConfigError(f"{option} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def validate_data(cfg: Mapping[str, Any]) -> None:
+    check_choice(cfg, "data.generator", tuple(sorted(GENERATORS)))
+    check_int(cfg, "data.num_train", 1)
+    check_int(cfg, "data.num_test", 1)
+    check_float(cfg, "data.noise_std", 0.0)
+    check_int(cfg, "data.seed", 0)
+    check_int(cfg, "data.test_seed", 0)
+
+
+def validate_eval(cfg: Mapping[str, Any]) -> None:
+    check_int(cfg, "eval.num_samples", 1)
+    check_float(cfg, "eval.band", 0.0, 1.0, low_open=True)
+    levels = _get(cfg, "eval.levels")
+    if not isinstance(levels, list) or not levels:
+        raise ConfigError(f"eval.levels must be a non-empty list of numbers in (0, 1), got {levels!r}")
+    for i, _ in enumerate(levels):
+        check_float({"eval": {"levels": {str(i): levels[i]}}}, f"eval.levels.{i}", 0.0, 1.0, low_open=True)
+    check_int(cfg, "eval.grid_points", 2)
+
+
+def validate_train_config(cfg: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for the first invalid option of a train config."""
+    check_int(cfg, "seed", 0)
+    validate_data(cfg)
+    check_choice(cfg, "optimizer.name", OPTIMIZERS)
+    check_float(cfg, "optimizer.lr", 0.0, low_open=True)
+    check_float(cfg, "optimizer.weight_decay", 0.0)
+    if "momentum" in cfg["optimizer"]:
+        check_float(cfg, "optimizer.momentum", 0.0, 1.0)
+    name = check_choice(cfg, "scheduler.name", SCHEDULERS)
+    if name == "onecycle":
+        check_float(cfg, "scheduler.max_lr_factor", 0.0, low_open=True)
+        check_float(cfg, "scheduler.pct_start", 0.0, 1.0, low_open=True)
+    if name == "cosine":
+        check_float(cfg, "scheduler.min_lr_factor", 0.0)
+    check_int(cfg, "trainer.epochs", 1)
+    check_int(cfg, "trainer.num_samples", 1)
+    check_float(cfg, "trainer.weight_factor", 0.0)
+    check_choice(cfg, "trainer.loss", LOSSES)
+    check_int(cfg, "trainer.log_every", 1)
+    check_int(cfg, "trainer.checkpoint_every", 0)
+    check_choice(cfg, "trainer.device", DEVICES)
+    check_choice(cfg, "trainer.progress", PROGRESS)
+    validate_eval(cfg)

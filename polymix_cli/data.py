@@ -1,0 +1,108 @@
+"""Synthetic data generators with a known noiseless function and a held-out test set.
+
+Every generator draws inputs uniformly within ``bounds`` and adds Gaussian noise of
+standard deviation ``noise_std`` to each output. Training and test sets come from
+independent ``torch.Generator`` streams seeded with ``seed`` and ``test_seed``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["GENERATORS", "Dataset", "make_dataset"]
+
+
+def _sign_sine(x: Tensor) -> Tensor:
+    return torch.sin(math.pi * x[:, :1]) + torch.sign(x[:, :1])
+
+
+def _sine(x: Tensor) -> Tensor:
+    return torch.sin(math.pi * x[:, :1])
+
+
+def _sincos(x: Tensor) -> Tensor:
+    return torch.cat([torch.sin(math.pi * x[:, :1]), torch.cos(math.pi * x[:, :1])], dim=1)
+
+
+@dataclass(frozen=True)
+class Generator:
+    """A noiseless function ``fn`` ``(N, num_inputs) -> (N, num_outputs)`` and its sizes."""
+
+    fn: Callable[[Tensor], Tensor]
+    num_inputs: int
+    num_outputs: int
+    description: str
+
+
+GENERATORS: dict[str, Generator] = {
+    "sign_sine": Generator(_sign_sine, 1, 1, "y = sin(pi x) + sign(x)"),
+    "sine": Generator(_sine, 1, 1, "y = sin(pi x)"),
+    "sincos": Generator(_sincos, 1, 2, "y = (sin(pi x), cos(pi x))"),
+}
+
+
+@dataclass
+class Dataset:
+    """Training and test data. ``x_*`` ``(N, num_inputs)``, ``y_*`` ``(N, num_outputs)``;
+    ``true_fn`` is the noiseless function where known (else ``None``)."""
+
+    name: str
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    bounds: Tensor  # (num_inputs, 2): low, high
+    true_fn: Callable[[Tensor], Tensor] | None = None
+
+    @property
+    def num_inputs(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def num_outputs(self) -> int:
+        return self.y_train.shape[1]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Dataset":
+        def move(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype or t.dtype)
+
+        return Dataset(self.name, move(self.x_train), move(self.y_train), move(self.x_test),
+                       move(self.y_test), self.bounds, self.true_fn)
+
+
+def _draw(gen: Generator, num: int, bounds: Tensor, noise_std: float, seed: int) -> tuple[Tensor, Tensor]:
+    rng = torch.Generator().manual_seed(seed)
+    low, high = bounds[:, 0], bounds[:, 1]
+    x = low + (high - low) * torch.rand(num, gen.num_inputs, generator=rng)
+    y = gen.fn(x)
+    return x, y + noise_std * torch.randn(y.shape, generator=rng)
+
+
+def make_dataset(
+    generator: str,
+    num_train: int,
+    num_test: int,
+    noise_std: float,
+    bounds: list[list[float]],
+    seed: int,
+    test_seed: int,
+) -> Dataset:
+    """Draw a training and a test set from a named generator (see :data:`GENERATORS`)."""
+    if generator not in GENERATORS:
+        raise ValueError(f"data.generator must be one of {sorted(GENERATORS)}, got {generator!r}")
+    gen = GENERATORS[generator]
+    bounds_t = torch.as_tensor(bounds, dtype=torch.float32).reshape(-1, 2)
+    if bounds_t.shape[0] != gen.num_inputs:
+        raise ValueError(
+            f"data.bounds must give [low, high] for {gen.num_inputs} input(s), got {bounds}"
+        )
+    if not (bounds_t[:, 0] < bounds_t[:, 1]).all():
+        raise ValueError(f"data.bounds must have low < high, got {bounds}")
+    x_train, y_train = _draw(gen, num_train, bounds_t, noise_std, seed)
+    x_test, y_test = _draw(gen, num_test, bounds_t, noise_std, test_seed)
+    return Dataset(generator, x_train, y_train, x_test, y_test, bounds_t, gen.fn)

@@ -1,0 +1,138 @@
+"""Parameter-group layouts: rules over a surrogate's named parameter blocks.
+
+A rule ``match`` is a glob over block names with an optional slice over the block's
+first axis, e.g. ``experts.*.coeffs[:2]`` (the first two rows of every expert's
+coefficient matrix) or ``gate.output.*``. Each rule gives a group ``kind``, a ``prior``
+and kind-specific ``options``; whatever no rule claims gets the layout's default.
+
+Resolution walks the parameter vector in order: each maximal run of one block claimed
+by one rule (or by the default) becomes one group. Because rules name blocks rather
+than offsets, a layout keeps working when width, depth, degree or the number of experts
+change.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .surrogate_models import ParamBlock
+
+__all__ = ["GROUP_KINDS", "PRIOR_KINDS", "GroupSpec", "Rule", "resolve_layout"]
+
+GROUP_KINDS = ("deterministic", "iid_gaussian", "gaussian", "lowrank_gaussian", "langevin")
+PRIOR_KINDS = ("iid_gaussian", "laplace")
+_RULE_KEYS = {"match", "kind", "prior", "options"}
+_PATTERN = re.compile(r"^(?P<glob>[^\[\]]+?)(?:\[(?P<slice>[^\[\]]*)\])?$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One layout rule: which blocks (and rows), which group kind, which prior."""
+
+    match: str
+    kind: str
+    prior: dict[str, Any] = field(default_factory=lambda: {"kind": "iid_gaussian"})
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, spec: Mapping[str, Any], where: str) -> "Rule":
+        unknown = set(spec) - _RULE_KEYS
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}")
+        kind = spec.get("kind")
+        if kind not in GROUP_KINDS:
+            raise ValueError(f"{where}.kind must be one of {list(GROUP_KINDS)}, got {kind!r}")
+        prior = dict(spec.get("prior") or {"kind": "iid_gaussian"})
+        if prior.get("kind", "iid_gaussian") not in PRIOR_KINDS:
+            raise ValueError(f"{where}.prior.kind must be one of {list(PRIOR_KINDS)}, got {prior.get('kind')!r}")
+        return cls(str(spec.get("match", "*")), kind, prior, dict(spec.get("options") or {}))
+
+
+@dataclass
+class GroupSpec:
+    """A resolved group: the flat range ``[start, stop)`` it covers, inside one block."""
+
+    name: str
+    kind: str
+    start: int
+    stop: int
+    block: str
+    prior: dict[str, Any]
+    options: dict[str, Any]
+    rule: str
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def _parse_slice(text: str | None, rows: int, where: str) -> tuple[int, int]:
+    """Row range ``[a, b)`` of a ``[a:b]`` / ``[i]`` slice over a block of ``rows`` rows."""
+    if text is None:
+        return 0, rows
+    try:
+        if ":" in text:
+            lo, _, hi = text.partition(":")
+            a = int(lo) if lo.strip() else 0
+            b = int(hi) if hi.strip() else rows
+        else:
+            a = int(text)
+            b = a + 1 if a != -1 else rows
+    except ValueError:
+        raise ValueError(f"{where}: slice [{text}] must be [a:b] or [i] with integers") from None
+    a, b = (a + rows if a < 0 else a), (b + rows if b < 0 else b)
+    if not 0 <= a < b <= rows:
+        raise ValueError(f"{where}: slice [{text}] is out of range for a block of {rows} rows")
+    return a, b
+
+
+def resolve_layout(
+    blocks: Sequence[ParamBlock], rules: Sequence[Rule], default: Rule
+) -> list[GroupSpec]:
+    """Resolve rules over ``blocks`` into groups covering the whole vector, in order.
+
+    Raises ``ValueError`` for a rule that matches no block, a slice out of range, or two
+    rules claiming the same entries.
+    """
+    total = blocks[-1].stop if blocks else 0
+    owner: list[int] = [-1] * total
+    for r, rule in enumerate(rules):
+        where = f"layout.rules[{r}] ({rule.match!r})"
+        parsed = _PATTERN.match(rule.match.strip())
+        if parsed is None:
+            raise ValueError(f"{where}: match must be a glob with an optional [a:b] slice")
+        hits = [b for b in blocks if fnmatch.fnmatchcase(b.name, parsed["glob"])]
+        if not hits:
+            names = ", ".join(b.name for b in blocks)
+            raise ValueError(f"{where} matches no parameter block; blocks are: {names}")
+        for block in hits:
+            rows = block.shape[0] if block.shape else 1
+            row_size = block.size // rows
+            a, b = _parse_slice(parsed["slice"], rows, f"{where} on {block.name}")
+            for i in range(block.start + a * row_size, block.start + b * row_size):
+                if owner[i] != -1:
+                    other = rules[owner[i]].match
+                    raise ValueError(
+                        f"{where} overlaps layout.rules[{owner[i]}] ({other!r}) on {block.name}"
+                    )
+                owner[i] = r
+    groups: list[GroupSpec] = []
+    for block in blocks:
+        start = block.start
+        while start < block.stop:
+            stop = start
+            while stop < block.stop and owner[stop] == owner[start]:
+                stop += 1
+            rule = default if owner[start] == -1 else rules[owner[start]]
+            name = block.name
+            if (start, stop) != (block.start, block.stop):
+                row_size = block.size // (block.shape[0] if block.shape else 1)
+                name += f"[{(start - block.start) // row_size}:{(stop - block.start) // row_size}]"
+            groups.append(GroupSpec(name, rule.kind, start, stop, block.name, rule.prior,
+                                    rule.options, rule.match if owner[start] != -1 else "default"))
+            start = stop
+    return groups

@@ -1,0 +1,543 @@
+"""Report figures for trained stochastic surrogates.
+
+The functions take plain numpy arrays (anything ``np.asarray`` accepts), never tensors,
+so this module imports neither torch nor Hydra. Each one draws a figure, saves it as a
+PNG at ``path`` (parent folders are created), closes it and returns the path.
+
+Shape conventions (``G`` grid points, ``N`` training points, ``K`` test points, ``O``
+outputs, ``M`` experts, ``E`` logged epochs):
+
+* inputs ``x_grid`` ``(G,)``, ``x_train`` ``(N,)``, ``x_test`` ``(K,)``; a trailing
+  axis of size 1 (``(G, 1)``, as produced by a one-input model) is accepted;
+* outputs ``(G, O)``, ``(N, O)``, ``(K, O)``; a single output may also be given as
+  ``(G,)`` etc.;
+* per-expert outputs ``(M, G, O)`` (or ``(M, G)`` for one output);
+* gating probabilities ``(G, M)``.
+
+Colour scheme, shared by all figures: the predictive mean in a strong red, expert ``m``
+in ``C{m}`` (``C1``, ``C2``, ... as in the seed notebook), uncertainty bands in the same
+colour but semi-transparent, training data as blue points with a black edge, held-out
+test data as small grey dots and the noiseless truth as a dashed black line. When there
+are several outputs the figure has one panel per output, side by side with a shared x
+axis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+__all__ = ["plot_experts", "plot_gating", "plot_loss", "plot_prediction"]
+
+DPI = 120
+MEAN_COLOR = "C3"  # strong red, as the notebook's prediction mean
+DATA_COLOR = "C0"
+TEST_COLOR = "0.55"
+TRUTH_COLOR = "black"
+BAND_ALPHA = 0.3
+PANEL_WIDTH = 5.0  # inches per output panel when there are several
+SINGLE_SIZE = (6.4, 4.6)  # inches for a one-panel figure
+PANEL_HEIGHT = 4.4
+
+PathLike = str | Path
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _expert_color(m: int) -> str:
+    """Colour of expert ``m`` (0-based): ``C1``, ``C2``, ..., skipping ``C0`` (the data)."""
+    return f"C{m % 9 + 1}"
+
+
+def _band_label(band_level: float) -> str:
+    return f"central {100 * band_level:g}% band"
+
+
+def _check_band_level(band_level: float) -> float:
+    level = float(band_level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"band_level must lie strictly between 0 and 1, got {band_level}")
+    return level
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def _as_inputs(name: str, value: object, size: int | None = None, letter: str = "G") -> np.ndarray:
+    """An input vector ``(size,)``; ``(size, 1)`` is flattened."""
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or (size is not None and arr.shape[0] != size):
+        expected = f"({letter},)" if size is None else f"({letter},) = ({size},)"
+        raise ValueError(f"{name} must have shape {expected}, got {_shape_str(np.shape(value))}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} must not be empty")
+    return arr
+
+
+def _as_outputs(
+    name: str, value: object, rows: int, outputs: int | None, letters: str = "G, O"
+) -> np.ndarray:
+    """An output array ``(rows, outputs)``; a vector ``(rows,)`` means one output."""
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    ok = arr.ndim == 2 and arr.shape[0] == rows and (outputs is None or arr.shape[1] == outputs)
+    if not ok:
+        want = (rows, "O") if outputs is None else (rows, outputs)
+        raise ValueError(
+            f"{name} must have shape ({letters}) = ({want[0]}, {want[1]}), "
+            f"got {_shape_str(np.shape(value))}"
+        )
+    return arr
+
+
+def _as_expert_outputs(
+    name: str, value: object, experts: int | None, rows: int, outputs: int | None
+) -> np.ndarray:
+    """Per-expert outputs ``(experts, rows, outputs)``; ``(experts, rows)`` means one output."""
+    arr = np.asarray(value, dtype=float)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    ok = (
+        arr.ndim == 3
+        and (experts is None or arr.shape[0] == experts)
+        and arr.shape[1] == rows
+        and (outputs is None or arr.shape[2] == outputs)
+    )
+    if not ok or arr.shape[0] == 0:
+        want = (
+            "M" if experts is None else experts,
+            rows,
+            "O" if outputs is None else outputs,
+        )
+        raise ValueError(
+            f"{name} must have shape (M, G, O) = ({want[0]}, {want[1]}, {want[2]}), "
+            f"got {_shape_str(np.shape(value))}"
+        )
+    return arr
+
+
+def _output_names(output_names: Sequence[str] | None, num_outputs: int) -> list[str]:
+    if output_names is None:
+        return ["y"] if num_outputs == 1 else [f"y{j + 1}" for j in range(num_outputs)]
+    names = [str(n) for n in output_names]
+    if len(names) != num_outputs:
+        raise ValueError(
+            f"output_names must have one name per output ({num_outputs}), got {len(names)}"
+        )
+    return names
+
+
+def _make_panels(num_panels: int) -> tuple[Figure, list[Axes]]:
+    """A figure with ``num_panels`` axes in one row sharing the x axis.
+
+    Width grows with the number of panels, so several outputs give a wider figure.
+    """
+    if num_panels < 1:
+        raise ValueError(f"num_panels must be at least 1, got {num_panels}")
+    if num_panels == 1:
+        figsize = SINGLE_SIZE
+    else:
+        figsize = (PANEL_WIDTH * num_panels, PANEL_HEIGHT)
+    fig, axes = plt.subplots(
+        1, num_panels, figsize=figsize, sharex=True, squeeze=False, layout="constrained"
+    )
+    return fig, list(axes[0])
+
+
+def _title(fig: Figure, axes: list[Axes], title: str) -> None:
+    """Put ``title`` on the single axes, or above all panels when there are several."""
+    if len(axes) == 1:
+        axes[0].set_title(title)
+    else:
+        fig.suptitle(title)
+
+
+def _figure_legend(fig: Figure, handles: list, labels: list[str], num_panels: int = 1) -> None:
+    """One frameless legend for the whole figure, below the panels so it covers no data.
+
+    At most ``2 * num_panels + 1`` entries per row so the legend fits the figure width,
+    with the entries spread evenly over the rows.
+    """
+    max_cols = 2 * num_panels + 1
+    rows = max(1, math.ceil(len(labels) / max_cols))
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=max(1, math.ceil(len(labels) / rows)),
+        frameon=False,
+    )
+
+
+def _scatter_size(n: int) -> float:
+    return 24.0 if n <= 200 else (12.0 if n <= 2000 else 5.0)
+
+
+def _data_scatter(ax: Axes, x: np.ndarray, y: np.ndarray, label: str = "training data") -> None:
+    ax.scatter(
+        x,
+        y,
+        s=_scatter_size(x.shape[0]),
+        facecolor=DATA_COLOR,
+        edgecolor="black",
+        linewidth=0.6,
+        zorder=5,
+        label=label,
+    )
+
+
+def _save(fig: Figure, path: PathLike) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=DPI, format="png")
+    return out
+
+
+def _sorted_grid(x_grid: np.ndarray, *arrays: np.ndarray, axis: int = 0) -> list[np.ndarray]:
+    """Sort the grid (and arrays indexed by it along ``axis``) so bands are drawn correctly."""
+    order = np.argsort(x_grid, kind="stable")
+    return [x_grid[order]] + [np.take(a, order, axis=axis) for a in arrays]
+
+
+def _tidy_x(ax: Axes, x_grid: np.ndarray) -> None:
+    lo, hi = float(np.min(x_grid)), float(np.max(x_grid))
+    if hi > lo:
+        ax.set_xlim(lo, hi)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def plot_prediction(
+    path: PathLike,
+    x_grid: np.ndarray,
+    mean: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    true_y: np.ndarray | None = None,
+    band_level: float = 0.8,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    output_names: Sequence[str] | None = None,
+    title: str = "Prediction",
+) -> Path:
+    """Predictive mean with its central band, the training data and, optionally, the truth.
+
+    Shapes: ``x_grid`` ``(G,)``; ``mean``, ``lower``, ``upper`` ``(G, O)`` (band edges,
+    e.g. the 10% and 90% quantiles for ``band_level=0.8``); ``x_train`` ``(N,)``,
+    ``y_train`` ``(N, O)``; ``true_y`` ``(G, O)`` noiseless function or ``None``;
+    ``x_test`` ``(K,)`` and ``y_test`` ``(K, O)`` held-out points, drawn faintly.
+    One panel per output. Returns ``Path(path)``.
+    """
+    level = _check_band_level(band_level)
+    x_grid = _as_inputs("x_grid", x_grid)
+    g = x_grid.shape[0]
+    mean = _as_outputs("mean", mean, g, None)
+    o = mean.shape[1]
+    lower = _as_outputs("lower", lower, g, o)
+    upper = _as_outputs("upper", upper, g, o)
+    x_train = _as_inputs("x_train", x_train, letter="N")
+    y_train = _as_outputs("y_train", y_train, x_train.shape[0], o, letters="N, O")
+    if true_y is not None:
+        true_y = _as_outputs("true_y", true_y, g, o)
+    if (x_test is None) != (y_test is None):
+        raise ValueError("x_test and y_test must be given together")
+    if x_test is not None:
+        x_test = _as_inputs("x_test", x_test, letter="K")
+        y_test = _as_outputs("y_test", y_test, x_test.shape[0], o, letters="K, O")
+    names = _output_names(output_names, o)
+
+    arrays = [mean, lower, upper] + ([true_y] if true_y is not None else [])
+    x_grid, mean, lower, upper, *rest = _sorted_grid(x_grid, *arrays)
+    true_y = rest[0] if rest else None
+
+    fig, axes = _make_panels(o)
+    try:
+        for j, ax in enumerate(axes):
+            if x_test is not None:
+                ax.scatter(
+                    x_test,
+                    y_test[:, j],
+                    s=6,
+                    color=TEST_COLOR,
+                    alpha=0.5,
+                    linewidth=0,
+                    zorder=2,
+                    label="test data",
+                )
+            ax.fill_between(
+                x_grid,
+                lower[:, j],
+                upper[:, j],
+                color=MEAN_COLOR,
+                alpha=BAND_ALPHA,
+                linewidth=0,
+                zorder=1,
+                label=_band_label(level),
+            )
+            if true_y is not None:
+                ax.plot(
+                    x_grid,
+                    true_y[:, j],
+                    color=TRUTH_COLOR,
+                    linestyle="--",
+                    linewidth=1.3,
+                    zorder=3,
+                    label="true function",
+                )
+            ax.plot(
+                x_grid,
+                mean[:, j],
+                color=MEAN_COLOR,
+                linewidth=2.0,
+                zorder=4,
+                label="predictive mean",
+            )
+            _data_scatter(ax, x_train, y_train[:, j])
+            ax.set_xlabel("x")
+            ax.set_ylabel(names[j])
+            if o > 1:
+                ax.set_title(names[j])
+            _tidy_x(ax, x_grid)
+        _title(fig, axes, title)
+        handles, labels = axes[0].get_legend_handles_labels()
+        order = [
+            labels.index(k)
+            for k in (
+                "predictive mean",
+                _band_label(level),
+                "true function",
+                "training data",
+                "test data",
+            )
+            if k in labels
+        ]
+        _figure_legend(fig, [handles[i] for i in order], [labels[i] for i in order], o)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_gating(
+    path: PathLike,
+    x_grid: np.ndarray,
+    median: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    band_level: float = 0.8,
+) -> Path:
+    """Gating probability of each expert: median line and central band.
+
+    Shapes: ``x_grid`` ``(G,)``; ``median``, ``lower``, ``upper`` ``(G, M)``, one column
+    per expert, values in [0, 1]. Expert ``m`` is drawn in colour ``C{m}``. Returns
+    ``Path(path)``.
+    """
+    level = _check_band_level(band_level)
+    x_grid = _as_inputs("x_grid", x_grid)
+    g = x_grid.shape[0]
+    median = _as_outputs("median", median, g, None, letters="G, M")
+    m_count = median.shape[1]
+    lower = _as_outputs("lower", lower, g, m_count, letters="G, M")
+    upper = _as_outputs("upper", upper, g, m_count, letters="G, M")
+    x_grid, median, lower, upper = _sorted_grid(x_grid, median, lower, upper)
+
+    fig, axes = _make_panels(1)
+    ax = axes[0]
+    try:
+        handles: list = []
+        labels: list[str] = []
+        for m in range(m_count):
+            color = _expert_color(m)
+            ax.fill_between(
+                x_grid, lower[:, m], upper[:, m], color=color, alpha=BAND_ALPHA, linewidth=0
+            )
+            (line,) = ax.plot(x_grid, median[:, m], color=color, linewidth=2.0)
+            handles.append(line)
+            labels.append(f"expert {m + 1}")
+        handles.append(Patch(facecolor="0.5", alpha=BAND_ALPHA, linewidth=0))
+        labels.append(f"{_band_label(level)} (lines: median)")
+        ax.set_ylim(-0.02, 1.02)  # [0, 1] with room for lines drawn at 0 or 1
+        ax.set_yticks(np.linspace(0.0, 1.0, 6))
+        ax.set_xlabel("x")
+        ax.set_ylabel("gating probability")
+        _tidy_x(ax, x_grid)
+        ax.set_title("Gating probabilities")
+        _figure_legend(fig, handles, labels)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_experts(
+    path: PathLike,
+    x_grid: np.ndarray,
+    mean: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    band_level: float = 0.8,
+    output_names: Sequence[str] | None = None,
+) -> Path:
+    """Each expert's output (mean and central band) over the training data.
+
+    Shapes: ``x_grid`` ``(G,)``; ``mean``, ``lower``, ``upper`` ``(M, G, O)``;
+    ``x_train`` ``(N,)``, ``y_train`` ``(N, O)``. One panel per output, expert ``m`` in
+    colour ``C{m}``. Returns ``Path(path)``.
+    """
+    level = _check_band_level(band_level)
+    x_grid = _as_inputs("x_grid", x_grid)
+    g = x_grid.shape[0]
+    mean = _as_expert_outputs("mean", mean, None, g, None)
+    m_count, _, o = mean.shape
+    lower = _as_expert_outputs("lower", lower, m_count, g, o)
+    upper = _as_expert_outputs("upper", upper, m_count, g, o)
+    x_train = _as_inputs("x_train", x_train, letter="N")
+    y_train = _as_outputs("y_train", y_train, x_train.shape[0], o, letters="N, O")
+    names = _output_names(output_names, o)
+    x_grid, mean, lower, upper = _sorted_grid(x_grid, mean, lower, upper, axis=1)
+
+    fig, axes = _make_panels(o)
+    try:
+        handles: list = []
+        labels: list[str] = []
+        for j, ax in enumerate(axes):
+            for m in range(m_count):
+                color = _expert_color(m)
+                ax.fill_between(
+                    x_grid,
+                    lower[m, :, j],
+                    upper[m, :, j],
+                    color=color,
+                    alpha=BAND_ALPHA,
+                    linewidth=0,
+                    zorder=1,
+                )
+                (line,) = ax.plot(x_grid, mean[m, :, j], color=color, linewidth=2.0, zorder=3)
+                if j == 0:
+                    handles.append(line)
+                    labels.append(f"expert {m + 1}")
+            _data_scatter(ax, x_train, y_train[:, j])
+            ax.set_xlabel("x")
+            ax.set_ylabel(names[j])
+            if o > 1:
+                ax.set_title(names[j])
+            _tidy_x(ax, x_grid)
+        data_handle = axes[0].collections[-1]
+        handles += [Patch(facecolor="0.5", alpha=BAND_ALPHA, linewidth=0), data_handle]
+        labels += [f"{_band_label(level)} (lines: mean)", "training data"]
+        _title(fig, axes, "Expert outputs")
+        _figure_legend(fig, handles, labels, o)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def _loss_scale(ax: Axes, values: np.ndarray) -> str:
+    """Log y scale if every finite value is positive, else symlog or linear.
+
+    Symlog is used when the magnitudes span more than two decades (its linear region is
+    the 10th percentile of the non-zero magnitudes); otherwise the axis stays linear.
+    Returns the scale chosen.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "linear"
+    if np.all(finite > 0):
+        ax.set_yscale("log")
+        return "log"
+    magnitudes = np.abs(finite[finite != 0])
+    if magnitudes.size == 0:
+        return "linear"
+    linthresh = float(np.percentile(magnitudes, 10))
+    if magnitudes.max() / linthresh > 100.0:
+        ax.set_yscale("symlog", linthresh=linthresh)
+        return "symlog"
+    return "linear"
+
+
+def plot_loss(
+    path: PathLike,
+    epochs: np.ndarray,
+    data: np.ndarray,
+    distribution: np.ndarray,
+    total: np.ndarray,
+    lr: np.ndarray | None = None,
+) -> Path:
+    """Training curves: data, distribution and total loss against epoch.
+
+    Shapes: ``epochs``, ``data``, ``distribution``, ``total`` and ``lr`` all ``(E,)``.
+    The loss axis is logarithmic when every loss is positive (symlog or linear
+    otherwise); the learning rate, if given, goes in a second panel below. Returns
+    ``Path(path)``.
+    """
+    epochs = _as_inputs("epochs", epochs, letter="E")
+    e = epochs.shape[0]
+    curves = {
+        "data loss": _as_inputs("data", data, e, letter="E"),
+        "distribution loss": _as_inputs("distribution", distribution, e, letter="E"),
+        "total loss": _as_inputs("total", total, e, letter="E"),
+    }
+    if lr is not None:
+        lr = _as_inputs("lr", lr, e, letter="E")
+    colors = {"data loss": "C0", "distribution loss": "C1", "total loss": "black"}
+
+    if lr is None:
+        fig, ax = plt.subplots(figsize=SINGLE_SIZE, layout="constrained")
+        axes = [ax]
+    else:
+        fig, axes_arr = plt.subplots(
+            2,
+            1,
+            figsize=(SINGLE_SIZE[0], SINGLE_SIZE[1] + 1.4),
+            sharex=True,
+            height_ratios=[3, 1.2],
+            layout="constrained",
+        )
+        axes = list(axes_arr)
+    try:
+        ax = axes[0]
+        for label, values in curves.items():
+            ax.plot(
+                epochs,
+                values,
+                color=colors[label],
+                label=label,
+                linewidth=1.4 if label == "total loss" else 1.0,
+            )
+        scale = _loss_scale(ax, np.concatenate(list(curves.values())))
+        ax.set_ylabel("loss" if scale != "symlog" else "loss (symlog scale)")
+        ax.set_title("Training losses")
+        ax.grid(True, which="major", alpha=0.3)
+        _figure_legend(fig, *ax.get_legend_handles_labels(), num_panels=1)
+        if lr is not None:
+            ax_lr = axes[1]
+            ax_lr.plot(epochs, lr, color="C2", linewidth=1.5)
+            ax_lr.set_ylabel("learning rate")
+            ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+            ax_lr.grid(True, alpha=0.3)
+        axes[-1].set_xlabel("epoch")
+        lo, hi = float(epochs.min()), float(epochs.max())
+        if hi > lo:
+            axes[-1].set_xlim(lo, hi)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

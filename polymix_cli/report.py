@@ -1,0 +1,142 @@
+"""Evidence of a trained model: metrics on the train and test sets, and the plot data.
+
+Draws come from a ``torch.Generator`` seeded with the run's seed, so ``train`` and
+``evaluate`` with the same settings produce the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import StochasticModel
+from .data import Dataset
+from .evaluation import Summary, interval_probs, metrics, summarize, surrogate_draws
+from .surrogate_models import MixtureOfExperts
+
+__all__ = ["Evaluation", "evaluate", "write_metrics", "write_plots", "write_history"]
+
+
+@dataclass
+class Evaluation:
+    """Metrics per split and summaries on a plotting grid (one-input models)."""
+
+    splits: dict[str, dict[str, Any]]
+    band: float
+    grid: Tensor | None = None  # (G, 1)
+    grid_summary: Summary | None = None
+    grid_true: Tensor | None = None  # (G, O)
+    gating: Summary | None = None  # over (G, M)
+    experts: Summary | None = None  # over (G, M * O)
+    num_experts: int = 0
+
+
+@torch.no_grad()
+def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any], seed: int) -> Evaluation:
+    """Draw ``eval_cfg['num_samples']`` parameter vectors and summarise the predictions."""
+    model.eval()
+    device = data.x_train.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    num_samples, band = int(eval_cfg["num_samples"]), float(eval_cfg["band"])
+    levels = tuple(float(v) for v in eval_cfg["levels"])
+    params = model.sample_parameters(num_samples, generator=generator)
+    surrogate = model.surrogate_model
+    draw = surrogate_draws(surrogate, params)
+    probs = interval_probs(levels + (band,))
+    splits = {}
+    for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+        summary = summarize(draw, x, probs, y=y, num_draws=num_samples)
+        y_true = data.true_fn(x) if data.true_fn is not None else None
+        splits[split] = metrics(summary, y, levels, y_true)
+    result = Evaluation(splits, band)
+    if data.num_inputs == 1:
+        low, high = data.bounds[0].tolist()
+        grid = torch.linspace(low, high, int(eval_cfg["grid_points"]), device=device, dtype=data.x_train.dtype)
+        grid = grid.unsqueeze(1)
+        result.grid = grid
+        result.grid_summary = summarize(draw, grid, probs, num_draws=num_samples)
+        result.grid_true = data.true_fn(grid) if data.true_fn is not None else None
+        if isinstance(surrogate, MixtureOfExperts):
+            gate_probs = interval_probs((band,))
+            result.num_experts = surrogate.num_experts
+            result.gating = summarize(lambda g: surrogate.get_gating_weights(g, params), grid,
+                                      gate_probs, num_draws=num_samples)
+
+            def expert_draws(g: Tensor) -> Tensor:
+                out = surrogate.get_expert_outputs(g, params)  # (S, M, G, O)
+                return out.permute(0, 2, 1, 3).reshape(out.shape[0], out.shape[2], -1)
+
+            result.experts = summarize(expert_draws, grid, gate_probs, num_draws=num_samples)
+    return result
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_metrics(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_finite(payload), indent=2) + "\n")
+    return path
+
+
+def write_history(path: Path, rows: list[tuple], columns: tuple[str, ...]) -> Path:
+    """CSV of per-epoch values."""
+    with path.open("w") as handle:
+        handle.write(",".join(columns) + "\n")
+        for row in rows:
+            handle.write(f"{row[0]}," + ",".join(f"{v:.8g}" for v in row[1:]) + "\n")
+    return path
+
+
+def _np(t: Tensor):
+    return t.detach().cpu().double().numpy()
+
+
+def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: list[tuple]) -> list[Path]:
+    """prediction.png, gating.png and experts.png (mixtures), loss.png."""
+    from . import plots  # matplotlib is imported only when plots are written
+
+    written = []
+    if history_rows:
+        cols = list(zip(*history_rows))
+        written.append(plots.plot_loss(plot_dir / "loss.png", cols[0], cols[2], cols[3], cols[4], lr=cols[1]))
+    if ev.grid is None or ev.grid_summary is None:
+        return written
+    xg = _np(ev.grid[:, 0])
+    lower, upper = ev.grid_summary.interval(ev.band)
+    written.append(plots.plot_prediction(
+        plot_dir / "prediction.png", xg, _np(ev.grid_summary.mean), _np(lower), _np(upper),
+        _np(data.x_train[:, 0]), _np(data.y_train),
+        true_y=None if ev.grid_true is None else _np(ev.grid_true), band_level=ev.band,
+        x_test=_np(data.x_test[:, 0]), y_test=_np(data.y_test),
+    ))
+    if ev.gating is not None and ev.experts is not None:
+        lo, hi = ev.gating.interval(ev.band)
+        median = ev.gating.quantiles[ev.gating.probs.index(0.5)] if 0.5 in ev.gating.probs else ev.gating.mean
+        written.append(plots.plot_gating(plot_dir / "gating.png", xg, _np(median), _np(lo), _np(hi), band_level=ev.band))
+        m, o = ev.num_experts, data.num_outputs
+
+        def per_expert(t: Tensor):
+            return _np(t.reshape(t.shape[0], m, o).permute(1, 0, 2))
+
+        lo, hi = ev.experts.interval(ev.band)
+        written.append(plots.plot_experts(
+            plot_dir / "experts.png", xg, per_expert(ev.experts.mean), per_expert(lo), per_expert(hi),
+            _np(data.x_train[:, 0]), _np(data.y_train), band_level=ev.band,
+        ))
+    return written

@@ -1,0 +1,300 @@
+"""Tests for polymix_cli.plots: real PNGs are written, shapes are validated."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from polymix_cli import plots
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+G, N, K, M = 40, 15, 30, 2
+
+
+def _truth(x: np.ndarray) -> np.ndarray:
+    return np.sin(np.pi * x) + np.sign(x)
+
+
+def _outputs(x: np.ndarray, num_outputs: int) -> np.ndarray:
+    """(len(x), num_outputs): the notebook's function, scaled per output."""
+    return np.stack([(j + 1) * _truth(x) for j in range(num_outputs)], axis=-1)
+
+
+def _check_png(path: Path) -> tuple[int, int]:
+    """Assert ``path`` is a readable PNG larger than 100x100 px; return (height, width)."""
+    assert path.is_file()
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = mpimg.imread(path)
+    height, width = image.shape[:2]
+    assert height > 100 and width > 100
+    return height, width
+
+
+def _prediction_args(num_outputs: int = 1) -> dict:
+    rng = np.random.default_rng(0)
+    x_grid = np.linspace(-1, 1, G)
+    mean = _outputs(x_grid, num_outputs)
+    x_train = rng.uniform(-1, 1, N)
+    return {
+        "x_grid": x_grid,
+        "mean": mean,
+        "lower": mean - 0.2,
+        "upper": mean + 0.2,
+        "x_train": x_train,
+        "y_train": _outputs(x_train, num_outputs) + 0.05 * rng.standard_normal((N, num_outputs)),
+    }
+
+
+def _expert_args(num_outputs: int = 1) -> dict:
+    args = _prediction_args(num_outputs)
+    mean = np.stack([args["mean"] - 1.0, args["mean"] + 1.0])  # (M, G, O)
+    args.update(mean=mean, lower=mean - 0.1, upper=mean + 0.1)
+    return args
+
+
+def _gating_args() -> dict:
+    x_grid = np.linspace(-1, 1, G)
+    p = 1.0 / (1.0 + np.exp(-20.0 * x_grid))
+    median = np.stack([1.0 - p, p], axis=-1)  # (G, M)
+    return {
+        "x_grid": x_grid,
+        "median": median,
+        "lower": np.clip(median - 0.1, 0, 1),
+        "upper": np.clip(median + 0.1, 0, 1),
+    }
+
+
+def _loss_args(num_epochs: int = 50) -> dict:
+    epochs = np.arange(1, num_epochs + 1)
+    data = 5.0 * np.exp(-epochs / 10.0) + 1.0
+    distribution = 60.0 + 5.0 * np.exp(-epochs / 20.0)
+    return {
+        "epochs": epochs,
+        "data": data,
+        "distribution": distribution,
+        "total": data + 0.1 * distribution,
+    }
+
+
+# ------------------------------------------------------------------------ PNGs written
+
+
+def test_plot_prediction_writes_png(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x_test = rng.uniform(-1, 1, K)
+    out = plots.plot_prediction(
+        str(tmp_path / "nested" / "dir" / "prediction.png"),
+        **_prediction_args(),
+        true_y=_outputs(np.linspace(-1, 1, G), 1),
+        x_test=x_test,
+        y_test=_outputs(x_test, 1),
+        title="Prediction of the MoE",
+    )
+    assert isinstance(out, Path)
+    assert out == tmp_path / "nested" / "dir" / "prediction.png"
+    _check_png(out)
+
+
+def test_plot_prediction_accepts_one_dimensional_outputs(tmp_path: Path) -> None:
+    args = _prediction_args()
+    args = {k: (v[:, 0] if v.ndim == 2 else v) for k, v in args.items()}
+    args["x_grid"] = args["x_grid"][:, None]  # (G, 1) as from a one-input model
+    _check_png(plots.plot_prediction(tmp_path / "p.png", **args))
+
+
+def test_plot_gating_writes_png(tmp_path: Path) -> None:
+    _check_png(plots.plot_gating(tmp_path / "gating.png", **_gating_args(), band_level=0.9))
+
+
+def test_plot_experts_writes_png(tmp_path: Path) -> None:
+    _check_png(plots.plot_experts(tmp_path / "experts.png", **_expert_args()))
+
+
+def test_plot_loss_writes_png(tmp_path: Path) -> None:
+    _check_png(plots.plot_loss(tmp_path / "loss.png", **_loss_args()))
+
+
+def test_plot_loss_with_learning_rate_is_taller(tmp_path: Path) -> None:
+    args = _loss_args()
+    lr = 0.1 * np.sin(np.linspace(0, np.pi, len(args["epochs"])))  # starts and ends at 0
+    h_plain, _ = _check_png(plots.plot_loss(tmp_path / "plain.png", **args))
+    h_lr, _ = _check_png(plots.plot_loss(tmp_path / "lr.png", **args, lr=lr))
+    assert h_lr > h_plain
+
+
+@pytest.mark.parametrize(
+    "shift",
+    [-100.0, -3.0, 0.0],  # negative (symlog or linear) and zero-touching losses
+)
+def test_plot_loss_non_positive_losses(tmp_path: Path, shift: float) -> None:
+    args = _loss_args()
+    args["distribution"] = args["distribution"] - 65.0 + shift
+    args["data"] = np.where(args["epochs"] == 10, 0.0, args["data"])
+    _check_png(plots.plot_loss(tmp_path / "loss.png", **args))
+
+
+def test_plot_loss_nan_values_still_plot(tmp_path: Path) -> None:
+    args = _loss_args()
+    args["total"] = args["total"].copy()
+    args["total"][5] = np.nan
+    _check_png(plots.plot_loss(tmp_path / "loss.png", **args))
+
+
+def test_loss_scale_choice() -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    try:
+        assert plots._loss_scale(ax, np.array([1.0, 10.0, 1000.0])) == "log"
+        assert plots._loss_scale(ax, np.array([-1.0, 0.5, 2.0])) == "linear"
+        assert plots._loss_scale(ax, np.array([-1e4, 0.1, 0.2, 0.3, 1.0])) == "symlog"
+        assert plots._loss_scale(ax, np.array([0.0, 0.0])) == "linear"
+    finally:
+        plt.close(fig)
+
+
+# ------------------------------------------------------------------ several outputs
+
+
+def test_make_panels_one_axes_per_output() -> None:
+    import matplotlib.pyplot as plt
+
+    for num in (1, 2, 3):
+        fig, axes = plots._make_panels(num)
+        try:
+            assert len(axes) == num == len(fig.axes)
+        finally:
+            plt.close(fig)
+    fig1, _ = plots._make_panels(1)
+    fig3, _ = plots._make_panels(3)
+    try:
+        assert fig3.get_figwidth() > fig1.get_figwidth()
+    finally:
+        plt.close(fig1)
+        plt.close(fig3)
+
+
+def test_prediction_several_outputs_is_wider(tmp_path: Path) -> None:
+    _, w1 = _check_png(plots.plot_prediction(tmp_path / "one.png", **_prediction_args(1)))
+    _, w3 = _check_png(
+        plots.plot_prediction(
+            tmp_path / "three.png", **_prediction_args(3), output_names=["a", "b", "c"]
+        )
+    )
+    assert w3 > 2 * w1
+
+
+def test_experts_several_outputs_is_wider(tmp_path: Path) -> None:
+    _, w1 = _check_png(plots.plot_experts(tmp_path / "one.png", **_expert_args(1)))
+    _, w2 = _check_png(plots.plot_experts(tmp_path / "two.png", **_expert_args(2)))
+    assert w2 > w1
+
+
+def test_figures_are_closed(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    plots.plot_prediction(tmp_path / "a.png", **_prediction_args(2))
+    plots.plot_gating(tmp_path / "b.png", **_gating_args())
+    plots.plot_experts(tmp_path / "c.png", **_expert_args(2))
+    plots.plot_loss(tmp_path / "d.png", **_loss_args(), lr=np.full(50, 1e-2))
+    with pytest.raises(ValueError):
+        plots.plot_prediction(tmp_path / "e.png", **{**_prediction_args(), "lower": np.zeros(3)})
+    assert len(plt.get_fignums()) == before
+
+
+# ------------------------------------------------------------------- validation
+
+
+def test_prediction_shape_mismatch_names_argument(tmp_path: Path) -> None:
+    args = _prediction_args()
+    args["mean"] = args["mean"][:-1]
+    with pytest.raises(ValueError, match=r"x_grid|mean must have shape \(G, O\)"):
+        plots.plot_prediction(tmp_path / "p.png", **args)
+    args = _prediction_args()
+    args["upper"] = args["upper"][:-1]
+    with pytest.raises(
+        ValueError, match=r"upper must have shape \(G, O\) = \(40, 1\), got \(39, 1\)"
+    ):
+        plots.plot_prediction(tmp_path / "p.png", **args)
+
+
+@pytest.mark.parametrize(
+    "name, bad, pattern",
+    [
+        ("lower", np.zeros((G, 2)), r"lower must have shape \(G, O\) = \(40, 1\)"),
+        ("y_train", np.zeros((N + 1, 1)), r"y_train must have shape \(N, O\) = \(15, 1\)"),
+        ("x_train", np.zeros((N, 2)), r"x_train must have shape \(N,\)"),
+        ("true_y", np.zeros((G, 3)), r"true_y must have shape \(G, O\)"),
+        ("output_names", ["a", "b"], r"output_names"),
+        ("band_level", 80, r"band_level"),
+    ],
+)
+def test_prediction_invalid_arguments(tmp_path: Path, name: str, bad: object, pattern: str) -> None:
+    args = _prediction_args()
+    args[name] = bad
+    with pytest.raises(ValueError, match=pattern):
+        plots.plot_prediction(tmp_path / "p.png", **args)
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_prediction_test_points_must_come_together(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="x_test and y_test"):
+        plots.plot_prediction(tmp_path / "p.png", **_prediction_args(), x_test=np.zeros(K))
+    with pytest.raises(ValueError, match=r"y_test must have shape \(K, O\)"):
+        plots.plot_prediction(
+            tmp_path / "p.png", **_prediction_args(), x_test=np.zeros(K), y_test=np.zeros((K, 2))
+        )
+
+
+def test_gating_shape_mismatch(tmp_path: Path) -> None:
+    args = _gating_args()
+    args["upper"] = args["upper"][:, :1]
+    with pytest.raises(
+        ValueError, match=r"upper must have shape \(G, M\) = \(40, 2\), got \(40, 1\)"
+    ):
+        plots.plot_gating(tmp_path / "g.png", **args)
+
+
+def test_experts_shape_mismatch(tmp_path: Path) -> None:
+    args = _expert_args()
+    args["lower"] = args["lower"][:1]
+    with pytest.raises(ValueError, match=r"lower must have shape \(M, G, O\) = \(2, 40, 1\)"):
+        plots.plot_experts(tmp_path / "e.png", **args)
+    args = _expert_args()
+    args["y_train"] = np.zeros((N, 2))
+    with pytest.raises(ValueError, match=r"y_train must have shape \(N, O\) = \(15, 1\)"):
+        plots.plot_experts(tmp_path / "e.png", **args)
+
+
+def test_loss_shape_mismatch(tmp_path: Path) -> None:
+    args = _loss_args()
+    args["total"] = args["total"][:-1]
+    with pytest.raises(ValueError, match=r"total must have shape \(E,\) = \(50,\), got \(49,\)"):
+        plots.plot_loss(tmp_path / "l.png", **args)
+    with pytest.raises(ValueError, match=r"lr must have shape \(E,\)"):
+        plots.plot_loss(tmp_path / "l.png", **_loss_args(), lr=np.ones(3))
+
+
+# ------------------------------------------------------------------- imports
+
+
+def test_module_imports_neither_torch_nor_hydra() -> None:
+    code = (
+        "import sys, importlib.util\n"
+        "spec = importlib.util.spec_from_file_location('plots', sys.argv[1])\n"
+        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        "import matplotlib\n"
+        "assert matplotlib.get_backend().lower() == 'agg', matplotlib.get_backend()\n"
+        "bad = [m for m in ('torch', 'hydra') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, plots.__file__], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
