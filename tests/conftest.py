@@ -1,0 +1,51 @@
+"""Shared fixtures: composing the real Hydra configs and running the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+# Tiny settings that keep an end-to-end run to a few seconds.
+TINY = [
+    "trainer.epochs=30",
+    "trainer.num_samples=8",
+    "trainer.log_every=10",
+    "eval.num_samples=64",
+    "eval.grid_points=25",
+    "data.num_test=200",
+]
+
+
+def compose_train(overrides: list[str] | None = None) -> dict:
+    """The resolved train config as a plain dict, as `polymix train` would see it."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=overrides or [])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m polymix_cli ARGS` in a subprocess (the real console entry)."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    env.pop("POLYMIX_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "polymix_cli", *args],
+        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One real `polymix train` run at tiny sizes; returns its run dir."""
+    run_dir = tmp_path_factory.mktemp("train") / "run"
+    result = run_cli("train", *TINY, "trainer.checkpoint_every=10", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr + result.stdout
+    return run_dir
