@@ -25,16 +25,18 @@ def univariate_table(x: Tensor, degree: int, basis: str) -> Tensor:
     legendre: ``P_n`` on [-1, 1], ``(n+1) P_{n+1} = (2n+1) x P_n - n P_{n-1}``.
     hermite: probabilists' ``He_n``, ``He_{n+1} = x He_n - n He_{n-1}``.
     """
+    if basis not in BASES:
+        raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
+    if degree < 0:
+        raise ValueError(f"degree must be >= 0, got {degree}")
     values = [torch.ones_like(x)]
     if degree >= 1:
         values.append(x)
     for n in range(1, degree):
         if basis == "legendre":
             values.append(((2 * n + 1) * x * values[n] - n * values[n - 1]) / (n + 1))
-        elif basis == "hermite":
-            values.append(x * values[n] - n * values[n - 1])
         else:
-            raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
+            values.append(x * values[n] - n * values[n - 1])
     return torch.stack(values, dim=-1)
 
 

@@ -61,12 +61,13 @@ class PolynomialChaosExpansion(SurrogateModel):
         The result for the most recent ``x`` is cached: calling again with the same,
         unmodified tensor (the training inputs at every step) reuses it.
         """
+        if x.requires_grad and torch.is_grad_enabled():
+            return multivariate_basis(x, self.multi_indices, self.basis)  # differentiable in x
         cache = self._cache
         if cache is not None and cache[0] is x and cache[1] == x._version:
             return cache[2]
         phi = multivariate_basis(x, self.multi_indices, self.basis)
-        if not (x.requires_grad and torch.is_grad_enabled()):
-            self._cache = (x, x._version, phi)
+        self._cache = (x, x._version, phi)
         return phi
 
     def evaluate(self, x: Tensor, params: Tensor) -> Tensor:
