@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-
 from . import StochasticModel
 from .layout import GroupSpec, Rule, resolve_layout
 from .parameter_groups import (
@@ -30,7 +29,7 @@ from .surrogate_models import (
     SurrogateModel,
 )
 
-__all__ = ["MODEL_KINDS", "build_surrogate", "build_groups", "build_model", "layout_groups"]
+__all__ = ["MODEL_KINDS", "build_groups", "build_model", "build_surrogate", "layout_groups"]
 
 MODEL_KINDS = ("pce", "nn", "moe")
 EXPERT_KINDS = ("pce", "nn")

@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "polymix-checkpoint"
 FORMAT_VERSION = 1

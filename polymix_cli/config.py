@@ -9,7 +9,7 @@ from typing import Any
 from .data import GENERATORS
 from .training import LOSSES, OPTIMIZERS, SCHEDULERS
 
-__all__ = ["ConfigError", "validate_train_config", "DEVICES", "PROGRESS"]
+__all__ = ["DEVICES", "PROGRESS", "ConfigError", "validate_train_config"]
 
 DEVICES = ("cpu", "cuda", "auto")
 PROGRESS = ("auto", "bar", "log")

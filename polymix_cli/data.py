@@ -67,7 +67,7 @@ class Dataset:
     def num_outputs(self) -> int:
         return self.y_train.shape[1]
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "Dataset":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Dataset:
         def move(t: Tensor) -> Tensor:
             return t.to(device=device, dtype=dtype or t.dtype)
 

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .surrogate_models import SurrogateModel
 
-__all__ = ["LEVELS", "Summary", "summarize", "metrics", "sample_quantiles", "crps_sorted"]
+__all__ = ["LEVELS", "Summary", "crps_sorted", "metrics", "sample_quantiles", "summarize"]
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 _CHUNK_ELEMENTS = 1 << 22  # draws x points x outputs per chunk (16 MiB in float32)

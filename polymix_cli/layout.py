@@ -39,7 +39,7 @@ class Rule:
     options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, spec: Mapping[str, Any], where: str) -> "Rule":
+    def from_mapping(cls, spec: Mapping[str, Any], where: str) -> Rule:
         unknown = set(spec) - _RULE_KEYS
         if unknown:
             raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}")

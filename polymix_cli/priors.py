@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Laplace, MultivariateNormal, Normal
 
-__all__ = ["Prior", "IIDGaussianPrior", "GaussianPrior", "LaplacePrior"]
+__all__ = ["GaussianPrior", "IIDGaussianPrior", "LaplacePrior", "Prior"]
 
 
 def _as_vector(value: float | Tensor, name: str) -> Tensor:

@@ -21,7 +21,7 @@ from .data import Dataset
 from .evaluation import Summary, interval_probs, metrics, summarize, surrogate_draws
 from .surrogate_models import MixtureOfExperts
 
-__all__ = ["Evaluation", "evaluate", "write_metrics", "write_plots", "write_history"]
+__all__ = ["Evaluation", "evaluate", "write_history", "write_metrics", "write_plots"]
 
 
 @dataclass

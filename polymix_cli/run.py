@@ -25,7 +25,7 @@ from .layout import GroupSpec
 from .report import evaluate, write_history, write_metrics, write_plots
 from .training import History, Trainer, TrainSettings, build_optimizer, build_scheduler
 
-__all__ = ["Prepared", "prepare", "train", "evaluate_checkpoint", "resolve_device"]
+__all__ = ["Prepared", "evaluate_checkpoint", "prepare", "resolve_device", "train"]
 
 log = logging.getLogger("polymix")
 

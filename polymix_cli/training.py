@@ -13,8 +13,16 @@ from torch import Tensor
 
 from . import StochasticModel
 
-__all__ = ["LOSSES", "OPTIMIZERS", "SCHEDULERS", "History", "Trainer", "TrainSettings",
-           "build_optimizer", "build_scheduler"]
+__all__ = [
+    "LOSSES",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "History",
+    "TrainSettings",
+    "Trainer",
+    "build_optimizer",
+    "build_scheduler",
+]
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("onecycle", "cosine", "none")
@@ -128,7 +136,7 @@ class Trainer:
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def fit(self, hooks: Sequence[Callable[["Trainer"], None]] = ()) -> History:
+    def fit(self, hooks: Sequence[Callable[[Trainer], None]] = ()) -> History:
         """Train until ``settings.epochs``; each hook is called after every epoch."""
         self.model.train()
         start = time.perf_counter()

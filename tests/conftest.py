@@ -38,7 +38,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
     env.pop("POLYMIX_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "polymix_cli", *args],
-        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout,
+        check=False, cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout,
     )
 
 

@@ -10,7 +10,6 @@ import sys
 import matplotlib.image as mpimg
 import pytest
 import torch
-
 from conftest import TINY, compose_train, run_cli
 
 METRIC_KEYS = {"rmse", "mae", "r2", "crps", "rmse_true", "coverage", "interval_width"}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+import torch
 
 from polymix_cli.build import build_model, build_surrogate, layout_groups
 from polymix_cli.layout import Rule, resolve_layout
@@ -45,7 +48,7 @@ def test_layout_survives_architecture_changes(num_experts, degree, width, depth)
     model, specs = build_model(moe(num_experts, degree, width, depth), SEED_LAYOUT, 1, 1)
     # groups tile the vector exactly, in order
     assert specs[0].start == 0 and specs[-1].stop == model.num_params()
-    assert all(a.stop == b.start for a, b in zip(specs, specs[1:]))
+    assert all(a.stop == b.start for a, b in itertools.pairwise(specs))
     stochastic = {s.name for s in specs if s.kind == "iid_gaussian"}
     expected = {f"experts.{m}.coeffs[0:2]" for m in range(num_experts)} | {"gate.output.weight", "gate.output.bias"}
     if degree == 1:  # two terms: the rule covers the whole block
@@ -102,3 +105,14 @@ def test_every_group_kind_builds_and_samples(kind, options):
     model, specs = build_model(moe(), layout, 1, 1)
     assert [s.kind for s in specs].count(kind) == 1
     assert model.sample_parameters(4).shape == (4, 74)
+
+
+def test_heterogeneous_expert_list_from_config():
+    spec = {**moe(), "experts": [{"kind": "pce", "degree": 2}, {"kind": "nn", "width": 4, "depth": 1}]}
+    model, specs = build_model(spec, SEED_LAYOUT, 1, 1)
+    names = [b.name for b in model.surrogate_model.param_blocks()]
+    assert names[:5] == ["experts.0.coeffs", "experts.1.hidden.0.weight", "experts.1.hidden.0.bias",
+                         "experts.1.output.weight", "experts.1.output.bias"]
+    # the seed rule still applies to the PCE expert only; the network expert stays deterministic
+    assert [s.name for s in specs if s.kind == "iid_gaussian"][0] == "experts.0.coeffs[0:2]"
+    assert model(torch.rand(5, 1), num_samples=3).shape == (3, 5, 1)

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from ..layout import GroupSpec
@@ -46,11 +52,11 @@ class ConsoleUI:
                 handler.setLevel(logging.WARNING)
         total = trainer.settings.epochs
         self._progress = Progress(
-            TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),
-            TextColumn("{task.fields[rate]:>7.0f} ep/s"),
-            TextColumn("data {task.fields[data]:.4f}  dist {task.fields[dist]:.4f}  "
-                       "total {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}"),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(bar_width=10),
+            TextColumn("{task.fields[rate]:>4.0f}/s"),
+            TextColumn("data {task.fields[data]:.4g} dist {task.fields[dist]:.4g} "
+                       "total {task.fields[loss]:.4g} lr {task.fields[lr]:.1e}"),
+            TimeElapsedColumn(),
             console=self.console, refresh_per_second=8,
         )
         task = self._progress.add_task("train", total=total, completed=trainer.epoch,

@@ -12,7 +12,7 @@ from torch.distributions import Independent, LowRankMultivariateNormal, Multivar
 from ..priors import IIDGaussianPrior, Prior
 from .base import ParameterGroup, kl_to_prior
 
-__all__ = ["DeterministicGroup", "IIDGaussianGroup", "GaussianGroup", "LowRankGaussianGroup"]
+__all__ = ["DeterministicGroup", "GaussianGroup", "IIDGaussianGroup", "LowRankGaussianGroup"]
 
 
 def _inverse_softplus(value: float) -> float:

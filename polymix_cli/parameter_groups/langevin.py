@@ -3,6 +3,7 @@ learned score (or energy) model."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -27,7 +28,7 @@ class ScoreNetwork(nn.Module):
             raise ValueError(f"ScoreNetwork width and depth must be >= 1, got {width} and {depth}")
         self.num_inputs, self.num_outputs = num_inputs, num_outputs
         sizes = [num_inputs] + [width] * depth
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.output = nn.Linear(width, num_outputs)
         self.activation = resolve_activation(activation)
 

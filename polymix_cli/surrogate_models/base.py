@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["ParamBlock", "SurrogateModel"]

@@ -13,7 +13,7 @@ from math import comb
 import torch
 from torch import Tensor
 
-__all__ = ["BASES", "univariate_table", "multivariate_basis", "multi_indices"]
+__all__ = ["BASES", "multi_indices", "multivariate_basis", "univariate_table"]
 
 BASES = ("legendre", "hermite")
 

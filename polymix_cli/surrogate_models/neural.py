@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .base import SurrogateModel, check_positive_int, split_blocks
 
-__all__ = ["ACTIVATIONS", "NeuralNetwork", "GatingNetwork", "resolve_activation"]
+__all__ = ["ACTIVATIONS", "GatingNetwork", "NeuralNetwork", "resolve_activation"]
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
