@@ -99,6 +99,12 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
     check_choice(cfg, "trainer.loss", LOSSES)
     check_int(cfg, "trainer.log_every", 1)
     check_int(cfg, "trainer.checkpoint_every", 0)
+    if _get(cfg, "trainer.batch_size") is not None:
+        check_int(cfg, "trainer.batch_size", 1)
+    if _get(cfg, "trainer.num_threads") is not None:
+        check_int(cfg, "trainer.num_threads", 1)
+    if not isinstance(_get(cfg, "trainer.compile"), bool):
+        raise ConfigError(f"trainer.compile must be true or false, got {_get(cfg, 'trainer.compile')!r}")
     check_choice(cfg, "trainer.device", DEVICES)
     check_choice(cfg, "trainer.progress", PROGRESS)
     validate_eval(cfg)

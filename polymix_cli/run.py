@@ -47,6 +47,22 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
+def set_threads(requested: int | None, p: Prepared) -> int:
+    """Set torch's intra-op threads: ``requested``, or with ``None`` one thread for small
+    steps (where threading costs more than it saves) and torch's default otherwise."""
+    if requested is None:
+        t = p.cfg["trainer"]
+        points = min(t["batch_size"] or p.data.x_train.shape[0], p.data.x_train.shape[0])
+        work = points * t["num_samples"] * p.model.surrogate_model.work_width()
+        requested = 1 if work < _SMALL_STEP else _DEFAULT_THREADS
+    torch.set_num_threads(requested)
+    return torch.get_num_threads()
+
+
+_SMALL_STEP = 1 << 20  # points x draws x widest intermediate below which one thread is faster
+_DEFAULT_THREADS = torch.get_num_threads()
+
+
 @dataclass
 class Prepared:
     """Everything a run needs, built and validated before any file is written."""
@@ -132,10 +148,13 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI) -> di
     ui.groups(p.specs, p.model.num_params())
     log.info("Training %s: %d parameters in %d groups on %s", p.cfg.get("name", "run"),
              p.model.num_params(), len(p.specs), p.device)
+    settings = TrainSettings(t["epochs"], t["num_samples"], t["weight_factor"], t["loss"],
+                             t["batch_size"], t["compile"])
+    threads = set_threads(t["num_threads"], p)
     optimizer = build_optimizer(p.cfg["optimizer"], p.model.parameters())
-    scheduler = build_scheduler(p.cfg["scheduler"], optimizer, t["epochs"])
-    settings = TrainSettings(t["epochs"], t["num_samples"], t["weight_factor"], t["loss"])
-    trainer = Trainer(p.model, p.data.x_train, p.data.y_train, settings, optimizer, scheduler)
+    trainer = Trainer(p.model, p.data.x_train, p.data.y_train, settings, optimizer)
+    trainer.scheduler = build_scheduler(p.cfg["scheduler"], optimizer, t["epochs"] * trainer.steps_per_epoch)
+    log.info("torch threads: %d; %d step(s) per epoch", threads, trainer.steps_per_epoch)
     ckpt_dir = run_dir / "checkpoints"
 
     def log_line(tr: Trainer) -> None:

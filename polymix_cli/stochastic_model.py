@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .parameter_groups import ParameterGroup
-from .surrogate_models import SurrogateModel
+from .parameter_groups import DeterministicGroup, ParameterGroup
+from .parameter_groups.mean_field import MeanFieldParameters, is_mean_field
+from .surrogate_models import Shared, SurrogateModel
 
 __all__ = ["StochasticModel"]
 
@@ -18,6 +19,16 @@ class StochasticModel(nn.Module):
 
     The groups are concatenated in the order given: group ``k`` covers entries
     ``[sum of earlier sizes, + its size)`` of the surrogate's parameter vector.
+
+    Fast paths (same results, fewer tensor operations per step):
+
+    - when every group is a ``DeterministicGroup`` or ``IIDGaussianGroup`` with an
+      ``IIDGaussianPrior`` (a mean-field layout), their tensors are packed into flat
+      storage (:attr:`mean_field`; the groups' attributes become slices of it): a draw of
+      the whole vector is one operation, the distribution loss one closed-form
+      expression, and the optimiser sees two tensors;
+    - surrogate blocks covered entirely by deterministic groups are evaluated once rather
+      than once per draw (:meth:`forward` and :meth:`predict`).
     """
 
     def __init__(self, surrogate_model: SurrogateModel, parameter_groups: Sequence[ParameterGroup]):
@@ -38,7 +49,25 @@ class StochasticModel(nn.Module):
             )
         self.surrogate_model = surrogate_model
         self.parameter_groups = nn.ModuleList(groups)
+        self.constant_blocks = self._constant_blocks()
+        self.mean_field = MeanFieldParameters(groups) if is_mean_field(groups) else None
+        # deterministic values come straight from the flat locations when packed
+        row = self.mean_field.loc if self.mean_field is not None else None
+        self._shared = Shared(self.constant_blocks, row)
 
+    # -- structure -------------------------------------------------------------------------
+    def _constant_blocks(self) -> frozenset[str]:
+        """Names of surrogate blocks covered entirely by deterministic groups."""
+        constant = torch.zeros(self.num_params(), dtype=torch.bool)
+        start = 0
+        for g in self.parameter_groups:
+            constant[start : start + g.num_params()] = isinstance(g, DeterministicGroup)
+            start += g.num_params()
+        return frozenset(
+            b.name for b in self.surrogate_model.param_blocks() if bool(constant[b.start : b.stop].all())
+        )
+
+    # -- the public API ------------------------------------------------------------------------
     def num_params(self) -> int:
         return self.surrogate_model.num_params()
 
@@ -46,13 +75,24 @@ class StochasticModel(nn.Module):
         """Draw ``(num_samples, num_params)`` parameter vectors, one block per group."""
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        if self.mean_field is not None:
+            return self.mean_field.sample(num_samples, generator)
         draws = [g.sample(num_samples, generator=generator) for g in self.parameter_groups]
         return draws[0] if len(draws) == 1 else torch.cat(draws, dim=1)
 
     def distribution_loss(self) -> Tensor:
-        """Sum of the groups' distribution losses (a scalar)."""
+        """Sum of the groups' distribution losses (a scalar): KL(q || prior) for variational
+        groups, ``-log prior`` for deterministic ones."""
+        if self.mean_field is not None:
+            return self.mean_field.distribution_loss()
         return torch.stack([g.distribution_loss() for g in self.parameter_groups]).sum()
+
+    def predict(self, x: Tensor, params: Tensor) -> Tensor:
+        """Evaluate the surrogate at given draws ``(S, num_params)``, computing blocks that
+        are the same in every draw only once: ``(S, batch, num_outputs)`` (may be a view)."""
+        params = self.surrogate_model.check_inputs(x, params)
+        return self.surrogate_model.evaluate_shared(x, params, self._shared)
 
     def forward(self, x: Tensor, num_samples: int = 1) -> Tensor:
         """Draw ``num_samples`` parameter vectors and evaluate: ``(num_samples, batch, num_outputs)``."""
-        return self.surrogate_model(x, self.sample_parameters(num_samples))
+        return self.predict(x, self.sample_parameters(num_samples))

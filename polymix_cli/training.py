@@ -3,12 +3,14 @@ loss history. Knows nothing of files or terminals: callers observe it through ho
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from . import StochasticModel
@@ -29,17 +31,28 @@ SCHEDULERS = ("onecycle", "cosine", "none")
 LOSSES = ("mse_sum",)
 
 
+def _fused(cls, params: list, **kwargs) -> torch.optim.Optimizer:
+    """The optimizer's fused single-kernel implementation where this torch and these
+    parameters support it (one kernel for all tensors instead of a loop of small ops)."""
+    if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+        try:
+            return cls(params, fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return cls(params, **kwargs)
+
+
 def build_optimizer(cfg: Mapping[str, Any], params) -> torch.optim.Optimizer:
     """``optimizer`` config: ``name`` adamw | adam | sgd, ``lr``, ``weight_decay``, ``momentum``."""
     name, lr = cfg.get("name"), cfg.get("lr", 1e-2)
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer.name must be one of {list(OPTIMIZERS)}, got {name!r}")
-    wd = cfg.get("weight_decay", 0.0)
+    params, wd = list(params), cfg.get("weight_decay", 0.0)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return _fused(torch.optim.AdamW, params, lr=lr, weight_decay=wd)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.get("momentum", 0.0), weight_decay=wd)
+        return _fused(torch.optim.Adam, params, lr=lr, weight_decay=wd)
+    return _fused(torch.optim.SGD, params, lr=lr, momentum=cfg.get("momentum", 0.0), weight_decay=wd)
 
 
 def build_scheduler(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer, total_steps: int):
@@ -63,12 +76,15 @@ def build_scheduler(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer, to
 
 @dataclass
 class TrainSettings:
-    """The ``trainer`` config's numeric part."""
+    """The ``trainer`` config's numeric part. ``batch_size`` ``None`` (or >= the number
+    of points) trains on all points at every step."""
 
     epochs: int
     num_samples: int
     weight_factor: float = 0.1
     loss: str = "mse_sum"
+    batch_size: int | None = None
+    compile: bool = False
 
 
 @dataclass
@@ -95,7 +111,13 @@ class History:
 class Trainer:
     """Minimises ``data_loss + weight_factor * distribution_loss`` over draws of the
     parameters. ``mse_sum`` is the seed's data term: the sum of squared errors over
-    points and outputs, divided by the number of draws."""
+    points and outputs, divided by the number of draws.
+
+    With mini-batches (``settings.batch_size`` < N) an epoch is one pass over a random
+    permutation of the points, one optimisation step per batch, and the data term of a
+    batch is scaled by ``N / batch`` so that it stays an unbiased estimate of the full
+    term. The history then records the mean over the epoch's batches.
+    """
 
     def __init__(
         self,
@@ -110,28 +132,49 @@ class Trainer:
             raise ValueError(f"trainer.loss must be one of {list(LOSSES)}, got {settings.loss!r}")
         self.model, self.x, self.y = model, x, y
         self.settings, self.optimizer, self.scheduler = settings, optimizer, scheduler
+        n = x.shape[0]
+        batch = settings.batch_size
+        self.batch_size = n if batch is None or batch >= n else int(batch)
         self.epoch = 0  # epochs completed
         self.history = History()
         self.train_seconds = 0.0
+        self._objective = torch.compile(self._losses) if settings.compile else self._losses
 
-    def losses(self) -> tuple[Tensor, Tensor, Tensor]:
-        """One draw of the objective: (data, distribution, total)."""
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.x.shape[0] / self.batch_size)
+
+    def _losses(self, x: Tensor, y: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor]:
         s = self.settings
-        params = self.model.sample_parameters(s.num_samples)
-        y_hat = self.model.surrogate_model(self.x, params)
-        data = (y_hat - self.y).square().sum() / s.num_samples
+        y_hat = self.model(x, s.num_samples)
+        data = F.mse_loss(y_hat, y.expand_as(y_hat), reduction="sum") * (scale / s.num_samples)
         dist = self.model.distribution_loss()
         return data, dist, data + s.weight_factor * dist
 
-    def step(self) -> Tensor:
-        """One optimisation step; returns the detached losses ``(3,)``."""
+    def losses(self) -> tuple[Tensor, Tensor, Tensor]:
+        """One draw of the full-data objective: (data, distribution, total)."""
+        return self._objective(self.x, self.y, 1.0)
+
+    def step(self, x: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+        """One optimisation step on ``(x, y)`` (default: all points); returns the detached
+        losses ``(3,)``, the data term scaled to the full data set."""
+        x = self.x if x is None else x
+        y = self.y if y is None else y
         self.optimizer.zero_grad(set_to_none=True)
-        data, dist, total = self.losses()
+        data, dist, total = self._objective(x, y, self.x.shape[0] / x.shape[0])
         total.backward()
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
         return torch.stack([data, dist, total]).detach()
+
+    def epoch_step(self) -> Tensor:
+        """One epoch: a full-batch step, or one step per mini-batch of a random permutation."""
+        if self.batch_size >= self.x.shape[0]:
+            return self.step()
+        order = torch.randperm(self.x.shape[0], device=self.x.device)
+        losses = [self.step(self.x[idx], self.y[idx]) for idx in order.split(self.batch_size)]
+        return torch.stack(losses).mean(0)
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
@@ -142,7 +185,7 @@ class Trainer:
         start = time.perf_counter()
         try:
             while self.epoch < self.settings.epochs:
-                losses = self.step()
+                losses = self.epoch_step()
                 self.epoch += 1
                 self.history.epochs.append(self.epoch)
                 self.history.lr.append(self.current_lr())

@@ -114,5 +114,5 @@ def test_heterogeneous_expert_list_from_config():
     assert names[:5] == ["experts.0.coeffs", "experts.1.hidden.0.weight", "experts.1.hidden.0.bias",
                          "experts.1.output.weight", "experts.1.output.bias"]
     # the seed rule still applies to the PCE expert only; the network expert stays deterministic
-    assert [s.name for s in specs if s.kind == "iid_gaussian"][0] == "experts.0.coeffs[0:2]"
+    assert next(s.name for s in specs if s.kind == "iid_gaussian") == "experts.0.coeffs[0:2]"
     assert model(torch.rand(5, 1), num_samples=3).shape == (3, 5, 1)

@@ -19,13 +19,45 @@ def _inverse_softplus(value: float) -> float:
     return value + math.log(-math.expm1(-value))
 
 
-class DeterministicGroup(ParameterGroup):
+class _Packable(ParameterGroup):
+    """A group whose tensors can be moved into a model's flat storage
+    (:class:`~polymix_cli.parameter_groups.mean_field.MeanFieldParameters`).
+
+    Standalone, the group owns its ``nn.Parameter`` s under their usual names; once
+    packed, the same attributes return differentiable slices of the flat parameters and
+    the group owns none (the optimiser then updates two tensors instead of dozens)."""
+
+    _packed_names: tuple[str, ...] = ()
+
+    def _tensor(self, name: str) -> Tensor:
+        packed = self.__dict__.get("_packed")
+        if packed is not None:
+            store, attr, start, stop = packed[name]
+            return getattr(store, attr)[start:stop]
+        param = self.__dict__["_parameters"].get(name)
+        if param is None:
+            raise AttributeError(name)
+        return param
+
+    def pack(self, views: dict[str, tuple[nn.Module, str, int, int]]) -> None:
+        """Hand this group's tensors over to flat storage: ``views[name] = (store, attr,
+        start, stop)`` makes parameter ``name`` the slice ``store.attr[start:stop]``."""
+        for name in self._packed_names:
+            self._parameters.pop(name, None)
+        object.__setattr__(self, "_packed", views)
+
+
+class DeterministicGroup(_Packable):
     """A point estimate ``theta`` (initialised from N(0, 1)); every draw is ``theta``.
     Its loss is ``-log p(theta)`` under the prior (MAP regularisation)."""
+
+    _packed_names = ("value",)
 
     def __init__(self, name: str, num_params: int, prior: Prior | None = None):
         super().__init__(name, num_params, prior)
         self.value = nn.Parameter(torch.randn(num_params))
+
+    value = property(lambda self: self._tensor("value"))  # type: ignore[assignment]
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         return self.value.expand(num_samples, -1)
@@ -34,18 +66,23 @@ class DeterministicGroup(ParameterGroup):
         return -self.prior.log_prob(self.value.unsqueeze(0)).squeeze(0)
 
 
-class IIDGaussianGroup(ParameterGroup):
+class IIDGaussianGroup(_Packable):
     """Mean-field ``q = N(mean, exp(log_std)^2)`` per coordinate.
 
     ``mean`` starts from N(0, 1), ``log_std`` at -0.5. The KL to an i.i.d. Gaussian prior
     is computed in closed form.
     """
 
+    _packed_names = ("mean", "log_std")
+
     def __init__(self, name: str, num_params: int, prior: Prior | None = None, init_log_std: float = -0.5):
         super().__init__(name, num_params, prior)
         self.mean = nn.Parameter(torch.randn(num_params))
         self.log_std = nn.Parameter(torch.full((num_params,), float(init_log_std)))
         self._latest_noise: Tensor | None = None
+
+    mean = property(lambda self: self._tensor("mean"))  # type: ignore[assignment]
+    log_std = property(lambda self: self._tensor("log_std"))  # type: ignore[assignment]
 
     def variational(self) -> Independent:
         return Independent(Normal(self.mean, self.log_std.exp()), 1)

@@ -9,12 +9,13 @@ against these names.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from math import prod
 
 from torch import Tensor, nn
 
-__all__ = ["ParamBlock", "SurrogateModel"]
+__all__ = ["NO_SHARED", "ParamBlock", "Shared", "SurrogateModel"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,36 @@ class ParamBlock:
     @property
     def stop(self) -> int:
         return self.start + self.size
+
+
+@dataclass(frozen=True, eq=False)
+class Shared:
+    """Blocks of the parameter vector that hold the same values in every draw.
+
+    ``names``: the block names (relative to the surrogate receiving this hint);
+    ``row``: a ``(P_total,)`` tensor holding those values at ``offset + block.start``
+    (e.g. a model's flat locations, so gradients skip the ``(S, P)`` draws); ``None``
+    means row 0 of the draws.
+    """
+
+    names: frozenset[str] = frozenset()
+    row: Tensor | None = None
+    offset: int = 0
+
+    def values(self, params: Tensor, block: ParamBlock) -> Tensor:
+        """The block's shared values, flat ``(block.size,)``."""
+        if self.row is None:
+            return params[0, block.start : block.stop]
+        return self.row[self.offset + block.start : self.offset + block.stop]
+
+    def child(self, prefix: str, offset: int) -> Shared:
+        """The hint for a component whose blocks are named ``prefix + name`` and start at
+        ``offset`` in this surrogate's vector."""
+        names = frozenset(n[len(prefix) :] for n in self.names if n.startswith(prefix))
+        return Shared(names, self.row, self.offset + offset)
+
+
+NO_SHARED = Shared()
 
 
 def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
@@ -76,9 +107,28 @@ class SurrogateModel(nn.Module):
         params = self.check_inputs(x, params)
         return self.evaluate(x, params)
 
-    def evaluate(self, x: Tensor, params: Tensor) -> Tensor:
-        """:meth:`forward` without the argument checks (inputs already validated)."""
+    def evaluate(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
+        """:meth:`forward` without the argument checks (inputs already validated).
+
+        ``shared`` names blocks whose entries are the same in every draw (deterministic
+        groups); a surrogate may then compute with them once instead of per draw. The
+        result may be a non-contiguous view.
+        """
         raise NotImplementedError
+
+    def evaluate_shared(self, x: Tensor, params: Tensor, shared: Shared) -> Tensor:
+        """:meth:`evaluate` with the ``shared`` hint when the subclass accepts it (user
+        subclasses may implement the two-argument form)."""
+        if not shared.names:
+            return self.evaluate(x, params)
+        takes = self.__dict__.get("_takes_shared")
+        if takes is None:
+            takes = self.__dict__["_takes_shared"] = "shared" in inspect.signature(self.evaluate).parameters
+        return self.evaluate(x, params, shared) if takes else self.evaluate(x, params)
+
+    def work_width(self) -> int:
+        """Largest per-point, per-draw intermediate size of a forward pass (for chunking)."""
+        return self.num_outputs
 
     def check_inputs(self, x: Tensor, params: Tensor) -> Tensor:
         """Validate ``x`` and ``params``; return ``params`` in ``x``'s dtype."""

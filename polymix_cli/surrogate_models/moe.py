@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import SurrogateModel
+from .base import NO_SHARED, Shared, SurrogateModel
 from .neural import GatingNetwork
-from .pce import PolynomialChaosExpansion
+from .pce import PolynomialChaosExpansion, expand_in_basis
 
 __all__ = ["MixtureOfExperts"]
 
@@ -61,6 +61,7 @@ class MixtureOfExperts(SurrogateModel):
         )
         sizes = [e.num_params() for e in experts]
         self._expert_offsets = [sum(sizes[:m]) for m in range(len(sizes) + 1)]
+        self._shared_cache: tuple[Shared, list[Shared], Shared] | None = None
 
     @property
     def num_experts(self) -> int:
@@ -74,37 +75,57 @@ class MixtureOfExperts(SurrogateModel):
         ]
         return shapes + [(f"gate.{name}", shape) for name, shape in self.gating_network.param_shapes()]
 
+    def work_width(self) -> int:
+        widths = [e.work_width() for e in self.experts] + [self.gating_network.work_width()]
+        return self.num_experts * self.num_outputs + max(widths)
+
     def gate_params(self, params: Tensor) -> Tensor:
         """The gate's slice of ``params`` ``(S, num_params)``."""
         return params[:, self._expert_offsets[-1] :]
 
+    def _split_shared(self, shared: Shared) -> tuple[list[Shared], Shared]:
+        """The hint for each expert and for the gate (cached for the latest hint)."""
+        cached = self._shared_cache
+        if cached is not None and cached[0] is shared:
+            return cached[1], cached[2]
+        offsets = self._expert_offsets
+        experts = [shared.child(f"experts.{m}.", offsets[m]) for m in range(self.num_experts)]
+        gate = shared.child("gate.", offsets[-1])
+        self._shared_cache = (shared, experts, gate)
+        return experts, gate
+
     def get_expert_outputs(self, x: Tensor, params: Tensor) -> Tensor:
         """Each expert's output: ``(num_samples, num_experts, batch, num_outputs)``."""
-        return self._expert_outputs(x, self.check_inputs(x, params))
+        params = self.check_inputs(x, params)
+        return self._expert_outputs(x, params, self._split_shared(NO_SHARED)[0]).permute(1, 2, 0, 3)
 
     def get_gating_weights(self, x: Tensor, params: Tensor) -> Tensor:
         """Gate probabilities ``(num_samples, batch, num_experts)``, rows summing to one."""
         params = self.check_inputs(x, params)
         return self.gating_network.evaluate(x, self.gate_params(params))
 
-    def _expert_outputs(self, x: Tensor, params: Tensor) -> Tensor:
-        num_samples = params.shape[0]
+    def _expert_outputs(self, x: Tensor, params: Tensor, shared: list[Shared]) -> Tensor:
+        """All experts laid out ``(B, S, M, O)`` (a view)."""
+        offsets = self._expert_offsets
         if self._shared_pce:
             first: PolynomialChaosExpansion = self.experts[0]  # type: ignore[assignment]
-            coeffs = params[:, : self._expert_offsets[-1]].reshape(
-                num_samples, self.num_experts, first.num_terms, self.num_outputs
-            )
-            return torch.matmul(first.basis_matrix(x), coeffs)
-        offsets = self._expert_offsets
-        return torch.stack(
-            [
-                expert.evaluate(x, params[:, offsets[m] : offsets[m + 1]])
-                for m, expert in enumerate(self.experts)
-            ],
-            dim=1,
-        )
+            return expand_in_basis(first.basis_matrix(x), params[:, : offsets[-1]],
+                                   self.num_experts, first.num_terms, self.num_outputs)
+        outputs = [
+            expert.evaluate_shared(x, params[:, offsets[m] : offsets[m + 1]], shared[m])
+            for m, expert in enumerate(self.experts)
+        ]
+        return torch.stack(outputs, dim=0).permute(2, 1, 0, 3)
 
-    def evaluate(self, x: Tensor, params: Tensor) -> Tensor:
-        experts = self._expert_outputs(x, params)  # (S, M, B, O)
-        weights = self.gating_network.evaluate(x, self.gate_params(params))  # (S, B, M)
-        return torch.einsum("sbm,smbo->sbo", weights, experts)
+    def evaluate(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
+        expert_shared, gate_shared = self._split_shared(shared)
+        experts = self._expert_outputs(x, params, expert_shared)  # (B, S, M, O)
+        gate_params = self.gate_params(params)
+        if self.num_experts == 2:
+            # softmax over two = sigmoid of the logit difference: f0 + p1 (f1 - f0)
+            p1 = torch.sigmoid(self.gating_network.logit_difference(x, gate_params, gate_shared))
+            f0, f1 = experts.unbind(2)
+            return torch.addcmul(f0, p1.unsqueeze(-1), f1 - f0).permute(1, 0, 2)
+        weights = torch.softmax(self.gating_network.logits_by_expert(x, gate_params, gate_shared), dim=1)
+        weights = weights.expand(params.shape[0], *weights.shape[1:])  # (S, M, B)
+        return torch.einsum("smb,bsmo->sbo", weights, experts)

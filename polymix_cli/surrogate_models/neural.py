@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import SurrogateModel, check_positive_int, split_blocks
+from .base import NO_SHARED, ParamBlock, Shared, SurrogateModel, check_positive_int
 
 __all__ = ["ACTIVATIONS", "GatingNetwork", "NeuralNetwork", "resolve_activation"]
 
@@ -36,12 +36,43 @@ def resolve_activation(activation: str | Callable[[Tensor], Tensor]) -> Callable
     return activation
 
 
+def affine(
+    h: Tensor, shared_in: bool, params: Tensor, w: ParamBlock, b: ParamBlock, shared: Shared
+) -> tuple[Tensor, bool]:
+    """One dense layer ``h @ W + b`` for every draw, skipping work that draws share.
+
+    h: ``(B, fan_in)`` when ``shared_in`` (the same for all draws), else ``(S, B, fan_in)``;
+    params: ``(S, P)`` with ``W`` ``(fan_in, fan_out)`` and ``b`` in blocks ``w`` and ``b``;
+    when both blocks are in ``shared.names`` their values come from ``shared``.
+    Returns ``(out, shared_out)``: ``(B, fan_out)`` if shared, else ``(S, B, fan_out)``.
+    """
+    fan_in, fan_out = w.shape
+    if w.name in shared.names and b.name in shared.names:
+        weight = shared.values(params, w).view(fan_in, fan_out)
+        bias = shared.values(params, b)
+        if shared_in:
+            return torch.addmm(bias, h, weight), True
+        return torch.matmul(h, weight) + bias, False
+    num_samples = params.shape[0]
+    weight = params[:, w.start : w.stop].view(num_samples, fan_in, fan_out)
+    bias = params[:, b.start : b.stop].unsqueeze(1)
+    if not shared_in:
+        return torch.baddbmm(bias, h, weight), False
+    if fan_in == 1:
+        return torch.addcmul(bias, h, weight), False
+    # fold the draws into the columns of one GEMM: (B, fan_in) @ (fan_in, S * fan_out)
+    folded = weight.permute(1, 0, 2).reshape(fan_in, num_samples * fan_out)
+    out = torch.mm(h, folded).view(h.shape[0], num_samples, fan_out).permute(1, 0, 2)
+    return out + bias, False
+
+
 class NeuralNetwork(SurrogateModel):
     """A multilayer perceptron with ``depth`` hidden layers of ``width`` units.
 
     Parameter blocks, in order: ``hidden.{i}.weight`` ``(fan_in, width)`` and
     ``hidden.{i}.bias`` ``(width,)`` for ``i < depth``, then ``output.weight``
     ``(width, num_outputs)`` and ``output.bias`` ``(num_outputs,)``.
+    Layers whose blocks are the same in every draw are evaluated once, not per draw.
     """
 
     def __init__(
@@ -68,17 +99,25 @@ class NeuralNetwork(SurrogateModel):
         shapes += [("output.weight", (fan_in, self.num_outputs)), ("output.bias", (self.num_outputs,))]
         return shapes
 
-    def evaluate(self, x: Tensor, params: Tensor) -> Tensor:
-        tensors = split_blocks(params, self._blocks)
-        h = x
-        for layer in range(self.depth + 1):
-            weight, bias = tensors[2 * layer], tensors[2 * layer + 1]
-            h = torch.baddbmm(bias.unsqueeze(1), h, weight) if h.dim() == 3 else (
-                torch.matmul(h, weight) + bias.unsqueeze(1)
-            )
-            if layer < self.depth:
-                h = self.activation(h)
-        return h
+    def work_width(self) -> int:
+        return max(self.width, self.num_outputs)
+
+    def _layer(self, h: Tensor, shared_in: bool, params: Tensor, layer: int,
+               shared: Shared) -> tuple[Tensor, bool]:
+        return affine(h, shared_in, params, self._blocks[2 * layer], self._blocks[2 * layer + 1], shared)
+
+    def features(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> tuple[Tensor, bool]:
+        """The last hidden layer: ``(B, width)`` if the same for all draws, else ``(S, B, width)``."""
+        h, same = x, True
+        for layer in range(self.depth):
+            h, same = self._layer(h, same, params, layer, shared)
+            h = self.activation(h)
+        return h, same
+
+    def evaluate(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
+        h, same = self.features(x, params, shared)
+        out, same = self._layer(h, same, params, self.depth, shared)
+        return out.expand(params.shape[0], *out.shape) if same else out
 
     def extra_repr(self) -> str:
         name = getattr(self.activation, "__name__", repr(self.activation))
@@ -105,9 +144,60 @@ class GatingNetwork(NeuralNetwork):
     def num_experts(self) -> int:
         return self.num_outputs
 
+    def _output_rows(self, params: Tensor, shared: Shared) -> Tensor:
+        """The output layer's weights and bias, ``(S', width * E + E)``: ``S' = 1`` when
+        they are the same in every draw."""
+        w, b = self._blocks[-2], self._blocks[-1]
+        if w.name in shared.names and b.name in shared.names:
+            block = ParamBlock("output", (w.size + b.size,), w.start)
+            return shared.values(params, block).unsqueeze(0)
+        return params[:, w.start : b.stop]
+
     def logits(self, x: Tensor, params: Tensor) -> Tensor:
         """Unnormalised gate scores ``(num_samples, batch, num_experts)``."""
-        return super().evaluate(x, self.check_inputs(x, params))
+        return self.logits_by_expert(x, self.check_inputs(x, params)).transpose(1, 2)
 
-    def evaluate(self, x: Tensor, params: Tensor) -> Tensor:
-        return torch.softmax(super().evaluate(x, params), dim=-1)
+    def logits_by_expert(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
+        """Gate scores laid out ``(S', num_experts, batch)``, ``S'`` = 1 when the same for all
+        draws (a softmax over dim 1 of this layout is much faster than over a short last dim)."""
+        h, _ = self.features(x, params, shared)
+        rows = self._output_rows(params, shared)
+        n_w = self.width * self.num_experts
+        weight_t = rows[:, :n_w].view(rows.shape[0], self.width, self.num_experts).transpose(1, 2)
+        scores = torch.matmul(weight_t, h.transpose(-1, -2))  # (S', E, B)
+        return scores + rows[:, n_w:].unsqueeze(-1)
+
+    def _difference_map(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """``(D, c)`` with ``(h @ D + c) @ row = logit_1 - logit_0`` for an output-layer
+        row ``[W (width, 2) row-major, b (2,)]``: ``D`` ``(width, 2 width + 2)``, ``c`` ``(2 width + 2,)``."""
+        cached = self.__dict__.get("_diff_map")
+        if cached is not None and cached[0].dtype == like.dtype and cached[0].device == like.device:
+            return cached
+        width = self.width
+        d = torch.zeros(width, 2 * width + 2, dtype=like.dtype, device=like.device)
+        idx = torch.arange(width, device=like.device)
+        d[idx, 2 * idx + 1], d[idx, 2 * idx] = 1.0, -1.0
+        c = torch.zeros(2 * width + 2, dtype=like.dtype, device=like.device)
+        c[-1], c[-2] = 1.0, -1.0
+        self.__dict__["_diff_map"] = (d, c)
+        return d, c
+
+    def logit_difference(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
+        """For two experts: ``logit_1 - logit_0`` laid out ``(batch, S')``; the weight of
+        expert 1 is its sigmoid (a cheaper equivalent of a softmax over two). Computed as
+        one product of the raw output-layer parameters with ``h @ D + c``."""
+        if self.num_experts != 2:
+            raise ValueError(f"logit_difference needs 2 experts, the gate has {self.num_experts}")
+        h, same = self.features(x, params, shared)
+        rows = self._output_rows(params, shared)  # (S', 2 width + 2)
+        d, c = self._difference_map(h)
+        if same:
+            return torch.mm(torch.addmm(c, h, d), rows.T)  # (B, S')
+        g = torch.matmul(h, d) + c  # (S, B, 2 width + 2)
+        if rows.shape[0] == 1:
+            return torch.matmul(g, rows[0]).T
+        return torch.bmm(g, rows.unsqueeze(-1)).squeeze(-1).T
+
+    def evaluate(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
+        probs = torch.softmax(self.logits_by_expert(x, params, shared), dim=1).transpose(1, 2)
+        return probs.expand(params.shape[0], *probs.shape[1:])

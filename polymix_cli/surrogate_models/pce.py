@@ -5,10 +5,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import SurrogateModel, check_positive_int
+from .base import NO_SHARED, Shared, SurrogateModel, check_positive_int
 from .basis import BASES, multi_indices, multivariate_basis
 
-__all__ = ["PolynomialChaosExpansion"]
+__all__ = ["PolynomialChaosExpansion", "expand_in_basis"]
+
+
+def expand_in_basis(phi: Tensor, params: Tensor, groups: int, terms: int, outputs: int) -> Tensor:
+    """Evaluate ``groups`` expansions for every draw in one matrix product.
+
+    phi: ``(B, terms)``; params: ``(S, groups * terms * outputs)``, each group's
+    ``(terms, outputs)`` coefficients row-major. Returns a ``(B, S, groups, outputs)`` view.
+    The draws are folded into the columns of a single GEMM, so the basis matrix is read
+    once and no ``(S, B, terms)`` tensor is formed.
+    """
+    num_samples = params.shape[0]
+    coeffs = params.reshape(num_samples, groups, terms, outputs).permute(2, 0, 1, 3)
+    out = torch.mm(phi, coeffs.reshape(terms, num_samples * groups * outputs))
+    return out.view(phi.shape[0], num_samples, groups, outputs)
 
 
 class PolynomialChaosExpansion(SurrogateModel):
@@ -70,9 +84,9 @@ class PolynomialChaosExpansion(SurrogateModel):
         self._cache = (x, x._version, phi)
         return phi
 
-    def evaluate(self, x: Tensor, params: Tensor) -> Tensor:
-        coeffs = params.view(params.shape[0], self.num_terms, self.num_outputs)
-        return torch.matmul(self.basis_matrix(x), coeffs)
+    def evaluate(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
+        out = expand_in_basis(self.basis_matrix(x), params, 1, self.num_terms, self.num_outputs)
+        return out[:, :, 0, :].permute(1, 0, 2)
 
     def same_basis(self, other: object) -> bool:
         """Whether ``other`` is a PCE with the same basis terms (they can share one matrix)."""

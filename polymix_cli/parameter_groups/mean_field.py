@@ -1,0 +1,104 @@
+"""Flat storage for a mean-field layout: every group deterministic or i.i.d. Gaussian
+with an i.i.d. Gaussian prior.
+
+All locations live in one ``(P,)`` parameter and all log standard deviations in one
+``(K,)`` parameter, so a draw of the whole vector is one operation, the distribution
+loss is one closed-form expression, and the optimiser updates two tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..priors import IIDGaussianPrior
+from .base import ParameterGroup
+from .groups import DeterministicGroup, IIDGaussianGroup
+
+__all__ = ["MeanFieldParameters", "is_mean_field"]
+
+
+def is_mean_field(groups: Sequence[ParameterGroup]) -> bool:
+    """Whether every group can be packed into :class:`MeanFieldParameters`."""
+    return all(
+        type(g) in (DeterministicGroup, IIDGaussianGroup) and type(g.prior) is IIDGaussianPrior
+        for g in groups
+    )
+
+
+class MeanFieldParameters(nn.Module):
+    """The packed tensors of mean-field groups, concatenated in vector order.
+
+    ``loc`` ``(P,)``: the deterministic values and Gaussian means; ``log_std`` ``(K,)``: the
+    Gaussian log standard deviations, at positions ``stochastic_index`` ``(K,)`` of the
+    vector. Packing takes the groups' current values; afterwards the groups' attributes
+    (``value``, ``mean``, ``log_std``) are slices of these two parameters.
+    """
+
+    def __init__(self, groups: Sequence[ParameterGroup]):
+        super().__init__()
+        if not is_mean_field(groups):
+            raise ValueError("MeanFieldParameters needs deterministic or i.i.d. Gaussian groups "
+                             "with i.i.d. Gaussian priors")
+        locs, log_stds, index, prior_loc, prior_scale, stochastic_scale = [], [], [], [], [], []
+        const, offset = 0.0, 0
+        half_log_2pi = 0.5 * math.log(2 * math.pi)
+        for g in groups:
+            n = g.num_params()
+            loc, scale = g.prior.loc.expand(n), g.prior.scale.expand(n)
+            prior_loc.append(loc)
+            prior_scale.append(scale)
+            if isinstance(g, IIDGaussianGroup):
+                locs.append(g.mean.detach())
+                log_stds.append(g.log_std.detach())
+                index.append(torch.arange(offset, offset + n))
+                stochastic_scale.append(scale)
+                # KL(N(m, s^2) || N(l, t^2)) = log t - log s + (s^2 + (m - l)^2) / (2 t^2) - 1/2
+                const += float(scale.log().sum()) - 0.5 * n
+            else:
+                locs.append(g.value.detach())
+                # -log N(v; l, t^2) = log t + log sqrt(2 pi) + (v - l)^2 / (2 t^2)
+                const += float(scale.log().sum()) + half_log_2pi * n
+            offset += n
+        self.loc = nn.Parameter(torch.cat(locs).clone())
+        if log_stds:
+            self.log_std = nn.Parameter(torch.cat(log_stds).clone())
+        else:  # all deterministic: nothing to learn here
+            self.register_buffer("log_std", torch.zeros(0), persistent=False)
+        self.register_buffer("stochastic_index", torch.cat(index) if index else torch.zeros(0, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("prior_loc", torch.cat(prior_loc).clone(), persistent=False)
+        self.register_buffer("prior_inv_scale", 1.0 / torch.cat(prior_scale), persistent=False)
+        inv = 1.0 / torch.cat(stochastic_scale) if stochastic_scale else torch.zeros(0)
+        self.register_buffer("stochastic_inv_scale", inv, persistent=False)
+        self.loss_const = const
+        self._bind(groups)
+
+    def _bind(self, groups: Sequence[ParameterGroup]) -> None:
+        offset, k = 0, 0
+        for g in groups:
+            n = g.num_params()
+            a, b, c, d = offset, offset + n, k, k + n
+            if isinstance(g, IIDGaussianGroup):
+                g.pack({"mean": (self, "loc", a, b), "log_std": (self, "log_std", c, d)})
+                k += n
+            else:
+                g.pack({"value": (self, "loc", a, b)})
+            offset += n
+
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """``(num_samples, P)`` draws: ``loc`` plus scaled noise at the stochastic entries."""
+        loc = self.loc
+        noise = torch.randn((num_samples, self.log_std.shape[0]), dtype=loc.dtype, device=loc.device,
+                            generator=generator)
+        return torch.index_add(loc.expand(num_samples, -1), 1, self.stochastic_index, noise * self.log_std.exp())
+
+    def distribution_loss(self) -> Tensor:
+        """Sum of the groups' losses: KL to the prior for the Gaussian groups plus
+        ``-log prior`` of the deterministic values, in closed form."""
+        z = (self.loc - self.prior_loc) * self.prior_inv_scale
+        ratio = self.log_std.exp() * self.stochastic_inv_scale
+        return 0.5 * (torch.dot(z, z) + torch.dot(ratio, ratio)) - self.log_std.sum() + self.loss_const

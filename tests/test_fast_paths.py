@@ -1,0 +1,161 @@
+"""The fast paths give the same results as the plain ones."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from polymix_cli import StochasticModel
+from polymix_cli.evaluation import interval_probs, summarize
+from polymix_cli.parameter_groups import DeterministicGroup, GaussianGroup, IIDGaussianGroup
+from polymix_cli.priors import IIDGaussianPrior
+from polymix_cli.surrogate_models import (
+    GatingNetwork,
+    MixtureOfExperts,
+    NeuralNetwork,
+    PolynomialChaosExpansion,
+)
+from polymix_cli.training import Trainer, TrainSettings, build_optimizer
+
+
+def seed_groups(width: int = 16, prior=None):
+    kw = {} if prior is None else {"prior": prior}
+    return [
+        IIDGaussianGroup("e1_c0", 2, **kw), DeterministicGroup("e1_c", 2, **kw),
+        IIDGaussianGroup("e2_c0", 2, **kw), DeterministicGroup("e2_c", 2, **kw),
+        DeterministicGroup("g_w", width, **kw), DeterministicGroup("g_b", width, **kw),
+        IIDGaussianGroup("g_ow", 2 * width, **kw), IIDGaussianGroup("g_ob", 2, **kw),
+    ]
+
+
+def seed_mixture(num_experts: int = 2, width: int = 16):
+    return MixtureOfExperts(
+        [PolynomialChaosExpansion(1, 1, degree=3) for _ in range(num_experts)],
+        GatingNetwork(1, num_experts, width=width, depth=1),
+    )
+
+
+def test_packed_mean_field_matches_the_groups():
+    torch.manual_seed(0)
+    prior = IIDGaussianPrior(0.3, 2.0)
+    groups = seed_groups(prior=prior)
+    for g in groups:  # perturb so that every term of the loss matters
+        for p in g.parameters():
+            p.data.add_(0.1 * torch.randn_like(p))
+    expected = sum(g.distribution_loss() for g in groups)
+    model = StochasticModel(seed_mixture(), groups)
+    assert model.mean_field is not None
+    assert [n for n, _ in model.named_parameters()] == ["mean_field.loc", "mean_field.log_std"]
+    torch.testing.assert_close(model.distribution_loss(), expected)
+    torch.testing.assert_close(sum(g.distribution_loss() for g in groups), expected)  # groups still work
+    draws = model.sample_parameters(20000)
+    assert draws.shape == (20000, 74)
+    # deterministic entries are exact; stochastic ones have the group's mean and std
+    torch.testing.assert_close(draws[:, 2:4], groups[1].value.expand(20000, 2))
+    torch.testing.assert_close(draws[:, 0:2].mean(0), groups[0].mean, atol=0.03, rtol=0)
+    torch.testing.assert_close(draws[:, 0:2].std(0), groups[0].log_std.exp(), atol=0.03, rtol=0)
+
+
+def test_packed_gradients_equal_unpacked():
+    torch.manual_seed(1)
+    groups = seed_groups()
+    reference = copy.deepcopy(groups)
+    x = torch.rand(30, 1) * 2 - 1
+    packed = StochasticModel(seed_mixture(), groups)
+    noise = torch.Generator().manual_seed(5)
+    params = packed.sample_parameters(7, generator=noise)
+    loss = packed.predict(x, params).square().sum() + packed.distribution_loss()
+    loss.backward()
+    # the same draws through the plain path, built from unpacked copies of the groups
+    flat = torch.cat([g.value.expand(7, -1) if isinstance(g, DeterministicGroup) else
+                      g.mean + g.log_std.exp() * ((params[:, sl] - g.mean) / g.log_std.exp()).detach()
+                      for g, sl in zip(reference, _slices(reference))], dim=1)
+    ref_loss = seed_mixture()(x, flat).square().sum() + sum(g.distribution_loss() for g in reference)
+    ref_loss.backward()
+    torch.testing.assert_close(loss, ref_loss)
+    ref_grad = torch.cat([g.value.grad if isinstance(g, DeterministicGroup) else g.mean.grad for g in reference])
+    torch.testing.assert_close(packed.mean_field.loc.grad, ref_grad)
+
+
+def _slices(groups):
+    start = 0
+    for g in groups:
+        yield slice(start, start + g.num_params())
+        start += g.num_params()
+
+
+@pytest.mark.parametrize("num_experts", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_predict_with_shared_blocks_equals_plain_evaluation(num_experts, dtype):
+    torch.manual_seed(2)
+    width = 8
+    groups = [DeterministicGroup("experts", 4 * num_experts), DeterministicGroup("hidden_w", width),
+              DeterministicGroup("hidden_b", width), IIDGaussianGroup("out", width * num_experts + num_experts)]
+    model = StochasticModel(seed_mixture(num_experts, width), groups).to(dtype)
+    assert model.constant_blocks >= {"gate.hidden.0.weight", "gate.hidden.0.bias", "experts.0.coeffs"}
+    x = (torch.rand(25, 1) * 2 - 1).to(dtype)
+    params = model.sample_parameters(6)
+    fast = model.predict(x, params)
+    assert fast.dtype == dtype
+    torch.testing.assert_close(fast, model.surrogate_model(x, params))
+
+
+def test_network_shared_layers_and_general_groups():
+    torch.manual_seed(3)
+    net = NeuralNetwork(3, 2, width=5, depth=2)
+    sizes = [b.size for b in net.param_blocks()]
+    groups = [DeterministicGroup(f"d{i}", n) for i, n in enumerate(sizes[:4])] + [GaussianGroup("rest", sum(sizes[4:]))]
+    model = StochasticModel(net, groups)
+    assert model.mean_field is None and "hidden.1.weight" in model.constant_blocks
+    x = torch.randn(10, 3)
+    params = model.sample_parameters(4)
+    torch.testing.assert_close(model.predict(x, params), net(x, params))
+
+
+def test_chunked_summary_equals_unchunked(monkeypatch):
+    torch.manual_seed(4)
+    model = StochasticModel(seed_mixture(), seed_groups())
+    x = torch.rand(300, 1) * 2 - 1
+    y = torch.randn(300, 1)
+    params = model.sample_parameters(64)
+    probs = interval_probs((0.5, 0.8))
+    whole = summarize(lambda xs: model.predict(xs, params), x, probs, y=y)
+    monkeypatch.setattr("polymix_cli.evaluation._CHUNK_ELEMENTS", 64 * 7)  # chunks of 7 points
+    chunked = summarize(lambda xs: model.predict(xs, params), x, probs, y=y, num_draws=64)
+    for name in ("mean", "std", "quantiles", "crps"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))
+
+
+def _train(batch_size, epochs=15):
+    torch.manual_seed(6)
+    model = StochasticModel(seed_mixture(), seed_groups())
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 1, generator=gen) * 2 - 1
+    y = torch.sin(3 * x)
+    opt = build_optimizer({"name": "adamw", "lr": 0.01, "weight_decay": 1e-4}, model.parameters())
+    trainer = Trainer(model, x, y, TrainSettings(epochs, 8, 0.1, batch_size=batch_size), opt)
+    trainer.fit()
+    return model, trainer
+
+
+def test_minibatch_of_all_points_equals_full_batch():
+    full, t_full = _train(None)
+    batched, t_batched = _train(40)
+    assert t_batched.steps_per_epoch == 1
+    for (n, a), (_, b) in zip(full.state_dict().items(), batched.state_dict().items()):
+        assert torch.equal(a, b), n
+    assert torch.equal(torch.stack(t_full.history.losses), torch.stack(t_batched.history.losses))
+
+
+def test_minibatches_scale_the_data_term():
+    _, trainer = _train(10, epochs=1)
+    assert trainer.steps_per_epoch == 4
+    # the scaled data term of a batch is an unbiased estimate: its mean over a partition is the full term
+    params = trainer.model.sample_parameters(8)
+    x, y = trainer.x, trainer.y
+    full = (trainer.model.predict(x, params) - y).square().sum() / 8
+    parts = [(trainer.model.predict(x[i:i + 10], params) - y[i:i + 10]).square().sum() / 8 * 4
+             for i in range(0, 40, 10)]
+    torch.testing.assert_close(torch.stack(parts).mean(), full)
