@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import StochasticModel
+from .optim import SGD, Adam, Constant, Cosine, OneCycle
 
 __all__ = [
     "LOSSES",
@@ -31,31 +32,18 @@ SCHEDULERS = ("onecycle", "cosine", "none")
 LOSSES = ("mse_sum",)
 
 
-def _fused(cls, params: list, **kwargs) -> torch.optim.Optimizer:
-    """The optimizer's fused single-kernel implementation where this torch and these
-    parameters support it (one kernel for all tensors instead of a loop of small ops)."""
-    if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
-        try:
-            return cls(params, fused=True, **kwargs)
-        except (RuntimeError, TypeError, ValueError):
-            pass
-    return cls(params, **kwargs)
-
-
-def build_optimizer(cfg: Mapping[str, Any], params) -> torch.optim.Optimizer:
+def build_optimizer(cfg: Mapping[str, Any], params) -> Adam | SGD:
     """``optimizer`` config: ``name`` adamw | adam | sgd, ``lr``, ``weight_decay``, ``momentum``."""
     name, lr = cfg.get("name"), cfg.get("lr", 1e-2)
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer.name must be one of {list(OPTIMIZERS)}, got {name!r}")
-    params, wd = list(params), cfg.get("weight_decay", 0.0)
-    if name == "adamw":
-        return _fused(torch.optim.AdamW, params, lr=lr, weight_decay=wd)
-    if name == "adam":
-        return _fused(torch.optim.Adam, params, lr=lr, weight_decay=wd)
-    return _fused(torch.optim.SGD, params, lr=lr, momentum=cfg.get("momentum", 0.0), weight_decay=wd)
+    wd = cfg.get("weight_decay", 0.0)
+    if name in ("adamw", "adam"):
+        return Adam(params, lr=lr, weight_decay=wd, decoupled=name == "adamw")
+    return SGD(params, lr=lr, momentum=cfg.get("momentum", 0.0), weight_decay=wd)
 
 
-def build_scheduler(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer, total_steps: int):
+def build_scheduler(cfg: Mapping[str, Any], optimizer: Adam | SGD, total_steps: int):
     """``scheduler`` config: ``name`` onecycle | cosine | none. OneCycle peaks at
     ``max_lr_factor`` x the optimizer's lr; cosine decays to ``min_lr_factor`` x lr."""
     name = cfg.get("name")
@@ -63,15 +51,11 @@ def build_scheduler(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer, to
         raise ValueError(f"scheduler.name must be one of {list(SCHEDULERS)}, got {name!r}")
     base_lr = optimizer.param_groups[0]["lr"]
     if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.get("max_lr_factor", 10.0) * base_lr, total_steps=total_steps,
-            pct_start=cfg.get("pct_start", 0.3),
-        )
+        return OneCycle(optimizer, max_lr=cfg.get("max_lr_factor", 10.0) * base_lr,
+                        total_steps=total_steps, pct_start=cfg.get("pct_start", 0.3))
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=total_steps, eta_min=cfg.get("min_lr_factor", 0.0) * base_lr
-        )
-    return None
+        return Cosine(optimizer, total_steps, min_lr=cfg.get("min_lr_factor", 0.0) * base_lr)
+    return Constant(optimizer, total_steps)
 
 
 @dataclass
@@ -125,7 +109,7 @@ class Trainer:
         x: Tensor,
         y: Tensor,
         settings: TrainSettings,
-        optimizer: torch.optim.Optimizer,
+        optimizer: Adam | SGD,
         scheduler=None,
     ):
         if settings.loss not in LOSSES:
