@@ -12,8 +12,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .surrogate_models import SurrogateModel
-
 __all__ = ["LEVELS", "Summary", "crps_sorted", "metrics", "sample_quantiles", "summarize"]
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -73,13 +71,16 @@ def summarize(
     x: Tensor,
     probs: Sequence[float],
     y: Tensor | None = None,
-    num_draws: int | None = None,
+    per_point: int | None = None,
 ) -> Summary:
-    """Summaries of ``draw_fn(x_chunk)`` -> ``(S, chunk, O)`` over chunks of ``x`` ``(N, d)``."""
+    """Summaries of ``draw_fn(x_chunk)`` -> ``(S, chunk, O)`` over chunks of ``x`` ``(N, d)``.
+
+    ``per_point``: elements a draw function holds per point (draws x widest intermediate);
+    chunks are sized to keep that under ``_CHUNK_ELEMENTS``. ``None``: one chunk."""
     n = x.shape[0]
     chunk = n
-    if num_draws is not None:
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, num_draws))
+    if per_point is not None:
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, per_point))
     parts: list[tuple[Tensor, ...]] = []
     for start in range(0, n, chunk):
         draws = draw_fn(x[start : start + chunk])
@@ -90,11 +91,6 @@ def summarize(
         parts.append(tuple(part))
     cat = [torch.cat([p[i] for p in parts], dim=1 if i == 2 else 0) for i in range(len(parts[0]))]
     return Summary(cat[0], cat[1], tuple(probs), cat[2], cat[3] if y is not None else None)
-
-
-def surrogate_draws(surrogate: SurrogateModel, params: Tensor) -> Callable[[Tensor], Tensor]:
-    """A draw function evaluating ``surrogate`` at fixed parameter draws ``(S, P)``."""
-    return lambda x: surrogate(x, params)
 
 
 def metrics(

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Adam", "SGD", "OneCycle", "Cosine", "Constant"]
+__all__ = ["SGD", "Adam", "Constant", "Cosine", "OneCycle"]
 
 
 class _Optimizer:

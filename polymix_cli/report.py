@@ -18,7 +18,7 @@ from torch import Tensor
 
 from . import StochasticModel
 from .data import Dataset
-from .evaluation import Summary, interval_probs, metrics, summarize, surrogate_draws
+from .evaluation import Summary, interval_probs, metrics, summarize
 from .surrogate_models import MixtureOfExperts
 
 __all__ = ["Evaluation", "evaluate", "write_history", "write_metrics", "write_plots"]
@@ -48,11 +48,15 @@ def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any],
     levels = tuple(float(v) for v in eval_cfg["levels"])
     params = model.sample_parameters(num_samples, generator=generator)
     surrogate = model.surrogate_model
-    draw = surrogate_draws(surrogate, params)
+
+    def draw(xs: Tensor) -> Tensor:
+        return model.predict(xs, params)
+
+    per_point = num_samples * surrogate.work_width()
     probs = interval_probs(levels + (band,))
     splits = {}
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
-        summary = summarize(draw, x, probs, y=y, num_draws=num_samples)
+        summary = summarize(draw, x, probs, y=y, per_point=per_point)
         y_true = data.true_fn(x) if data.true_fn is not None else None
         splits[split] = metrics(summary, y, levels, y_true)
     result = Evaluation(splits, band)
@@ -61,19 +65,19 @@ def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any],
         grid = torch.linspace(low, high, int(eval_cfg["grid_points"]), device=device, dtype=data.x_train.dtype)
         grid = grid.unsqueeze(1)
         result.grid = grid
-        result.grid_summary = summarize(draw, grid, probs, num_draws=num_samples)
+        result.grid_summary = summarize(draw, grid, probs, per_point=per_point)
         result.grid_true = data.true_fn(grid) if data.true_fn is not None else None
         if isinstance(surrogate, MixtureOfExperts):
             gate_probs = interval_probs((band,))
             result.num_experts = surrogate.num_experts
             result.gating = summarize(lambda g: surrogate.get_gating_weights(g, params), grid,
-                                      gate_probs, num_draws=num_samples)
+                                      gate_probs, per_point=per_point)
 
             def expert_draws(g: Tensor) -> Tensor:
                 out = surrogate.get_expert_outputs(g, params)  # (S, M, G, O)
                 return out.permute(0, 2, 1, 3).reshape(out.shape[0], out.shape[2], -1)
 
-            result.experts = summarize(expert_draws, grid, gate_probs, num_draws=num_samples)
+            result.experts = summarize(expert_draws, grid, gate_probs, per_point=per_point)
     return result
 
 

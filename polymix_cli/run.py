@@ -53,13 +53,13 @@ def set_threads(requested: int | None, p: Prepared) -> int:
     if requested is None:
         t = p.cfg["trainer"]
         points = min(t["batch_size"] or p.data.x_train.shape[0], p.data.x_train.shape[0])
-        work = points * t["num_samples"] * p.model.surrogate_model.work_width()
+        work = points * t["num_samples"] * p.model.num_params()  # ~ multiply-adds per step
         requested = 1 if work < _SMALL_STEP else _DEFAULT_THREADS
     torch.set_num_threads(requested)
     return torch.get_num_threads()
 
 
-_SMALL_STEP = 1 << 20  # points x draws x widest intermediate below which one thread is faster
+_SMALL_STEP = 1 << 22  # points x draws x parameters below which one thread is faster
 _DEFAULT_THREADS = torch.get_num_threads()
 
 

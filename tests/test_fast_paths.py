@@ -123,7 +123,7 @@ def test_chunked_summary_equals_unchunked(monkeypatch):
     probs = interval_probs((0.5, 0.8))
     whole = summarize(lambda xs: model.predict(xs, params), x, probs, y=y)
     monkeypatch.setattr("polymix_cli.evaluation._CHUNK_ELEMENTS", 64 * 7)  # chunks of 7 points
-    chunked = summarize(lambda xs: model.predict(xs, params), x, probs, y=y, num_draws=64)
+    chunked = summarize(lambda xs: model.predict(xs, params), x, probs, y=y, per_point=64)
     for name in ("mean", "std", "quantiles", "crps"):
         torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))
 

@@ -43,15 +43,18 @@ def univariate_table(x: Tensor, degree: int, basis: str) -> Tensor:
 def multivariate_basis(x: Tensor, indices: Tensor, basis: str) -> Tensor:
     """Evaluate every multivariate basis term at every point.
 
-    x: ``(batch, d)``; indices: ``(num_terms, d)`` long. Returns ``(batch, num_terms)``.
+    x: ``(batch, d)``; indices: ``(num_terms, d)`` long. Returns ``(batch, num_terms)``
+    (the transpose of a contiguous ``(num_terms, batch)`` tensor: gathering whole rows of
+    the univariate table is much faster than gathering columns).
     """
     degree = int(indices.max()) if indices.numel() else 0
-    table = univariate_table(x, degree, basis)  # (batch, d, degree + 1)
+    table = univariate_table(x.T, degree, basis).permute(0, 2, 1).contiguous()  # (d, degree + 1, batch)
     indices = indices.to(x.device)
-    phi = table[:, 0, :].index_select(1, indices[:, 0])
+    phi = table[0].index_select(0, indices[:, 0])
     for j in range(1, x.shape[1]):
-        phi = phi * table[:, j, :].index_select(1, indices[:, j])
-    return phi
+        factor = table[j].index_select(0, indices[:, j])
+        phi = phi * factor if phi.requires_grad else phi.mul_(factor)  # in place when not differentiated
+    return phi.T
 
 
 def multi_indices(num_inputs: int, degree: int, q_norm: float = 1.0) -> Tensor:
