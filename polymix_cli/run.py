@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,8 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI) -> di
     optimizer = build_optimizer(p.cfg["optimizer"], p.model.parameters())
     trainer = Trainer(p.model, p.data.x_train, p.data.y_train, settings, optimizer)
     trainer.scheduler = build_scheduler(p.cfg["scheduler"], optimizer, t["epochs"] * trainer.steps_per_epoch)
-    log.info("torch threads: %d; %d step(s) per epoch", threads, trainer.steps_per_epoch)
+    log.info("torch threads: %d; %d step(s) per epoch; allocator: %s", threads, trainer.steps_per_epoch,
+             os.environ.get("POLYMIX_MALLOC", "system"))
     ckpt_dir = run_dir / "checkpoints"
 
     def log_line(tr: Trainer) -> None:

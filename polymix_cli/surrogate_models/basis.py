@@ -40,20 +40,47 @@ def univariate_table(x: Tensor, degree: int, basis: str) -> Tensor:
     return torch.stack(values, dim=-1)
 
 
-def multivariate_basis(x: Tensor, indices: Tensor, basis: str) -> Tensor:
+def prefix_plan(indices: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """How to build the terms one input at a time (see :func:`multivariate_basis`).
+
+    For ``k = 1..d``: ``(parent, degree)``, where row ``i`` of stage ``k`` is row
+    ``parent[i]`` of stage ``k - 1`` times the univariate polynomial of degree
+    ``degree[i]`` in input ``k``. Stage ``k`` holds the distinct ``k``-prefixes of the
+    multi-indices (a downward-closed set has few: 3003 products in all for d = 8,
+    degree 5, against 8 x 1287 for term-by-term products); the last stage is in the
+    order of ``indices``.
+    """
+    rows = [tuple(r) for r in indices.tolist()]
+    d = indices.shape[1]
+    plan, previous = [], {(): 0}
+    for k in range(1, d + 1):
+        prefixes = rows if k == d else sorted({r[:k] for r in rows})
+        plan.append((torch.tensor([previous[p[:-1]] for p in prefixes], dtype=torch.long),
+                     torch.tensor([p[-1] for p in prefixes], dtype=torch.long)))
+        previous = {p: i for i, p in enumerate(prefixes)}
+    return plan
+
+
+def multivariate_basis(x: Tensor, indices: Tensor, basis: str,
+                       plan: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
     """Evaluate every multivariate basis term at every point.
 
-    x: ``(batch, d)``; indices: ``(num_terms, d)`` long. Returns ``(batch, num_terms)``
-    (the transpose of a contiguous ``(num_terms, batch)`` tensor: gathering whole rows of
-    the univariate table is much faster than gathering columns).
+    x: ``(batch, d)``; indices: ``(num_terms, d)`` long; ``plan``: :func:`prefix_plan` of
+    ``indices`` (computed if not given). Returns ``(batch, num_terms)``, the transpose of a
+    contiguous ``(num_terms, batch)`` tensor: whole rows are gathered and multiplied.
     """
     degree = int(indices.max()) if indices.numel() else 0
     table = univariate_table(x.T, degree, basis).permute(0, 2, 1).contiguous()  # (d, degree + 1, batch)
-    indices = indices.to(x.device)
-    phi = table[0].index_select(0, indices[:, 0])
-    for j in range(1, x.shape[1]):
-        factor = table[j].index_select(0, indices[:, j])
-        phi = phi * factor if phi.requires_grad else phi.mul_(factor)  # in place when not differentiated
+    plan = prefix_plan(indices) if plan is None else plan
+    phi = None
+    for k, (parent, deg) in enumerate(plan):
+        factor = table[k].index_select(0, deg.to(x.device))
+        if phi is None:
+            phi = factor
+        elif factor.requires_grad:
+            phi = phi.index_select(0, parent.to(x.device)) * factor
+        else:
+            phi = phi.index_select(0, parent.to(x.device)).mul_(factor)  # no extra buffer
     return phi.T
 
 

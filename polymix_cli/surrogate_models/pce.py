@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .base import NO_SHARED, Shared, SurrogateModel, check_positive_int
-from .basis import BASES, multi_indices, multivariate_basis
+from .basis import BASES, multi_indices, multivariate_basis, prefix_plan
 
 __all__ = ["PolynomialChaosExpansion", "expand_in_basis"]
 
@@ -60,6 +60,7 @@ class PolynomialChaosExpansion(SurrogateModel):
         self.register_buffer(
             "multi_indices", multi_indices(num_inputs, degree, self.q_norm), persistent=False
         )
+        self._plan = prefix_plan(self.multi_indices)
         self._cache: tuple[Tensor, int, Tensor] | None = None
 
     @property
@@ -76,11 +77,11 @@ class PolynomialChaosExpansion(SurrogateModel):
         unmodified tensor (the training inputs at every step) reuses it.
         """
         if x.requires_grad and torch.is_grad_enabled():
-            return multivariate_basis(x, self.multi_indices, self.basis)  # differentiable in x
+            return multivariate_basis(x, self.multi_indices, self.basis, self._plan)  # differentiable in x
         cache = self._cache
         if cache is not None and cache[0] is x and cache[1] == x._version:
             return cache[2]
-        phi = multivariate_basis(x, self.multi_indices, self.basis)
+        phi = multivariate_basis(x, self.multi_indices, self.basis, self._plan)
         self._cache = (x, x._version, phi)
         return phi
 

@@ -1,0 +1,357 @@
+"""polymix benchmark: speed and memory, side by side with the peer library ``pypolymix``.
+
+    make bench                      # everything (several minutes on 2 cores)
+    .venv/bin/python bench/run.py --quick
+
+Writes ``bench/results/<date>.json``, prints a table and rewrites ``bench/RESULTS.md``.
+Each memory figure comes from a fresh subprocess: the peak resident memory (VmHWM, reset
+just before the measured work) above the resident memory at that point. Timings are medians over
+repetitions; the seed comparison alternates polymix and the peer in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "tests"))  # compose_train: the real Hydra configs
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def reset_peak() -> None:
+    """Reset this process's peak resident memory (Linux: VmHWM), so that the next
+    :func:`peak_mib` measures only what follows."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def peak_mib() -> float:
+    """Peak resident memory (VmHWM) of this process in MiB since the last reset."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mib() -> float:
+    """Current resident memory of this process in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def worker(args: list[str]) -> dict:
+    """Run one measurement in a fresh process: ``python bench/run.py --worker KIND ...``."""
+    from polymix_cli.cli.main import MALLOC_TUNABLES  # as `polymix` runs; the peer gets the same
+
+    out = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True,
+                         timeout=900, check=False, env={**os.environ, **MALLOC_TUNABLES})
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- the seed experiment -------------------------------------------------------------------------
+def seed_polymix():
+    """A step function for moe_sign exactly as `polymix train` builds it."""
+    import torch
+    from conftest import compose_train
+
+    from polymix_cli.run import prepare
+    from polymix_cli.training import Trainer, TrainSettings, build_optimizer, build_scheduler
+
+    p = prepare(compose_train(["experiment=moe_sign"]))
+    opt = build_optimizer(p.cfg["optimizer"], p.model.parameters())
+    trainer = Trainer(p.model, p.data.x_train, p.data.y_train, TrainSettings(10**9, 100, 0.1), opt,
+                      build_scheduler(p.cfg["scheduler"], opt, 10**9))
+    del torch
+    return trainer.step
+
+
+def seed_peer():
+    """The seed notebook's training step against pypolymix."""
+    import torch
+    from pypolymix import StochasticModel
+    from pypolymix.parameter_groups import DeterministicGroup, IIDGaussianGroup
+    from pypolymix.surrogate_models import GatingNetwork, MixtureOfExperts, PolynomialChaosExpansion
+
+    torch.manual_seed(1234)
+    x = 2 * torch.rand(50, 1) - 1
+    y = torch.sin(torch.pi * x) + torch.sign(x) + 0.05 * torch.randn(x.shape)
+    surrogate = MixtureOfExperts(
+        experts=[PolynomialChaosExpansion(num_inputs=1, num_outputs=1, degree=3) for _ in range(2)],
+        gating_network=GatingNetwork(num_inputs=1, num_experts=2, width=16, depth=1,
+                                     activation=torch.nn.functional.tanh),
+    )
+    groups = [IIDGaussianGroup("e1_c0", 2), DeterministicGroup("e1_c", 2), IIDGaussianGroup("e2_c0", 2),
+              DeterministicGroup("e2_c", 2), DeterministicGroup("gw", 16), DeterministicGroup("gb", 16),
+              IIDGaussianGroup("gow", 32), IIDGaussianGroup("gob", 2)]
+    model = StochasticModel(surrogate_model=surrogate, parameter_groups=groups)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10**9)
+    loss_fn = torch.nn.MSELoss(reduction="sum")
+
+    def step():
+        opt.zero_grad()
+        params = model.sample_parameters(num_samples=100)
+        y_hat = surrogate(x, params)
+        total = loss_fn(y_hat, y.unsqueeze(0).expand_as(y_hat)) / 100 + 0.1 * model.distribution_loss()
+        total.backward()
+        opt.step()
+        sched.step()
+
+    return step
+
+
+def bench_seed(rounds: int, steps: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    ours = seed_polymix()
+    try:
+        peer = seed_peer()
+    except ImportError:
+        peer = None
+    rates: dict[str, list[float]] = {"polymix": [], "pypolymix": []}
+    for _ in range(rounds):  # alternate, so that both see the same machine conditions
+        for name, fn in (("polymix", ours), ("pypolymix", peer)):
+            if fn is None:
+                continue
+            rates[name].append(steps / median_time(lambda: [fn() for _ in range(steps)], 1, warmup=0))
+    out = {name: statistics.median(v) for name, v in rates.items() if v}
+    out["rounds"], out["steps_per_round"] = rounds, steps
+    if "pypolymix" in out:
+        out["ratio"] = out["polymix"] / out["pypolymix"]
+    return out
+
+
+def bench_train_wall() -> dict:
+    """The whole `polymix train experiment=moe_sign`, start-up and outputs included."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        out = subprocess.run([str(Path(sys.executable).parent / "polymix"), "train", "experiment=moe_sign",
+                              f"hydra.run.dir={tmp}", "trainer.progress=log"],
+                             capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - start
+        metrics = json.loads((Path(tmp) / "metrics.json").read_text()) if out.returncode == 0 else {}
+    return {"wall_seconds": wall, "returncode": out.returncode,
+            "train_seconds": metrics.get("timing", {}).get("train_seconds"),
+            "final_losses": metrics.get("losses")}
+
+
+# -- polynomial chaos scaling ----------------------------------------------------------------------
+def pce_worker(impl: str, d: int, degree: int, n: int, draws: int, batch: int | None, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x = torch.rand(n, d) * 2 - 1
+    y = torch.sin(x).sum(1, keepdim=True)
+    base = rss_mib()
+    reset_peak()
+    if impl == "polymix":
+        from polymix_cli import StochasticModel
+        from polymix_cli.parameter_groups import IIDGaussianGroup
+        from polymix_cli.surrogate_models import PolynomialChaosExpansion
+        from polymix_cli.training import Trainer, TrainSettings, build_optimizer
+
+        pce = PolynomialChaosExpansion(d, 1, degree)
+        model = StochasticModel(pce, [IIDGaussianGroup("coeffs", pce.num_params())])
+        opt = build_optimizer({"name": "adamw", "lr": 1e-3}, model.parameters())
+        trainer = Trainer(model, x, y, TrainSettings(10**9, draws, 0.1, batch_size=batch), opt)
+        terms = pce.num_terms
+        if batch:
+            def step():  # one mini-batch step on a random batch, as within an epoch
+                idx = torch.randint(0, n, (batch,))
+                trainer.step(x[idx], y[idx])
+        else:
+            step = trainer.step
+    else:
+        from pypolymix import StochasticModel
+        from pypolymix.parameter_groups import IIDGaussianGroup
+        from pypolymix.surrogate_models import PolynomialChaosExpansion
+
+        pce = PolynomialChaosExpansion(num_inputs=d, num_outputs=1, degree=degree)
+        model = StochasticModel(surrogate_model=pce, parameter_groups=[IIDGaussianGroup("c", pce.num_params())])
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+        def step():
+            opt.zero_grad()
+            y_hat = pce(x, model.sample_parameters(num_samples=draws))
+            ((y_hat - y).square().sum() / draws + 0.1 * model.distribution_loss()).backward()
+            opt.step()
+
+        terms = pce.num_params()
+    start = time.perf_counter()
+    step()  # the first step also builds (and caches) the basis
+    first = time.perf_counter() - start
+    repeats = 1 if first > 5 else (3 if first > 0.5 else 10)
+    per_step = median_time(step, repeats, warmup=0)
+    return {"impl": impl, "d": d, "degree": degree, "n": n, "draws": draws, "batch": batch, "terms": terms,
+            "threads": threads, "first_step_s": first, "step_ms": 1e3 * per_step, "peak_mib": peak_mib() - base,
+            "data_mib": (x.numel() + y.numel()) * 4 / 2**20}
+
+
+def bench_pce(quick: bool, threads: int) -> list[dict]:
+    rows = []
+    dims, degrees, sizes = ([2, 8], [3, 5], [1000, 10000]) if quick else ([2, 5, 8], [3, 5], [1000, 10000, 100000])
+    for d in dims:
+        for p in degrees:
+            peer_ok = True
+            for n in sizes:
+                rows.append(worker(["pce", "polymix", str(d), str(p), str(n), "32", "0", str(threads)]))
+                if peer_ok:  # the peer only where it finishes in reasonable time
+                    row = worker(["pce", "pypolymix", str(d), str(p), str(n), "32", "0", str(threads)])
+                    rows.append(row)
+                    peer_ok = "error" not in row and row["step_ms"] < 3000
+    for n in ([100000] if quick else [100000, 1000000]):  # mini-batches: memory must not grow with N
+        rows.append(worker(["pce", "polymix", "8", "5", str(n), "32", "10000", str(threads)]))
+    return rows
+
+
+# -- mixtures and evaluation --------------------------------------------------------------------
+def moe_worker(num_experts: int, n: int, threads: int) -> dict:
+    import torch
+    from conftest import compose_train
+
+    from polymix_cli.run import prepare
+    from polymix_cli.training import Trainer, TrainSettings, build_optimizer
+
+    torch.set_num_threads(threads)
+    cfg = compose_train(["experiment=moe_sign", f"model.num_experts={num_experts}", f"data.num_train={n}"])
+    p = prepare(cfg)
+    opt = build_optimizer(p.cfg["optimizer"], p.model.parameters())
+    trainer = Trainer(p.model, p.data.x_train, p.data.y_train, TrainSettings(10**9, 100, 0.1), opt)
+    per_step = median_time(trainer.step, 50 if n < 1000 else 10, warmup=5)
+    return {"experts": num_experts, "n": n, "draws": 100, "num_params": p.model.num_params(),
+            "step_ms": 1e3 * per_step, "epochs_per_s": 1 / per_step}
+
+
+def eval_worker(n: int, draws: int, threads: int) -> dict:
+    import torch
+    from conftest import compose_train
+
+    from polymix_cli.report import evaluate
+    from polymix_cli.run import prepare
+
+    torch.set_num_threads(threads)
+    p = prepare(compose_train(["experiment=moe_sign", f"data.num_test={n}", f"eval.num_samples={draws}"]))
+    base = rss_mib()
+    reset_peak()
+    start = time.perf_counter()
+    ev = evaluate(p.model, p.data, p.cfg["eval"], seed=0)
+    return {"points": n, "draws": draws, "seconds": time.perf_counter() - start, "peak_mib": peak_mib() - base,
+            "test_crps": ev.splits["test"]["crps"]}
+
+
+# -- report ----------------------------------------------------------------------------------------
+def machine() -> dict:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "load_average": os.getloadavg()}
+
+
+def markdown(result: dict) -> str:
+    m, seed, wall = result["machine"], result["seed"], result["train_wall"]
+    lines = [
+        "# Benchmark results", "",
+        f"Latest run: {result['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, "
+        f"torch {m['torch']}; load average at start {m['load_average'][0]:.2f}. "
+        "Produced by `make bench` (`bench/run.py`); raw numbers in `bench/results/`.", "",
+        "## Seed experiment (moe_sign: 50 points, 100 draws per step, one thread)", "",
+        "| | epochs/s |", "|---|---|",
+        f"| polymix | {seed['polymix']:.0f} |",
+    ]
+    if "pypolymix" in seed:
+        lines += [f"| pypolymix 0.1.9 | {seed['pypolymix']:.0f} |", f"| ratio | {seed['ratio']:.1f}x |"]
+    lines += ["", f"Whole `polymix train experiment=moe_sign` (10000 epochs, start-up, evaluation and "
+              f"plots included): **{wall['wall_seconds']:.1f} s** wall, of which training "
+              f"{(wall['train_seconds'] or 0):.1f} s.", "",
+              "## Polynomial chaos, one training step (32 draws)", "",
+              "| impl | d | degree | terms | N | batch | threads | step ms | first step s | peak MiB |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["pce"]:
+        if "error" in r:
+            lines.append(f"| error: {r['error']} |")
+            continue
+        lines.append(f"| {r['impl']} | {r['d']} | {r['degree']} | {r['terms']} | {r['n']} | {r['batch'] or 'all'} | "
+                     f"{r['threads']} | {r['step_ms']:.1f} | {r['first_step_s']:.2f} | {r['peak_mib']:.0f} |")
+    lines += ["", "## Mixtures of experts (degree-3 experts, gate width 16, 100 draws)", "",
+              "| experts | N | parameters | step ms | epochs/s |", "|---|---|---|---|---|"]
+    for r in result["moe"]:
+        lines.append(f"| {r['experts']} | {r['n']} | {r['num_params']} | {r['step_ms']:.2f} | {r['epochs_per_s']:.0f} |"
+                     if "error" not in r else f"| error: {r['error']} |")
+    e = result["eval"]
+    lines += ["", "## Evaluation", "",
+              f"{e.get('draws')} draws at {e.get('points')} test points (metrics on train and test, plot grids): "
+              f"{e.get('seconds', float('nan')):.1f} s, peak {e.get('peak_mib', float('nan')):.0f} MiB above the "
+              "process baseline.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for large problems")
+    parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, *rest = args.worker
+        if kind == "pce":
+            impl, d, p, n, draws, batch, threads = rest
+            print(json.dumps(pce_worker(impl, int(d), int(p), int(n), int(draws), int(batch) or None, int(threads))))
+        elif kind == "moe":
+            print(json.dumps(moe_worker(int(rest[0]), int(rest[1]), int(rest[2]))))
+        elif kind == "eval":
+            print(json.dumps(eval_worker(int(rest[0]), int(rest[1]), int(rest[2]))))
+        return
+    result = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine()}
+    print("seed experiment ...", flush=True)
+    result["seed"] = bench_seed(rounds=3 if args.quick else 5, steps=300 if args.quick else 1000)
+    print("whole train run ...", flush=True)
+    result["train_wall"] = bench_train_wall()
+    print("polynomial chaos scaling ...", flush=True)
+    result["pce"] = bench_pce(args.quick, args.threads)
+    print("mixtures ...", flush=True)
+    result["moe"] = [worker(["moe", str(m), str(n), "1" if n < 1000 else str(args.threads)])
+                     for m in (2, 4, 8) for n in (50, 10000)]
+    print("evaluation ...", flush=True)
+    result["eval"] = worker(["eval", "100000", "1000", str(args.threads)])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{dt.date.today().isoformat()}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    text = markdown(result)
+    (ROOT / "bench" / "RESULTS.md").write_text(text)
+    print(text)
+    print(f"wrote {path} and bench/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
