@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check polymix_cli tests
+	$(BIN)/ruff check polymix_cli tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -141,7 +141,10 @@ def bench_seed(rounds: int, steps: int) -> dict:
         for name, fn in (("polymix", ours), ("pypolymix", peer)):
             if fn is None:
                 continue
-            rates[name].append(steps / median_time(lambda: [fn() for _ in range(steps)], 1, warmup=0))
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            rates[name].append(steps / (time.perf_counter() - start))
     out = {name: statistics.median(v) for name, v in rates.items() if v}
     out["rounds"], out["steps_per_round"] = rounds, steps
     if "pypolymix" in out:
@@ -282,18 +285,18 @@ def markdown(result: dict) -> str:
     m, seed, wall = result["machine"], result["seed"], result["train_wall"]
     lines = [
         "# Benchmark results", "",
-        f"Latest run: {result['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, "
+        (f"Latest run: {result['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, "
         f"torch {m['torch']}; load average at start {m['load_average'][0]:.2f}. "
-        "Produced by `make bench` (`bench/run.py`); raw numbers in `bench/results/`.", "",
+        "Produced by `make bench` (`bench/run.py`); raw numbers in `bench/results/`."), "",
         "## Seed experiment (moe_sign: 50 points, 100 draws per step, one thread)", "",
         "| | epochs/s |", "|---|---|",
         f"| polymix | {seed['polymix']:.0f} |",
     ]
     if "pypolymix" in seed:
         lines += [f"| pypolymix 0.1.9 | {seed['pypolymix']:.0f} |", f"| ratio | {seed['ratio']:.1f}x |"]
-    lines += ["", f"Whole `polymix train experiment=moe_sign` (10000 epochs, start-up, evaluation and "
+    lines += ["", (f"Whole `polymix train experiment=moe_sign` (10000 epochs, start-up, evaluation and "
               f"plots included): **{wall['wall_seconds']:.1f} s** wall, of which training "
-              f"{(wall['train_seconds'] or 0):.1f} s.", "",
+              f"{(wall['train_seconds'] or 0):.1f} s."), "",
               "## Polynomial chaos, one training step (32 draws)", "",
               "| impl | d | degree | terms | N | batch | threads | step ms | first step s | peak MiB |",
               "|---|---|---|---|---|---|---|---|---|---|"]
@@ -310,9 +313,9 @@ def markdown(result: dict) -> str:
                      if "error" not in r else f"| error: {r['error']} |")
     e = result["eval"]
     lines += ["", "## Evaluation", "",
-              f"{e.get('draws')} draws at {e.get('points')} test points (metrics on train and test, plot grids): "
+              (f"{e.get('draws')} draws at {e.get('points')} test points (metrics on train and test, plot grids): "
               f"{e.get('seconds', float('nan')):.1f} s, peak {e.get('peak_mib', float('nan')):.0f} MiB above the "
-              "process baseline.", ""]
+              "process baseline."), ""]
     return "\n".join(lines)
 
 
