@@ -122,7 +122,11 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.history = History()
         self.train_seconds = 0.0
-        self._objective = torch.compile(self._losses) if settings.compile else self._losses
+        self._objective = self._losses
+        if settings.compile:
+            with torch.no_grad():  # fill caches (the basis matrix of x) before tracing
+                model.predict(x, model.sample_parameters(1))
+            self._objective = torch.compile(self._losses)
 
     @property
     def steps_per_epoch(self) -> int:

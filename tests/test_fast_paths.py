@@ -159,3 +159,24 @@ def test_minibatches_scale_the_data_term():
     parts = [(trainer.model.predict(x[i:i + 10], params) - y[i:i + 10]).square().sum() / 8 * 4
              for i in range(0, 40, 10)]
     torch.testing.assert_close(torch.stack(parts).mean(), full)
+
+
+def test_compiled_objective_matches_eager(monkeypatch):
+    """trainer.compile: the torch.compile'd objective gives the eager losses. Inductor
+    draws its own random numbers; with fallback_random it uses eager's, so the draws match."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    torch.manual_seed(7)
+    model = StochasticModel(seed_mixture(), seed_groups())
+    x = torch.rand(30, 1) * 2 - 1
+    y = torch.sin(3 * x)
+    opt = build_optimizer({"name": "adamw", "lr": 0.01}, model.parameters())
+    eager = Trainer(model, x, y, TrainSettings(1, 16, 0.1), opt)
+    compiled = Trainer(model, x, y, TrainSettings(1, 16, 0.1, compile=True), opt)
+    torch.manual_seed(8)
+    expected = eager.losses()
+    torch.manual_seed(8)
+    got = compiled.losses()
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

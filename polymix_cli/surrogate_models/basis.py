@@ -62,14 +62,16 @@ def prefix_plan(indices: Tensor) -> list[tuple[Tensor, Tensor]]:
 
 
 def multivariate_basis(x: Tensor, indices: Tensor, basis: str,
-                       plan: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+                       plan: list[tuple[Tensor, Tensor]] | None = None, degree: int | None = None) -> Tensor:
     """Evaluate every multivariate basis term at every point.
 
     x: ``(batch, d)``; indices: ``(num_terms, d)`` long; ``plan``: :func:`prefix_plan` of
-    ``indices`` (computed if not given). Returns ``(batch, num_terms)``, the transpose of a
+    ``indices`` (computed if not given); ``degree``: the largest entry of ``indices``
+    (computed if not given). Returns ``(batch, num_terms)``, the transpose of a
     contiguous ``(num_terms, batch)`` tensor: whole rows are gathered and multiplied.
     """
-    degree = int(indices.max()) if indices.numel() else 0
+    if degree is None:
+        degree = int(indices.max()) if indices.numel() else 0
     table = univariate_table(x.T, degree, basis).permute(0, 2, 1).contiguous()  # (d, degree + 1, batch)
     plan = prefix_plan(indices) if plan is None else plan
     phi = None

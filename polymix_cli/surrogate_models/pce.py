@@ -10,6 +10,8 @@ from .basis import BASES, multi_indices, multivariate_basis, prefix_plan
 
 __all__ = ["PolynomialChaosExpansion", "expand_in_basis"]
 
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
 
 def expand_in_basis(phi: Tensor, params: Tensor, groups: int, terms: int, outputs: int) -> Tensor:
     """Evaluate ``groups`` expansions for every draw in one matrix product.
@@ -76,12 +78,16 @@ class PolynomialChaosExpansion(SurrogateModel):
         The result for the most recent ``x`` is cached: calling again with the same,
         unmodified tensor (the training inputs at every step) reuses it.
         """
-        if x.requires_grad and torch.is_grad_enabled():
-            return multivariate_basis(x, self.multi_indices, self.basis, self._plan)  # differentiable in x
         cache = self._cache
+        if _is_compiling():  # traced by torch.compile: identity only (versions are not traceable)
+            if cache is not None and cache[0] is x:
+                return cache[2]
+            return multivariate_basis(x, self.multi_indices, self.basis, self._plan, self.degree)
+        if x.requires_grad and torch.is_grad_enabled():
+            return multivariate_basis(x, self.multi_indices, self.basis, self._plan, self.degree)
         if cache is not None and cache[0] is x and cache[1] == x._version:
             return cache[2]
-        phi = multivariate_basis(x, self.multi_indices, self.basis, self._plan)
+        phi = multivariate_basis(x, self.multi_indices, self.basis, self._plan, self.degree)
         self._cache = (x, x._version, phi)
         return phi
 
