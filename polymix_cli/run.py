@@ -3,13 +3,17 @@
 Hydra-free: the CLI resolves the config and the run dir, then calls :func:`train` or
 :func:`evaluate_checkpoint`; tests and sweeps can call them directly. Terminal output
 goes through the ``ui`` object (see :mod:`polymix_cli.cli.console`).
+
+Everything is validated (config, model, output dir) before training starts.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Mapping
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,14 +22,30 @@ import torch
 
 from . import StochasticModel, __version__
 from .build import build_model
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, validate_train_config
 from .data import Dataset, make_dataset
 from .layout import GroupSpec
 from .report import evaluate, write_history, write_metrics, write_plots
-from .training import History, Trainer, TrainSettings, build_optimizer, build_scheduler
+from .safety import find_callable_key
+from .training import (
+    History,
+    Trainer,
+    TrainSettings,
+    build_optimizer,
+    build_scheduler,
+    get_rng_state,
+)
 
-__all__ = ["Prepared", "evaluate_checkpoint", "prepare", "resolve_device", "train"]
+__all__ = [
+    "Prepared",
+    "check_output_dir",
+    "checkpoint_config",
+    "evaluate_checkpoint",
+    "prepare",
+    "resolve_device",
+    "train",
+]
 
 log = logging.getLogger("polymix")
 
@@ -79,13 +99,30 @@ def prepare(cfg: Mapping[str, Any]) -> Prepared:
     return Prepared(cfg, data.to(device), model.to(device), specs, device)
 
 
+def check_output_dir(run_dir: Path, subdirs: Iterable[str] = (), files: Iterable[str] = ()) -> None:
+    """Raise :class:`ConfigError` unless ``run_dir`` and its ``subdirs`` exist (or can be
+    created) and are writable, and none of ``files`` is a folder. Run before training, so
+    that a run never fails at its end for want of a place to write its results."""
+    folder = run_dir
+    try:
+        for folder in (run_dir, *(run_dir / d for d in subdirs)):
+            if folder.exists() and not folder.is_dir():
+                raise NotADirectoryError(20, "exists and is not a folder", str(folder))
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, probe = tempfile.mkstemp(prefix=".polymix-write-test-", dir=folder)
+            os.close(handle)
+            os.unlink(probe)
+        for name in files:
+            if (run_dir / name).is_dir():
+                raise IsADirectoryError(21, "is a folder", str(run_dir / name))
+    except OSError as err:
+        where = err.filename or folder
+        raise ConfigError(f"output directory {run_dir} is not writable: {where}: {err.strerror or err}; "
+                          f"choose another with hydra.run.dir=PATH") from None
+
+
 def group_table(specs: list[GroupSpec]) -> list[dict[str, Any]]:
     return [{"name": s.name, "kind": s.kind, "size": s.size, "block": s.block, "rule": s.rule} for s in specs]
-
-
-def _history_state(history: History) -> dict[str, Any]:
-    losses = torch.stack(history.losses).cpu() if history.losses else torch.zeros(0, 3)
-    return {"epoch": list(history.epochs), "lr": list(history.lr), "losses": losses}
 
 
 def _checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict[str, Any]:
@@ -95,8 +132,8 @@ def _checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict
         "model": p.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
-        "rng": {"torch": torch.get_rng_state()},
-        "history": _history_state(trainer.history),
+        "rng": get_rng_state(p.device),
+        "history": trainer.history.state(),
         "extra": {"train_seconds": trainer.train_seconds, "groups": group_table(p.specs)},
     }
 
@@ -128,6 +165,7 @@ def _write_evidence(p: Prepared, run_dir: Path, history_rows: list[tuple], losse
 def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI) -> dict[str, Any]:
     """Train, checkpoint and evaluate one run; return its metrics."""
     p = prepare(cfg)
+    check_output_dir(run_dir, ("checkpoints", "plots"), ("history.csv", "metrics.json"))
     t = p.cfg["trainer"]
     ui.groups(p.specs, p.model.num_params())
     log.info("Training %s: %d parameters in %d groups on %s", p.cfg.get("name", "run"),
@@ -166,6 +204,23 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI) -> di
     return metrics
 
 
+def checkpoint_config(state: Mapping[str, Any], path: str | Path,
+                      parse_config: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """The config stored in a loaded checkpoint, as a dict; refuses a config that names a
+    callable (``_target_`` and friends) before anything is built from it."""
+    try:
+        cfg = parse_config(state["config"])
+    except Exception as err:  # noqa: BLE001 - any parse failure means a corrupt checkpoint
+        raise CheckpointError(f"checkpoint {path} holds an unreadable config ({type(err).__name__})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"checkpoint {path} holds a config that is not a mapping")
+    found = find_callable_key(cfg)
+    if found is not None:
+        raise CheckpointError(f"checkpoint {path} was refused: its config names a callable "
+                              f"({found[0]}={found[1]!r}); polymix builds models only from its own registry")
+    return cfg
+
+
 def _override(base: dict[str, Any], overrides: Mapping[str, Any] | None) -> None:
     for key, value in (overrides or {}).items():
         if value is not None:
@@ -179,23 +234,27 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: Mapping[str, Any], run_dir:
     ``overrides`` holds non-null ``data``, ``eval``, ``seed`` and ``trainer.device`` values
     that replace the checkpoint's own; ``parse_config`` turns the stored YAML into a dict."""
     state = load_checkpoint(ckpt)
-    cfg = parse_config(state["config"])
-    _override(cfg["data"], overrides.get("data"))
-    _override(cfg["eval"], overrides.get("eval"))
-    _override(cfg["trainer"], overrides.get("trainer"))
+    cfg = checkpoint_config(state, ckpt, parse_config)
+    for group in ("data", "eval", "trainer"):
+        if not isinstance(cfg.get(group), dict):
+            raise CheckpointError(f"checkpoint {ckpt} holds a config without a {group} section")
+        _override(cfg[group], overrides.get(group))
     if overrides.get("seed") is not None:
         cfg["seed"] = overrides["seed"]
     p = prepare(cfg)
-    p.model.load_state_dict(state["model"])
-    hist = state["history"]
-    rows = [(e, lr, *v) for e, lr, v in zip(hist["epoch"], hist["lr"], hist["losses"].tolist())]
-    last = rows[-1] if rows else (0, 0.0, float("nan"), float("nan"), float("nan"))
-    losses = {"data": last[2], "distribution": last[3], "total": last[4]}
+    check_output_dir(run_dir, ("plots",), ("metrics.json",))
+    try:
+        p.model.load_state_dict(state["model"])
+        hist = History.from_state(state["history"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {ckpt} does not match the model its config describes "
+                              f"({str(err).strip().splitlines()[0][:200]})") from None
+    rows = hist.rows()
+    losses = hist.last()
     ui.groups(p.specs, p.model.num_params())
-    metrics = _write_evidence(p, run_dir, rows, losses, state["extra"]["train_seconds"], state["epoch"])
-    metrics["checkpoint"] = {"path": str(ckpt), "epoch": state["epoch"], "polymix_version": state["polymix_version"]}
+    seconds = float((state.get("extra") or {}).get("train_seconds", 0.0))
+    metrics = _write_evidence(p, run_dir, rows, losses, seconds, state["epoch"])
+    metrics["checkpoint"] = {"path": str(ckpt), "epoch": state["epoch"], "polymix_version": state.get("polymix_version")}
     write_metrics(run_dir / "metrics.json", metrics)
     ui.summary(metrics, run_dir)
     return metrics
-
-

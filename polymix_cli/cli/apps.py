@@ -1,13 +1,13 @@
 """The Hydra apps behind ``polymix train`` and ``polymix evaluate``.
 
 Errors become one line on stderr and an exit status: 2 for configuration and usage
-errors, 1 for failures while running. ``POLYMIX_DEBUG=1`` shows the full traceback.
+errors, 1 for failures while running. ``POLYMIX_DEBUG=1`` shows the full traceback. Hydra's own errors,
+raised before the task runs, are reported by :mod:`polymix_cli.cli.main`. torch is
+imported only once the task runs, so that a mistyped option fails at once.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,9 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from ..checkpoint import CheckpointError
-from ..config import ConfigError
-from .console import ConsoleUI
+from . import errors
 
 # The repository's configs/ folder (polymix is installed in editable mode from the repo).
 CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "configs")
@@ -30,21 +29,22 @@ def _run_dir() -> Path:
 
 def _guarded(body: Callable[[], Any]) -> Any:
     """Run ``body``; turn expected errors into a one-line message and an exit status."""
+    from ..checkpoint import CheckpointError
+    from ..config import ConfigError
+
     try:
         return body()
-    except (ConfigError, CheckpointError) as err:
-        _fail(err, 2)
+    except (ConfigError, CheckpointError, OmegaConfBaseException) as err:
+        _fail(err, errors.USAGE, label="error")
     except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
-        _fail(err, 1)
+        _fail(err, errors.RUNTIME, label=f"error ({type(err).__name__})")
 
 
-def _fail(err: BaseException, status: int) -> None:
-    if os.environ.get("POLYMIX_DEBUG") == "1":
+def _fail(err: BaseException, status: int, label: str) -> None:
+    if errors.debug():
         raise err
-    label = "error" if status == 2 else f"error ({type(err).__name__})"
-    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    print(f"polymix: {label}: {message}", file=sys.stderr)
-    raise SystemExit(status)
+    message = errors.first_line(err) or type(err).__name__
+    errors.leave(f"{label}: {message}" if label else message, status)
 
 
 def parse_config(text: str) -> dict[str, Any]:
@@ -54,10 +54,13 @@ def parse_config(text: str) -> dict[str, Any]:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> float | None:
+    from ..config import refuse_callables
     from ..run import train
+    from .console import ConsoleUI
 
     def body() -> float | None:
         plain = OmegaConf.to_container(cfg, resolve=True)
+        refuse_callables(plain)
         ui = ConsoleUI(plain.get("trainer", {}).get("progress", "auto"))
         metrics = train(plain, _run_dir(), OmegaConf.to_yaml(cfg, resolve=True), ui)
         return metrics["test"]["crps"]
@@ -67,10 +70,15 @@ def train_app(cfg: DictConfig) -> float | None:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="evaluate", version_base="1.3")
 def evaluate_app(cfg: DictConfig) -> None:
+    from ..config import ConfigError, refuse_callables
     from ..run import evaluate_checkpoint
+    from .console import ConsoleUI
 
     def body() -> None:
         plain = OmegaConf.to_container(cfg, resolve=True)
+        refuse_callables(plain)
+        if not isinstance(plain["ckpt"], str) or not plain["ckpt"]:
+            raise ConfigError(f"ckpt must be the path of a polymix checkpoint, got {plain['ckpt']!r}")
         ckpt = Path(plain["ckpt"])
         overrides = {k: plain.get(k) for k in ("data", "eval", "trainer", "seed")}
         evaluate_checkpoint(ckpt, overrides, _run_dir(), ConsoleUI("log"), parse_config)
