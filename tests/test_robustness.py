@@ -1,15 +1,17 @@
-"""Robustness and safety: bad input, safe checkpoints, the training loop's guards.
+"""Robustness and safety: bad input, safe checkpoints, interrupt and resume, numerical faults.
 
 Most bad-input cases call the real entry point, ``polymix_cli.cli.main.main``, in this
 process (same code as the ``polymix`` command, without paying torch's import per case);
-the cases about processes (exit status of the real command, files that must not appear)
-run ``python -m polymix_cli`` in a subprocess.
+the cases about processes (exit status of the real command, signals, files that must not
+appear) run ``python -m polymix_cli`` in a subprocess.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import random
 import re
 import signal
 import subprocess
@@ -25,7 +27,7 @@ from polymix_cli.cli.apps import parse_config
 from polymix_cli.cli.main import main
 from polymix_cli.config import ConfigError, validate_train_config
 from polymix_cli.interrupts import stop_on_signals
-from polymix_cli.run import check_output_dir, prepare
+from polymix_cli.run import RunInterrupted, check_output_dir, prepare, resume_config, train
 from polymix_cli.training import (
     History,
     NonFiniteLoss,
@@ -34,6 +36,10 @@ from polymix_cli.training import (
     build_optimizer,
     build_scheduler,
 )
+
+# Tiny settings for the runs that train (evaluation kept small as well).
+SMALL = ["trainer.num_samples=8", "eval.num_samples=16", "eval.grid_points=25", "data.num_test=50",
+         "trainer.progress=log"]
 
 
 @pytest.fixture
@@ -96,6 +102,8 @@ def assert_one_line(stderr: str, *needles: str) -> None:
                                          "experts.0.coeffs"]),
     (["layout.rules.1.match=experts.0.coeffs"], ["layout.rules[1]", "overlaps layout.rules[0]"]),
     (['layout.rules.0.match="experts.*.coeffs[:9]"'], ["slice [:9] is out of range for a block of 4 rows"]),
+    (["resume=/no/such/last.pt"], ["checkpoint /no/such/last.pt does not exist"]),
+    (["resume=3"], ["resume must be the path of a polymix checkpoint"]),
 ])
 def test_bad_config_exits_2_with_one_line(cli, tmp_path, args, needles):
     status, err = cli("train", *args, f"hydra.run.dir={tmp_path / 'run'}")
@@ -171,7 +179,7 @@ def _rewritten(ckpt: Path, path: Path, **changes) -> Path:
     (lambda c, p: _rewritten(c, p, model=None), "is incomplete: 'model' is missing"),
     (lambda c, p: _rewritten(c, p, config="a: [unclosed"), "holds an unreadable config"),
 ])
-@pytest.mark.parametrize("command", ["evaluate"])
+@pytest.mark.parametrize("command", ["evaluate", "train"])
 def test_bad_checkpoint_exits_2(cli, tiny_run, tmp_path, make, needle, command):
     path = make(tiny_run / "checkpoints" / "last.pt", tmp_path / "bad.pt")
     arg = f"ckpt={path}" if command == "evaluate" else f"resume={path}"
@@ -222,7 +230,7 @@ def test_target_in_a_config_is_refused(where):
         prepare(cfg)
 
 
-@pytest.mark.parametrize("command", ["evaluate"])
+@pytest.mark.parametrize("command", ["evaluate", "train"])
 def test_target_in_a_checkpoint_is_refused(cli, tiny_run, tmp_path, command):
     marker = tmp_path / "pwned"
     state = load_checkpoint(tiny_run / "checkpoints" / "last.pt")
@@ -254,6 +262,85 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- interrupt and resume
 
+def _popen(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("POLYMIX_DEBUG", None)
+    return subprocess.Popen([sys.executable, "-m", "polymix_cli", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_then_resume_matches_the_uninterrupted_run(tmp_path):
+    epochs = 400
+    args = ["train", f"trainer.epochs={epochs}", "trainer.log_every=1", *SMALL]
+    full = run_cli(*args, f"hydra.run.dir={tmp_path / 'full'}")
+    assert full.returncode == 0, full.stderr
+
+    kill_after = random.Random().randint(10, 150)  # a random epoch, reported on failure
+    proc = _popen(*args, f"hydra.run.dir={tmp_path / 'cut'}")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(f"Epoch {kill_after:5d} |"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (kill_after, err)
+    stopped = int(re.search(r"interrupted at epoch (\d+); resume with: polymix train resume=(\S+)", err)[1])
+    assert kill_after <= stopped < epochs, (kill_after, stopped)
+    ckpt = tmp_path / "cut" / "checkpoints" / "last.pt"
+    assert_one_line(err, f"resume with: polymix train resume={ckpt}")
+    cut = load_checkpoint(ckpt)
+    assert cut["epoch"] == stopped and len(cut["history"]["epoch"]) == stopped
+    assert len((tmp_path / "cut" / "history.csv").read_text().splitlines()) == stopped + 1
+
+    resumed = run_cli("train", f"resume={ckpt}", "trainer.progress=log", f"hydra.run.dir={tmp_path / 'resumed'}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"at epoch {stopped} of {epochs}" in resumed.stdout
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
+    assert a["epoch"] == b["epoch"] == epochs
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), (key, kill_after, stopped)
+    assert torch.equal(a["history"]["losses"], b["history"]["losses"]) and a["history"]["lr"] == b["history"]["lr"]
+    metrics_a = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    metrics_b = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert metrics_a["losses"] == metrics_b["losses"] and metrics_a["test"] == metrics_b["test"]
+    assert (tmp_path / "full" / "history.csv").read_text() == (tmp_path / "resumed" / "history.csv").read_text()
+
+
+class _SignalAt:
+    """A UI whose progress hook sends ``signum`` to this process at ``epoch``."""
+
+    def __init__(self, signum: int, epoch: int):
+        self.signum, self.epoch = signum, epoch
+
+    def groups(self, specs, num_params):
+        pass
+
+    def training(self, trainer):
+        def hook(tr):
+            if tr.epoch == self.epoch:
+                os.kill(os.getpid(), self.signum)
+        return hook
+
+    def finished(self):
+        pass
+
+    def summary(self, metrics, run_dir):
+        pass
+
+
+def test_sigint_saves_the_current_epoch_and_restores_handlers(tmp_path):
+    cfg = compose_train([*TINY, "trainer.epochs=50"])
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(RunInterrupted) as exc:
+        train(cfg, tmp_path, "{}", _SignalAt(signal.SIGINT, 7))
+    assert exc.value.exit_status == 130 and exc.value.epoch == 7
+    assert signal.getsignal(signal.SIGINT) is before
+    assert load_checkpoint(exc.value.checkpoint)["epoch"] == 7
+    assert f"resume with: polymix train resume={tmp_path / 'checkpoints' / 'last.pt'}" in str(exc.value)
+
+
 def test_a_second_signal_stops_at_once():
     calls = []
     with pytest.raises(SystemExit) as exc, stop_on_signals(calls.append) as received:
@@ -265,6 +352,37 @@ def test_a_second_signal_stops_at_once():
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
     assert calls == [signal.SIGTERM, signal.SIGINT]
+
+
+def test_resume_keeps_the_checkpoint_config():
+    stored = compose_train(["scheduler=onecycle"])
+    requested = compose_train(["model.gate.width=8", "trainer.progress=bar", f"resume={'ck.pt'}"])
+    cfg = resume_config(stored, requested, ["resume", "trainer.progress"], epoch=5)
+    assert cfg["trainer"]["progress"] == "bar" and cfg["resume"] == "ck.pt"
+    assert cfg["model"] == stored["model"]  # not overridden on the command line: the checkpoint's
+    with pytest.raises(ConfigError, match="model.gate.width cannot be changed on resume"):
+        resume_config(stored, requested, ["model.gate.width"], epoch=5)
+    with pytest.raises(ConfigError, match="model cannot be changed on resume"):
+        resume_config(stored, requested, ["model"], epoch=5)
+    longer = compose_train(["trainer.epochs=20000"])
+    with pytest.raises(ConfigError, match="trainer.epochs=20000 cannot change on resume: the onecycle"):
+        resume_config(stored, longer, ["trainer.epochs"], epoch=5)
+    constant = compose_train(["scheduler=none"])
+    assert resume_config(constant, longer, ["trainer.epochs"], epoch=5)["trainer"]["epochs"] == 20000
+
+
+def test_resume_needs_the_optimizer_state(cli, tiny_run, tmp_path):
+    path = _rewritten(tiny_run / "checkpoints" / "last.pt", tmp_path / "weights_only.pt", optimizer=None)
+    status, err = cli("train", f"resume={path}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert status == 2
+    assert_one_line(err, f"checkpoint {path} cannot be resumed: it holds no optimizer state")
+
+
+def test_resume_refuses_a_changed_model(cli, tiny_run, tmp_path):
+    status, err = cli("train", f"resume={tiny_run / 'checkpoints' / 'last.pt'}", "model.gate.width=8",
+                      f"hydra.run.dir={tmp_path}")
+    assert status == 2
+    assert_one_line(err, "model.gate.width cannot be changed on resume")
 
 
 # ----------------------------------------------------------------------------- numerical faults
@@ -297,6 +415,30 @@ def test_history_round_trips_through_a_checkpoint_state():
     assert History().last()["total"] != History().last()["total"]  # NaN before the first epoch
     with pytest.raises(ValueError, match="equally long"):
         History.from_state({"epoch": [1], "lr": [], "losses": torch.zeros(1, 3)})
+
+
+def test_nan_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path):
+    # lr 3 with OneCycle (peak 30) diverges after a few dozen epochs
+    result = run_cli("train", "trainer.epochs=100", "optimizer.lr=3", "trainer.checkpoint_every=10",
+                     "trainer.log_every=10", *SMALL, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 1, result.stderr
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    match = re.fullmatch(r"polymix: error: non-finite loss at epoch (\d+); last good checkpoint: (\S+) "
+                         r"\(epoch (\d+)\); try a smaller optimizer.lr", result.stderr.strip())
+    assert match and match[2] == str(ckpt), result.stderr
+    bad, good = int(match[1]), int(match[3])
+    assert good == bad - 1 and good > 10
+    for path in (tmp_path / "checkpoints").iterdir():  # every checkpoint complete and finite
+        state = load_checkpoint(path)
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+        assert torch.isfinite(state["history"]["losses"]).all()
+    assert load_checkpoint(ckpt)["epoch"] == good
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == \
+        sorted([f"epoch_{e}.pt" for e in range(10, good + 1, 10)] + ["last.pt"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    last_row = (tmp_path / "history.csv").read_text().strip().splitlines()[-1].split(",")
+    assert int(last_row[0]) == good and metrics["losses"]["total"] == pytest.approx(float(last_row[4]))
+    assert (tmp_path / "plots" / "prediction.png").is_file() and (tmp_path / "plots" / "loss.png").is_file()
 
 
 def test_validation_refuses_before_building():
