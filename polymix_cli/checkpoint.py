@@ -5,7 +5,7 @@ A checkpoint is a dict of tensors and plain data (``torch.load(weights_only=True
 - ``format`` ("polymix-checkpoint") and ``format_version`` (int)
 - ``polymix_version``, ``epoch`` (epochs completed), ``config`` (the resolved config as YAML text)
 - ``model`` (the StochasticModel ``state_dict``), ``optimizer``, ``scheduler`` (state dicts or None)
-- ``rng`` ({"torch": ByteTensor}), ``history`` ({"epoch", "lr", "losses"} as lists/tensor)
+- ``rng`` ({"torch": ByteTensor, and "cuda" on CUDA}), ``history`` ({"epoch", "lr", "losses"} as lists/tensor)
 - ``extra`` (a dict of plain data for later use, e.g. data normalisation maps)
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,11 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "CheckpointError", "load_checkpoint", "sa
 
 FORMAT = "polymix-checkpoint"
 FORMAT_VERSION = 1
+# keys every checkpoint must hold, with their types; the rest (optimizer, scheduler, rng,
+# extra) is optional and only needed to resume training
+# how torch names the global that a weights-only load refused to import
+_UNSAFE = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+_REQUIRED: dict[str, type] = {"epoch": int, "config": str, "model": dict, "history": dict}
 
 
 class CheckpointError(ValueError):
@@ -59,9 +65,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {path} was refused: it holds objects other than tensors and plain data ({first[:160]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        unsafe = _UNSAFE.search(str(err))
+        if unsafe is None and "global" not in str(err).lower():
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt (it cannot be unpickled)") from None
+        what = unsafe[1] if unsafe else "an object"
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it holds objects other than tensors and plain data "
+            f"({what}), which polymix never loads"
+        ) from None
+    except PermissionError as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {err.strerror}") from None
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged archive
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a polymix checkpoint")
@@ -70,4 +84,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {path} has format version {data.get('format_version')!r}; this polymix "
             f"({__version__}) reads version {FORMAT_VERSION}"
         )
+    for key, kind in _REQUIRED.items():
+        if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
+            raise CheckpointError(f"checkpoint {path} is incomplete: {key!r} is missing or not a {kind.__name__}")
     return data

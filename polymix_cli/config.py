@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .data import GENERATORS
+from .safety import find_callable_key
 from .training import LOSSES, OPTIMIZERS, SCHEDULERS
 
-__all__ = ["DEVICES", "PROGRESS", "ConfigError", "validate_train_config"]
+__all__ = ["DEVICES", "PROGRESS", "ConfigError", "refuse_callables", "validate_train_config"]
 
 DEVICES = ("cpu", "cuda", "auto")
 PROGRESS = ("auto", "bar", "log")
@@ -58,6 +59,52 @@ def check_choice(cfg: Mapping[str, Any], option: str, allowed: tuple[str, ...]) 
     return value
 
 
+def refuse_callables(cfg: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` naming the first key that would name a callable
+    (``_target_`` and friends) anywhere in ``cfg``; see :mod:`polymix_cli.safety`."""
+    found = find_callable_key(cfg)
+    if found is not None:
+        where, value = found
+        raise ConfigError(
+            f"{where}={value!r} is refused: polymix never imports or calls a callable named in a "
+            f"config; components are chosen by name from polymix's own registry (e.g. model.kind)"
+        )
+
+
+SECTIONS = ("data", "model", "layout", "optimizer", "scheduler", "trainer", "eval")
+
+
+def check_structure(cfg: Mapping[str, Any]) -> None:
+    """Sections are mappings and lists are lists, so that no option is read from a number."""
+    for section in SECTIONS:
+        value = _get(cfg, section)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{section} must be a mapping of options, got {value!r}")
+    model, layout = cfg["model"], cfg["layout"]
+    for option, node, key, kind in (("model.gate", model, "gate", Mapping), ("model.expert", model, "expert", Mapping),
+                                    ("model.experts", model, "experts", list),
+                                    ("layout.default", layout, "default", Mapping), ("layout.rules", layout, "rules", list)):
+        value = node.get(key)
+        if value is not None and not isinstance(value, kind):
+            what = "a mapping of options" if kind is Mapping else "a list"
+            raise ConfigError(f"{option} must be {what}, got {value!r}")
+    for option in ("model.experts", "layout.rules"):
+        for i, item in enumerate(_get(cfg, option) or []) if _has(cfg, option) else ():
+            if not isinstance(item, Mapping):
+                raise ConfigError(f"{option}[{i}] must be a mapping of options, got {item!r}")
+    resume = cfg.get("resume")
+    if resume is not None and (not isinstance(resume, str) or not resume):
+        raise ConfigError(f"resume must be null or the path of a polymix checkpoint, got {resume!r}")
+
+
+def _has(cfg: Mapping[str, Any], dotted: str) -> bool:
+    try:
+        _get(cfg, dotted)
+    except ConfigError:
+        return False
+    return True
+
+
 def validate_data(cfg: Mapping[str, Any]) -> None:
     check_choice(cfg, "data.generator", tuple(sorted(GENERATORS)))
     check_int(cfg, "data.num_train", 1)
@@ -80,6 +127,8 @@ def validate_eval(cfg: Mapping[str, Any]) -> None:
 
 def validate_train_config(cfg: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for the first invalid option of a train config."""
+    refuse_callables(cfg)
+    check_structure(cfg)
     check_int(cfg, "seed", 0)
     validate_data(cfg)
     check_choice(cfg, "optimizer.name", OPTIMIZERS)

@@ -3,6 +3,12 @@
 Hydra-free: the CLI resolves the config and the run dir, then calls :func:`train` or
 :func:`evaluate_checkpoint`; tests and sweeps can call them directly. Terminal output
 goes through the ``ui`` object (see :mod:`polymix_cli.cli.console`).
+
+Everything is validated (config, model, output dir) before training starts. During
+training, SIGINT/SIGTERM save ``checkpoints/last.pt`` and raise :class:`RunInterrupted`;
+a non-finite loss saves the last good state, writes its metrics and plots and raises
+:class:`RunDiverged`. :func:`resume_config` and ``train(..., resume=state)`` continue a
+run from a checkpoint, bit for bit on CPU.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,14 +26,37 @@ import torch
 
 from . import StochasticModel, __version__
 from .build import build_model
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import ConfigError, validate_train_config
 from .data import Dataset, make_dataset
+from .interrupts import stop_on_signals
 from .layout import GroupSpec
 from .report import evaluate, write_history, write_metrics, write_plots
-from .training import History, Trainer, TrainSettings, build_optimizer, build_scheduler
+from .safety import find_callable_key
+from .training import (
+    History,
+    NonFiniteLoss,
+    Trainer,
+    TrainSettings,
+    build_optimizer,
+    build_scheduler,
+    get_rng_state,
+    set_rng_state,
+)
 
-__all__ = ["Prepared", "evaluate_checkpoint", "prepare", "resolve_device", "train"]
+__all__ = [
+    "RESUME_FREE",
+    "Prepared",
+    "RunDiverged",
+    "RunInterrupted",
+    "check_output_dir",
+    "checkpoint_config",
+    "evaluate_checkpoint",
+    "prepare",
+    "resolve_device",
+    "resume_config",
+    "train",
+]
 
 log = logging.getLogger("polymix")
 
@@ -36,6 +66,25 @@ class UI(Protocol):
     def training(self, trainer: Trainer) -> Callable[[Trainer], None] | None: ...
     def finished(self) -> None: ...
     def summary(self, metrics: Mapping[str, Any], run_dir: Path) -> None: ...
+
+
+class RunInterrupted(Exception):
+    """Training was stopped by signal ``signum`` after ``epoch`` epochs; ``checkpoint`` holds
+    that state. The process should exit with ``128 + signum`` (130 SIGINT, 143 SIGTERM)."""
+
+    def __init__(self, signum: int, epoch: int, checkpoint: Path):
+        super().__init__(f"interrupted at epoch {epoch}; resume with: polymix train resume={checkpoint}")
+        self.signum, self.epoch, self.checkpoint = signum, epoch, checkpoint
+        self.exit_status = 128 + signum
+
+
+class RunDiverged(Exception):
+    """A non-finite loss at ``epoch``; ``checkpoint`` holds the last good state (``good_epoch``)."""
+
+    def __init__(self, epoch: int, checkpoint: Path, good_epoch: int):
+        super().__init__(f"non-finite loss at epoch {epoch}; last good checkpoint: {checkpoint} "
+                         f"(epoch {good_epoch}); try a smaller optimizer.lr")
+        self.epoch, self.checkpoint, self.good_epoch = epoch, checkpoint, good_epoch
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -96,13 +145,30 @@ def prepare(cfg: Mapping[str, Any]) -> Prepared:
     return Prepared(cfg, data.to(device), model.to(device), specs, device)
 
 
+def check_output_dir(run_dir: Path, subdirs: Iterable[str] = (), files: Iterable[str] = ()) -> None:
+    """Raise :class:`ConfigError` unless ``run_dir`` and its ``subdirs`` exist (or can be
+    created) and are writable, and none of ``files`` is a folder. Run before training, so
+    that a run never fails at its end for want of a place to write its results."""
+    folder = run_dir
+    try:
+        for folder in (run_dir, *(run_dir / d for d in subdirs)):
+            if folder.exists() and not folder.is_dir():
+                raise NotADirectoryError(20, "exists and is not a folder", str(folder))
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, probe = tempfile.mkstemp(prefix=".polymix-write-test-", dir=folder)
+            os.close(handle)
+            os.unlink(probe)
+        for name in files:
+            if (run_dir / name).is_dir():
+                raise IsADirectoryError(21, "is a folder", str(run_dir / name))
+    except OSError as err:
+        where = err.filename or folder
+        raise ConfigError(f"output directory {run_dir} is not writable: {where}: {err.strerror or err}; "
+                          f"choose another with hydra.run.dir=PATH") from None
+
+
 def group_table(specs: list[GroupSpec]) -> list[dict[str, Any]]:
     return [{"name": s.name, "kind": s.kind, "size": s.size, "block": s.block, "rule": s.rule} for s in specs]
-
-
-def _history_state(history: History) -> dict[str, Any]:
-    losses = torch.stack(history.losses).cpu() if history.losses else torch.zeros(0, 3)
-    return {"epoch": list(history.epochs), "lr": list(history.lr), "losses": losses}
 
 
 def _checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict[str, Any]:
@@ -112,8 +178,8 @@ def _checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict
         "model": p.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
-        "rng": {"torch": torch.get_rng_state()},
-        "history": _history_state(trainer.history),
+        "rng": get_rng_state(p.device),
+        "history": trainer.history.state(),
         "extra": {"train_seconds": trainer.train_seconds, "groups": group_table(p.specs)},
     }
 
@@ -142,19 +208,50 @@ def _write_evidence(p: Prepared, run_dir: Path, history_rows: list[tuple], losse
     return payload
 
 
-def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI) -> dict[str, Any]:
-    """Train, checkpoint and evaluate one run; return its metrics."""
+def _restore(trainer: Trainer, state: Mapping[str, Any], device: torch.device, path: Any) -> None:
+    """Load a checkpoint's model, optimizer, scheduler, history and RNG states into ``trainer``."""
+    try:
+        for key in ("optimizer", "rng") + (("scheduler",) if trainer.scheduler is not None else ()):
+            if not isinstance(state.get(key), dict):
+                raise TypeError(f"it holds no {key} state")
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        if trainer.scheduler is not None:
+            trainer.scheduler.load_state_dict(state["scheduler"])
+        history = History.from_state(state["history"], device)
+        if len(history.epochs) != state["epoch"]:
+            raise ValueError(f"its history has {len(history.epochs)} epochs, not {state['epoch']}")
+        trainer.history, trainer.epoch = history, state["epoch"]
+        trainer.train_seconds = float((state.get("extra") or {}).get("train_seconds", 0.0))
+        set_rng_state(state["rng"], device)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be resumed: {reason}") from None
+
+
+def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
+          resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train, checkpoint and evaluate one run; return its metrics.
+
+    ``resume`` is a loaded checkpoint whose states continue training (``cfg`` must be its
+    config, see :func:`resume_config`). Raises :class:`RunInterrupted` after saving
+    ``last.pt`` on SIGINT/SIGTERM, and :class:`RunDiverged` on a non-finite loss."""
     p = prepare(cfg)
+    check_output_dir(run_dir, ("checkpoints", "plots"), ("history.csv", "metrics.json"))
     t = p.cfg["trainer"]
-    ui.groups(p.specs, p.model.num_params())
-    log.info("Training %s: %d parameters in %d groups on %s", p.cfg.get("name", "run"),
-             p.model.num_params(), len(p.specs), p.device)
     settings = TrainSettings(t["epochs"], t["num_samples"], t["weight_factor"], t["loss"],
                              t["batch_size"], t["compile"])
     threads = set_threads(t["num_threads"], p)
     optimizer = build_optimizer(p.cfg["optimizer"], p.model.parameters())
     trainer = Trainer(p.model, p.data.x_train, p.data.y_train, settings, optimizer)
     trainer.scheduler = build_scheduler(p.cfg["scheduler"], optimizer, t["epochs"] * trainer.steps_per_epoch)
+    if resume is not None:
+        # after building the model, which drew from the RNG: the RNG is the checkpoint's again
+        _restore(trainer, resume, p.device, p.cfg.get("resume"))
+    ui.groups(p.specs, p.model.num_params())
+    start = f" at epoch {trainer.epoch} of {settings.epochs}" if resume is not None else ""
+    log.info("%s %s%s: %d parameters in %d groups on %s", "Resuming" if resume is not None else "Training",
+             p.cfg.get("name", "run"), start, p.model.num_params(), len(p.specs), p.device)
     log.info("torch threads: %d; %d step(s) per epoch; allocator: %s", threads, trainer.steps_per_epoch,
              os.environ.get("POLYMIX_MALLOC", "system"))
     ckpt_dir = run_dir / "checkpoints"
@@ -171,20 +268,112 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI) -> di
         if every and tr.epoch % every == 0:
             save_checkpoint(ckpt_dir / f"epoch_{tr.epoch}.pt", _checkpoint_payload(p, tr, config_yaml))
 
+    def stop(signum: int) -> None:
+        trainer.stop_requested = True
+
     hooks = [log_line, periodic_checkpoint]
     progress = ui.training(trainer)
     if progress is not None:
         hooks.append(progress)
-    try:
-        trainer.fit(hooks)
-    finally:
-        ui.finished()
-    save_checkpoint(ckpt_dir / "last.pt", _checkpoint_payload(p, trainer, config_yaml))
-    rows = trainer.history.rows()
-    write_history(run_dir / "history.csv", rows, History.COLUMNS)
+    fault: NonFiniteLoss | None = None
+    # Signals only stop the loop; the state is saved below, still under the handlers, so
+    # that a signal during the final save cannot leave a run without its last.pt.
+    with stop_on_signals(stop) as received:
+        try:
+            trainer.fit(hooks)
+        except NonFiniteLoss as err:  # the trainer kept the last good state
+            fault = err
+        finally:
+            ui.finished()
+        last = save_checkpoint(ckpt_dir / "last.pt", _checkpoint_payload(p, trainer, config_yaml))
+        rows = trainer.history.rows()
+        write_history(run_dir / "history.csv", rows, History.COLUMNS)
+    if fault is not None:
+        log.error("non-finite loss at epoch %d; kept the state of epoch %d in %s", fault.epoch,
+                  trainer.epoch, last)
+        try:
+            _write_evidence(p, run_dir, rows, trainer.history.last(), trainer.train_seconds, trainer.epoch)
+        except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
+            log.error("could not write the metrics and plots of epoch %d: %s", trainer.epoch, err)
+        raise RunDiverged(fault.epoch, last, trainer.epoch)
+    if received:
+        log.warning("interrupted at epoch %d; saved %s", trainer.epoch, last)
+        raise RunInterrupted(received[0], trainer.epoch, last)
     metrics = _write_evidence(p, run_dir, rows, trainer.history.last(), trainer.train_seconds, trainer.epoch)
     ui.summary(metrics, run_dir)
     return metrics
+
+
+def checkpoint_config(state: Mapping[str, Any], path: str | Path,
+                      parse_config: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """The config stored in a loaded checkpoint, as a dict; refuses a config that names a
+    callable (``_target_`` and friends) before anything is built from it."""
+    try:
+        cfg = parse_config(state["config"])
+    except Exception as err:  # noqa: BLE001 - any parse failure means a corrupt checkpoint
+        raise CheckpointError(f"checkpoint {path} holds an unreadable config ({type(err).__name__})") from None
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"checkpoint {path} holds a config that is not a mapping")
+    found = find_callable_key(cfg)
+    if found is not None:
+        raise CheckpointError(f"checkpoint {path} was refused: its config names a callable "
+                              f"({found[0]}={found[1]!r}); polymix builds models only from its own registry")
+    return cfg
+
+
+# Options that may be set on the command line when resuming: they change where and how a
+# run reports, never its numbers (trainer.device: only CPU runs are reproducible bit for bit).
+RESUME_FREE = ("name", "trainer.progress", "trainer.log_every", "trainer.checkpoint_every", "trainer.device")
+
+
+def _lookup(cfg: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return False, None
+        node = node[key]
+    return True, node
+
+
+def resume_config(stored: Mapping[str, Any], requested: Mapping[str, Any], overridden: Iterable[str],
+                  epoch: int) -> dict[str, Any]:
+    """The config of a run resumed from a checkpoint at ``epoch``: the checkpoint's own
+    (``stored``), with the options of :data:`RESUME_FREE` that the user set on the command
+    line (``overridden`` keys, values from ``requested``). ``trainer.epochs`` may be raised
+    when the scheduler is ``none``. Any other override raises :class:`ConfigError`, since
+    it would silently not apply."""
+    cfg = copy.deepcopy(dict(stored))
+    cfg["resume"] = requested.get("resume")
+    for key in overridden:
+        if key == "resume":
+            continue
+        has_new, new = _lookup(requested, key)
+        has_old, old = _lookup(stored, key)
+        if key in RESUME_FREE or (has_new and has_old and new == old):
+            if has_new:
+                _set(cfg, key, new)
+            continue
+        if key == "trainer.epochs" and has_new:
+            scheduler = cfg.get("scheduler", {}).get("name")
+            if scheduler != "none":
+                raise ConfigError(f"trainer.epochs={new} cannot change on resume: the {scheduler} "
+                                  f"scheduler spans the checkpoint's {old} epochs (only scheduler none can be extended)")
+            if not isinstance(new, int) or new < epoch:
+                raise ConfigError(f"trainer.epochs={new} must be >= the checkpoint's epoch {epoch} on resume")
+            _set(cfg, key, new)
+            continue
+        raise ConfigError(f"{key} cannot be changed on resume: resume=PATH continues the checkpoint's run "
+                          f"with its own config; allowed overrides: trainer.epochs (scheduler none), "
+                          f"{', '.join(RESUME_FREE)}")
+    return cfg
+
+
+def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = cfg
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
 
 
 def _override(base: dict[str, Any], overrides: Mapping[str, Any] | None) -> None:
@@ -200,23 +389,27 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: Mapping[str, Any], run_dir:
     ``overrides`` holds non-null ``data``, ``eval``, ``seed`` and ``trainer.device`` values
     that replace the checkpoint's own; ``parse_config`` turns the stored YAML into a dict."""
     state = load_checkpoint(ckpt)
-    cfg = parse_config(state["config"])
-    _override(cfg["data"], overrides.get("data"))
-    _override(cfg["eval"], overrides.get("eval"))
-    _override(cfg["trainer"], overrides.get("trainer"))
+    cfg = checkpoint_config(state, ckpt, parse_config)
+    for group in ("data", "eval", "trainer"):
+        if not isinstance(cfg.get(group), dict):
+            raise CheckpointError(f"checkpoint {ckpt} holds a config without a {group} section")
+        _override(cfg[group], overrides.get(group))
     if overrides.get("seed") is not None:
         cfg["seed"] = overrides["seed"]
     p = prepare(cfg)
-    p.model.load_state_dict(state["model"])
-    hist = state["history"]
-    rows = [(e, lr, *v) for e, lr, v in zip(hist["epoch"], hist["lr"], hist["losses"].tolist())]
-    last = rows[-1] if rows else (0, 0.0, float("nan"), float("nan"), float("nan"))
-    losses = {"data": last[2], "distribution": last[3], "total": last[4]}
+    check_output_dir(run_dir, ("plots",), ("metrics.json",))
+    try:
+        p.model.load_state_dict(state["model"])
+        hist = History.from_state(state["history"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {ckpt} does not match the model its config describes "
+                              f"({str(err).strip().splitlines()[0][:200]})") from None
+    rows = hist.rows()
+    losses = hist.last()
     ui.groups(p.specs, p.model.num_params())
-    metrics = _write_evidence(p, run_dir, rows, losses, state["extra"]["train_seconds"], state["epoch"])
-    metrics["checkpoint"] = {"path": str(ckpt), "epoch": state["epoch"], "polymix_version": state["polymix_version"]}
+    seconds = float((state.get("extra") or {}).get("train_seconds", 0.0))
+    metrics = _write_evidence(p, run_dir, rows, losses, seconds, state["epoch"])
+    metrics["checkpoint"] = {"path": str(ckpt), "epoch": state["epoch"], "polymix_version": state.get("polymix_version")}
     write_metrics(run_dir / "metrics.json", metrics)
     ui.summary(metrics, run_dir)
     return metrics
-
-

@@ -4,7 +4,11 @@ and ``--version`` answer without importing torch or Hydra."""
 from __future__ import annotations
 
 import os
+import re
 import sys
+
+from ..safety import CALLABLE_KEYS
+from . import errors
 
 COMMANDS = {
     "train": "train a stochastic surrogate from configs (Hydra app: overrides, -m, --cfg job, --help)",
@@ -72,12 +76,54 @@ def main(argv: list[str] | None = None) -> int:
         print(f"polymix: unknown command {command!r}; commands: {', '.join(COMMANDS)} (see polymix --help)",
               file=sys.stderr)
         return 2
+    refused = _callable_override(args[1:])
+    if refused:
+        errors.fail(f"override {refused!r} is refused: polymix never imports or calls a callable named "
+                    f"in a config or on the command line", errors.USAGE)
     if argv is None:
         _reexec_with_malloc_tunables(args)
+    return _run_app(command, args[1:])
+
+
+def _callable_override(args: list[str]) -> str | None:
+    """The first override that names a callable for Hydra to instantiate: a ``_target_``
+    (or friend) key, in the key or in a dict value, or a ``hydra.callbacks`` entry. Checked
+    before Hydra starts; the resolved config is checked again by the task."""
+    keys = "|".join(CALLABLE_KEYS)
+    in_value = re.compile(rf"[{{,]\s*['\"]?({keys})['\"]?\s*:")
+    for arg in args:
+        key, _, value = arg.partition("=")
+        parts = key.lstrip("+~").split("@")[0].split(".")
+        if any(p in CALLABLE_KEYS for p in parts) or parts[:2] == ["hydra", "callbacks"] or in_value.search(value):
+            return arg
+    return None
+
+
+def _run_app(command: str, args: list[str]) -> int:
+    """Run the Hydra app of ``command``. Hydra's own errors (an unknown config option or
+    key, a malformed override, a run dir that cannot be created) are re-raised by Hydra
+    (``HYDRA_FULL_ERROR``) and reported here as one line with exit status 2."""
     from . import apps
 
-    sys.argv = [f"polymix {command}", *args[1:]]
-    apps.APPS[command]()
+    sys.argv = [f"polymix {command}", *args]
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        apps.APPS[command]()
+    except KeyboardInterrupt:
+        if errors.debug():
+            raise
+        errors.leave("interrupted", 130)
+    except Exception as err:  # errors of the task itself never get here (see apps)
+        if errors.debug():
+            raise
+        status, kind, message = errors.describe_hydra_error(err)
+        errors.fail(message, status, kind)
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
     return 0
 
 
