@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .data import GENERATORS
+from .sweep import METRICS
 from .training import LOSSES, OPTIMIZERS, SCHEDULERS
 
 __all__ = ["DEVICES", "PROGRESS", "ConfigError", "validate_train_config"]
@@ -101,4 +102,9 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
     check_int(cfg, "trainer.checkpoint_every", 0)
     check_choice(cfg, "trainer.device", DEVICES)
     check_choice(cfg, "trainer.progress", PROGRESS)
+    if cfg["trainer"].get("num_threads") is not None:  # absent in configs of older checkpoints
+        check_int(cfg, "trainer.num_threads", 1)
     validate_eval(cfg)
+    if "sweep" in cfg:
+        check_choice(cfg, "sweep.sort_by", tuple(METRICS))
+        check_choice(cfg, "sweep.objective", tuple(METRICS))

@@ -25,9 +25,13 @@ from .layout import GroupSpec
 from .report import evaluate, write_history, write_metrics, write_plots
 from .training import History, Trainer, TrainSettings, build_optimizer, build_scheduler
 
-__all__ = ["Prepared", "evaluate_checkpoint", "prepare", "resolve_device", "train"]
+__all__ = ["Prepared", "TrainingDiverged", "evaluate_checkpoint", "prepare", "resolve_device", "train"]
 
 log = logging.getLogger("polymix")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite (a numerical blow-up)."""
 
 
 class UI(Protocol):
@@ -150,7 +154,13 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI) -> di
         if every and tr.epoch % every == 0:
             save_checkpoint(ckpt_dir / f"epoch_{tr.epoch}.pt", _checkpoint_payload(p, tr, config_yaml))
 
-    hooks = [log_line, periodic_checkpoint]
+    def check_finite(tr: Trainer) -> None:
+        total = tr.history.losses[-1][2]
+        if not torch.isfinite(total):
+            raise TrainingDiverged(f"training diverged at epoch {tr.epoch}: the total loss is "
+                                   f"{float(total)} (try a lower optimizer.lr)")
+
+    hooks = [check_finite, log_line, periodic_checkpoint]
     progress = ui.training(trainer)
     if progress is not None:
         hooks.append(progress)

@@ -1,15 +1,218 @@
-"""Sweeps: the Hydra-free sweep summary helpers and the sweep plot."""
+"""Sweeps: Hydra multirun through the real `polymix` command at tiny sizes, the sweep
+summary, the joblib and submitit launchers, an optuna study and `polymix summarize`."""
 
 from __future__ import annotations
 
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import matplotlib.image as mpimg
 import pytest
+import yaml
+from conftest import REPO, compose_train, run_cli
 
-from polymix_cli.sweep import metric_value, score, swept_keys_from_config, threads_per_job
+from polymix_cli.sweep import (
+    METRICS,
+    metric_value,
+    score,
+    swept_keys_from_config,
+    threads_per_job,
+)
+
+# A job of a few epochs: each sweep test costs mostly the interpreter and torch imports.
+SWEEP_TINY = [
+    "trainer.epochs=5", "trainer.num_samples=4", "trainer.log_every=5", "eval.num_samples=16",
+    "eval.grid_points=10", "data.num_test=50",
+]
 
 
-def is_png(path) -> bool:
+def sweep(sweep_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return run_cli("train", "-m", *SWEEP_TINY, *args, f"hydra.sweep.dir={sweep_dir}", timeout=timeout)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def job_config(job_dir: Path) -> dict:
+    return yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
+
+
+def status(job_dir: Path) -> dict:
+    return json.loads((job_dir / "status.json").read_text())
+
+
+def is_png(path: Path) -> bool:
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and min(mpimg.imread(path).shape[:2]) > 200
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A 2 x 2 sweep over gate width and expert degree (basic launcher)."""
+    sweep_dir = tmp_path_factory.mktemp("grid") / "sweep"
+    result = sweep(sweep_dir, "experiment=moe_sign", "model.gate.width=4,8", "model.expert.degree=1,2")
+    assert result.returncode == 0, result.stderr + result.stdout[-2000:]
+    return sweep_dir, result
+
+
+# --------------------------------------------------------------------------- a 2 x 2 grid
+
+
+def test_grid_sweep_leaves_four_complete_run_dirs(grid):
+    sweep_dir, _ = grid
+    jobs = sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    for job in jobs:
+        for name in ("metrics.json", "history.csv", "train.log", "checkpoints/last.pt",
+                     ".hydra/overrides.yaml", "plots/prediction.png", "plots/gating.png"):
+            assert (job / name).is_file(), f"{job.name}/{name}"
+        assert len(read_csv(job / "history.csv")) == 5
+        assert status(job)["status"] == "ok" and status(job)["reason"] is None
+
+
+def test_summary_rows_match_the_job_configs(grid):
+    sweep_dir, result = grid
+    rows = read_csv(sweep_dir / "summary.csv")
+    assert len(rows) == 4
+    assert list(rows[0]) == ["job", "model.gate.width", "model.expert.degree", "status", *METRICS,
+                             "rank", "reason", "dir"]
+    assert {(r["model.gate.width"], r["model.expert.degree"]) for r in rows} == {
+        ("4", "1"), ("4", "2"), ("8", "1"), ("8", "2")}
+    for row in rows:
+        job = sweep_dir / row["dir"]
+        cfg = job_config(job)
+        assert int(row["model.gate.width"]) == cfg["model"]["gate"]["width"]
+        assert int(row["model.expert.degree"]) == cfg["model"]["expert"]["degree"]
+        metrics = json.loads((job / "metrics.json").read_text())
+        assert row["status"] == "ok"
+        assert float(row["test.crps"]) == pytest.approx(metrics["test"]["crps"], rel=1e-6)
+        assert float(row["test.coverage.0.8"]) == pytest.approx(metrics["test"]["coverage"]["0.8"])
+        assert float(row["losses.total"]) == pytest.approx(metrics["losses"]["total"], rel=1e-6)
+        assert int(row["num_params"]) == metrics["num_params"]
+    ranked = sorted(rows, key=lambda r: int(r["rank"]))
+    assert [float(r["test.crps"]) for r in ranked] == sorted(float(r["test.crps"]) for r in rows)
+    summary = json.loads((sweep_dir / "summary.json").read_text())
+    assert summary["counts"] == {"ok": 4, "failed": 0, "incomplete": 0}
+    assert summary["swept"] == ["model.gate.width", "model.expert.degree"]
+    assert summary["best"]["job"] == int(ranked[0]["job"]) and summary["sort_by"] == "test.crps"
+    assert is_png(sweep_dir / "plots" / "sweep.png")  # a heatmap over the two swept values
+    assert "Sweep summary: 4 jobs (4 ok, 0 failed, 0 incomplete), sorted by test.crps" in result.stdout
+    assert f"best: job {ranked[0]['job']}" in result.stdout
+
+
+def test_summarize_ranks_by_another_metric_without_torch(grid, tmp_path):
+    sweep_dir = tmp_path / "copy"
+    shutil.copytree(grid[0], sweep_dir)
+    code = ("import sys; from polymix_cli.cli.main import main; "
+            f"code = main(['summarize', {str(sweep_dir)!r}, '--sort-by', 'test.rmse']); "
+            "print(code, 'torch' in sys.modules, 'hydra' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0 False False"
+    rows = read_csv(sweep_dir / "summary.csv")
+    ranked = sorted(rows, key=lambda r: int(r["rank"]))
+    assert [float(r["test.rmse"]) for r in ranked] == sorted(float(r["test.rmse"]) for r in rows)
+    assert "sorted by test.rmse" in result.stdout
+    assert json.loads((sweep_dir / "summary.json").read_text())["sort_by"] == "test.rmse"
+
+
+def test_summarize_reports_a_cut_short_job(grid, tmp_path):
+    sweep_dir = tmp_path / "copy"
+    shutil.copytree(grid[0], sweep_dir)
+    for name in ("summary.csv", "summary.json"):
+        (sweep_dir / name).unlink()
+    (sweep_dir / "2" / "metrics.json").unlink()
+    result = run_cli("summarize", str(sweep_dir))
+    assert result.returncode == 0, result.stderr
+    rows = {r["job"]: r for r in read_csv(sweep_dir / "summary.csv")}
+    assert rows["2"]["status"] == "incomplete" and "metrics.json" in rows["2"]["reason"]
+    assert rows["2"]["rank"] == "" and rows["2"]["test.crps"] == ""
+    assert sorted(r["status"] for r in rows.values()) == ["incomplete", "ok", "ok", "ok"]
+    assert "1 incomplete" in result.stdout and "job 2 incomplete" in result.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["/nonexistent/sweep"], "does not exist"),
+    ([str(REPO / "configs")], "holds no job dirs"),
+    (["DIR", "--sort-by", "accuracy"], "invalid choice"),
+])
+def test_summarize_bad_input_exits_2_with_one_line(args, message, tmp_path):
+    result = run_cli("summarize", *[str(tmp_path) if a == "DIR" else a for a in args])
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_a_failed_job_does_not_stop_the_sweep(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, "model.expert.degree=2,-1")
+    assert result.returncode == 0, result.stderr + result.stdout[-2000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    rows = {r["job"]: r for r in read_csv(sweep_dir / "summary.csv")}
+    assert rows["0"]["status"] == "ok" and rows["0"]["rank"] == "1"
+    assert rows["1"]["status"] == "failed" and rows["1"]["rank"] == ""
+    assert rows["1"]["reason"] == "model.expert: degree must be >= 0, got -1"
+    failed = status(sweep_dir / "1")
+    assert failed["status"] == "failed" and failed["exit_status"] == 2 and failed["error"] == "ConfigError"
+    assert "job 1 failed: model.expert: degree must be >= 0" in result.stdout
+    assert is_png(sweep_dir / "plots" / "sweep.png")
+
+
+def test_a_bad_shared_option_exits_2_before_any_job(tmp_path):
+    result = sweep(tmp_path / "sweep", "trainer.epochs=0", "model.gate.width=4,8")
+    assert result.returncode == 2
+    assert "trainer.epochs must be >= 1, got 0 (in every job of the sweep)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "sweep" / "0").exists()
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["sweep.sort_by=accuracy"], "sweep.sort_by must be one of"),
+    (["sweep.objective=r2"], "sweep.objective must be one of"),
+    ([], None),
+    (["+hydra.sweeper.direction=maximize"], "hydra.sweeper.direction must be minimize"),
+])
+def test_multirun_start_checks_the_sweep_options(overrides, message, tmp_path, capsys):
+    from hydra import compose, initialize_config_dir
+
+    from polymix_cli.cli.callbacks import SweepSummary
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*overrides, f"hydra.sweep.dir={tmp_path}"],
+                      return_hydra_config=True)
+    if message is None:
+        SweepSummary().on_multirun_start(cfg)
+        assert (tmp_path / "multirun.yaml").is_file()  # read back by polymix summarize
+        return
+    with pytest.raises(SystemExit) as exit_info:
+        SweepSummary().on_multirun_start(cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- configs and units
+
+
+def test_sweep_options_are_validated():
+    from polymix_cli.config import ConfigError
+    from polymix_cli.run import prepare
+
+    cfg = compose_train()
+    assert cfg["sweep"] == {"sort_by": "test.crps", "objective": "test.crps"}
+    assert cfg["trainer"]["num_threads"] is None
+    for override, message in ((["sweep.objective=r2"], "sweep.objective must be one of"),
+                              (["trainer.num_threads=0"], "trainer.num_threads must be >= 1")):
+        with pytest.raises(ConfigError, match=message):
+            prepare(compose_train(override))
 
 
 def test_threads_per_job_never_oversubscribes():
@@ -57,3 +260,28 @@ def test_plot_sweep_line_and_heatmap(tmp_path):
         plot_sweep(tmp_path / "bad.png", "test.crps", "w", [1, 2], [0.1])
     with pytest.raises(ValueError, match="given together"):
         plot_sweep(tmp_path / "bad.png", "test.crps", "w", [1, 2], [0.1, 0.2], y_name="d")
+
+
+def test_a_numerical_blow_up_stops_training(tmp_path):
+    from polymix_cli.run import TrainingDiverged, train
+
+    class Quiet:
+        def groups(self, *args): ...
+        def training(self, trainer): return None
+        def finished(self): ...
+        def summary(self, *args): ...
+
+    cfg = compose_train(["trainer.epochs=20", "trainer.num_samples=4", "optimizer.lr=1e6",
+                         "data.num_test=20"])
+    with pytest.raises(TrainingDiverged, match="training diverged at epoch"):
+        train(cfg, tmp_path, "", Quiet())
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_help_lists_summarize_without_torch():
+    code = ("import sys; from polymix_cli.cli.main import main; main(['--help']); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=REPO).stdout
+    assert "summarize" in out and out.strip().splitlines()[-1] == "False"
+
