@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from conftest import REPO, compose_train, run_cli
 
 from polymix_cli.sweep import (
     METRICS,
+    available_cores,
     metric_value,
     score,
     swept_keys_from_config,
@@ -177,8 +179,9 @@ def test_a_bad_shared_option_exits_2_before_any_job(tmp_path):
 @pytest.mark.parametrize("overrides,message", [
     (["sweep.sort_by=accuracy"], "sweep.sort_by must be one of"),
     (["sweep.objective=r2"], "sweep.objective must be one of"),
-    ([], None),
-    (["+hydra.sweeper.direction=maximize"], "hydra.sweeper.direction must be minimize"),
+    (["hparams_search=moe_optuna"], None),
+    (["hparams_search=moe_optuna", "hydra.sweeper.direction=maximize"],
+     "hydra.sweeper.direction must be minimize"),
 ])
 def test_multirun_start_checks_the_sweep_options(overrides, message, tmp_path, capsys):
     from hydra import compose, initialize_config_dir
@@ -199,7 +202,69 @@ def test_multirun_start_checks_the_sweep_options(overrides, message, tmp_path, c
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.gate.width=4,8")
+    assert result.returncode == 0, result.stderr + result.stdout[-2000:]
+    assert "Traceback" not in result.stderr and "deprecated" not in result.stderr
+    rows = read_csv(sweep_dir / "summary.csv")
+    assert [(r["job"], r["model.gate.width"], r["status"]) for r in rows] == [("0", "4", "ok"), ("1", "8", "ok")]
+    for row in rows:
+        assert job_config(sweep_dir / row["job"])["model"]["gate"]["width"] == int(row["model.gate.width"])
+    # each job ran in a worker process, with cores // 2 torch threads: 2 jobs x threads <= cores
+    jobs = [status(sweep_dir / r["job"]) for r in rows]
+    assert all(j["pid"] != os.getpid() for j in jobs)
+    assert {j["threads"] for j in jobs} == {max(1, available_cores() // 2)}
+
+
+def test_submitit_local_launcher(tmp_path):
+    # one job: each submitit job is a fresh process (~10 s of imports on a busy core)
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=3",
+                   "model.gate.width=4")
+    assert result.returncode == 0, result.stderr + result.stdout[-2000:]
+    rows = read_csv(sweep_dir / "summary.csv")
+    assert [(r["job"], r["status"], r["rank"]) for r in rows] == [("0", "ok", "1")]
+    assert job_config(sweep_dir / "0")["model"]["gate"]["width"] == 4
+    assert (sweep_dir / "0" / "checkpoints" / "last.pt").is_file()
+    assert list((sweep_dir / ".submitit").glob("*/*_result.pkl"))  # ran by submitit's executor
+    job = status(sweep_dir / "0")
+    assert job["threads"] == 1 and job["pid"] != os.getpid()  # cpus_per_task, own process
+
+
+def test_optuna_study_reports_the_best_trial(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = sweep(sweep_dir, "hparams_search=moe_optuna", "hydra.sweeper.n_trials=3")
+    assert result.returncode == 0, result.stderr + result.stdout[-2000:]
+    rows = read_csv(sweep_dir / "summary.csv")
+    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
+    study = json.loads((sweep_dir / "summary.json").read_text())["study"]
+    params = {"model.gate.width", "model.gate.depth", "model.expert.degree", "model.num_experts",
+              "optimizer.lr", "trainer.weight_factor"}
+    assert set(study["best_params"]) == params
+    best = next(r for r in rows if r["job"] == str(study["job"]))
+    assert study["best_value"] == pytest.approx(float(best["test.crps"]), rel=1e-6)
+    assert best["rank"] == "1"
+    cfg = yaml.safe_load((sweep_dir / study["config"]).read_text())
+    assert cfg["model"]["gate"]["width"] == study["best_params"]["model.gate.width"]
+    assert cfg["optimizer"]["lr"] == pytest.approx(study["best_params"]["optimizer.lr"])
+    assert "optuna best trial: value" in result.stdout and "its config:" in result.stdout
+    assert is_png(sweep_dir / "plots" / "sweep.png")  # the objective by trial
+
+
 # --------------------------------------------------------------------------- configs and units
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
+    assert {"partition", "account", "timeout_min", "cpus_per_task", "mem_gb", "setup"} <= set(launcher)
+    assert threads_per_job(None, launcher) == launcher["cpus_per_task"]
 
 
 def test_sweep_options_are_validated():

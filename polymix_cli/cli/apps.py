@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,15 @@ from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..sweep import metric_value, score, threads_per_job, write_status
 from .console import ConsoleUI
+
+# configs/hydra/launcher/{joblib,submitit_local}.yaml restate the plugins' configs of the
+# same name, with polymix's defaults and comments; Hydra validates them against those
+# schemas and warns that matching by name is deprecated. The match is intended: silence
+# only that warning, only for these two files (also in launcher workers, which import this).
+warnings.filterwarnings(
+    "ignore", category=UserWarning,
+    message=r"\s*'hydra/launcher/(joblib|submitit_local)' is validated against ConfigStore schema",
+)
 
 # The repository's configs/ folder (polymix is installed in editable mode from the repo).
 CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "configs")

@@ -24,6 +24,8 @@ examples:
   polymix train                                   # the default experiment, moe_sign
   polymix train experiment=moe_sign trainer.epochs=2000
   polymix train -m model.gate.width=8,16,32 model.expert.degree=2,3,5
+  polymix train -m hydra/launcher=joblib model.gate.width=8,16,32   # jobs in parallel
+  polymix train -m hparams_search=moe_optuna      # an optuna study
   polymix evaluate ckpt=outputs/moe_sign/<run>/checkpoints/last.pt
   polymix summarize outputs/moe_sign/multirun/<timestamp>
   polymix train --help                            # every config group and option
