@@ -8,6 +8,7 @@ from typing import Any
 
 from .data import GENERATORS
 from .safety import find_callable_key
+from .sweep import METRICS
 from .training import LOSSES, OPTIMIZERS, SCHEDULERS
 
 __all__ = ["DEVICES", "PROGRESS", "ConfigError", "refuse_callables", "validate_train_config"]
@@ -157,3 +158,6 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
     check_choice(cfg, "trainer.device", DEVICES)
     check_choice(cfg, "trainer.progress", PROGRESS)
     validate_eval(cfg)
+    if "sweep" in cfg:
+        check_choice(cfg, "sweep.sort_by", tuple(METRICS))
+        check_choice(cfg, "sweep.objective", tuple(METRICS))

@@ -97,14 +97,15 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
-def set_threads(requested: int | None, p: Prepared) -> int:
+def set_threads(requested: int | None, p: Prepared, max_threads: int | None = None) -> int:
     """Set torch's intra-op threads: ``requested``, or with ``None`` one thread for small
-    steps (where threading costs more than it saves) and torch's default otherwise."""
+    steps (where threading costs more than it saves) and otherwise ``max_threads`` (a
+    parallel launcher's share of the cores) or torch's default."""
     if requested is None:
         t = p.cfg["trainer"]
         points = min(t["batch_size"] or p.data.x_train.shape[0], p.data.x_train.shape[0])
         work = points * t["num_samples"] * p.model.num_params()  # ~ multiply-adds per step
-        requested = 1 if work < _SMALL_STEP else _DEFAULT_THREADS
+        requested = 1 if work < _SMALL_STEP else (max_threads or _DEFAULT_THREADS)
     torch.set_num_threads(requested)
     return torch.get_num_threads()
 
@@ -230,8 +231,9 @@ def _restore(trainer: Trainer, state: Mapping[str, Any], device: torch.device, p
 
 
 def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
-          resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Train, checkpoint and evaluate one run; return its metrics.
+          resume: Mapping[str, Any] | None = None, max_threads: int | None = None) -> dict[str, Any]:
+    """Train, checkpoint and evaluate one run; return its metrics. ``max_threads``: the
+    torch threads this job may use (a parallel launcher's share of the cores).
 
     ``resume`` is a loaded checkpoint whose states continue training (``cfg`` must be its
     config, see :func:`resume_config`). Raises :class:`RunInterrupted` after saving
@@ -241,7 +243,7 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
     t = p.cfg["trainer"]
     settings = TrainSettings(t["epochs"], t["num_samples"], t["weight_factor"], t["loss"],
                              t["batch_size"], t["compile"])
-    threads = set_threads(t["num_threads"], p)
+    threads = set_threads(t["num_threads"], p, max_threads)
     optimizer = build_optimizer(p.cfg["optimizer"], p.model.parameters())
     trainer = Trainer(p.model, p.data.x_train, p.data.y_train, settings, optimizer)
     trainer.scheduler = build_scheduler(p.cfg["scheduler"], optimizer, t["epochs"] * trainer.steps_per_epoch)

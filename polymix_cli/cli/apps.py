@@ -5,27 +5,52 @@ errors, 1 for failures while running, 130/143 for a run stopped by SIGINT/SIGTER
 saving its checkpoint). ``POLYMIX_DEBUG=1`` shows the full traceback. Hydra's own errors,
 raised before the task runs, are reported by :mod:`polymix_cli.cli.main`. torch is
 imported only once the task runs, so that a mistyped option fails at once.
+
+In a multirun (``-m``) a failing job instead records its reason in ``status.json`` and
+returns the worst objective, ``inf``, so the sweep goes on and an optuna study steers
+away from it. Every job writes ``status.json`` (ok or failed, the reason, seconds).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from ..sweep import metric_value, score, threads_per_job, write_status
 from . import errors
+
+# configs/hydra/launcher/{joblib,submitit_local}.yaml restate the plugins' configs of the
+# same name, with polymix's defaults and comments; Hydra validates them against those
+# schemas and warns that matching by name is deprecated. The match is intended: silence
+# only that warning, only for these two files (also in launcher workers, which import this).
+warnings.filterwarnings(
+    "ignore", category=UserWarning,
+    message=r"\s*'hydra/launcher/(joblib|submitit_local)' is validated against ConfigStore schema",
+)
 
 # The repository's configs/ folder (polymix is installed in editable mode from the repo).
 CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "configs")
 
+# What a failed job (or one without its objective) returns to the sweeper: the worst value.
+FAILED_OBJECTIVE = float("inf")
+
 
 def _run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _multirun() -> bool:
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _overridden_keys() -> list[str]:
@@ -36,29 +61,71 @@ def _overridden_keys() -> list[str]:
     return [o.key_or_group for o in OverridesParser.create().parse_overrides(task)]
 
 
-def _guarded(body: Callable[[], Any]) -> Any:
-    """Run ``body``; turn expected errors into a one-line message and an exit status."""
+def _guarded(body: Callable[[], Any], job: dict[str, Any] | None = None) -> Any:
+    """Run ``body`` and record ``status.json``; turn expected errors into a one-line
+    message and an exit status (single run), or into a failed status and the worst
+    objective (multirun). ``job`` collects what ``body`` learns for the status file."""
     from ..checkpoint import CheckpointError
     from ..config import ConfigError
     from ..run import RunDiverged, RunInterrupted
 
+    job = {} if job is None else job
+    start = time.perf_counter()
     try:
-        return body()
-    except RunInterrupted as err:
-        _fail(err, err.exit_status, label="")
+        result = body()
+    except RunInterrupted as err:  # the user stopped it: end the whole program, sweep or not
+        _record(err, err.exit_status, start, job)
+        _leave(err, err.exit_status, label="")
     except RunDiverged as err:
-        _fail(err, errors.RUNTIME, label="error")
+        return _fail(err, errors.RUNTIME, start, job, label="error")
     except (ConfigError, CheckpointError, OmegaConfBaseException) as err:
-        _fail(err, errors.USAGE, label="error")
+        return _fail(err, errors.USAGE, start, job, label="error")
     except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
-        _fail(err, errors.RUNTIME, label=f"error ({type(err).__name__})")
+        return _fail(err, errors.RUNTIME, start, job, label=f"error ({type(err).__name__})")
+    write_status(_run_dir(), "ok", time.perf_counter() - start, threads=job.get("threads"))
+    return result
 
 
-def _fail(err: BaseException, status: int, label: str) -> None:
+def _record(err: BaseException, status: int, start: float, job: dict[str, Any]) -> None:
+    """Write the failed ``status.json`` of this job (best effort)."""
+    message = errors.first_line(err) or type(err).__name__
+    reason = message if status == errors.USAGE else f"{type(err).__name__}: {message}"
+    try:
+        write_status(_run_dir(), "failed", time.perf_counter() - start, reason=reason,
+                     error=type(err).__name__, exit_status=status, threads=job.get("threads"))
+    except OSError:
+        pass  # the one-line message still says what went wrong
+
+
+def _fail(err: BaseException, status: int, start: float, job: dict[str, Any], label: str) -> float:
+    if errors.debug():
+        raise err
+    _record(err, status, start, job)
+    if _multirun():  # into the job's log (and the terminal) instead of ending the sweep
+        message = errors.first_line(err) or type(err).__name__
+        logging.getLogger("polymix").error(
+            f"polymix: {label}: {message} (job {HydraConfig.get().job.num} failed; the sweep goes on)")
+        return FAILED_OBJECTIVE
+    _leave(err, status, label)
+    return FAILED_OBJECTIVE  # not reached
+
+
+def _leave(err: BaseException, status: int, label: str) -> None:
     if errors.debug():
         raise err
     message = errors.first_line(err) or type(err).__name__
     errors.leave(f"{label}: {message}" if label else message, status)
+
+
+def _launcher_threads(trainer: dict[str, Any]) -> int | None:
+    """``trainer.num_threads``, or this job's share of the cores under a parallel launcher."""
+    requested = trainer.get("num_threads")
+    if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)
+                                  or requested < 1):
+        return None  # validation reports it
+    launcher = OmegaConf.select(HydraConfig.get(), "launcher")
+    launcher = OmegaConf.to_container(launcher, resolve=False) if launcher is not None else {}
+    return threads_per_job(requested, launcher)  # type: ignore[arg-type]
 
 
 def parse_config(text: str) -> dict[str, Any]:
@@ -87,16 +154,22 @@ def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], str, dict[str, Any] 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> float | None:
+    """Train one model; return ``sweep.objective`` (lower is better) for sweepers."""
     from ..run import train
     from .console import ConsoleUI
 
+    job: dict[str, Any] = {}
+
     def body() -> float | None:
         plain, config_yaml, state = _train_config(cfg)
+        job["threads"] = _launcher_threads(plain.get("trainer") or {})
         ui = ConsoleUI(plain.get("trainer", {}).get("progress", "auto"))
-        metrics = train(plain, _run_dir(), config_yaml, ui, resume=state)
-        return metrics["test"]["crps"]
+        metrics = train(plain, _run_dir(), config_yaml, ui, resume=state, max_threads=job["threads"])
+        objective = (plain.get("sweep") or {}).get("objective", "test.crps")
+        value = score(objective, metric_value(metrics, objective))
+        return FAILED_OBJECTIVE if value is None else value
 
-    return _guarded(body)
+    return _guarded(body, job)
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="evaluate", version_base="1.3")

@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import (
@@ -18,8 +18,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..layout import GroupSpec
-from ..training import Trainer
+if TYPE_CHECKING:  # the sweep table (polymix summarize) needs no torch
+    from ..layout import GroupSpec
+    from ..sweep import SweepSummary
+    from ..training import Trainer
 
 
 class ConsoleUI:
@@ -104,3 +106,72 @@ class ConsoleUI:
             f"trained in {timing['train_seconds']:.1f} s" + (f" ({eps:.0f} epochs/s)" if eps else "")
         )
         self.console.print(f"outputs: {run_dir}")
+
+
+# Metric columns of the sweep table (all of them are in summary.csv and summary.json).
+SWEEP_COLUMNS = {
+    "test.crps": "crps",
+    "test.rmse": "rmse",
+    "test.coverage.0.8": "cov 0.8",
+    "losses.total": "loss",
+    "timing.train_seconds": "train s",
+}
+STATUS_STYLE = {"ok": "green", "failed": "bold red", "incomplete": "yellow"}
+
+
+def _short(key: str, keys: list[str]) -> str:
+    """The last two parts of a dotted key, unless that is ambiguous among ``keys``."""
+    tail = ".".join(key.split(".")[-2:])
+    return tail if sum(".".join(k.split(".")[-2:]) == tail for k in keys) == 1 else key
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def sweep_table(summary: SweepSummary, files: list[Path], console: Console | None = None) -> None:
+    """The sweep's jobs as a table, best first by ``summary.sort_by``; then the reasons
+    of failed jobs, the best job (and an optuna study's best trial) and the ``files``."""
+    # off a terminal (a log, CI, a cluster) rich would squeeze a wide table into 80 columns
+    console = console or (Console() if sys.stdout.isatty() else Console(width=200))
+    counts = summary.counts()
+    columns = dict(SWEEP_COLUMNS)
+    if summary.sort_by not in columns:
+        columns = {summary.sort_by: summary.sort_by, **columns}
+    table = Table(title=f"Sweep summary: {len(summary.rows)} jobs ({counts['ok']} ok, "
+                        f"{counts['failed']} failed, {counts['incomplete']} incomplete), "
+                        f"sorted by {summary.sort_by}", title_justify="left")
+    table.add_column("job", justify="right")
+    for key in summary.swept:
+        table.add_column(_short(key, summary.swept), justify="right")
+    table.add_column("status")
+    for key, label in columns.items():
+        table.add_column(label + (" *" if key == summary.sort_by else ""), justify="right")
+    for row in summary.ranked():
+        style = STATUS_STYLE.get(row["status"], "")
+        table.add_row(str(row["job"]), *(_cell(row[k]) for k in summary.swept),
+                      f"[{style}]{row['status']}[/]", *(_cell(row[k]) for k in columns))
+    console.print(table)
+    for row in summary.rows:
+        if row["status"] != "ok":
+            console.print(f"job {row['job']} {row['status']}: {row['reason']}", markup=False)
+    best = summary.best()
+    if best is not None:
+        values = " ".join(f"{k}={_cell(best[k])}" for k in summary.swept)
+        console.print(f"best: job {best['job']} {values} ({summary.sort_by} "
+                      f"{_cell(best[summary.sort_by])}) -> {summary.sweep_dir / best['dir']}",
+                      markup=False)
+    study = summary.study
+    if study is not None:
+        params = " ".join(f"{k}={_cell(v)}" for k, v in study["best_params"].items())
+        console.print(f"optuna best trial: value {_cell(study['best_value'])} with {params}",
+                      markup=False)
+        if study["config"]:
+            console.print(f"its config: {summary.sweep_dir / study['config']}", markup=False)
+    if files:
+        names = ", ".join(str(f.relative_to(summary.sweep_dir)) for f in files)
+        console.print(f"sweep summary: {names} in {summary.sweep_dir}", markup=False)

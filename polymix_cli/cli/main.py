@@ -1,5 +1,6 @@
-"""``polymix``: the command-line entry point. Dispatches to the Hydra apps; ``--help``
-and ``--version`` answer without importing torch or Hydra."""
+"""``polymix``: the command-line entry point. Dispatches to the Hydra apps and to
+``summarize`` (plain argparse); ``--help`` and ``--version`` answer without importing
+torch or Hydra."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from . import errors
 COMMANDS = {
     "train": "train a stochastic surrogate from configs (Hydra app: overrides, -m, --cfg job, --help)",
     "evaluate": "re-evaluate a checkpoint: polymix evaluate ckpt=PATH [overrides]",
+    "summarize": "(re)build a sweep's summary: polymix summarize DIR [--sort-by METRIC]",
 }
 
 USAGE = """usage: polymix COMMAND [HYDRA OVERRIDES ...]
@@ -27,7 +29,10 @@ examples:
   polymix train                                   # the default experiment, moe_sign
   polymix train experiment=moe_sign trainer.epochs=2000
   polymix train -m model.gate.width=8,16,32 model.expert.degree=2,3,5
+  polymix train -m hydra/launcher=joblib model.gate.width=8,16,32   # jobs in parallel
+  polymix train -m hparams_search=moe_optuna      # an optuna study
   polymix evaluate ckpt=outputs/moe_sign/<run>/checkpoints/last.pt
+  polymix summarize outputs/moe_sign/multirun/<timestamp>
   polymix train --help                            # every config group and option
 
 options:
@@ -76,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"polymix: unknown command {command!r}; commands: {', '.join(COMMANDS)} (see polymix --help)",
               file=sys.stderr)
         return 2
+    if command == "summarize":
+        from .summarize import main as summarize
+
+        return summarize(args[1:])
     refused = _callable_override(args[1:])
     if refused:
         errors.fail(f"override {refused!r} is refused: polymix never imports or calls a callable named "
