@@ -180,3 +180,30 @@ def test_compiled_objective_matches_eager(monkeypatch):
     got = compiled.losses()
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_training_and_prediction_follow_the_device():
+    torch.manual_seed(9)
+    model = StochasticModel(seed_mixture(), seed_groups()).cuda()
+    x = (torch.rand(40, 1) * 2 - 1).cuda()
+    y = torch.sin(3 * x)
+    opt = build_optimizer({"name": "adamw", "lr": 0.01}, model.parameters())
+    trainer = Trainer(model, x, y, TrainSettings(20, 8, 0.1), opt)
+    trainer.fit()
+    assert torch.isfinite(torch.stack(trainer.history.losses)).all()
+    out = model(x, 5)
+    assert out.device.type == "cuda" and out.shape == (5, 40, 1)
+    cpu = copy.deepcopy(model).cpu()
+    params = model.sample_parameters(4)
+    torch.testing.assert_close(model.predict(x, params).cpu(), cpu.predict(x.cpu(), params.cpu()),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_deepcopy_of_a_packed_model_is_independent():
+    model = StochasticModel(seed_mixture(), seed_groups())
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        twin.mean_field.loc.add_(1.0)
+    assert torch.equal(twin.parameter_groups[0].mean, twin.mean_field.loc[:2])
+    assert torch.equal(model.parameter_groups[0].mean + 1.0, twin.parameter_groups[0].mean)
