@@ -73,11 +73,23 @@ class Adam(_Optimizer):
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, decoupled: bool = True):
         super().__init__(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
         self.decoupled = decoupled
+        self._fused = None  # resolved on the first step
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
     def _buffers(self) -> dict[str, list[Tensor]]:
         return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    def _fused_kernel(self, params: list[Tensor]):
+        """torch's single-kernel Adam(W) update for these tensors, where this torch has one
+        (a private op: any failure falls back to the ``_foreach`` path for good)."""
+        if self._fused is None:
+            name = "_fused_adamw_" if self.decoupled else "_fused_adam_"
+            kernel = getattr(torch, name, None)
+            same = len({(p.device, p.dtype) for p in params}) == 1
+            ok = kernel is not None and same and params[0].device.type in ("cpu", "cuda")
+            self._fused = kernel if ok and params[0].is_floating_point() else False
+        return self._fused or None
 
     @torch.no_grad()
     def step(self) -> None:
@@ -89,6 +101,16 @@ class Adam(_Optimizer):
         grads = [self.params[i].grad for i in index]
         m = [self.exp_avg[i] for i in index]
         v = [self.exp_avg_sq[i] for i in index]
+        kernel = self._fused_kernel(params) if params else None
+        if kernel is not None and len(index) == len(self.params):
+            steps = [torch.tensor(float(self.step_count), dtype=params[0].dtype, device=params[0].device)
+                     for _ in params]
+            try:
+                kernel(params, grads, m, v, [], steps, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd,
+                       eps=eps, amsgrad=False, maximize=False)
+                return
+            except (RuntimeError, TypeError):
+                self._fused = False
         if wd:
             if self.decoupled:
                 torch._foreach_mul_(params, 1 - lr * wd)

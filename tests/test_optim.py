@@ -28,7 +28,8 @@ def _run(opt, sched, params, steps: int = 60) -> list[float]:
 
 @pytest.mark.parametrize("name", ["adamw", "adam", "sgd"])
 @pytest.mark.parametrize("schedule", ["onecycle", "cosine", "none"])
-def test_matches_torch(name, schedule):
+@pytest.mark.parametrize("fused", [True, False])
+def test_matches_torch(name, schedule, fused):
     ours_p, ref_p = _params(), _params()
     steps = 60
     if name == "sgd":
@@ -36,6 +37,8 @@ def test_matches_torch(name, schedule):
         ref = torch.optim.SGD(ref_p, lr=0.05, momentum=0.9, weight_decay=1e-3)
     else:
         ours = Adam(ours_p, lr=0.01, weight_decay=1e-2, decoupled=name == "adamw")
+        if not fused:
+            ours._fused = False  # the _foreach path
         cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
         ref = cls(ref_p, lr=0.01, weight_decay=1e-2)
     if schedule == "onecycle":

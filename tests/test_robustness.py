@@ -418,8 +418,8 @@ def test_history_round_trips_through_a_checkpoint_state():
 
 
 def test_nan_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path):
-    # lr 3 with OneCycle (peak 30) diverges after a few dozen epochs
-    result = run_cli("train", "trainer.epochs=100", "optimizer.lr=3", "trainer.checkpoint_every=10",
+    # lr 30 with OneCycle (peak 300) diverges after a couple of dozen epochs
+    result = run_cli("train", "trainer.epochs=100", "optimizer.lr=30", "trainer.checkpoint_every=10",
                      "trainer.log_every=10", *SMALL, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 1, result.stderr
     ckpt = tmp_path / "checkpoints" / "last.pt"
