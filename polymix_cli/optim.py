@@ -74,6 +74,7 @@ class Adam(_Optimizer):
         super().__init__(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
         self.decoupled = decoupled
         self._fused = None  # resolved on the first step
+        self._steps: list[Tensor] | None = None  # step counts as tensors, for the fused kernel
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
@@ -103,8 +104,11 @@ class Adam(_Optimizer):
         v = [self.exp_avg_sq[i] for i in index]
         kernel = self._fused_kernel(params) if params else None
         if kernel is not None and len(index) == len(self.params):
-            steps = [torch.tensor(float(self.step_count), dtype=params[0].dtype, device=params[0].device)
-                     for _ in params]
+            if self._steps is None:
+                self._steps = [torch.zeros((), dtype=p.dtype, device=p.device) for p in params]
+            for step in self._steps:
+                step.fill_(float(self.step_count))
+            steps = self._steps
             try:
                 kernel(params, grads, m, v, [], steps, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd,
                        eps=eps, amsgrad=False, maximize=False)

@@ -207,3 +207,18 @@ def test_deepcopy_of_a_packed_model_is_independent():
         twin.mean_field.loc.add_(1.0)
     assert torch.equal(twin.parameter_groups[0].mean, twin.mean_field.loc[:2])
     assert torch.equal(model.parameter_groups[0].mean + 1.0, twin.parameter_groups[0].mean)
+
+
+def test_packed_draw_and_loss_gradients_are_exact():
+    """The hand-written backward passes of the packed draw and loss, by finite differences."""
+    from polymix_cli.parameter_groups.mean_field import _Draw, _Loss
+
+    torch.manual_seed(10)
+    loc = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    log_std = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    noise, index = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 2, 5])
+    assert torch.autograd.gradcheck(lambda a, b: _Draw.apply(a, b, noise, index), (loc, log_std))
+    prior_loc = torch.randn(6, dtype=torch.float64)
+    inv_scale, stochastic_inv = torch.rand(6, dtype=torch.float64) + 0.5, torch.rand(3, dtype=torch.float64) + 0.5
+    assert torch.autograd.gradcheck(
+        lambda a, b: _Loss.apply(a, b, prior_loc, inv_scale, stochastic_inv, 1.3), (loc, log_std))

@@ -94,11 +94,51 @@ class MeanFieldParameters(nn.Module):
         loc = self.loc
         noise = torch.randn((num_samples, self.log_std.shape[0]), dtype=loc.dtype, device=loc.device,
                             generator=generator)
-        return torch.index_add(loc.expand(num_samples, -1), 1, self.stochastic_index, noise * self.log_std.exp())
+        return _Draw.apply(loc, self.log_std, noise, self.stochastic_index)
 
     def distribution_loss(self) -> Tensor:
         """Sum of the groups' losses: KL to the prior for the Gaussian groups plus
         ``-log prior`` of the deterministic values, in closed form."""
-        z = (self.loc - self.prior_loc) * self.prior_inv_scale
-        ratio = self.log_std.exp() * self.stochastic_inv_scale
-        return 0.5 * (torch.dot(z, z) + torch.dot(ratio, ratio)) - self.log_std.sum() + self.loss_const
+        return _Loss.apply(self.loc, self.log_std, self.prior_loc, self.prior_inv_scale,
+                           self.stochastic_inv_scale, self.loss_const)
+
+
+# Both functions below are one autograd node each with a hand-written backward: the
+# per-step cost of a small model is the number of tensor operations, not arithmetic.
+
+
+class _Draw(torch.autograd.Function):
+    """``theta = loc + scatter(index, noise * exp(log_std))``, ``(S, P)``."""
+
+    @staticmethod
+    def forward(ctx, loc: Tensor, log_std: Tensor, noise: Tensor, index: Tensor) -> Tensor:
+        scaled = noise * log_std.exp()
+        ctx.save_for_backward(scaled, index)
+        return torch.index_add(loc.expand(noise.shape[0], -1), 1, index, scaled)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        scaled, index = ctx.saved_tensors
+        # d theta / d log_std = noise * exp(log_std) = scaled, at the stochastic columns
+        grad_log_std = (grad.index_select(1, index) * scaled).sum(0) if ctx.needs_input_grad[1] else None
+        return grad.sum(0), grad_log_std, None, None
+
+
+class _Loss(torch.autograd.Function):
+    """``0.5 |z|^2 + 0.5 |exp(log_std) / t|^2 - sum(log_std) + const`` with
+    ``z = (loc - prior_loc) / prior_scale``: the summed KL and negative log priors."""
+
+    @staticmethod
+    def forward(ctx, loc: Tensor, log_std: Tensor, prior_loc: Tensor, prior_inv_scale: Tensor,
+                stochastic_inv_scale: Tensor, const: float) -> Tensor:
+        z = (loc - prior_loc) * prior_inv_scale
+        ratio = log_std.exp() * stochastic_inv_scale
+        ctx.save_for_backward(z, prior_inv_scale, ratio)
+        return 0.5 * (torch.dot(z, z) + torch.dot(ratio, ratio)) - log_std.sum() + const
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        z, prior_inv_scale, ratio = ctx.saved_tensors
+        grad_loc = grad * z * prior_inv_scale
+        grad_log_std = grad * (ratio * ratio - 1.0) if ctx.needs_input_grad[1] else None
+        return grad_loc, grad_log_std, None, None, None, None
