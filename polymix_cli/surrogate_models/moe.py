@@ -97,7 +97,7 @@ class MixtureOfExperts(SurrogateModel):
     def get_expert_outputs(self, x: Tensor, params: Tensor) -> Tensor:
         """Each expert's output: ``(num_samples, num_experts, batch, num_outputs)``."""
         params = self.check_inputs(x, params)
-        return self._expert_outputs(x, params, self._split_shared(NO_SHARED)[0]).permute(1, 2, 0, 3)
+        return self._expert_outputs(x, params, self._split_shared(NO_SHARED)[0]).transpose(2, 3)
 
     def get_gating_weights(self, x: Tensor, params: Tensor) -> Tensor:
         """Gate probabilities ``(num_samples, batch, num_experts)``, rows summing to one."""
@@ -105,7 +105,7 @@ class MixtureOfExperts(SurrogateModel):
         return self.gating_network.evaluate(x, self.gate_params(params))
 
     def _expert_outputs(self, x: Tensor, params: Tensor, shared: list[Shared]) -> Tensor:
-        """All experts laid out ``(B, S, M, O)`` (a view)."""
+        """All experts laid out ``(S, M, O, B)``."""
         offsets = self._expert_offsets
         if self._shared_pce:
             first: PolynomialChaosExpansion = self.experts[0]  # type: ignore[assignment]
@@ -115,17 +115,17 @@ class MixtureOfExperts(SurrogateModel):
             expert.evaluate_shared(x, params[:, offsets[m] : offsets[m + 1]], shared[m])
             for m, expert in enumerate(self.experts)
         ]
-        return torch.stack(outputs, dim=0).permute(2, 1, 0, 3)
+        return torch.stack(outputs, dim=1).transpose(2, 3)
 
     def evaluate(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
         expert_shared, gate_shared = self._split_shared(shared)
-        experts = self._expert_outputs(x, params, expert_shared)  # (B, S, M, O)
+        experts = self._expert_outputs(x, params, expert_shared)  # (S, M, O, B)
         gate_params = self.gate_params(params)
         if self.num_experts == 2:
             # softmax over two = sigmoid of the logit difference: f0 + p1 (f1 - f0)
-            p1 = torch.sigmoid(self.gating_network.logit_difference(x, gate_params, gate_shared))
-            f0, f1 = experts.unbind(2)
-            return torch.addcmul(f0, p1.unsqueeze(-1), f1 - f0).permute(1, 0, 2)
+            p1 = torch.sigmoid(self.gating_network.logit_difference(x, gate_params, gate_shared))  # (S', B)
+            f0, f1 = experts.unbind(1)
+            return torch.addcmul(f0, p1.unsqueeze(1), f1 - f0).transpose(1, 2)
         weights = torch.softmax(self.gating_network.logits_by_expert(x, gate_params, gate_shared), dim=1)
         weights = weights.expand(params.shape[0], *weights.shape[1:])  # (S, M, B)
-        return torch.einsum("smb,bsmo->sbo", weights, experts)
+        return torch.einsum("smb,smob->sbo", weights, experts)

@@ -183,7 +183,7 @@ class GatingNetwork(NeuralNetwork):
         return d, c
 
     def logit_difference(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
-        """For two experts: ``logit_1 - logit_0`` laid out ``(batch, S')``; the weight of
+        """For two experts: ``logit_1 - logit_0`` laid out ``(S', batch)``; the weight of
         expert 1 is its sigmoid (a cheaper equivalent of a softmax over two). Computed as
         one product of the raw output-layer parameters with ``h @ D + c``."""
         if self.num_experts != 2:
@@ -192,11 +192,11 @@ class GatingNetwork(NeuralNetwork):
         rows = self._output_rows(params, shared)  # (S', 2 width + 2)
         d, c = self._difference_map(h)
         if same:
-            return torch.mm(torch.addmm(c, h, d), rows.T)  # (B, S')
+            return torch.mm(rows, torch.addmm(c, h, d).T)  # (S', B)
         g = torch.matmul(h, d) + c  # (S, B, 2 width + 2)
         if rows.shape[0] == 1:
-            return torch.matmul(g, rows[0]).T
-        return torch.bmm(g, rows.unsqueeze(-1)).squeeze(-1).T
+            return torch.matmul(g, rows[0])
+        return torch.bmm(g, rows.unsqueeze(-1)).squeeze(-1)
 
     def evaluate(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
         probs = torch.softmax(self.logits_by_expert(x, params, shared), dim=1).transpose(1, 2)

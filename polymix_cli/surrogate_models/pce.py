@@ -17,14 +17,16 @@ def expand_in_basis(phi: Tensor, params: Tensor, groups: int, terms: int, output
     """Evaluate ``groups`` expansions for every draw in one matrix product.
 
     phi: ``(B, terms)``; params: ``(S, groups * terms * outputs)``, each group's
-    ``(terms, outputs)`` coefficients row-major. Returns a ``(B, S, groups, outputs)`` view.
-    The draws are folded into the columns of a single GEMM, so the basis matrix is read
-    once and no ``(S, B, terms)`` tensor is formed.
+    ``(terms, outputs)`` coefficients row-major. Returns ``(S, groups, outputs, B)``,
+    contiguous: the draws are folded into the rows of a single GEMM
+    ``(S * groups * outputs, terms) @ (terms, B)``, so the basis matrix is read once, no
+    ``(S, B, terms)`` tensor is formed, and the result is laid out draw-major as the
+    loss and the gate expect (with one output, a view of it is a contiguous ``(S, B, 1)``).
     """
     num_samples = params.shape[0]
-    coeffs = params.reshape(num_samples, groups, terms, outputs).permute(2, 0, 1, 3)
-    out = torch.mm(phi, coeffs.reshape(terms, num_samples * groups * outputs))
-    return out.view(phi.shape[0], num_samples, groups, outputs)
+    coeffs = params.reshape(num_samples, groups, terms, outputs).transpose(2, 3)
+    out = torch.mm(coeffs.reshape(num_samples * groups * outputs, terms), phi.T)
+    return out.view(num_samples, groups, outputs, phi.shape[0])
 
 
 class PolynomialChaosExpansion(SurrogateModel):
@@ -93,7 +95,7 @@ class PolynomialChaosExpansion(SurrogateModel):
 
     def evaluate(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
         out = expand_in_basis(self.basis_matrix(x), params, 1, self.num_terms, self.num_outputs)
-        return out[:, :, 0, :].permute(1, 0, 2)
+        return out[:, 0].transpose(1, 2)
 
     def same_basis(self, other: object) -> bool:
         """Whether ``other`` is a PCE with the same basis terms (they can share one matrix)."""
