@@ -3,6 +3,7 @@ option, the value and what is allowed. Runs before any training or file writing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +47,8 @@ def check_float(cfg: Mapping[str, Any], option: str, low: float, high: float | N
     allowed = f"a number in {lo_s}{low}, {'inf' if high is None else high}{hi_s}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{option} must be {allowed}, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} must be {allowed}, got {value}")
     bad_low = value <= low if low_open else value < low
     bad_high = high is not None and (value >= high if high_open else value > high)
     if bad_low or bad_high:

@@ -187,7 +187,7 @@ class Trainer:
         y_hat = self.model(x, s.num_samples)
         data = F.mse_loss(y_hat, y.expand_as(y_hat), reduction="sum") * (scale / s.num_samples)
         dist = self.model.distribution_loss()
-        return data, dist, data + s.weight_factor * dist
+        return data, dist, torch.add(data, dist, alpha=s.weight_factor)
 
     def losses(self) -> tuple[Tensor, Tensor, Tensor]:
         """One draw of the full-data objective: (data, distribution, total)."""
@@ -221,7 +221,7 @@ class Trainer:
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        return torch.stack([data, dist, total]).detach()
+        return torch.stack([data.detach(), dist.detach(), total.detach()])  # no autograd node
 
     def epoch_step(self) -> Tensor:
         """One epoch: a full-batch step, or one step per mini-batch of a random permutation."""

@@ -125,6 +125,7 @@ def test_other_experiments_build(experiment):
     (["trainer.epochs=0"], "trainer.epochs must be >= 1"),
     (["optimizer.lr=0"], "optimizer.lr must be"),
     (["eval.band=1.5"], "eval.band must be"),
+    (["data.noise_std=nan"], "data.noise_std must be"),
 ])
 def test_bad_options_exit_2_with_one_line(args, message, tmp_path):
     result = run_cli("train", *args, f"hydra.run.dir={tmp_path}")
