@@ -1,7 +1,7 @@
 """Predictive summaries and metrics from parameter draws, streamed over points.
 
 Parameters are drawn once (``(S, P)``, small) and the surrogate is evaluated on chunks
-of points, so memory stays at ``S x chunk x outputs`` however many points there are.
+of points, so memory stays bounded however many points there are.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import Tensor
 __all__ = ["LEVELS", "Summary", "crps_sorted", "metrics", "sample_quantiles", "summarize"]
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
-_CHUNK_ELEMENTS = 1 << 22  # draws x points x outputs per chunk (16 MiB in float32)
+_CHUNK_ELEMENTS = 1 << 22  # draws x points x widest intermediate per chunk (16 MiB in float32)
 
 
 def sample_quantiles(sorted_draws: Tensor, q: Sequence[float]) -> Tensor:

@@ -121,8 +121,9 @@ def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: lis
     written = []
     if history_rows:
         # every k-th epoch (and the last): a figure cannot show more, and drawing 1e4+ points is slow
-        stride = max(1, len(history_rows) // _MAX_CURVE_POINTS)
-        cols = list(zip(*(history_rows[::stride] + ([history_rows[-1]] if (len(history_rows) - 1) % stride else []))))
+        last = len(history_rows) - 1
+        kept = list(range(0, last, max(1, len(history_rows) // _MAX_CURVE_POINTS))) + [last]
+        cols = list(zip(*(history_rows[i] for i in kept)))
         written.append(plots.plot_loss(plot_dir / "loss.png", cols[0], cols[2], cols[3], cols[4], lr=cols[1]))
     if ev.grid is None or ev.grid_summary is None:
         return written

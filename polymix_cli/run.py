@@ -201,9 +201,10 @@ def _metrics_payload(p: Prepared, losses: Mapping[str, float], train_seconds: fl
 
 
 def _write_evidence(p: Prepared, run_dir: Path, history_rows: list[tuple], losses: Mapping[str, float],
-                    train_seconds: float, epochs: int) -> dict[str, Any]:
+                    train_seconds: float, epochs: int, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate, then write metrics.json (with ``extra`` keys) and the plots."""
     ev = evaluate(p.model, p.data, p.cfg["eval"], p.cfg["seed"])
-    payload = _metrics_payload(p, losses, train_seconds, epochs, ev.splits)
+    payload = {**_metrics_payload(p, losses, train_seconds, epochs, ev.splits), **(extra or {})}
     write_metrics(run_dir / "metrics.json", payload)
     write_plots(run_dir / "plots", ev, p.data, history_rows)
     return payload
@@ -410,8 +411,7 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: Mapping[str, Any], run_dir:
     losses = hist.last()
     ui.groups(p.specs, p.model.num_params())
     seconds = float((state.get("extra") or {}).get("train_seconds", 0.0))
-    metrics = _write_evidence(p, run_dir, rows, losses, seconds, state["epoch"])
-    metrics["checkpoint"] = {"path": str(ckpt), "epoch": state["epoch"], "polymix_version": state.get("polymix_version")}
-    write_metrics(run_dir / "metrics.json", metrics)
+    source = {"path": str(ckpt), "epoch": state["epoch"], "polymix_version": state.get("polymix_version")}
+    metrics = _write_evidence(p, run_dir, rows, losses, seconds, state["epoch"], {"checkpoint": source})
     ui.summary(metrics, run_dir)
     return metrics

@@ -151,11 +151,3 @@ class SurrogateModel(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_inputs={self.num_inputs}, num_outputs={self.num_outputs}"
-
-
-def split_blocks(params: Tensor, blocks: list[ParamBlock]) -> list[Tensor]:
-    """Views of ``params`` ``(S, P)`` as ``(S, *block.shape)`` for each block."""
-    num_samples = params.shape[0]
-    return [params[:, b.start : b.stop].reshape(num_samples, *b.shape) for b in blocks]
-
-
