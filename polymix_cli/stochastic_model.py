@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .likelihoods import GaussianNoise
 from .parameter_groups import DeterministicGroup, ParameterGroup
 from .parameter_groups.mean_field import MeanFieldParameters, is_mean_field
 from .surrogate_models import Shared, SurrogateModel
@@ -29,9 +30,18 @@ class StochasticModel(nn.Module):
       expression, and the optimiser sees two tensors;
     - surrogate blocks covered entirely by deterministic groups are evaluated once rather
       than once per draw (:meth:`forward` and :meth:`predict`).
+
+    ``noise``: an optional learned observation noise (:class:`~polymix_cli.likelihoods.GaussianNoise`,
+    one standard deviation per output) for a Gaussian likelihood. It is a submodule, so its
+    ``log_std`` is in the ``state_dict`` (``noise.log_std``) and ``parameters()``, and its
+    prior (if any) adds to :meth:`distribution_loss`. Without noise (``None``, the
+    default) the model's state and numbers are exactly those of a model built before
+    noise existed. :meth:`forward` and :meth:`predict` always return the noiseless
+    surrogate draws.
     """
 
-    def __init__(self, surrogate_model: SurrogateModel, parameter_groups: Sequence[ParameterGroup]):
+    def __init__(self, surrogate_model: SurrogateModel, parameter_groups: Sequence[ParameterGroup],
+                 noise: GaussianNoise | None = None):
         super().__init__()
         if not isinstance(surrogate_model, SurrogateModel):
             raise TypeError(
@@ -47,6 +57,12 @@ class StochasticModel(nn.Module):
                 f"parameter group sizes add up to {total}, but the surrogate has "
                 f"{surrogate_model.num_params()} parameters"
             )
+        if noise is not None:
+            if not isinstance(noise, GaussianNoise):
+                raise TypeError(f"noise must be a GaussianNoise or None, got {type(noise).__name__}")
+            if noise.num_outputs != surrogate_model.num_outputs:
+                raise ValueError(f"noise has {noise.num_outputs} outputs, but the surrogate has "
+                                 f"{surrogate_model.num_outputs}")
         self.surrogate_model = surrogate_model
         self.parameter_groups = nn.ModuleList(groups)
         self.constant_blocks = self._constant_blocks()
@@ -54,6 +70,8 @@ class StochasticModel(nn.Module):
         # deterministic values come straight from the flat locations when packed
         row = self.mean_field.loc if self.mean_field is not None else None
         self._shared = Shared(self.constant_blocks, row)
+        # registered last, and only when given: models without noise keep their state_dict
+        self.noise = noise
 
     # -- structure -------------------------------------------------------------------------
     def _constant_blocks(self) -> frozenset[str]:
@@ -82,10 +100,15 @@ class StochasticModel(nn.Module):
 
     def distribution_loss(self) -> Tensor:
         """Sum of the groups' distribution losses (a scalar): KL(q || prior) for variational
-        groups, ``-log prior`` for deterministic ones."""
+        groups, ``-log prior`` for deterministic ones; plus ``-log prior`` of the noise level
+        when the noise has a prior."""
         if self.mean_field is not None:
-            return self.mean_field.distribution_loss()
-        return torch.stack([g.distribution_loss() for g in self.parameter_groups]).sum()
+            loss = self.mean_field.distribution_loss()
+        else:
+            loss = torch.stack([g.distribution_loss() for g in self.parameter_groups]).sum()
+        if self.noise is not None and self.noise.prior is not None:
+            loss = loss + self.noise.distribution_loss()
+        return loss
 
     def predict(self, x: Tensor, params: Tensor) -> Tensor:
         """Evaluate the surrogate at given draws ``(S, num_params)``, computing blocks that
