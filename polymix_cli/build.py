@@ -11,6 +11,7 @@ from typing import Any
 
 from . import StochasticModel
 from .layout import GroupSpec, Rule, resolve_layout
+from .likelihoods import NOISE_PRIORS, GaussianNoise, HalfCauchyNoisePrior, LogNormalNoisePrior
 from .parameter_groups import (
     DeterministicGroup,
     GaussianGroup,
@@ -29,9 +30,11 @@ from .surrogate_models import (
     SurrogateModel,
 )
 
-__all__ = ["MODEL_KINDS", "build_groups", "build_model", "build_surrogate", "layout_groups"]
+__all__ = ["MODEL_KINDS", "NOISE_PRIOR_KINDS", "build_groups", "build_model", "build_noise", "build_surrogate",
+           "layout_groups"]
 
 MODEL_KINDS = ("pce", "nn", "moe")
+NOISE_PRIOR_KINDS = ("none", *NOISE_PRIORS)
 EXPERT_KINDS = ("pce", "nn")
 
 
@@ -137,12 +140,33 @@ def build_groups(specs: list[GroupSpec]) -> list[ParameterGroup]:
     return [_group(s) for s in specs]
 
 
+def build_noise(trainer_cfg: Mapping[str, Any] | None, num_outputs: int) -> GaussianNoise | None:
+    """The learned noise of ``trainer.loss=gaussian_nll`` from ``trainer.noise``
+    (``init_std``, ``prior`` none | half_cauchy | log_normal, ``prior_scale``,
+    ``prior_log_std``); ``None`` for any other loss, so those models carry no noise."""
+    if not trainer_cfg or trainer_cfg.get("loss") != "gaussian_nll":
+        return None
+    spec = trainer_cfg.get("noise") or {}
+    kind = _choice(spec.get("prior", "none"), NOISE_PRIOR_KINDS, "trainer.noise.prior")
+    try:
+        prior = None
+        if kind == "half_cauchy":
+            prior = HalfCauchyNoisePrior(scale=spec.get("prior_scale", 1.0))
+        elif kind == "log_normal":
+            prior = LogNormalNoisePrior(median=spec.get("prior_scale", 1.0), log_std=spec.get("prior_log_std", 1.0))
+        return GaussianNoise(num_outputs, init_std=spec.get("init_std", 0.1), prior=prior)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"trainer.noise: {err}") from None
+
+
 def build_model(
-    model_cfg: Mapping[str, Any], layout_cfg: Mapping[str, Any], num_inputs: int, num_outputs: int
+    model_cfg: Mapping[str, Any], layout_cfg: Mapping[str, Any], num_inputs: int, num_outputs: int,
+    trainer_cfg: Mapping[str, Any] | None = None,
 ) -> tuple[StochasticModel, list[GroupSpec]]:
-    """The stochastic model and its resolved layout."""
+    """The stochastic model and its resolved layout; with ``trainer_cfg`` whose ``loss`` is
+    ``gaussian_nll``, the model carries a learned noise (see :func:`build_noise`)."""
     surrogate = build_surrogate(model_cfg, num_inputs, num_outputs)
     specs = layout_groups(layout_cfg, surrogate)
-    return StochasticModel(surrogate, build_groups(specs)), specs
+    return StochasticModel(surrogate, build_groups(specs), noise=build_noise(trainer_cfg, num_outputs)), specs
 
 

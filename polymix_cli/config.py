@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from .build import NOISE_PRIOR_KINDS
 from .data import GENERATORS
 from .safety import find_callable_key
 from .sweep import METRICS
@@ -118,6 +119,23 @@ def validate_data(cfg: Mapping[str, Any]) -> None:
     check_int(cfg, "data.test_seed", 0)
 
 
+NOISE_OPTIONS = ("init_std", "prior", "prior_scale", "prior_log_std")
+
+
+def validate_noise(cfg: Mapping[str, Any]) -> None:
+    noise = _get(cfg, "trainer.noise")
+    if not isinstance(noise, Mapping):
+        raise ConfigError(f"trainer.noise must be a mapping of options, got {noise!r}")
+    unknown = sorted(set(noise) - set(NOISE_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown option trainer.noise.{unknown[0]}; allowed keys in trainer.noise: "
+                          f"{', '.join(NOISE_OPTIONS)}")
+    check_float(cfg, "trainer.noise.init_std", 0.0, low_open=True)
+    check_choice(cfg, "trainer.noise.prior", NOISE_PRIOR_KINDS)
+    check_float(cfg, "trainer.noise.prior_scale", 0.0, low_open=True)
+    check_float(cfg, "trainer.noise.prior_log_std", 0.0, low_open=True)
+
+
 def validate_eval(cfg: Mapping[str, Any]) -> None:
     check_int(cfg, "eval.num_samples", 1)
     check_float(cfg, "eval.band", 0.0, 1.0, low_open=True)
@@ -149,7 +167,11 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
     check_int(cfg, "trainer.epochs", 1)
     check_int(cfg, "trainer.num_samples", 1)
     check_float(cfg, "trainer.weight_factor", 0.0)
-    check_choice(cfg, "trainer.loss", LOSSES)
+    loss = check_choice(cfg, "trainer.loss", LOSSES)
+    # the noise options matter only to gaussian_nll; they are checked whenever present so
+    # that a typo is caught early, and may be absent from configs written before they existed
+    if loss == "gaussian_nll" or "noise" in cfg["trainer"]:
+        validate_noise(cfg)
     check_int(cfg, "trainer.log_every", 1)
     check_int(cfg, "trainer.checkpoint_every", 0)
     if _get(cfg, "trainer.batch_size") is not None:

@@ -140,7 +140,7 @@ def prepare(cfg: Mapping[str, Any]) -> Prepared:
         raise ConfigError(str(err)) from None
     torch.manual_seed(cfg["seed"])
     try:
-        model, specs = build_model(cfg["model"], cfg["layout"], data.num_inputs, data.num_outputs)
+        model, specs = build_model(cfg["model"], cfg["layout"], data.num_inputs, data.num_outputs, cfg["trainer"])
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
     return Prepared(cfg, data.to(device), model.to(device), specs, device)

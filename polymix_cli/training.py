@@ -38,7 +38,7 @@ __all__ = [
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("onecycle", "cosine", "none")
-LOSSES = ("mse_sum",)
+LOSSES = ("mse_sum", "gaussian_nll")
 
 
 def build_optimizer(cfg: Mapping[str, Any], params) -> Adam | SGD:
@@ -143,8 +143,14 @@ class NonFiniteLoss(ArithmeticError):
 
 class Trainer:
     """Minimises ``data_loss + weight_factor * distribution_loss`` over draws of the
-    parameters. ``mse_sum`` is the seed's data term: the sum of squared errors over
-    points and outputs, divided by the number of draws.
+    parameters. The data term (``settings.loss``):
+
+    - ``mse_sum``, the seed's: the sum of squared errors over points and outputs, divided
+      by the number of draws;
+    - ``gaussian_nll``: the negative Gaussian log likelihood with the model's learned
+      noise (``model.noise``), ``-sum log N(y | y_hat_s, sigma^2)`` over points and
+      outputs, averaged over the draws ``s``. With ``weight_factor=1`` the total is the
+      negative ELBO (the noise prior, if any, is part of the distribution loss).
 
     With mini-batches (``settings.batch_size`` < N) an epoch is one pass over a random
     permutation of the points, one optimisation step per batch, and the data term of a
@@ -163,6 +169,9 @@ class Trainer:
     ):
         if settings.loss not in LOSSES:
             raise ValueError(f"trainer.loss must be one of {list(LOSSES)}, got {settings.loss!r}")
+        if settings.loss == "gaussian_nll" and model.noise is None:
+            raise ValueError("trainer.loss=gaussian_nll needs a model with a learned noise "
+                             "(StochasticModel(..., noise=GaussianNoise(num_outputs)))")
         self.model, self.x, self.y = model, x, y
         self.settings, self.optimizer, self.scheduler = settings, optimizer, scheduler
         n = x.shape[0]
@@ -186,7 +195,10 @@ class Trainer:
     def _losses(self, x: Tensor, y: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor]:
         s = self.settings
         y_hat = self.model(x, s.num_samples)
-        data = F.mse_loss(y_hat, y.expand_as(y_hat), reduction="sum") * (scale / s.num_samples)
+        if s.loss == "gaussian_nll":
+            data = self.model.noise.neg_log_likelihood(y_hat, y) * (scale / s.num_samples)
+        else:
+            data = F.mse_loss(y_hat, y.expand_as(y_hat), reduction="sum") * (scale / s.num_samples)
         dist = self.model.distribution_loss()
         return data, dist, torch.add(data, dist, alpha=s.weight_factor)
 
