@@ -2,19 +2,38 @@
 
 Parameters are drawn once (``(S, P)``, small) and the surrogate is evaluated on chunks
 of points, so memory stays bounded however many points there are.
+
+Two bands:
+
+- the **epistemic** band, from the surrogate's draws alone (the spread of the random
+  coefficients);
+- the **predictive** band, for new observations: each draw plus Gaussian noise,
+  ``mu_s + sigma * eps`` with ``eps`` standard normal from the evaluation's generator.
+  Without a learned noise the two are the same.
+
+The negative log predictive density (``nll``) is exact for a model with noise: the
+predictive density is the mixture ``(1/S) sum_s N(y | mu_s, sigma^2)`` over the draws,
+evaluated with a log-sum-exp. Without noise the draws have no density; their Gaussian
+moment match ``N(y | mean, var)`` (``var`` the unbiased variance of the draws) is used
+instead.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["LEVELS", "Summary", "crps_sorted", "metrics", "sample_quantiles", "summarize"]
+__all__ = ["CALIBRATION_LEVELS", "LEVELS", "Summary", "coverage", "crps_sorted", "metrics", "sample_quantiles",
+           "summarize"]
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
+# nominal levels of the central intervals whose coverage gaps make the calibration error
+CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 _CHUNK_ELEMENTS = 1 << 22  # draws x points x widest intermediate per chunk (16 MiB in float32)
 
 
@@ -46,13 +65,24 @@ class Summary:
     """Per-point summaries of the predictive draws at ``N`` points, ``O`` outputs.
 
     ``mean``, ``std``: ``(N, O)``; ``quantiles``: ``(len(probs), N, O)`` at ``probs``;
-    ``crps``: ``(N, O)`` or ``None`` without observations."""
+    ``crps``, ``nll`` (negative log predictive density per point and output): ``(N, O)``
+    or ``None`` without observations. ``epistemic``: the summary of the surrogate's draws
+    alone when noise was added (its ``crps`` and ``nll`` are ``None``); ``None`` when the
+    predictive draws are the surrogate's draws (see :meth:`band`)."""
 
     mean: Tensor
     std: Tensor
     probs: tuple[float, ...]
     quantiles: Tensor
     crps: Tensor | None
+    nll: Tensor | None = None
+    epistemic: Summary | None = None
+
+    def band(self, kind: str = "predictive") -> Summary:
+        """The summary whose quantiles make the ``predictive`` or ``epistemic`` band."""
+        if kind not in ("predictive", "epistemic"):
+            raise ValueError(f"kind must be 'predictive' or 'epistemic', got {kind!r}")
+        return self.epistemic if kind == "epistemic" and self.epistemic is not None else self
 
     def interval(self, level: float) -> tuple[Tensor, Tensor]:
         """The central ``level`` interval ``(lower, upper)``, each ``(N, O)``."""
@@ -66,17 +96,37 @@ def interval_probs(levels: Sequence[float], extra: Sequence[float] = (0.5,)) -> 
     return tuple(sorted(probs | {round(p, 10) for p in extra}))
 
 
+def _mixture_nll(draws: Tensor, y: Tensor, noise_std: Tensor) -> Tensor:
+    """``-log (1/S) sum_s N(y | draws_s, sigma^2)`` per point and output: ``(C, O)``."""
+    log_std = noise_std.log()
+    log_p = -0.5 * ((y - draws) / noise_std).square() - log_std - _HALF_LOG_2PI  # (S, C, O)
+    return math.log(draws.shape[0]) - torch.logsumexp(log_p, dim=0)
+
+
+def _moment_nll(mean: Tensor, std: Tensor, y: Tensor) -> Tensor:
+    """``-log N(y | mean, std^2)`` per point and output (the Gaussian moment match)."""
+    return 0.5 * ((y - mean) / std).square() + std.log() + _HALF_LOG_2PI
+
+
 def summarize(
     draw_fn: Callable[[Tensor], Tensor],
     x: Tensor,
     probs: Sequence[float],
     y: Tensor | None = None,
     per_point: int | None = None,
+    noise_std: Tensor | None = None,
+    generator: torch.Generator | None = None,
 ) -> Summary:
     """Summaries of ``draw_fn(x_chunk)`` -> ``(S, chunk, O)`` over chunks of ``x`` ``(N, d)``.
 
     ``per_point``: elements a draw function holds per point (draws x widest intermediate);
-    chunks are sized to keep that under ``_CHUNK_ELEMENTS``. ``None``: one chunk."""
+    chunks are sized to keep that under ``_CHUNK_ELEMENTS``. ``None``: one chunk.
+
+    ``noise_std`` ``(O,)``: a Gaussian observation noise, in the units of the draws. The
+    summary is then of the predictive draws (each draw plus ``noise_std`` times a
+    standard normal from ``generator``, drawn chunk by chunk), its mean and std are the
+    exact predictive moments, its ``nll`` the exact mixture density, and
+    ``summary.epistemic`` summarises the draws alone."""
     n = x.shape[0]
     chunk = n
     if per_point is not None:
@@ -84,13 +134,49 @@ def summarize(
     parts: list[tuple[Tensor, ...]] = []
     for start in range(0, n, chunk):
         draws = draw_fn(x[start : start + chunk])
+        y_chunk = y[start : start + chunk] if y is not None else None
         ordered = draws.sort(dim=0).values
-        part = [draws.mean(0), draws.std(0), sample_quantiles(ordered, probs)]
-        if y is not None:
-            part.append(crps_sorted(ordered, y[start : start + chunk]))
+        mean, std = draws.mean(0), draws.std(0)
+        part = [mean, std, sample_quantiles(ordered, probs)]
+        if noise_std is None:
+            if y_chunk is not None:
+                part += [crps_sorted(ordered, y_chunk), _moment_nll(mean, std, y_chunk)]
+        else:
+            eps = torch.randn(draws.shape, dtype=draws.dtype, device=draws.device, generator=generator)
+            noisy = torch.addcmul(draws, eps, noise_std).sort(dim=0).values
+            part += [(std.square() + noise_std.square()).sqrt(), sample_quantiles(noisy, probs)]
+            if y_chunk is not None:
+                part += [crps_sorted(noisy, y_chunk), _mixture_nll(draws, y_chunk, noise_std)]
         parts.append(tuple(part))
-    cat = [torch.cat([p[i] for p in parts], dim=1 if i == 2 else 0) for i in range(len(parts[0]))]
-    return Summary(cat[0], cat[1], tuple(probs), cat[2], cat[3] if y is not None else None)
+    cat = [torch.cat([p[i] for p in parts], dim=1 if parts[0][i].dim() == 3 else 0)
+           for i in range(len(parts[0]))]
+    scores = cat[-2:] if y is not None else [None, None]
+    if noise_std is None:
+        return Summary(cat[0], cat[1], tuple(probs), cat[2], *scores)
+    epistemic = Summary(cat[0], cat[1], tuple(probs), cat[2], None)
+    return Summary(cat[0], cat[3], tuple(probs), cat[4], *scores, epistemic=epistemic)
+
+
+def coverage(summary: Summary, y: Tensor, level: float) -> float:
+    """The fraction of observations ``y`` ``(N, O)`` inside the central ``level`` interval."""
+    lower, upper = summary.interval(level)
+    return ((y >= lower) & (y <= upper)).double().mean().item()
+
+
+def calibration_error(summary: Summary, y: Tensor, levels: Sequence[float] = CALIBRATION_LEVELS) -> float:
+    """Mean absolute gap between nominal and empirical coverage over central ``levels``."""
+    return sum(abs(coverage(summary, y, lv) - lv) for lv in levels) / len(levels)
+
+
+def _band_metrics(summary: Summary, y: Tensor, levels: Sequence[float],
+                  calibration_levels: Sequence[float]) -> dict[str, object]:
+    cov = {str(level): coverage(summary, y, level) for level in levels}
+    width = {}
+    for level in levels:
+        lower, upper = summary.interval(level)
+        width[str(level)] = (upper - lower).mean().item()
+    return {"calibration_error": calibration_error(summary, y, calibration_levels),
+            "coverage": cov, "interval_width": width}
 
 
 def metrics(
@@ -98,10 +184,15 @@ def metrics(
     y: Tensor,
     levels: Sequence[float] = LEVELS,
     y_true: Tensor | None = None,
+    calibration_levels: Sequence[float] = CALIBRATION_LEVELS,
 ) -> dict[str, object]:
     """Scalar metrics of a summary against observations ``y`` ``(N, O)`` (averaged over
-    outputs): rmse, mae, r2, crps, rmse_true (against the noiseless ``y_true``), and
-    coverage and interval_width keyed by the central level as a string."""
+    outputs): rmse, mae, r2, crps, rmse_true (against the noiseless ``y_true``), nll
+    (mean over points of the negative log predictive density, summed over outputs),
+    calibration_error, and coverage and interval_width keyed by the central level as a
+    string; these three of the predictive band, and again of the epistemic band under
+    ``epistemic`` (the same numbers for a model without noise). The summary needs the
+    quantiles of every level in ``levels`` and ``calibration_levels``."""
     err = summary.mean - y
     ss_res = err.square().sum(0)
     ss_tot = (y - y.mean(0)).square().sum(0)
@@ -111,11 +202,8 @@ def metrics(
         "r2": (1 - ss_res / ss_tot.clamp_min(torch.finfo(y.dtype).tiny)).mean().item(),
         "crps": summary.crps.mean().item() if summary.crps is not None else None,
         "rmse_true": (summary.mean - y_true).square().mean().sqrt().item() if y_true is not None else None,
+        "nll": summary.nll.sum(1).mean().item() if summary.nll is not None else None,
     }
-    coverage, width = {}, {}
-    for level in levels:
-        lower, upper = summary.interval(level)
-        coverage[str(level)] = ((y >= lower) & (y <= upper)).double().mean().item()
-        width[str(level)] = (upper - lower).mean().item()
-    out["coverage"], out["interval_width"] = coverage, width
+    out.update(_band_metrics(summary, y, levels, calibration_levels))
+    out["epistemic"] = _band_metrics(summary.band("epistemic"), y, levels, calibration_levels)
     return out

@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-__all__ = ["plot_experts", "plot_gating", "plot_loss", "plot_prediction", "plot_sweep"]
+__all__ = ["plot_calibration", "plot_experts", "plot_gating", "plot_loss", "plot_prediction", "plot_sweep"]
 
 DPI = 120
 MEAN_COLOR = "C3"  # strong red, as the notebook's prediction mean
@@ -48,9 +48,13 @@ DATA_COLOR = "C0"
 TEST_COLOR = "0.55"
 TRUTH_COLOR = "black"
 BAND_ALPHA = 0.3
+EPISTEMIC_ALPHA = 0.45  # the epistemic band when drawn inside the predictive band
+PREDICTIVE_ALPHA = 0.2  # the predictive band (with noise), drawn around the darker epistemic band
+SPLIT_COLORS = {"train": DATA_COLOR, "test": "C1"}
 PANEL_WIDTH = 5.0  # inches per output panel when there are several
 SINGLE_SIZE = (6.4, 4.6)  # inches for a one-panel figure
 PANEL_HEIGHT = 4.4
+CALIBRATION_SIZE = (5.2, 6.4)  # inches: a square plot with its legend below
 
 PathLike = str | Path
 
@@ -63,8 +67,13 @@ def _expert_color(m: int) -> str:
     return f"C{m % 9 + 1}"
 
 
-def _band_label(band_level: float) -> str:
-    return f"central {100 * band_level:g}% band"
+def _band_label(band_level: float, kind: str = "") -> str:
+    """``central 80% band``, or with ``kind`` e.g. ``central 80% predictive band``."""
+    return f"central {100 * band_level:g}% {kind + ' ' if kind else ''}band"
+
+
+PREDICTIVE_KIND = "predictive"  # coefficients and noise
+EPISTEMIC_KIND = "epistemic"  # coefficients only
 
 
 def _check_band_level(band_level: float) -> float:
@@ -170,13 +179,14 @@ def _title(fig: Figure, axes: list[Axes], title: str) -> None:
         fig.suptitle(title)
 
 
-def _figure_legend(fig: Figure, handles: list, labels: list[str], num_panels: int = 1) -> None:
+def _figure_legend(fig: Figure, handles: list, labels: list[str], num_panels: int = 1,
+                   max_cols: int | None = None) -> None:
     """One frameless legend for the whole figure, below the panels so it covers no data.
 
-    At most ``2 * num_panels + 1`` entries per row so the legend fits the figure width,
-    with the entries spread evenly over the rows.
+    At most ``max_cols`` (default ``2 * num_panels + 1``) entries per row so the legend
+    fits the figure width, with the entries spread evenly over the rows.
     """
-    max_cols = 2 * num_panels + 1
+    max_cols = max_cols or 2 * num_panels + 1
     rows = max(1, math.ceil(len(labels) / max_cols))
     fig.legend(
         handles,
@@ -240,6 +250,8 @@ def plot_prediction(
     y_test: np.ndarray | None = None,
     output_names: Sequence[str] | None = None,
     title: str = "Prediction",
+    epistemic_lower: np.ndarray | None = None,
+    epistemic_upper: np.ndarray | None = None,
 ) -> Path:
     """Predictive mean with its central band, the training data and, optionally, the truth.
 
@@ -247,6 +259,9 @@ def plot_prediction(
     e.g. the 10% and 90% quantiles for ``band_level=0.8``); ``x_train`` ``(N,)``,
     ``y_train`` ``(N, O)``; ``true_y`` ``(G, O)`` noiseless function or ``None``;
     ``x_test`` ``(K,)`` and ``y_test`` ``(K, O)`` held-out points, drawn faintly.
+    With ``epistemic_lower`` and ``epistemic_upper`` ``(G, O)`` (a model with a learned
+    noise), ``lower``/``upper`` are the predictive band (coefficients and noise), drawn
+    lightly, and the epistemic band (coefficients only) is drawn darker inside it.
     One panel per output. Returns ``Path(path)``.
     """
     level = _check_band_level(band_level)
@@ -265,11 +280,24 @@ def plot_prediction(
     if x_test is not None:
         x_test = _as_inputs("x_test", x_test, letter="K")
         y_test = _as_outputs("y_test", y_test, x_test.shape[0], o, letters="K, O")
+    if (epistemic_lower is None) != (epistemic_upper is None):
+        raise ValueError("epistemic_lower and epistemic_upper must be given together")
+    two_bands = epistemic_lower is not None
+    if two_bands:
+        epistemic_lower = _as_outputs("epistemic_lower", epistemic_lower, g, o)
+        epistemic_upper = _as_outputs("epistemic_upper", epistemic_upper, g, o)
     names = _output_names(output_names, o)
 
     arrays = [mean, lower, upper] + ([true_y] if true_y is not None else [])
+    if two_bands:
+        arrays += [epistemic_lower, epistemic_upper]
     x_grid, mean, lower, upper, *rest = _sorted_grid(x_grid, *arrays)
+    if two_bands:
+        epistemic_lower, epistemic_upper = rest[-2], rest[-1]
+        rest = rest[:-2]
     true_y = rest[0] if rest else None
+    band_label = _band_label(level, PREDICTIVE_KIND if two_bands else "")
+    inner_label = _band_label(level, EPISTEMIC_KIND)
 
     fig, axes = _make_panels(o)
     try:
@@ -290,11 +318,22 @@ def plot_prediction(
                 lower[:, j],
                 upper[:, j],
                 color=MEAN_COLOR,
-                alpha=BAND_ALPHA,
+                alpha=PREDICTIVE_ALPHA if two_bands else BAND_ALPHA,
                 linewidth=0,
                 zorder=1,
-                label=_band_label(level),
+                label=band_label,
             )
+            if two_bands:
+                ax.fill_between(
+                    x_grid,
+                    epistemic_lower[:, j],
+                    epistemic_upper[:, j],
+                    color=MEAN_COLOR,
+                    alpha=EPISTEMIC_ALPHA,
+                    linewidth=0,
+                    zorder=1.5,
+                    label=inner_label,
+                )
             if true_y is not None:
                 ax.plot(
                     x_grid,
@@ -325,14 +364,77 @@ def plot_prediction(
             labels.index(k)
             for k in (
                 "predictive mean",
-                _band_label(level),
+                band_label,
+                inner_label,
                 "true function",
                 "training data",
                 "test data",
             )
             if k in labels
         ]
-        _figure_legend(fig, [handles[i] for i in order], [labels[i] for i in order], o)
+        # two bands make longer labels: one column fewer per row
+        _figure_legend(fig, [handles[i] for i in order], [labels[i] for i in order], o,
+                       max_cols=2 * o if two_bands else None)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_calibration(
+    path: PathLike,
+    levels: Sequence[float],
+    predictive: dict[str, Sequence[float]],
+    epistemic: dict[str, Sequence[float]] | None = None,
+    errors: dict[str, float] | None = None,
+    title: str = "Calibration of the central intervals",
+) -> Path:
+    """Empirical against nominal coverage of the central intervals, with the diagonal of a
+    perfectly calibrated model.
+
+    ``levels`` ``(L,)`` nominal levels in (0, 1); ``predictive`` maps a split name
+    (``train``, ``test``, ...) to its empirical coverage ``(L,)`` of the predictive band;
+    ``epistemic`` (optional, a model with a learned noise) the same for the epistemic
+    band, drawn dashed; ``errors`` (optional) a split's calibration error, shown in the
+    legend. Returns ``Path(path)``.
+    """
+    nominal = _as_inputs("levels", levels, letter="L")
+    if np.any((nominal <= 0) | (nominal >= 1)):
+        raise ValueError(f"levels must lie strictly between 0 and 1, got {list(nominal)}")
+    if not predictive:
+        raise ValueError("predictive must hold the coverage of at least one split")
+    curves = [(split, PREDICTIVE_KIND, _as_inputs(f"predictive[{split!r}]", values, nominal.shape[0], "L"))
+              for split, values in predictive.items()]
+    for split, values in (epistemic or {}).items():
+        curves.append((split, EPISTEMIC_KIND, _as_inputs(f"epistemic[{split!r}]", values, nominal.shape[0], "L")))
+
+    fig, ax = plt.subplots(figsize=CALIBRATION_SIZE, layout="constrained")
+    try:
+        ax.plot([0, 1], [0, 1], color=TRUTH_COLOR, linestyle=":", linewidth=1.2, label="perfect calibration")
+        splits = list(predictive)
+        for split, kind, values in curves:
+            color = SPLIT_COLORS.get(split, f"C{(splits.index(split) + 4) % 10}" if split in splits else "0.3")
+            label = split
+            if epistemic:
+                label += f", {kind} band"
+            if kind == PREDICTIVE_KIND and errors and errors.get(split) is not None:
+                label += f" (error {errors[split]:.3f})"
+            predictive_line = kind == PREDICTIVE_KIND
+            ax.plot(nominal, values, color=color, linewidth=2.0 if predictive_line else 1.3,
+                    linestyle="-" if predictive_line else "--", marker="o" if predictive_line else "s",
+                    markersize=5 if predictive_line else 4,
+                    markerfacecolor=color if predictive_line else "white", label=label, zorder=3)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_aspect("equal")
+        ticks = np.linspace(0, 1, 6)
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel("nominal coverage of the central interval")
+        ax.set_ylabel("empirical coverage")
+        ax.set_title(title)
+        handles, labels = ax.get_legend_handles_labels()
+        _figure_legend(fig, handles, labels, max_cols=1 if len(labels) > 3 else 3)
         return _save(fig, path)
     finally:
         plt.close(fig)

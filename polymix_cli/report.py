@@ -1,7 +1,9 @@
 """Evidence of a trained model: metrics on the train and test sets, and the plot data.
 
 Draws come from a ``torch.Generator`` seeded with the run's seed, so ``train`` and
-``evaluate`` with the same settings produce the same numbers.
+``evaluate`` with the same settings produce the same numbers: first the parameter
+vectors, then (for a model with a learned noise) the predictive noise, chunk by chunk,
+for the train set, the test set and the plotting grid in that order.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from torch import Tensor
 
 from . import StochasticModel
 from .data import Dataset
-from .evaluation import Summary, interval_probs, metrics, summarize
+from .evaluation import CALIBRATION_LEVELS, Summary, coverage, interval_probs, metrics, summarize
 from .surrogate_models import MixtureOfExperts
 
-__all__ = ["Evaluation", "evaluate", "write_history", "write_metrics", "write_plots"]
+__all__ = ["Evaluation", "evaluate", "noise_std", "write_history", "write_metrics", "write_plots"]
 
 
 @dataclass
@@ -30,6 +32,9 @@ class Evaluation:
 
     splits: dict[str, dict[str, Any]]
     band: float
+    noise_std: list[float] | None = None  # per output, in the reported units; None without noise
+    # empirical coverage at CALIBRATION_LEVELS: {split: {"predictive": [...], "epistemic": [...]}}
+    calibration: dict[str, dict[str, list[float]]] | None = None
     grid: Tensor | None = None  # (G, 1)
     grid_summary: Summary | None = None
     grid_true: Tensor | None = None  # (G, O)
@@ -38,9 +43,22 @@ class Evaluation:
     num_experts: int = 0
 
 
+def noise_std(model: StochasticModel) -> Tensor | None:
+    """The learned noise std per output ``(O,)`` in the units of the reported numbers, or
+    ``None`` for a model without noise.
+
+    The model's noise is in the model's output units. This is the one place where it is
+    converted to the units in which draws, metrics and plots are reported: with an output
+    map ``y_user = y_model * scale + shift``, return ``model.noise.std * scale`` here."""
+    if model.noise is None:
+        return None
+    return model.noise.std.detach()
+
+
 @torch.no_grad()
 def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any], seed: int) -> Evaluation:
-    """Draw ``eval_cfg['num_samples']`` parameter vectors and summarise the predictions."""
+    """Draw ``eval_cfg['num_samples']`` parameter vectors and summarise the predictions:
+    the epistemic band from the draws, and with a learned noise the predictive band."""
     model.eval()
     device = data.x_train.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -52,20 +70,24 @@ def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any],
     def draw(xs: Tensor) -> Tensor:
         return model.predict(xs, params)
 
+    sigma = noise_std(model)
     per_point = num_samples * surrogate.work_width()
-    probs = interval_probs(levels + (band,))
-    splits = {}
+    probs = interval_probs(levels + (band,) + CALIBRATION_LEVELS)
+    splits, calibration = {}, {}
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
-        summary = summarize(draw, x, probs, y=y, per_point=per_point)
+        summary = summarize(draw, x, probs, y=y, per_point=per_point, noise_std=sigma, generator=generator)
         y_true = data.true_fn(x) if data.true_fn is not None else None
         splits[split] = metrics(summary, y, levels, y_true)
-    result = Evaluation(splits, band)
+        calibration[split] = {kind: [coverage(summary.band(kind), y, lv) for lv in CALIBRATION_LEVELS]
+                              for kind in ("predictive", "epistemic")}
+    result = Evaluation(splits, band, None if sigma is None else sigma.tolist(), calibration)
     if data.num_inputs == 1:
         low, high = data.bounds[0].tolist()
         grid = torch.linspace(low, high, int(eval_cfg["grid_points"]), device=device, dtype=data.x_train.dtype)
         grid = grid.unsqueeze(1)
         result.grid = grid
-        result.grid_summary = summarize(draw, grid, probs, per_point=per_point)
+        result.grid_summary = summarize(draw, grid, probs, per_point=per_point, noise_std=sigma,
+                                        generator=generator)
         result.grid_true = data.true_fn(grid) if data.true_fn is not None else None
         if isinstance(surrogate, MixtureOfExperts):
             gate_probs = interval_probs((band,))
@@ -115,7 +137,7 @@ def _np(t: Tensor):
 
 
 def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: list[tuple]) -> list[Path]:
-    """prediction.png, gating.png and experts.png (mixtures), loss.png."""
+    """prediction.png, gating.png and experts.png (mixtures), loss.png, calibration.png."""
     from . import plots  # matplotlib is imported only when plots are written
 
     written = []
@@ -125,15 +147,26 @@ def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: lis
         kept = list(range(0, last, max(1, len(history_rows) // _MAX_CURVE_POINTS))) + [last]
         cols = list(zip(*(history_rows[i] for i in kept)))
         written.append(plots.plot_loss(plot_dir / "loss.png", cols[0], cols[2], cols[3], cols[4], lr=cols[1]))
+    if ev.calibration:
+        noisy = ev.noise_std is not None
+        written.append(plots.plot_calibration(
+            plot_dir / "calibration.png", CALIBRATION_LEVELS,
+            {split: c["predictive"] for split, c in ev.calibration.items()},
+            epistemic={split: c["epistemic"] for split, c in ev.calibration.items()} if noisy else None,
+            errors={split: ev.splits[split]["calibration_error"] for split in ev.calibration},
+        ))
     if ev.grid is None or ev.grid_summary is None:
         return written
     xg = _np(ev.grid[:, 0])
     lower, upper = ev.grid_summary.interval(ev.band)
+    inner = ev.grid_summary.epistemic.interval(ev.band) if ev.grid_summary.epistemic is not None else None
     written.append(plots.plot_prediction(
         plot_dir / "prediction.png", xg, _np(ev.grid_summary.mean), _np(lower), _np(upper),
         _np(data.x_train[:, 0]), _np(data.y_train),
         true_y=None if ev.grid_true is None else _np(ev.grid_true), band_level=ev.band,
         x_test=_np(data.x_test[:, 0]), y_test=_np(data.y_test),
+        epistemic_lower=None if inner is None else _np(inner[0]),
+        epistemic_upper=None if inner is None else _np(inner[1]),
     ))
     if ev.gating is not None and ev.experts is not None:
         lo, hi = ev.gating.interval(ev.band)

@@ -186,12 +186,13 @@ def _checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict
 
 
 def _metrics_payload(p: Prepared, losses: Mapping[str, float], train_seconds: float, epochs: int,
-                     splits: Mapping[str, Any]) -> dict[str, Any]:
+                     splits: Mapping[str, Any], noise_std: list[float] | None = None) -> dict[str, Any]:
     return {
         "polymix_version": __version__,
         "num_params": p.model.num_params(),
         "groups": group_table(p.specs),
         "losses": dict(losses),
+        "noise_std": noise_std,
         "timing": {
             "train_seconds": train_seconds,
             "epochs_per_second": epochs / train_seconds if train_seconds > 0 else None,
@@ -204,7 +205,7 @@ def _write_evidence(p: Prepared, run_dir: Path, history_rows: list[tuple], losse
                     train_seconds: float, epochs: int, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate, then write metrics.json (with ``extra`` keys) and the plots."""
     ev = evaluate(p.model, p.data, p.cfg["eval"], p.cfg["seed"])
-    payload = {**_metrics_payload(p, losses, train_seconds, epochs, ev.splits), **(extra or {})}
+    payload = {**_metrics_payload(p, losses, train_seconds, epochs, ev.splits, ev.noise_std), **(extra or {})}
     write_metrics(run_dir / "metrics.json", payload)
     write_plots(run_dir / "plots", ev, p.data, history_rows)
     return payload

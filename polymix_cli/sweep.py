@@ -39,6 +39,8 @@ METRICS: dict[str, tuple[str, ...]] = {
     "test.rmse": ("test", "rmse"),
     "test.rmse_true": ("test", "rmse_true"),
     "test.coverage.0.8": ("test", "coverage", "0.8"),
+    "test.nll": ("test", "nll"),
+    "test.calibration_error": ("test", "calibration_error"),
     "losses.data": ("losses", "data"),
     "losses.distribution": ("losses", "distribution"),
     "losses.total": ("losses", "total"),

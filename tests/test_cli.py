@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import TINY, compose_train, run_cli
 
-METRIC_KEYS = {"rmse", "mae", "r2", "crps", "rmse_true", "coverage", "interval_width"}
+METRIC_KEYS = {"rmse", "mae", "r2", "crps", "rmse_true", "nll", "calibration_error", "coverage", "interval_width",
+               "epistemic"}
 LEVELS = {"0.5", "0.8", "0.9", "0.95"}
 
 
@@ -27,7 +28,7 @@ def test_train_leaves_every_output(tiny_run):
     assert [int(r["epoch"]) for r in rows] == list(range(1, 31))
     ckpts = sorted(p.name for p in (tiny_run / "checkpoints").iterdir())
     assert ckpts == ["epoch_10.pt", "epoch_20.pt", "epoch_30.pt", "last.pt"]
-    for name in ("prediction", "gating", "experts", "loss"):
+    for name in ("prediction", "gating", "experts", "loss", "calibration"):
         path = tiny_run / "plots" / f"{name}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert min(mpimg.imread(path).shape[:2]) > 200
@@ -41,8 +42,13 @@ def test_metrics_json_is_complete(tiny_run):
     last = list(csv.DictReader((tiny_run / "history.csv").open()))[-1]
     assert metrics["losses"]["total"] == pytest.approx(float(last["total_loss"]), rel=1e-6)
     assert metrics["timing"]["train_seconds"] > 0 and metrics["timing"]["epochs_per_second"] > 0
+    assert metrics["noise_std"] is None  # mse_sum: no learned noise
     for split in ("train", "test"):
         assert set(metrics[split]) == METRIC_KEYS
+        # without noise the predictive band is the epistemic band
+        assert metrics[split]["epistemic"] == {key: metrics[split][key]
+                                               for key in ("calibration_error", "coverage", "interval_width")}
+        assert 0 <= metrics[split]["calibration_error"] <= 1
         assert set(metrics[split]["coverage"]) == LEVELS == set(metrics[split]["interval_width"])
         widths = [metrics[split]["interval_width"][lv] for lv in sorted(LEVELS)]
         assert widths == sorted(widths) and widths[0] > 0  # nested central intervals

@@ -93,12 +93,19 @@ class ConsoleUI:
         def fmt(value: Any) -> str:
             return "-" if value is None else f"{value:.4f}"
 
-        for key in ("rmse", "mae", "r2", "crps", "rmse_true"):
+        for key in ("rmse", "mae", "r2", "crps", "rmse_true", "nll", "calibration_error"):
             table.add_row(key, fmt(metrics["train"].get(key)), fmt(metrics["test"].get(key)))
         for level, value in metrics["test"]["coverage"].items():
             table.add_row(f"coverage {level}", fmt(metrics["train"]["coverage"][level]), fmt(value))
+        noise = metrics.get("noise_std")
+        if noise is not None:  # the rows above are of the predictive band; add the epistemic one
+            for level, value in metrics["test"]["epistemic"]["coverage"].items():
+                table.add_row(f"epistemic coverage {level}", fmt(metrics["train"]["epistemic"]["coverage"][level]),
+                              fmt(value))
         losses, timing = metrics["losses"], metrics["timing"]
         self.console.print(table)
+        if noise is not None:
+            self.console.print("learned noise std: " + ", ".join(f"{v:.4g}" for v in noise))
         eps = timing.get("epochs_per_second")
         self.console.print(
             f"final losses: data {fmt(losses['data'])}, distribution {fmt(losses['distribution'])}, "
