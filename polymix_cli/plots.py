@@ -54,7 +54,7 @@ SPLIT_COLORS = {"train": DATA_COLOR, "test": "C1"}
 PANEL_WIDTH = 5.0  # inches per output panel when there are several
 SINGLE_SIZE = (6.4, 4.6)  # inches for a one-panel figure
 PANEL_HEIGHT = 4.4
-CALIBRATION_SIZE = (5.2, 6.4)  # inches: a square plot with its legend below
+CALIBRATION_WIDTH = 5.2  # inches: a square plot, with its legend below
 
 PathLike = str | Path
 
@@ -407,7 +407,8 @@ def plot_calibration(
     for split, values in (epistemic or {}).items():
         curves.append((split, EPISTEMIC_KIND, _as_inputs(f"epistemic[{split!r}]", values, nominal.shape[0], "L")))
 
-    fig, ax = plt.subplots(figsize=CALIBRATION_SIZE, layout="constrained")
+    rows = 1 + len(curves)  # legend entries, one per row below the square plot
+    fig, ax = plt.subplots(figsize=(CALIBRATION_WIDTH, CALIBRATION_WIDTH + 0.25 * rows), layout="constrained")
     try:
         ax.plot([0, 1], [0, 1], color=TRUTH_COLOR, linestyle=":", linewidth=1.2, label="perfect calibration")
         splits = list(predictive)
@@ -434,7 +435,7 @@ def plot_calibration(
         ax.set_ylabel("empirical coverage")
         ax.set_title(title)
         handles, labels = ax.get_legend_handles_labels()
-        _figure_legend(fig, handles, labels, max_cols=1 if len(labels) > 3 else 3)
+        _figure_legend(fig, handles, labels, max_cols=1)
         return _save(fig, path)
     finally:
         plt.close(fig)
