@@ -78,7 +78,7 @@ def assert_one_line(stderr: str, *needles: str) -> None:
 # ----------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("args,needles", [
-    (["experiment=nope"], ["experiment=nope is not an option", "moe_sign, nn_sincos, pce_sine"]),
+    (["experiment=nope"], ["experiment=nope is not an option", "moe_sign, moe_sign_nll, nn_sincos, pce_sine"]),
     (["model=foo"], ["model=foo is not an option", "allowed: moe, nn, pce"]),
     (["model.gate.widht=3"], ["unknown option model.gate.widht", "width, depth, activation"]),
     (["model.gate.width=[1"], ["invalid override 'model.gate.width=[1'"]),
@@ -92,6 +92,11 @@ def assert_one_line(stderr: str, *needles: str) -> None:
     (["model.num_experts=0"], ["model.num_experts must be an integer >= 1", "got 0"]),
     (["trainer.epochs=0"], ["trainer.epochs must be >= 1", "got 0"]),
     (["trainer.num_samples=0"], ["trainer.num_samples must be >= 1"]),
+    (["trainer.loss=huber"], ["trainer.loss must be one of ['mse_sum', 'gaussian_nll'], got 'huber'"]),
+    (["experiment=moe_sign_nll", "trainer.noise.prior=gamma"],
+     ["trainer.noise.prior must be one of ['none', 'log_normal', 'half_cauchy'], got 'gamma'"]),
+    (["trainer.noise.init_std=0"], ["trainer.noise.init_std must be a number in (0.0, inf), got 0"]),
+    (["trainer.noise.sigma=1"], ["unknown option trainer.noise.sigma", "init_std, prior, prior_scale, prior_log_std"]),
     (["eval.num_samples=0"], ["eval.num_samples must be >= 1"]),
     (["optimizer.lr=0"], ["optimizer.lr must be a number in (0.0, inf)", "got 0"]),
     (["optimizer.lr=-1"], ["optimizer.lr must be", "got -1"]),
