@@ -9,13 +9,16 @@ from typing import Any
 
 from .data import GENERATORS
 from .safety import find_callable_key
+from .scaling import INPUT_SCALINGS, OUTPUT_SCALINGS
 from .sweep import METRICS
 from .training import LOSSES, OPTIMIZERS, SCHEDULERS
 
-__all__ = ["DEVICES", "PROGRESS", "ConfigError", "refuse_callables", "validate_train_config"]
+__all__ = ["DATA_DEFAULTS", "DEVICES", "PROGRESS", "ConfigError", "refuse_callables", "validate_train_config"]
 
 DEVICES = ("cpu", "cuda", "auto")
 PROGRESS = ("auto", "bar", "log")
+# Data options added after the first release: configs stored in older checkpoints lack them.
+DATA_DEFAULTS = {"input_scaling": "auto", "output_scaling": "none"}
 
 
 class ConfigError(ValueError):
@@ -116,6 +119,8 @@ def validate_data(cfg: Mapping[str, Any]) -> None:
     check_float(cfg, "data.noise_std", 0.0)
     check_int(cfg, "data.seed", 0)
     check_int(cfg, "data.test_seed", 0)
+    check_choice(cfg, "data.input_scaling", INPUT_SCALINGS)
+    check_choice(cfg, "data.output_scaling", OUTPUT_SCALINGS)
 
 
 def validate_eval(cfg: Mapping[str, Any]) -> None:

@@ -19,6 +19,7 @@ from torch import Tensor
 from . import StochasticModel
 from .data import Dataset
 from .evaluation import Summary, interval_probs, metrics, summarize
+from .scaling import DataMaps
 from .surrogate_models import MixtureOfExperts
 
 __all__ = ["Evaluation", "evaluate", "write_history", "write_metrics", "write_plots"]
@@ -39,8 +40,12 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any], seed: int) -> Evaluation:
-    """Draw ``eval_cfg['num_samples']`` parameter vectors and summarise the predictions."""
+def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any], seed: int,
+             maps: DataMaps | None = None) -> Evaluation:
+    """Draw ``eval_cfg['num_samples']`` parameter vectors and summarise the predictions.
+
+    ``data`` is in the user's units; ``maps`` (default: identities) take inputs to the
+    model's domain and its outputs back, so every number is in the user's units."""
     model.eval()
     device = data.x_train.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -48,9 +53,11 @@ def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any],
     levels = tuple(float(v) for v in eval_cfg["levels"])
     params = model.sample_parameters(num_samples, generator=generator)
     surrogate = model.surrogate_model
+    to_model = maps.inputs.forward if maps is not None else _same
+    to_user = maps.outputs.inverse if maps is not None else _same
 
     def draw(xs: Tensor) -> Tensor:
-        return model.predict(xs, params)
+        return to_user(model.predict(to_model(xs), params))
 
     per_point = num_samples * surrogate.work_width()
     probs = interval_probs(levels + (band,))
@@ -70,15 +77,19 @@ def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any],
         if isinstance(surrogate, MixtureOfExperts):
             gate_probs = interval_probs((band,))
             result.num_experts = surrogate.num_experts
-            result.gating = summarize(lambda g: surrogate.get_gating_weights(g, params), grid,
+            result.gating = summarize(lambda g: surrogate.get_gating_weights(to_model(g), params), grid,
                                       gate_probs, per_point=per_point)
 
             def expert_draws(g: Tensor) -> Tensor:
-                out = surrogate.get_expert_outputs(g, params)  # (S, M, G, O)
+                out = to_user(surrogate.get_expert_outputs(to_model(g), params))  # (S, M, G, O)
                 return out.permute(0, 2, 1, 3).reshape(out.shape[0], out.shape[2], -1)
 
             result.experts = summarize(expert_draws, grid, gate_probs, per_point=per_point)
     return result
+
+
+def _same(t: Tensor) -> Tensor:
+    return t
 
 
 def _finite(value: Any) -> Any:
