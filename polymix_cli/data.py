@@ -58,6 +58,14 @@ class Dataset:
     y_test: Tensor
     bounds: Tensor  # (num_inputs, 2): low, high
     true_fn: Callable[[Tensor], Tensor] | None = None
+    input_names: tuple[str, ...] = ()  # default: x1, x2, ...
+    output_names: tuple[str, ...] = ()  # default: y1, y2, ...
+
+    def __post_init__(self) -> None:
+        if not self.input_names:
+            self.input_names = tuple(f"x{i + 1}" for i in range(self.num_inputs))
+        if not self.output_names:
+            self.output_names = tuple(f"y{j + 1}" for j in range(self.num_outputs))
 
     @property
     def num_inputs(self) -> int:
@@ -72,7 +80,7 @@ class Dataset:
             return t.to(device=device, dtype=dtype or t.dtype)
 
         return Dataset(self.name, move(self.x_train), move(self.y_train), move(self.x_test),
-                       move(self.y_test), self.bounds, self.true_fn)
+                       move(self.y_test), self.bounds, self.true_fn, self.input_names, self.output_names)
 
 
 def _draw(gen: Generator, num: int, bounds: Tensor, noise_std: float, seed: int) -> tuple[Tensor, Tensor]:
