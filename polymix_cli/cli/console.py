@@ -114,8 +114,8 @@ class ConsoleUI:
 def _sobol_table(sens: Mapping[str, Any]) -> Table:
     """First-order and total Sobol indices per input (rows) and output, mean +- std over draws."""
     how = "closed form" if sens["method"] == "pce" else "Monte Carlo"
-    table = Table(title=f"Sobol indices ({how}, mean +- std over {sens['num_samples']} draws)",
-                  title_justify="left")
+    table = Table(title=f"Sobol indices ({how})", title_justify="left",
+                  caption=f"mean +- std over {sens['num_samples']} parameter draws", caption_justify="left")
     table.add_column("input")
     for out in sens["outputs"]:
         for label in ("first order", "total"):
