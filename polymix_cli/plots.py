@@ -587,8 +587,9 @@ def plot_sobol(
     level = _check_band_level(band_level)
     first = _as_indices("first_order", first_order, None)
     shape = first.shape
-    bars = {
-        "first": (first, _as_indices("first_lower", first_lower, shape), _as_indices("first_upper", first_upper, shape)),
+    bars = {  # height, lower end, upper end
+        "first": (first, _as_indices("first_lower", first_lower, shape),
+                  _as_indices("first_upper", first_upper, shape)),
         "total": (_as_indices("total", total, shape), _as_indices("total_lower", total_lower, shape),
                   _as_indices("total_upper", total_upper, shape)),
     }
@@ -599,8 +600,9 @@ def plot_sobol(
     names = _output_names(output_names, o)
     if panel_notes is not None and len(panel_notes) != o:
         raise ValueError(f"panel_notes must have one entry per output ({o}), got {len(panel_notes)}")
-    top = max(1.0, float(np.nanmax([np.nanmax(b[2]) for b in bars.values()] + [0.0])))
-    bottom = min(0.0, float(np.nanmin([np.nanmin(b[1]) for b in bars.values()] + [0.0])))  # MC estimates may dip below 0
+    ends = np.concatenate([np.ravel(b[k]) for b in bars.values() for k in (1, 2)] + [np.zeros(1), np.ones(1)])
+    ends = ends[np.isfinite(ends)]  # undefined indices (zero variance) are NaN
+    top, bottom = float(ends.max()), float(ends.min())  # Monte Carlo estimates may dip below 0
     width = max(PANEL_WIDTH if o > 1 else SINGLE_SIZE[0], 1.5 + 0.75 * d)
     fig, axes_arr = plt.subplots(1, o, figsize=(width * o, PANEL_HEIGHT), sharey=True, squeeze=False,
                                  layout="constrained")

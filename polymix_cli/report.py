@@ -31,7 +31,7 @@ from .scaling import DataMaps
 from .sensitivity import SobolIndices, input_distribution, monte_carlo_sobol, pce_sobol
 from .surrogate_models import MixtureOfExperts, PolynomialChaosExpansion
 
-__all__ = ["Evaluation", "Sensitivity", "evaluate", "sensitivity", "write_history", "write_metrics",
+__all__ = ["Evaluation", "Sensitivity", "evaluate", "sensitivity_report", "write_history", "write_metrics",
            "write_plots"]
 
 
@@ -96,7 +96,7 @@ def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any],
                 return out.permute(0, 2, 1, 3).reshape(out.shape[0], out.shape[2], -1)
 
             result.experts = summarize(expert_draws, grid, gate_probs, per_point=per_point)
-    result.sensitivity = sensitivity(model, params, data, eval_cfg, seed, maps)
+    result.sensitivity = sensitivity_report(model, params, data, eval_cfg, seed, maps)
     return result
 
 
@@ -157,7 +157,7 @@ def _entry(stats: Mapping[str, Tensor], *at: int) -> dict[str, float]:
     return {k: float(v[at]) for k, v in stats.items()}
 
 
-def sensitivity(model: StochasticModel, params: Tensor, data: Dataset, eval_cfg: Mapping[str, Any],
+def sensitivity_report(model: StochasticModel, params: Tensor, data: Dataset, eval_cfg: Mapping[str, Any],
                 seed: int, maps: DataMaps | None = None) -> Sensitivity | None:
     """Sobol analysis of ``model`` over the first ``eval.sensitivity_samples`` of ``params``
     (``None`` with ``eval.sensitivity=off``): in closed form for a polynomial chaos expansion
@@ -174,7 +174,8 @@ def sensitivity(model: StochasticModel, params: Tensor, data: Dataset, eval_cfg:
     if method == "auto":
         method = "pce" if isinstance(surrogate, PolynomialChaosExpansion) else "monte_carlo"
     elif method == "pce" and not isinstance(surrogate, PolynomialChaosExpansion):
-        raise ValueError(f"eval.sensitivity=pce needs a polynomial chaos expansion, got {type(surrogate).__name__}")
+        raise ValueError(f"eval.sensitivity=pce needs a polynomial chaos expansion, "
+                         f"got {type(surrogate).__name__}")
     params = params[: option("sensitivity_samples") or params.shape[0]]
     base_samples = None
     if method == "pce":

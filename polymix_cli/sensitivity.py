@@ -92,7 +92,8 @@ def basis_norms(indices: Tensor, basis: str) -> Tensor:
 
 
 def _masks(indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(T,)`` constant term, ``(d, T)`` terms in input ``i`` alone, ``(d, T)`` terms involving input ``i``."""
+    """Masks of the terms: ``(T,)`` the constant term, ``(d, T)`` the terms in input ``i``
+    alone, ``(d, T)`` the terms involving input ``i``."""
     active = indices > 0
     order = active.sum(dim=1)
     alone = active & (order == 1).unsqueeze(1)

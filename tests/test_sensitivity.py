@@ -16,7 +16,7 @@ from polymix_cli import StochasticModel
 from polymix_cli.config import ConfigError, validate_train_config
 from polymix_cli.data import GENERATORS, Dataset, ishigami_indices, make_dataset
 from polymix_cli.parameter_groups import DeterministicGroup, IIDGaussianGroup
-from polymix_cli.report import sensitivity
+from polymix_cli.report import sensitivity_report
 from polymix_cli.run import evaluate_checkpoint, prepare, train
 from polymix_cli.scaling import AffineMap, DataMaps
 from polymix_cli.sensitivity import (
@@ -262,7 +262,7 @@ def test_report_of_deterministic_coefficients_has_no_spread_and_user_units():
     maps = DataMaps(AffineMap.to_interval(torch.tensor([[0.0, 4.0]] * 3)),
                     AffineMap(torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor([10.0, 2.0], dtype=torch.float64)),
                     torch.tensor([[0.0, 4.0]] * 3, dtype=torch.float64))
-    sens = sensitivity(model, params, _dataset(3, 2), EVAL, 0, maps)
+    sens = sensitivity_report(model, params, _dataset(3, 2), EVAL, 0, maps)
     js = sens.to_json()
     assert js["method"] == "pce" and js["num_samples"] == 200 and js["base_samples"] is None
     assert js["inputs"] == ["a", "b", "c"] and js["outputs"] == ["y1", "y2"]
@@ -284,7 +284,7 @@ def test_report_of_deterministic_coefficients_has_no_spread_and_user_units():
 def test_report_of_random_coefficients_has_a_spread_around_the_closed_form():
     model = _pce_model(random=True)
     params = model.sample_parameters(200, generator=torch.Generator().manual_seed(0))
-    js = sensitivity(model, params, _dataset(3, 2), {**EVAL, "sensitivity_samples": 150}, 0).to_json()
+    js = sensitivity_report(model, params, _dataset(3, 2), {**EVAL, "sensitivity_samples": 150}, 0).to_json()
     assert js["num_samples"] == 150
     for key in ("first_order", "total"):
         for name in "abc":
@@ -300,16 +300,16 @@ def test_report_methods_and_off():
     model = _pce_model(random=True)
     params = model.sample_parameters(20, generator=torch.Generator().manual_seed(0))
     data = _dataset(3, 2)
-    assert sensitivity(model, params, data, {**EVAL, "sensitivity": "off"}, 0) is None
-    mc = sensitivity(model, params, data, {**EVAL, "sensitivity": "monte_carlo", "sensitivity_base_samples": 1024}, 0)
-    closed = sensitivity(model, params, data, EVAL, 0)
+    assert sensitivity_report(model, params, data, {**EVAL, "sensitivity": "off"}, 0) is None
+    mc = sensitivity_report(model, params, data, {**EVAL, "sensitivity": "monte_carlo", "sensitivity_base_samples": 1024}, 0)
+    closed = sensitivity_report(model, params, data, EVAL, 0)
     assert mc.method == "monte_carlo" and mc.base_samples == 1024 and closed.method == "pce"
     torch.testing.assert_close(mc.indices.total, closed.indices.total, atol=0.05, rtol=0)
     mixture = MixtureOfExperts([PolynomialChaosExpansion(3, 2, 2)] * 2, GatingNetwork(3, 2, width=4, depth=1))
     moe = StochasticModel(mixture, [DeterministicGroup("all", mixture.num_params())])
     with pytest.raises(ValueError, match="eval.sensitivity=pce needs a polynomial chaos expansion"):
-        sensitivity(moe, moe.sample_parameters(2), data, {**EVAL, "sensitivity": "pce"}, 0)
-    assert sensitivity(moe, moe.sample_parameters(2), data, EVAL, 0).method == "monte_carlo"
+        sensitivity_report(moe, moe.sample_parameters(2), data, {**EVAL, "sensitivity": "pce"}, 0)
+    assert sensitivity_report(moe, moe.sample_parameters(2), data, EVAL, 0).method == "monte_carlo"
 
 
 # ----------------------------------------------------------------------------- options

@@ -126,7 +126,8 @@ def _sobol_table(sens: Mapping[str, Any]) -> Table:
         return "-" if mean is None else f"{mean:.4f} +- {std:.4f}" if std is not None else f"{mean:.4f}"
 
     for name in sens["inputs"]:
-        table.add_row(name, *(cell(sens[key][out][name]) for out in sens["outputs"] for key in ("first_order", "total")))
+        table.add_row(name, *(cell(sens[key][out][name]) for out in sens["outputs"]
+                              for key in ("first_order", "total")))
     return table
 
 
