@@ -10,13 +10,20 @@ from typing import Any
 from .build import NOISE_PRIOR_KINDS
 from .data import GENERATORS
 from .safety import find_callable_key
+from .scaling import INPUT_SCALINGS, OUTPUT_SCALINGS
 from .sweep import METRICS
 from .training import LOSSES, OPTIMIZERS, SCHEDULERS
 
-__all__ = ["DEVICES", "PROGRESS", "ConfigError", "refuse_callables", "validate_train_config"]
+__all__ = ["DATA_DEFAULTS", "DEVICES", "EVAL_DEFAULTS", "PROGRESS", "SENSITIVITY", "ConfigError",
+           "refuse_callables", "validate_train_config"]
 
 DEVICES = ("cpu", "cuda", "auto")
 PROGRESS = ("auto", "bar", "log")
+# Data options added after the first release: configs stored in older checkpoints lack them.
+DATA_DEFAULTS = {"input_scaling": "auto", "output_scaling": "none"}
+# Evaluation options added after the first release (likewise absent from older checkpoints).
+EVAL_DEFAULTS = {"sensitivity": "auto", "sensitivity_samples": None, "sensitivity_base_samples": 2048}
+SENSITIVITY = ("auto", "pce", "monte_carlo", "off")
 
 
 class ConfigError(ValueError):
@@ -117,6 +124,8 @@ def validate_data(cfg: Mapping[str, Any]) -> None:
     check_float(cfg, "data.noise_std", 0.0)
     check_int(cfg, "data.seed", 0)
     check_int(cfg, "data.test_seed", 0)
+    check_choice(cfg, "data.input_scaling", INPUT_SCALINGS)
+    check_choice(cfg, "data.output_scaling", OUTPUT_SCALINGS)
 
 
 NOISE_OPTIONS = ("init_std", "prior", "prior_scale", "prior_log_std")
@@ -145,6 +154,18 @@ def validate_eval(cfg: Mapping[str, Any]) -> None:
     for i, _ in enumerate(levels):
         check_float({"eval": {"levels": {str(i): levels[i]}}}, f"eval.levels.{i}", 0.0, 1.0, low_open=True)
     check_int(cfg, "eval.grid_points", 2)
+    method = check_choice(cfg, "eval.sensitivity", SENSITIVITY)
+    kind = cfg["model"].get("kind") if isinstance(cfg.get("model"), Mapping) else None
+    if method == "pce" and kind != "pce":
+        raise ConfigError(f"eval.sensitivity=pce needs model.kind=pce (the closed form reads a PCE's "
+                          f"coefficients), got model.kind={kind!r}; use auto or monte_carlo")
+    samples = _get(cfg, "eval.sensitivity_samples")
+    num_samples = _get(cfg, "eval.num_samples")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
+                                or not 1 <= samples <= num_samples):
+        raise ConfigError(f"eval.sensitivity_samples must be null or an integer in [1, eval.num_samples="
+                          f"{num_samples}], got {samples!r}")
+    check_int(cfg, "eval.sensitivity_base_samples", 2)
 
 
 def validate_train_config(cfg: Mapping[str, Any]) -> None:

@@ -27,12 +27,13 @@ import torch
 from . import StochasticModel, __version__
 from .build import build_model
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import ConfigError, validate_train_config
+from .config import DATA_DEFAULTS, EVAL_DEFAULTS, ConfigError, validate_train_config
 from .data import Dataset, make_dataset
 from .interrupts import stop_on_signals
 from .layout import GroupSpec
 from .report import evaluate, write_history, write_metrics, write_plots
 from .safety import find_callable_key
+from .scaling import DataMaps, fit_maps, input_domain
 from .training import (
     History,
     NonFiniteLoss,
@@ -123,13 +124,21 @@ class Prepared:
     model: StochasticModel
     specs: list[GroupSpec]
     device: torch.device
+    maps: DataMaps  # user units <-> the model's domain
+    x_train: torch.Tensor  # (N, D) training inputs in the model's domain
+    y_train: torch.Tensor  # (N, O) training outputs in the model's domain
 
 
-def prepare(cfg: Mapping[str, Any]) -> Prepared:
+def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
     """Validate ``cfg``, draw the data and build the model (initialised from ``cfg['seed']``).
+    ``maps``: the data maps of a trained model (default: fitted to the training data).
 
     Raises :class:`ConfigError` naming the offending option."""
     cfg = copy.deepcopy(dict(cfg))
+    if isinstance(cfg.get("data"), dict):
+        cfg["data"] = {**DATA_DEFAULTS, **cfg["data"]}
+    if isinstance(cfg.get("eval"), dict):
+        cfg["eval"] = {**EVAL_DEFAULTS, **cfg["eval"]}
     validate_train_config(cfg)
     device = resolve_device(cfg["trainer"]["device"])
     d = cfg["data"]
@@ -143,7 +152,15 @@ def prepare(cfg: Mapping[str, Any]) -> Prepared:
         model, specs = build_model(cfg["model"], cfg["layout"], data.num_inputs, data.num_outputs, cfg["trainer"])
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
-    return Prepared(cfg, data.to(device), model.to(device), specs, device)
+    if maps is None:
+        maps = fit_maps(data.x_train, data.y_train, data.bounds, input_domain(cfg["model"]),
+                        d["input_scaling"], d["output_scaling"])
+    elif maps.inputs.dim != data.num_inputs or maps.outputs.dim != data.num_outputs:
+        raise ConfigError(f"the data have {data.num_inputs} input(s) and {data.num_outputs} output(s), but the "
+                          f"model was trained on {maps.inputs.dim} and {maps.outputs.dim}")
+    data = data.to(device)
+    x_train, y_train = maps.inputs.forward(data.x_train), maps.outputs.forward(data.y_train)
+    return Prepared(cfg, data, model.to(device), specs, device, maps, x_train, y_train)
 
 
 def check_output_dir(run_dir: Path, subdirs: Iterable[str] = (), files: Iterable[str] = ()) -> None:
@@ -181,7 +198,8 @@ def _checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "rng": get_rng_state(p.device),
         "history": trainer.history.state(),
-        "extra": {"train_seconds": trainer.train_seconds, "groups": group_table(p.specs)},
+        "extra": {"train_seconds": trainer.train_seconds, "groups": group_table(p.specs),
+                  "data_maps": p.maps.state()},
     }
 
 
@@ -204,8 +222,11 @@ def _metrics_payload(p: Prepared, losses: Mapping[str, float], train_seconds: fl
 def _write_evidence(p: Prepared, run_dir: Path, history_rows: list[tuple], losses: Mapping[str, float],
                     train_seconds: float, epochs: int, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate, then write metrics.json (with ``extra`` keys) and the plots."""
-    ev = evaluate(p.model, p.data, p.cfg["eval"], p.cfg["seed"])
-    payload = {**_metrics_payload(p, losses, train_seconds, epochs, ev.splits, ev.noise_std), **(extra or {})}
+    ev = evaluate(p.model, p.data, p.cfg["eval"], p.cfg["seed"], p.maps)
+    payload = _metrics_payload(p, losses, train_seconds, epochs, ev.splits, ev.noise_std)
+    if ev.sensitivity is not None:
+        payload["sensitivity"] = ev.sensitivity.to_json()
+    payload.update(extra or {})
     write_metrics(run_dir / "metrics.json", payload)
     write_plots(run_dir / "plots", ev, p.data, history_rows)
     return payload
@@ -247,7 +268,7 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
                              t["batch_size"], t["compile"])
     threads = set_threads(t["num_threads"], p, max_threads)
     optimizer = build_optimizer(p.cfg["optimizer"], p.model.parameters())
-    trainer = Trainer(p.model, p.data.x_train, p.data.y_train, settings, optimizer)
+    trainer = Trainer(p.model, p.x_train, p.y_train, settings, optimizer)
     trainer.scheduler = build_scheduler(p.cfg["scheduler"], optimizer, t["epochs"] * trainer.steps_per_epoch)
     if resume is not None:
         # after building the model, which drew from the RNG: the RNG is the checkpoint's again
@@ -386,6 +407,18 @@ def _override(base: dict[str, Any], overrides: Mapping[str, Any] | None) -> None
             base[key] = value
 
 
+def stored_maps(state: Mapping[str, Any], path: Any) -> DataMaps | None:
+    """The data maps a checkpoint's model was trained with (``None`` in checkpoints
+    written before maps were stored: the maps are then fitted to the data again)."""
+    stored = (state.get("extra") or {}).get("data_maps")
+    if stored is None:
+        return None
+    try:
+        return DataMaps.from_state(stored)
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {path} holds unreadable data maps ({err})") from None
+
+
 def evaluate_checkpoint(ckpt: str | Path, overrides: Mapping[str, Any], run_dir: Path, ui: UI,
                         parse_config: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     """Rebuild a model from a checkpoint alone and write its metrics and plots.
@@ -400,7 +433,7 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: Mapping[str, Any], run_dir:
         _override(cfg[group], overrides.get(group))
     if overrides.get("seed") is not None:
         cfg["seed"] = overrides["seed"]
-    p = prepare(cfg)
+    p = prepare(cfg, stored_maps(state, ckpt))
     check_output_dir(run_dir, ("plots",), ("metrics.json",))
     try:
         p.model.load_state_dict(state["model"])

@@ -361,3 +361,18 @@ def test_resume_with_noise_is_bit_exact(tmp_path):
     assert a["model"].keys() == b["model"].keys() and "noise.log_std" in a["model"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert full["test"] == resumed["test"] and full["noise_std"] == resumed["noise_std"]
+
+
+def test_noise_is_reported_in_user_units(tmp_path):
+    """Trained on standardised outputs, the noise is learned in model units and reported
+    times the output map's scale; the bands are in user units as well."""
+    cfg = compose_train(["experiment=moe_sign_nll", *TINY, "trainer.epochs=60", "eval.num_samples=32",
+                         "data.num_test=50", "data.output_scaling=standardize"])
+    result = train(cfg, tmp_path, "{}", _QuietUI())
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    scale = state["extra"]["data_maps"]["outputs"]["scale"][0]
+    sigma_model = state["model"]["noise.log_std"].exp().item()
+    assert scale == pytest.approx(1.5, abs=0.3)  # sin(pi x) + sign(x) varies by about 1.5
+    assert result["noise_std"][0] == pytest.approx(sigma_model * scale, rel=1e-6)
+    # the predictive band is at least as wide as 2 x 1.28 noise std in user units
+    assert result["test"]["interval_width"]["0.8"] > 2 * 1.28 * sigma_model * scale * 0.9

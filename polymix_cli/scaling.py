@@ -1,0 +1,134 @@
+"""Affine maps between the user's units and the model's domain.
+
+A surrogate's basis lives on a fixed domain (Legendre polynomials on ``[-1, 1]``,
+Hermite polynomials for standard normal inputs), and training is better conditioned on
+outputs of unit scale. Runs therefore train on mapped data and map every number and plot
+back to the user's units. The maps are stored in checkpoints, so that a trained model
+can be used on new inputs without its training data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["INPUT_SCALINGS", "OUTPUT_SCALINGS", "AffineMap", "DataMaps", "fit_maps", "input_domain"]
+
+INPUT_SCALINGS = ("auto", "none")
+OUTPUT_SCALINGS = ("none", "standardize")
+
+
+@dataclass(frozen=True)
+class AffineMap:
+    """``z = (v - shift) / scale`` per column; ``shift``, ``scale``: ``(D,)``, scale > 0."""
+
+    shift: Tensor
+    scale: Tensor
+
+    @classmethod
+    def identity(cls, dim: int) -> AffineMap:
+        return cls(torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64))
+
+    @classmethod
+    def to_interval(cls, bounds: Tensor) -> AffineMap:
+        """Maps ``bounds`` ``(D, 2)`` (low, high) onto ``[-1, 1]``."""
+        bounds = bounds.to(torch.float64)
+        low, high = bounds[:, 0], bounds[:, 1]
+        return cls((low + high) / 2, (high - low) / 2)
+
+    @classmethod
+    def standardize(cls, values: Tensor) -> AffineMap:
+        """Zero mean and unit standard deviation per column of ``values`` ``(N, D)``; a
+        constant column (or a single row) keeps scale 1."""
+        values = values.to(torch.float64)
+        shift = values.mean(0)
+        scale = values.std(0) if values.shape[0] > 1 else torch.ones_like(shift)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        return cls(shift, scale)
+
+    @property
+    def dim(self) -> int:
+        return self.shift.shape[0]
+
+    @property
+    def is_identity(self) -> bool:
+        return bool((self.shift == 0).all() and (self.scale == 1).all())
+
+    def _as(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        return self.shift.to(t.device, t.dtype), self.scale.to(t.device, t.dtype)
+
+    def forward(self, values: Tensor) -> Tensor:
+        """User units to the model's domain: ``(..., D)`` -> ``(..., D)``."""
+        if self.is_identity:
+            return values
+        shift, scale = self._as(values)
+        return (values - shift) / scale
+
+    def inverse(self, values: Tensor) -> Tensor:
+        """The model's domain to user units: ``(..., D)`` -> ``(..., D)``."""
+        if self.is_identity:
+            return values
+        shift, scale = self._as(values)
+        return values * scale + shift
+
+    def state(self) -> dict[str, list[float]]:
+        return {"shift": self.shift.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> AffineMap:
+        shift = torch.as_tensor(state["shift"], dtype=torch.float64).reshape(-1)
+        scale = torch.as_tensor(state["scale"], dtype=torch.float64).reshape(-1)
+        if shift.shape != scale.shape or not bool((scale > 0).all()) or not bool(torch.isfinite(shift).all()):
+            raise ValueError("an affine map needs equally long finite shift and positive scale lists")
+        return cls(shift, scale)
+
+
+@dataclass(frozen=True)
+class DataMaps:
+    """The input and output maps of a run, and the input bounds in user units ``(D, 2)``."""
+
+    inputs: AffineMap
+    outputs: AffineMap
+    bounds: Tensor
+
+    def state(self) -> dict[str, Any]:
+        return {"inputs": self.inputs.state(), "outputs": self.outputs.state(), "bounds": self.bounds.tolist()}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> DataMaps:
+        bounds = torch.as_tensor(state["bounds"], dtype=torch.float64).reshape(-1, 2)
+        maps = cls(AffineMap.from_state(state["inputs"]), AffineMap.from_state(state["outputs"]), bounds)
+        if maps.inputs.dim != bounds.shape[0]:
+            raise ValueError("the input map and the bounds disagree on the number of inputs")
+        return maps
+
+
+def input_domain(model_cfg: Mapping[str, Any]) -> str:
+    """``hermite`` when every polynomial chaos expansion of the model uses the Hermite
+    basis (inputs are then standardised), else ``interval`` (inputs mapped to [-1, 1])."""
+    if model_cfg.get("kind") == "moe":
+        specs = list(model_cfg.get("experts") or [model_cfg.get("expert") or {}])
+    else:
+        specs = [model_cfg]
+    bases = [s.get("basis", "legendre") for s in specs if s.get("kind", "pce") == "pce"]
+    return "hermite" if bases and all(b == "hermite" for b in bases) else "interval"
+
+
+def fit_maps(x_train: Tensor, y_train: Tensor, bounds: Tensor, domain: str,
+             input_scaling: str, output_scaling: str) -> DataMaps:
+    """The maps a run trains with: inputs by ``input_scaling`` (``auto``: ``bounds`` onto
+    [-1, 1], or standardised from ``x_train`` when ``domain`` is ``hermite``; ``none``),
+    outputs by ``output_scaling`` (``standardize`` from ``y_train``; ``none``)."""
+    d, o = x_train.shape[1], y_train.shape[1]
+    if input_scaling == "none":
+        inputs = AffineMap.identity(d)
+    elif domain == "hermite":
+        inputs = AffineMap.standardize(x_train)
+    else:
+        inputs = AffineMap.to_interval(bounds)
+    outputs = AffineMap.standardize(y_train) if output_scaling == "standardize" else AffineMap.identity(o)
+    return DataMaps(inputs, outputs, bounds.to(torch.float64))
