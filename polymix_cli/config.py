@@ -121,12 +121,13 @@ FILE_ONLY_KEYS = ("path", "inputs", "outputs", "test_path", "test_fraction")
 
 
 def check_path(cfg: Mapping[str, Any], option: str, what: str, required: bool = True) -> str | None:
+    """A non-empty path string (``???``, Hydra's missing value, is not one); ``None`` when
+    not ``required``."""
     value = _get(cfg, option)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value or value == "???":
-        example = f"; e.g. {option}=data.csv" if required else ""
-        raise ConfigError(f"{option} must be the path of {what}{example}, got {value!r}")
+        raise ConfigError(f"{option} must be the path of {what}, got {value!r}")
     return value
 
 
@@ -166,7 +167,7 @@ def validate_file_data(cfg: Mapping[str, Any]) -> None:
         if key not in FILE_DATA_KEYS:
             raise ConfigError(f"data.{key} does not apply to data from a file (data.generator=file); its options: "
                               f"{', '.join(FILE_DATA_KEYS[1:])}")
-    check_path(cfg, "data.path", "a CSV file (with a header row) or an NPZ file")
+    check_path(cfg, "data.path", "a CSV file (with a header row) or an NPZ file, e.g. data.path=data.csv")
     check_names(cfg, "data.outputs")
     check_names(cfg, "data.inputs", nullable=True)
     check_path(cfg, "data.test_path", "a CSV or NPZ test file with the same columns, or null", required=False)
@@ -250,8 +251,8 @@ def validate_predict_config(cfg: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` for the first invalid option of a ``polymix predict`` config."""
     refuse_callables(cfg)
     check_path(cfg, "ckpt", "a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt")
-    for option, what in (("input", "a CSV or NPZ file of input rows"),
-                         ("output", "the CSV or NPZ file to write")):
+    for option, what in (("input", "a CSV or NPZ file of input rows, e.g. input=new.csv"),
+                         ("output", "the CSV or NPZ file to write, e.g. output=predictions.csv")):
         path = check_path(cfg, option, what)
         suffix = "." + path.rpartition(".")[2].lower() if "." in path else ""
         if suffix not in PREDICT_FORMATS:

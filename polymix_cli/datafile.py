@@ -63,6 +63,7 @@ class Block:
     values: np.ndarray
     rows: np.ndarray
     bad: list[tuple[int, str]] = field(default_factory=list)
+    text: np.ndarray | None = None  # (k,) cells per column that are not numbers (None: no such cell)
 
 
 class Table:
@@ -95,8 +96,9 @@ class Table:
         parts = list(self.blocks(names))
         if not parts:
             return Block(np.empty((0, len(names))), np.empty(0, dtype=np.int64))
+        texts = [b.text for b in parts if b.text is not None]
         return Block(np.concatenate([b.values for b in parts]), np.concatenate([b.rows for b in parts]),
-                     [item for b in parts for item in b.bad])
+                     [item for b in parts for item in b.bad], sum(texts) if texts else None)
 
     def where(self) -> str:
         return "line numbers of the file" if self.unit == "line" else "row numbers, from 1"
@@ -121,19 +123,23 @@ def describe_rows(bad: Sequence[tuple[int, str]], unit: str, total: int | None =
     return text + (f"; and {total - min(len(bad), LISTED)} more" if total > min(len(bad), LISTED) else "")
 
 
-def _parse_cells(cells: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """``cells`` ``(n, k)`` strings -> float64 values (NaN where bad) and ``(index, reason)``
-    of the bad rows (the first bad cell of each)."""
+def _parse_cells(cells: np.ndarray, names: Sequence[str]
+                 ) -> tuple[np.ndarray, list[tuple[int, str]], np.ndarray | None]:
+    """``cells`` ``(n, k)`` strings -> float64 values (NaN where bad), ``(index, reason)``
+    of the bad rows (the first bad cell of each) and the count of text cells per column."""
+    text = None
     try:
         values = cells.astype(np.float64)
     except ValueError:  # find the cells that are not numbers (rare: the slow path)
         values = np.full(cells.shape, np.nan)
+        text = np.zeros(cells.shape[1], dtype=np.int64)
         text_bad: dict[int, str] = {}
         for i, row in enumerate(cells):
             for j, cell in enumerate(row):
                 try:
                     values[i, j] = float(cell)
                 except ValueError:
+                    text[j] += 1
                     if i not in text_bad:
                         what = "is empty" if not str(cell).strip() else f"is not a number ({str(cell)[:40]!r})"
                         text_bad[i] = f"{names[j]} {what}"
@@ -149,7 +155,7 @@ def _parse_cells(cells: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, l
         value = float(values[i, j])
         bad.append((i, f"{names[j]} is {'NaN' if np.isnan(value) else ('inf' if value > 0 else '-inf')}"))
     values[bad_rows] = np.nan
-    return values, bad
+    return values, bad, text
 
 
 class CsvTable(Table):
@@ -214,12 +220,12 @@ class CsvTable(Table):
         bad_at: dict[int, str] = {i: f"{_plural(len(chunk[i][1]), 'field')}, the header has {width}" for i in ragged}
         cells = np.array([[row[j] for j in index] if len(row) == width else ["0"] * len(index)
                           for _, row in chunk], dtype=str).reshape(len(chunk), len(index))
-        values, bad = _parse_cells(cells, names)
+        values, bad, text = _parse_cells(cells, names)
         for i, reason in bad:
             bad_at.setdefault(i, reason)
         if ragged:
             values[ragged] = np.nan
-        return Block(values, numbers, [(int(numbers[i]), bad_at[i]) for i in sorted(bad_at)])
+        return Block(values, numbers, [(int(numbers[i]), bad_at[i]) for i in sorted(bad_at)], text)
 
 
 class NpzTable(Table):
@@ -258,7 +264,7 @@ class NpzTable(Table):
         values = np.stack(columns, axis=1) if columns else np.empty((0, 0))
         for start in range(0, values.shape[0], block_rows):
             part = values[start:start + block_rows].copy()
-            part, bad = _parse_cells(part, names)
+            part, bad, _ = _parse_cells(part, names)
             numbers = np.arange(start + 1, start + 1 + part.shape[0], dtype=np.int64)
             yield Block(part, numbers, [(int(numbers[i]), reason) for i, reason in bad])
 
@@ -295,8 +301,14 @@ def resolve_data_paths(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read(table: Table, names: list[str]) -> Block:
+def _read(table: Table, names: list[str], option: str) -> Block:
     block = table.read(names)
+    rows = block.values.shape[0]
+    if block.text is not None and rows and (block.text == rows).any():  # a column of text, e.g. labels
+        text = [names[j] for j in np.flatnonzero(block.text == rows)]
+        which = f"column {text[0]!r} of {table.label} holds" if len(text) == 1 else \
+            f"columns {', '.join(map(repr, text))} of {table.label} hold"
+        raise DataFileError(f"{which} no numbers; name the numeric columns in {option}")
     if block.bad:
         raise DataFileError(f"{table.label} has {_plural(len(block.bad), 'bad row')} ({table.where()}): "
                             f"{describe_rows(block.bad, table.unit)}")
@@ -324,13 +336,13 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
     both = [n for n in inputs if n in outputs]
     if both:
         raise DataFileError(f"{', '.join(map(repr, both))} is both in data.inputs and in data.outputs")
-    block = _read(table, inputs + outputs)
+    block = _read(table, inputs + outputs, "data.inputs" if d.get("inputs") is None else "data.inputs/outputs")
     n, k = block.values.shape[0], len(inputs)
     source: dict[str, Any] = {"path": str(table.path.absolute()), "sha256": file_sha256(table.path), "rows": n}
     if d.get("test_path") is not None:
         test_table = open_table(d["test_path"], "data.test_path")
         test_table.check_columns(inputs + outputs, "data.inputs/data.outputs")
-        test = _read(test_table, inputs + outputs)
+        test = _read(test_table, inputs + outputs, "data.inputs/outputs")
         if test.values.shape[0] < 1:
             raise DataFileError(f"{test_table.label} has no data rows")
         train_vals, test_vals = block.values, test.values

@@ -575,7 +575,7 @@ def plot_slices(
     Shapes (``D`` inputs, ``G`` points per slice, ``O`` outputs): ``grids`` ``(D, G)``, the
     values of input ``i`` along slice ``i``; ``mean``, ``lower``, ``upper`` and ``true_y``
     (the noiseless function, optional) ``(D, G, O)``; ``centre`` ``(D,)``. A block of
-    panels per output (one per input, at most four per row), sharing the y axis within the
+    panels per output (one per input, at most four per row, rows balanced), sharing the y axis within the
     output so that the slices compare. Returns ``Path(path)``.
     """
     level = _check_band_level(band_level)
@@ -603,8 +603,8 @@ def plot_slices(
     if len(x_names) != d:
         raise ValueError(f"input_names must have one name per input ({d}), got {len(x_names)}")
     names = _output_names(output_names, o)
-    cols = min(d, SLICE_COLUMNS)
-    rows_per_output = math.ceil(d / cols)
+    rows_per_output = math.ceil(d / SLICE_COLUMNS)
+    cols = math.ceil(d / rows_per_output)  # balanced rows: 5 inputs give 3 + 2 panels, not 4 + 1
     fig, axes = plt.subplots(o * rows_per_output, cols, figsize=(3.4 * cols + 0.4, 2.8 * o * rows_per_output + 1.0),
                              squeeze=False, layout="constrained")
     try:
@@ -629,7 +629,9 @@ def plot_slices(
                 if i % cols == 0:
                     ax.set_ylabel(names[j])
                 ax.grid(True, alpha=0.3)
-        at = ", ".join(f"{n} = {c:.4g}" for n, c in zip(x_names, centre))
+        span = grids.max(1) - grids.min(1)
+        centre_shown = np.where(np.abs(centre) < 1e-9 * np.maximum(span, 1e-300), 0.0, centre)  # no -5.6e-17
+        at = ", ".join(f"{n} = {c:.4g}" for n, c in zip(x_names, centre_shown))
         fig.suptitle(f"{title}\n(other inputs at the centre: {at})" if d <= 8 else title, fontsize=11)
         handles, labels = axes[0, 0].get_legend_handles_labels()
         order = [labels.index(k) for k in ("predictive mean", _band_label(level), "true function") if k in labels]
