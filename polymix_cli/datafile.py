@@ -335,13 +335,16 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
     table.check_columns(inputs, "data.inputs")
     both = [n for n in inputs if n in outputs]
     if both:
-        raise DataFileError(f"{', '.join(map(repr, both))} is both in data.inputs and in data.outputs")
+        raise DataFileError(f"{', '.join(map(repr, both))} {'is' if len(both) == 1 else 'are'} both in data.inputs "
+                            f"and in data.outputs")
     block = _read(table, inputs + outputs, "data.inputs" if d.get("inputs") is None else "data.inputs/outputs")
     n, k = block.values.shape[0], len(inputs)
+    if n == 0:
+        raise DataFileError(f"{table.label} has no data rows")
     source: dict[str, Any] = {"path": str(table.path.absolute()), "sha256": file_sha256(table.path), "rows": n}
     if d.get("test_path") is not None:
         test_table = open_table(d["test_path"], "data.test_path")
-        test_table.check_columns(inputs + outputs, "data.inputs/data.outputs")
+        test_table.check_columns(inputs + outputs, "data.inputs/outputs")
         test = _read(test_table, inputs + outputs, "data.inputs/outputs")
         if test.values.shape[0] < 1:
             raise DataFileError(f"{test_table.label} has no data rows")
@@ -354,7 +357,7 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
         if n - num_test < MIN_TRAIN_ROWS:
             raise DataFileError(
                 f"{table.label} has {_plural(n, 'data row')}: data.test_fraction={d['test_fraction']} leaves "
-                f"{n - num_test} for training; at least {MIN_TRAIN_ROWS} training rows and 1 test row are needed")
+                f"{max(0, n - num_test)} for training; at least {MIN_TRAIN_ROWS} training rows and 1 test row are needed")
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(d["seed"]))).numpy()
         test_idx, train_idx = np.sort(perm[:num_test]), np.sort(perm[num_test:])
         train_vals, test_vals = block.values[train_idx], block.values[test_idx]
