@@ -14,13 +14,16 @@ from .scaling import INPUT_SCALINGS, OUTPUT_SCALINGS
 from .sweep import METRICS
 from .training import LOSSES, OPTIMIZERS, SCHEDULERS
 
-__all__ = ["DATA_DEFAULTS", "DEVICES", "FILE_DATA_KEYS", "PROGRESS", "ConfigError", "refuse_callables",
-           "validate_predict_config", "validate_train_config"]
+__all__ = ["DATA_DEFAULTS", "DEVICES", "EVAL_DEFAULTS", "FILE_DATA_KEYS", "PROGRESS", "SENSITIVITY", "ConfigError",
+           "refuse_callables", "validate_predict_config", "validate_train_config"]
 
 DEVICES = ("cpu", "cuda", "auto")
 PROGRESS = ("auto", "bar", "log")
 # Data options added after the first release: configs stored in older checkpoints lack them.
 DATA_DEFAULTS = {"input_scaling": "auto", "output_scaling": "none"}
+# Evaluation options added after the first release (likewise absent from older checkpoints).
+EVAL_DEFAULTS = {"sensitivity": "auto", "sensitivity_samples": None, "sensitivity_base_samples": 2048}
+SENSITIVITY = ("auto", "pce", "monte_carlo", "off")
 
 
 class ConfigError(ValueError):
@@ -205,6 +208,18 @@ def validate_eval(cfg: Mapping[str, Any]) -> None:
     for i, _ in enumerate(levels):
         check_float({"eval": {"levels": {str(i): levels[i]}}}, f"eval.levels.{i}", 0.0, 1.0, low_open=True)
     check_int(cfg, "eval.grid_points", 2)
+    method = check_choice(cfg, "eval.sensitivity", SENSITIVITY)
+    kind = cfg["model"].get("kind") if isinstance(cfg.get("model"), Mapping) else None
+    if method == "pce" and kind != "pce":
+        raise ConfigError(f"eval.sensitivity=pce needs model.kind=pce (the closed form reads a PCE's "
+                          f"coefficients), got model.kind={kind!r}; use auto or monte_carlo")
+    samples = _get(cfg, "eval.sensitivity_samples")
+    num_samples = _get(cfg, "eval.num_samples")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
+                                or not 1 <= samples <= num_samples):
+        raise ConfigError(f"eval.sensitivity_samples must be null or an integer in [1, eval.num_samples="
+                          f"{num_samples}], got {samples!r}")
+    check_int(cfg, "eval.sensitivity_base_samples", 2)
 
 
 def validate_train_config(cfg: Mapping[str, Any]) -> None:

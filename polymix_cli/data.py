@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["GENERATORS", "Dataset", "dataset_from_config", "make_dataset"]
+__all__ = ["GENERATORS", "ISHIGAMI_A", "ISHIGAMI_B", "Dataset", "dataset_from_config", "ishigami_indices",
+           "make_dataset"]
 
 
 def _sign_sine(x: Tensor) -> Tensor:
@@ -29,6 +30,17 @@ def _sine(x: Tensor) -> Tensor:
 
 def _sincos(x: Tensor) -> Tensor:
     return torch.cat([torch.sin(math.pi * x[:, :1]), torch.cos(math.pi * x[:, :1])], dim=1)
+
+
+ISHIGAMI_A, ISHIGAMI_B = 7.0, 0.1
+
+
+def _ishigami(x: Tensor) -> Tensor:
+    """Ishigami & Homma (1990): ``sin x1 + a sin^2 x2 + b x3^4 sin x1`` (a = 7, b = 0.1), the
+    standard benchmark of sensitivity analysis (inputs uniform on [-pi, pi])."""
+    x1, x2, x3 = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    sin1 = torch.sin(x1)
+    return sin1 + ISHIGAMI_A * torch.sin(x2).square() + ISHIGAMI_B * x3.pow(4) * sin1
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ GENERATORS: dict[str, Generator] = {
     "sign_sine": Generator(_sign_sine, 1, 1, "y = sin(pi x) + sign(x)"),
     "sine": Generator(_sine, 1, 1, "y = sin(pi x)"),
     "sincos": Generator(_sincos, 1, 2, "y = (sin(pi x), cos(pi x))"),
+    "ishigami": Generator(_ishigami, 3, 1, "y = sin x1 + 7 sin^2 x2 + 0.1 x3^4 sin x1"),
 }
 
 
@@ -85,6 +98,19 @@ class Dataset:
         return Dataset(self.name, move(self.x_train), move(self.y_train), move(self.x_test),
                        move(self.y_test), self.bounds, self.true_fn, self.input_names, self.output_names,
                        self.source)
+
+
+def ishigami_indices(a: float = ISHIGAMI_A, b: float = ISHIGAMI_B) -> dict[str, object]:
+    """Exact mean, variance, first-order and total Sobol indices of the Ishigami function
+    for inputs uniform on [-pi, pi]."""
+    pi = math.pi
+    v1 = 0.5 * (1 + b * pi**4 / 5) ** 2
+    v2 = a**2 / 8
+    v13 = b**2 * pi**8 * (1 / 18 - 1 / 50)
+    variance = v1 + v2 + v13
+    return {"mean": a / 2, "variance": variance,
+            "first_order": (v1 / variance, v2 / variance, 0.0),
+            "total": ((v1 + v13) / variance, v2 / variance, v13 / variance)}
 
 
 def _draw(gen: Generator, num: int, bounds: Tensor, noise_std: float, seed: int) -> tuple[Tensor, Tensor]:

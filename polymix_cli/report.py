@@ -17,13 +17,22 @@ import torch
 from torch import Tensor
 
 from . import StochasticModel
+from .config import EVAL_DEFAULTS
 from .data import Dataset
-from .evaluation import Summary, interval_probs, metrics, summarize
+from .evaluation import (
+    _CHUNK_ELEMENTS,
+    Summary,
+    interval_probs,
+    metrics,
+    sample_quantiles,
+    summarize,
+)
 from .scaling import DataMaps
-from .surrogate_models import MixtureOfExperts
+from .sensitivity import SobolIndices, input_distribution, monte_carlo_sobol, pce_sobol
+from .surrogate_models import MixtureOfExperts, PolynomialChaosExpansion
 
-__all__ = ["Evaluation", "draw_function", "evaluate", "slice_points", "write_history", "write_metrics",
-           "write_plots"]
+__all__ = ["Evaluation", "Sensitivity", "draw_function", "evaluate", "sensitivity_report", "slice_points",
+           "write_history", "write_metrics", "write_plots"]
 
 
 @dataclass
@@ -39,6 +48,7 @@ class Evaluation:
     gating: Summary | None = None  # over (G, M)
     experts: Summary | None = None  # over (G, M * O)
     num_experts: int = 0
+    sensitivity: Sensitivity | None = None
     summaries: dict[str, Summary] = field(default_factory=dict)  # per split, at its points
     slices: Tensor | None = None  # (D, G, D): G points along input i with the others at the centre
     slice_summary: Summary | None = None  # over (D * G, O)
@@ -123,7 +133,108 @@ def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any],
                 return out.permute(0, 2, 1, 3).reshape(out.shape[0], out.shape[2], -1)
 
             result.experts = summarize(expert_draws, grid, gate_probs, per_point=per_point)
+    result.sensitivity = sensitivity_report(model, params, data, eval_cfg, seed, maps)
     return result
+
+
+_MOMENTS = ("mean", "variance")
+_INDICES = ("first_order", "total")
+
+
+@dataclass
+class Sensitivity:
+    """Sobol analysis of a model: per-draw moments (user units) and indices, and how they
+    were obtained. ``distribution``: the input distribution in the user's units."""
+
+    method: str  # pce | monte_carlo
+    indices: SobolIndices
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    band: float  # central probability of the reported interval over draws
+    base_samples: int | None
+    distribution: dict[str, Any]
+
+    def stats(self) -> dict[str, dict[str, Tensor]]:
+        """Per quantity, the ``mean``, ``std``, ``lower`` and ``upper`` (the central
+        ``band`` interval) over draws: ``(O,)`` for moments, ``(d, O)`` for indices."""
+        lo, hi = round((1 - self.band) / 2, 10), round((1 + self.band) / 2, 10)
+        out = {}
+        for name in _MOMENTS + _INDICES:
+            values = getattr(self.indices, name)  # (S, ...)
+            ordered = values.sort(dim=0).values
+            quantiles = sample_quantiles(ordered, (lo, hi))
+            std = values.std(dim=0, correction=1 if values.shape[0] > 1 else 0)
+            out[name] = {"mean": values.mean(dim=0), "std": std, "lower": quantiles[0], "upper": quantiles[1]}
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """``sensitivity`` of metrics.json: ``mean[output]``, ``variance[output]``,
+        ``first_order[output][input]`` and ``total[output][input]``, each ``{mean, std,
+        lower, upper}`` over the parameter draws."""
+        stats = self.stats()
+        payload: dict[str, Any] = {
+            "method": self.method,
+            "num_samples": self.indices.mean.shape[0],
+            "base_samples": self.base_samples,
+            "interval": self.band,
+            "input_distribution": self.distribution,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+        }
+        for name, st in stats.items():
+            if name in _MOMENTS:
+                payload[name] = {o: _entry(st, j) for j, o in enumerate(self.outputs)}
+            else:
+                payload[name] = {o: {i: _entry(st, k, j) for k, i in enumerate(self.inputs)}
+                                 for j, o in enumerate(self.outputs)}
+        return payload
+
+
+def _entry(stats: Mapping[str, Tensor], *at: int) -> dict[str, float]:
+    return {k: float(v[at]) for k, v in stats.items()}
+
+
+def sensitivity_report(model: StochasticModel, params: Tensor, data: Dataset, eval_cfg: Mapping[str, Any],
+                seed: int, maps: DataMaps | None = None) -> Sensitivity | None:
+    """Sobol analysis of ``model`` over the first ``eval.sensitivity_samples`` of ``params``
+    (``None`` with ``eval.sensitivity=off``): in closed form for a polynomial chaos expansion
+    (``auto``, ``pce``), else by Monte Carlo over inputs drawn from a generator seeded with
+    ``seed``. Moments are in the user's units (the output map undone); inputs follow the
+    distribution of the basis in the model's domain, reported in the user's units."""
+    def option(key: str) -> Any:
+        return eval_cfg.get(key, EVAL_DEFAULTS[key])
+
+    method = option("sensitivity")
+    if method == "off":
+        return None
+    surrogate = model.surrogate_model
+    if method == "auto":
+        method = "pce" if isinstance(surrogate, PolynomialChaosExpansion) else "monte_carlo"
+    elif method == "pce" and not isinstance(surrogate, PolynomialChaosExpansion):
+        raise ValueError(f"eval.sensitivity=pce needs a polynomial chaos expansion, "
+                         f"got {type(surrogate).__name__}")
+    params = params[: option("sensitivity_samples") or params.shape[0]]
+    base_samples = None
+    if method == "pce":
+        coeffs = params.reshape(params.shape[0], surrogate.num_terms, surrogate.num_outputs)
+        indices = pce_sobol(coeffs, surrogate.multi_indices, surrogate.basis)
+    else:
+        base_samples = int(option("sensitivity_base_samples"))
+        generator = torch.Generator(device=params.device).manual_seed(seed)
+        indices = monte_carlo_sobol(model.predict, params, surrogate.num_inputs, base_samples,
+                                    input_distribution(surrogate), generator, data.x_train.dtype,
+                                    max_elements=_CHUNK_ELEMENTS, width=surrogate.work_width())
+    kind = input_distribution(surrogate)
+    shift = maps.inputs.shift if maps is not None else torch.zeros(data.num_inputs, dtype=torch.float64)
+    scale = maps.inputs.scale if maps is not None else torch.ones(data.num_inputs, dtype=torch.float64)
+    if kind == "uniform":
+        distribution = {"kind": kind, "low": (shift - scale).tolist(), "high": (shift + scale).tolist()}
+    else:
+        distribution = {"kind": kind, "mean": shift.tolist(), "std": scale.tolist()}
+    if maps is not None:
+        indices = indices.rescaled(maps.outputs.shift, maps.outputs.scale)
+    return Sensitivity(method, indices, tuple(data.input_names), tuple(data.output_names),
+                       float(eval_cfg["band"]), base_samples, distribution)
 
 
 def _same(t: Tensor) -> Tensor:
@@ -163,12 +274,31 @@ def _np(t: Tensor):
     return t.detach().cpu().double().numpy()
 
 
+def _plot_sensitivity(path: Path, sens: Sensitivity) -> Path:
+    from . import plots
+
+    st = sens.stats()
+    how = ("closed form from the PCE coefficients" if sens.method == "pce"
+           else f"Monte Carlo, base samples of {sens.base_samples} inputs")
+    notes = [f"mean {float(m):.4g}, variance {float(v):.4g}"
+             for m, v in zip(st["mean"]["mean"], st["variance"]["mean"], strict=True)]
+    first, total = st["first_order"], st["total"]
+    return plots.plot_sobol(
+        path, _np(first["mean"]), _np(first["lower"]), _np(first["upper"]), _np(total["mean"]),
+        _np(total["lower"]), _np(total["upper"]), input_names=sens.inputs, output_names=sens.outputs,
+        band_level=sens.band, panel_notes=notes,
+        title=f"Sobol indices: {how}\nbars: mean over {sens.indices.mean.shape[0]} parameter draws",
+    )
+
+
 def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: list[tuple]) -> list[Path]:
     """loss.png; with one input prediction.png, and gating.png and experts.png (mixtures);
-    with several inputs parity.png and slices.png."""
+    with several inputs parity.png, slices.png and sobol.png (sensitivity analysis)."""
     from . import plots  # matplotlib is imported only when plots are written
 
     written = []
+    if ev.sensitivity is not None and data.num_inputs > 1:  # with one input, both indices are 1
+        written.append(_plot_sensitivity(plot_dir / "sobol.png", ev.sensitivity))
     if history_rows:
         # every k-th epoch (and the last): a figure cannot show more, and drawing 1e4+ points is slow
         last = len(history_rows) - 1

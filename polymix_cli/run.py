@@ -27,7 +27,7 @@ import torch
 from . import StochasticModel, __version__
 from .build import build_model
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import DATA_DEFAULTS, ConfigError, validate_train_config
+from .config import DATA_DEFAULTS, EVAL_DEFAULTS, ConfigError, validate_train_config
 from .data import Dataset, dataset_from_config
 from .interrupts import stop_on_signals
 from .layout import GroupSpec
@@ -140,6 +140,8 @@ def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
     cfg = copy.deepcopy(dict(cfg))
     if isinstance(cfg.get("data"), dict):
         cfg["data"] = {**DATA_DEFAULTS, **cfg["data"]}
+    if isinstance(cfg.get("eval"), dict):
+        cfg["eval"] = {**EVAL_DEFAULTS, **cfg["eval"]}
     validate_train_config(cfg)
     device = resolve_device(cfg["trainer"]["device"])
     d = cfg["data"]
@@ -241,7 +243,10 @@ def _write_evidence(p: Prepared, run_dir: Path, history_rows: list[tuple], losse
                     train_seconds: float, epochs: int, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate, then write metrics.json (with ``extra`` keys) and the plots."""
     ev = evaluate(p.model, p.data, p.cfg["eval"], p.cfg["seed"], p.maps)
-    payload = {**_metrics_payload(p, losses, train_seconds, epochs, ev.splits), **(extra or {})}
+    payload = _metrics_payload(p, losses, train_seconds, epochs, ev.splits)
+    if ev.sensitivity is not None:
+        payload["sensitivity"] = ev.sensitivity.to_json()
+    payload.update(extra or {})
     write_metrics(run_dir / "metrics.json", payload)
     write_plots(run_dir / "plots", ev, p.data, history_rows)
     return payload

@@ -80,6 +80,13 @@ class StochasticModel(nn.Module):
         draws = [g.sample(num_samples, generator=generator) for g in self.parameter_groups]
         return draws[0] if len(draws) == 1 else torch.cat(draws, dim=1)
 
+    def sample_with_loss(self, num_samples: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """``(sample_parameters(num_samples), distribution_loss())``, computed together
+        (one autograd node for a mean-field layout): what a training step needs."""
+        if self.mean_field is not None:
+            return self.mean_field.sample_with_loss(num_samples, generator)
+        return self.sample_parameters(num_samples, generator), self.distribution_loss()
+
     def distribution_loss(self) -> Tensor:
         """Sum of the groups' distribution losses (a scalar): KL(q || prior) for variational
         groups, ``-log prior`` for deterministic ones."""

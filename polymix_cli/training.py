@@ -185,9 +185,9 @@ class Trainer:
 
     def _losses(self, x: Tensor, y: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor]:
         s = self.settings
-        y_hat = self.model(x, s.num_samples)
+        params, dist = self.model.sample_with_loss(s.num_samples)
+        y_hat = self.model.predict(x, params)
         data = F.mse_loss(y_hat, y.expand_as(y_hat), reduction="sum") * (scale / s.num_samples)
-        dist = self.model.distribution_loss()
         return data, dist, torch.add(data, dist, alpha=s.weight_factor)
 
     def losses(self) -> tuple[Tensor, Tensor, Tensor]:

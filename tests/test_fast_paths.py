@@ -222,3 +222,19 @@ def test_packed_draw_and_loss_gradients_are_exact():
     inv_scale, stochastic_inv = torch.rand(6, dtype=torch.float64) + 0.5, torch.rand(3, dtype=torch.float64) + 0.5
     assert torch.autograd.gradcheck(
         lambda a, b: _Loss.apply(a, b, prior_loc, inv_scale, stochastic_inv, 1.3), (loc, log_std))
+    from polymix_cli.parameter_groups.mean_field import _DrawWithLoss
+
+    assert torch.autograd.gradcheck(
+        lambda a, b: _DrawWithLoss.apply(a, b, noise, index, prior_loc, inv_scale, stochastic_inv, 1.3),
+        (loc, log_std))
+    theta, loss = _DrawWithLoss.apply(loc, log_std, noise, index, prior_loc, inv_scale, stochastic_inv, 1.3)
+    torch.testing.assert_close(theta, _Draw.apply(loc, log_std, noise, index))
+    torch.testing.assert_close(loss, _Loss.apply(loc, log_std, prior_loc, inv_scale, stochastic_inv, 1.3))
+
+
+def test_sample_with_loss_equals_separate_calls():
+    torch.manual_seed(3)
+    model = StochasticModel(seed_mixture(), seed_groups(prior=IIDGaussianPrior(0.2, 1.5)))
+    params, loss = model.sample_with_loss(5, generator=torch.Generator().manual_seed(9))
+    torch.testing.assert_close(params, model.sample_parameters(5, generator=torch.Generator().manual_seed(9)))
+    torch.testing.assert_close(loss, model.distribution_loss())

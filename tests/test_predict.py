@@ -74,7 +74,8 @@ def test_round_trip_in_user_units(cli, file_run, data_dir, tmp_path, monkeypatch
     metrics = json.loads((file_run / "metrics.json").read_text())
     assert metrics["test"]["rmse"] < 0.1 and metrics["test"]["r2"] > 0.98 and metrics["test"]["rmse_true"] is None
     plots = sorted(p.name for p in (file_run / "plots").iterdir())
-    assert plots == ["loss.png", "parity.png", "slices.png"]  # several inputs: no prediction.png
+    assert plots == ["loss.png", "parity.png", "slices.png", "sobol.png"]  # several inputs: no prediction.png
+    assert set(metrics["sensitivity"]["input_distribution"]) >= {"low", "high"}  # uniform on the bounds
     state = load_checkpoint(file_run / "checkpoints" / "last.pt")
     assert state["extra"]["columns"] == {"inputs": ["a", "b"], "outputs": ["y1", "y2"]}
     assert state["extra"]["data_file"]["path"] == str(data_dir / "train.csv")

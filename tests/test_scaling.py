@@ -7,13 +7,12 @@ import math
 
 import pytest
 import torch
+from conftest import compose_train, run_cli
 
 from polymix_cli.checkpoint import load_checkpoint
 from polymix_cli.config import ConfigError
 from polymix_cli.run import prepare, stored_maps
 from polymix_cli.scaling import AffineMap, DataMaps, fit_maps, input_domain
-
-from conftest import compose_train, run_cli
 
 
 def test_interval_map_sends_bounds_to_unit_interval_and_back():

@@ -319,7 +319,7 @@ def test_importing_core_library_does_not_import_hydra_or_matplotlib():
         "import sys\n"
         "import polymix_cli\n"
         "import polymix_cli.surrogate_models, polymix_cli.parameter_groups, polymix_cli.priors\n"
-        "import polymix_cli.stochastic_model, polymix_cli.surrogate_models.basis\n"
+        "import polymix_cli.stochastic_model, polymix_cli.surrogate_models.basis, polymix_cli.sensitivity\n"
         "bad = sorted(m for m in sys.modules\n"
         "             if m.split('.')[0] in ('hydra', 'matplotlib', 'omegaconf'))\n"
         "print('LOADED:' + ','.join(bad))\n"

@@ -99,6 +99,9 @@ class ConsoleUI:
             table.add_row(f"coverage {level}", fmt(metrics["train"]["coverage"][level]), fmt(value))
         losses, timing = metrics["losses"], metrics["timing"]
         self.console.print(table)
+        sens = metrics.get("sensitivity")
+        if sens and len(sens["inputs"]) > 1:
+            self.console.print(_sobol_table(sens))
         eps = timing.get("epochs_per_second")
         self.console.print(
             f"final losses: data {fmt(losses['data'])}, distribution {fmt(losses['distribution'])}, "
@@ -106,6 +109,26 @@ class ConsoleUI:
             f"trained in {timing['train_seconds']:.1f} s" + (f" ({eps:.0f} epochs/s)" if eps else "")
         )
         self.console.print(f"outputs: {run_dir}")
+
+
+def _sobol_table(sens: Mapping[str, Any]) -> Table:
+    """First-order and total Sobol indices per input (rows) and output, mean +- std over draws."""
+    how = "closed form" if sens["method"] == "pce" else "Monte Carlo"
+    table = Table(title=f"Sobol indices ({how})", title_justify="left",
+                  caption=f"mean +- std over {sens['num_samples']} parameter draws", caption_justify="left")
+    table.add_column("input")
+    for out in sens["outputs"]:
+        for label in ("first order", "total"):
+            table.add_column(label if len(sens["outputs"]) == 1 else f"{out} {label}", justify="right")
+
+    def cell(entry: Mapping[str, Any]) -> str:
+        mean, std = entry.get("mean"), entry.get("std")
+        return "-" if mean is None else f"{mean:.4f} +- {std:.4f}" if std is not None else f"{mean:.4f}"
+
+    for name in sens["inputs"]:
+        table.add_row(name, *(cell(sens[key][out][name]) for out in sens["outputs"]
+                              for key in ("first_order", "total")))
+    return table
 
 
 # Metric columns of the sweep table (all of them are in summary.csv and summary.json).

@@ -96,6 +96,15 @@ class MeanFieldParameters(nn.Module):
                             generator=generator)
         return _Draw.apply(loc, self.log_std, noise, self.stochastic_index)
 
+    def sample_with_loss(self, num_samples: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`sample` and :meth:`distribution_loss` as one autograd node (a training
+        step needs both; sharing them saves operations): ``((num_samples, P), scalar)``."""
+        loc = self.loc
+        noise = torch.randn((num_samples, self.log_std.shape[0]), dtype=loc.dtype, device=loc.device,
+                            generator=generator)
+        return _DrawWithLoss.apply(loc, self.log_std, noise, self.stochastic_index, self.prior_loc,
+                                   self.prior_inv_scale, self.stochastic_inv_scale, self.loss_const)
+
     def distribution_loss(self) -> Tensor:
         """Sum of the groups' losses: KL to the prior for the Gaussian groups plus
         ``-log prior`` of the deterministic values, in closed form."""
@@ -142,3 +151,29 @@ class _Loss(torch.autograd.Function):
         grad_loc = grad * z * prior_inv_scale
         grad_log_std = grad * (ratio * ratio - 1.0) if ctx.needs_input_grad[1] else None
         return grad_loc, grad_log_std, None, None, None, None
+
+
+class _DrawWithLoss(torch.autograd.Function):
+    """:class:`_Draw` and :class:`_Loss` in one node: ``(theta (S, P), loss ())``."""
+
+    @staticmethod
+    def forward(ctx, loc: Tensor, log_std: Tensor, noise: Tensor, index: Tensor, prior_loc: Tensor,
+                prior_inv_scale: Tensor, stochastic_inv_scale: Tensor, const: float) -> tuple[Tensor, Tensor]:
+        std = log_std.exp()
+        scaled = noise * std
+        theta = torch.index_add(loc.expand(noise.shape[0], -1), 1, index, scaled)
+        z = (loc - prior_loc) * prior_inv_scale
+        ratio = std * stochastic_inv_scale
+        # 0.5 |z|^2 + sum(0.5 ratio^2 - log_std) + const
+        loss = torch.dot(z, z).mul_(0.5).sub_(torch.addcmul(log_std, ratio, ratio, value=-0.5).sum()).add_(const)
+        ctx.save_for_backward(scaled, index, z * prior_inv_scale, torch.mul(ratio, ratio).sub_(1.0))
+        return theta, loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor, grad_loss: Tensor):
+        scaled, index, dz, dratio = ctx.saved_tensors
+        grad_loc = torch.addcmul(grad.sum(0), grad_loss, dz)
+        grad_log_std = None
+        if ctx.needs_input_grad[1]:
+            grad_log_std = torch.addcmul((grad.index_select(1, index) * scaled).sum(0), grad_loss, dratio)
+        return grad_loc, grad_log_std, None, None, None, None, None, None

@@ -127,5 +127,5 @@ class MixtureOfExperts(SurrogateModel):
             f0, f1 = experts.unbind(1)
             return torch.addcmul(f0, p1.unsqueeze(1), f1 - f0).transpose(1, 2)
         weights = torch.softmax(self.gating_network.logits_by_expert(x, gate_params, gate_shared), dim=1)
-        weights = weights.expand(params.shape[0], *weights.shape[1:])  # (S, M, B)
-        return torch.einsum("smb,smob->sbo", weights, experts)
+        # a weighted sum over the few experts: elementwise, no batched GEMM and no copies
+        return (weights.unsqueeze(2) * experts).sum(1).transpose(1, 2)  # (S, B, O)
