@@ -132,16 +132,23 @@ class Prepared:
     y_train: torch.Tensor  # (N, O) training outputs in the model's domain
 
 
-def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
-    """Validate ``cfg``, draw the data and build the model (initialised from ``cfg['seed']``).
-    ``maps``: the data maps of a trained model (default: fitted to the training data).
-
-    Raises :class:`ConfigError` naming the offending option."""
+def with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``cfg`` with the data and eval options added after the first release
+    (configs stored in older checkpoints lack them) set to their defaults where missing."""
     cfg = copy.deepcopy(dict(cfg))
     if isinstance(cfg.get("data"), dict):
         cfg["data"] = {**DATA_DEFAULTS, **cfg["data"]}
     if isinstance(cfg.get("eval"), dict):
         cfg["eval"] = {**EVAL_DEFAULTS, **cfg["eval"]}
+    return cfg
+
+
+def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
+    """Validate ``cfg``, draw the data and build the model (initialised from ``cfg['seed']``).
+    ``maps``: the data maps of a trained model (default: fitted to the training data).
+
+    Raises :class:`ConfigError` naming the offending option."""
+    cfg = with_defaults(cfg)
     validate_train_config(cfg)
     device = resolve_device(cfg["trainer"]["device"])
     d = cfg["data"]
@@ -457,9 +464,7 @@ def load_trained(ckpt: str | Path, parse_config: Callable[[str], dict[str, Any]]
     """Load ``ckpt`` and rebuild its model on ``device`` (cpu | cuda | auto; ``None``: cpu)
     with its stored data maps and column names. Raises :class:`CheckpointError`."""
     state = load_checkpoint(ckpt)
-    cfg = checkpoint_config(state, ckpt, parse_config)
-    if isinstance(cfg.get("data"), dict):
-        cfg["data"] = {**DATA_DEFAULTS, **cfg["data"]}
+    cfg = with_defaults(checkpoint_config(state, ckpt, parse_config))
     try:
         validate_train_config(cfg)
     except ConfigError as err:

@@ -256,3 +256,19 @@ def test_evaluate_on_a_new_test_file(cli, file_run, tmp_path):
     status, err = cli("evaluate", f"ckpt={file_run / 'checkpoints' / 'last.pt'}", "data.num_test=50",
                       f"hydra.run.dir={tmp_path / 'ev2'}")
     assert status == 2 and "data.num_test does not apply to data from a file" in err
+
+
+def test_predict_reads_checkpoints_whose_config_predates_later_options(file_run, data_dir, tmp_path):
+    """A stored config without the eval options added later (eval.sensitivity, ...) and a
+    checkpoint without column names (x1, x2 are then expected) still predict."""
+    from polymix_cli.checkpoint import save_checkpoint
+
+    state = load_checkpoint(file_run / "checkpoints" / "last.pt")
+    state["config"] = "\n".join(line for line in state["config"].splitlines() if "sensitivity" not in line)
+    del state["extra"]["columns"]
+    old = save_checkpoint(tmp_path / "old.pt", {k: v for k, v in state.items() if k != "format"})
+    trained = load_trained(old, parse_config)
+    assert trained.input_names == ("x1", "x2") and trained.output_names == ("y1", "y2")
+    source = write(tmp_path / "in.csv", "x2,x1\n150,5\n")
+    result = predict_file(trained, source, tmp_path / "out.csv", PredictSettings(num_samples=8))
+    assert result.rows == 1
