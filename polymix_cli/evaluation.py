@@ -67,19 +67,6 @@ def interval_probs(levels: Sequence[float], extra: Sequence[float] = (0.5,)) -> 
     return tuple(sorted(probs | {round(p, 10) for p in extra}))
 
 
-def chunk_points(per_point: int | None, n: int) -> int:
-    """Points per chunk so that a chunk holds about ``_CHUNK_ELEMENTS`` elements when a
-    draw function holds ``per_point`` per point (draws x widest intermediate); ``None``: ``n``."""
-    return n if per_point is None else max(1, _CHUNK_ELEMENTS // max(1, per_point))
-
-
-def summarize_draws(draws: Tensor, probs: Sequence[float], y: Tensor | None = None) -> Summary:
-    """The summary of draws ``(S, N, O)`` at ``N`` points (and the CRPS against ``y`` ``(N, O)``)."""
-    ordered = draws.sort(dim=0).values
-    crps = crps_sorted(ordered, y) if y is not None else None
-    return Summary(draws.mean(0), draws.std(0), tuple(probs), sample_quantiles(ordered, probs), crps)
-
-
 def summarize(
     draw_fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -92,16 +79,19 @@ def summarize(
     ``per_point``: elements a draw function holds per point (draws x widest intermediate);
     chunks are sized to keep that under ``_CHUNK_ELEMENTS``. ``None``: one chunk."""
     n = x.shape[0]
-    chunk = chunk_points(per_point, n)
-    parts: list[Summary] = []
+    chunk = n
+    if per_point is not None:
+        chunk = max(1, _CHUNK_ELEMENTS // max(1, per_point))
+    parts: list[tuple[Tensor, ...]] = []
     for start in range(0, n, chunk):
-        parts.append(summarize_draws(draw_fn(x[start : start + chunk]), probs,
-                                     None if y is None else y[start : start + chunk]))
-    if len(parts) == 1:
-        return parts[0]
-    return Summary(torch.cat([p.mean for p in parts]), torch.cat([p.std for p in parts]), tuple(probs),
-                   torch.cat([p.quantiles for p in parts], dim=1),
-                   torch.cat([p.crps for p in parts]) if y is not None else None)  # type: ignore[misc]
+        draws = draw_fn(x[start : start + chunk])
+        ordered = draws.sort(dim=0).values
+        part = [draws.mean(0), draws.std(0), sample_quantiles(ordered, probs)]
+        if y is not None:
+            part.append(crps_sorted(ordered, y[start : start + chunk]))
+        parts.append(tuple(part))
+    cat = [torch.cat([p[i] for p in parts], dim=1 if i == 2 else 0) for i in range(len(parts[0]))]
+    return Summary(cat[0], cat[1], tuple(probs), cat[2], cat[3] if y is not None else None)
 
 
 def metrics(
@@ -130,3 +120,16 @@ def metrics(
         width[str(level)] = (upper - lower).mean().item()
     out["coverage"], out["interval_width"] = coverage, width
     return out
+
+
+def chunk_points(per_point: int | None, n: int) -> int:
+    """Points per chunk so that a chunk holds about ``_CHUNK_ELEMENTS`` elements when a
+    draw function holds ``per_point`` per point (draws x widest intermediate); ``None``: ``n``."""
+    return n if per_point is None else max(1, _CHUNK_ELEMENTS // max(1, per_point))
+
+
+def summarize_draws(draws: Tensor, probs: Sequence[float], y: Tensor | None = None) -> Summary:
+    """The summary of draws ``(S, N, O)`` at ``N`` points (and the CRPS against ``y`` ``(N, O)``)."""
+    ordered = draws.sort(dim=0).values
+    crps = crps_sorted(ordered, y) if y is not None else None
+    return Summary(draws.mean(0), draws.std(0), tuple(probs), sample_quantiles(ordered, probs), crps)

@@ -103,12 +103,14 @@ def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any],
 
     per_point = num_samples * surrogate.work_width()
     probs = interval_probs(levels + (band,))
-    result = Evaluation({}, band)
+    splits, summaries = {}, {}
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
         summary = summarize(draw, x, probs, y=y, per_point=per_point)
         y_true = data.true_fn(x) if data.true_fn is not None else None
-        result.splits[split] = metrics(summary, y, levels, y_true)
-        result.summaries[split] = summary
+        splits[split] = metrics(summary, y, levels, y_true)
+        summaries[split] = summary
+    result = Evaluation(splits, band)
+    result.summaries = summaries
     if data.num_inputs > 1:
         result.slices = slice_points(data.bounds.to(device=device, dtype=data.x_train.dtype),
                                      int(eval_cfg["grid_points"]))
