@@ -9,13 +9,14 @@ from typing import Any
 
 from .build import NOISE_PRIOR_KINDS
 from .data import GENERATORS
+from .datafile import FILE_GENERATOR
 from .safety import find_callable_key
 from .scaling import INPUT_SCALINGS, OUTPUT_SCALINGS
 from .sweep import METRICS
 from .training import LOSSES, OPTIMIZERS, SCHEDULERS
 
-__all__ = ["DATA_DEFAULTS", "DEVICES", "EVAL_DEFAULTS", "PROGRESS", "SENSITIVITY", "ConfigError",
-           "refuse_callables", "validate_train_config"]
+__all__ = ["DATA_DEFAULTS", "DEVICES", "EVAL_DEFAULTS", "FILE_DATA_KEYS", "PROGRESS", "SENSITIVITY", "ConfigError",
+           "refuse_callables", "validate_predict_config", "validate_train_config"]
 
 DEVICES = ("cpu", "cuda", "auto")
 PROGRESS = ("auto", "bar", "log")
@@ -117,8 +118,79 @@ def _has(cfg: Mapping[str, Any], dotted: str) -> bool:
     return True
 
 
+# The options of data=file (configs/data/file.yaml).
+FILE_DATA_KEYS = ("generator", "path", "inputs", "outputs", "test_path", "test_fraction", "seed", "bounds",
+                  "input_scaling", "output_scaling")
+FILE_ONLY_KEYS = ("path", "inputs", "outputs", "test_path", "test_fraction")
+
+
+def check_path(cfg: Mapping[str, Any], option: str, what: str, required: bool = True) -> str | None:
+    """A non-empty path string (``???``, Hydra's missing value, is not one); ``None`` when
+    not ``required``."""
+    value = _get(cfg, option)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or value == "???":
+        raise ConfigError(f"{option} must be the path of {what}, got {value!r}")
+    return value
+
+
+def check_names(cfg: Mapping[str, Any], option: str, nullable: bool = False) -> list[str] | None:
+    value = _get(cfg, option)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        null = " or null" if nullable else ""
+        raise ConfigError(f"{option} must be a non-empty list of column names{null}, e.g. {option}=[a,b], "
+                          f"got {value!r}")
+    dupes = sorted({v for v in value if value.count(v) > 1})
+    if dupes:
+        raise ConfigError(f"{option} names {', '.join(map(repr, dupes))} more than once")
+    return value
+
+
+def check_bounds(cfg: Mapping[str, Any], option: str, nullable: bool = False) -> None:
+    value = _get(cfg, option)
+    if value is None and nullable:
+        return
+    pair_ok = (lambda p: isinstance(p, list) and len(p) == 2 and all(
+        not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) for v in p))
+    if not isinstance(value, list) or not value or not all(pair_ok(p) for p in value):
+        null = " (or null: the min and max of the data)" if nullable else ""
+        raise ConfigError(f"{option} must be a list of [low, high] pairs, one per input{null}, "
+                          f"e.g. {option}=[[0,10],[100,200]], got {value!r}")
+    for i, (low, high) in enumerate(value):
+        if not low < high:
+            raise ConfigError(f"{option} must have low < high for every input, got {value[i]} for input {i + 1}")
+
+
+def validate_file_data(cfg: Mapping[str, Any]) -> None:
+    """data=file: the file, its columns, the test set and the bounds (the file itself is
+    read later, by :func:`polymix_cli.datafile.load_file_dataset`)."""
+    for key in cfg["data"]:
+        if key not in FILE_DATA_KEYS:
+            raise ConfigError(f"data.{key} does not apply to data from a file (data.generator=file); its options: "
+                              f"{', '.join(FILE_DATA_KEYS[1:])}")
+    check_path(cfg, "data.path", "a CSV file (with a header row) or an NPZ file, e.g. data.path=data.csv")
+    check_names(cfg, "data.outputs")
+    check_names(cfg, "data.inputs", nullable=True)
+    check_path(cfg, "data.test_path", "a CSV or NPZ test file with the same columns, or null", required=False)
+    check_float(cfg, "data.test_fraction", 0.0, 1.0, low_open=True)
+    check_int(cfg, "data.seed", 0)
+    check_bounds(cfg, "data.bounds", nullable=True)
+    check_choice(cfg, "data.input_scaling", INPUT_SCALINGS)
+    check_choice(cfg, "data.output_scaling", OUTPUT_SCALINGS)
+
+
 def validate_data(cfg: Mapping[str, Any]) -> None:
-    check_choice(cfg, "data.generator", tuple(sorted(GENERATORS)))
+    check_choice(cfg, "data.generator", tuple(sorted(GENERATORS)) + (FILE_GENERATOR,))
+    if cfg["data"]["generator"] == FILE_GENERATOR:
+        validate_file_data(cfg)
+        return
+    for key in FILE_ONLY_KEYS:
+        if cfg["data"].get(key) is not None:
+            raise ConfigError(f"data.{key} applies only to data from a file (data=file); these data come "
+                              f"from the generator {cfg['data']['generator']!r}")
     check_int(cfg, "data.num_train", 1)
     check_int(cfg, "data.num_test", 1)
     check_float(cfg, "data.noise_std", 0.0)
@@ -207,3 +279,38 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
     if "sweep" in cfg:
         check_choice(cfg, "sweep.sort_by", tuple(METRICS))
         check_choice(cfg, "sweep.objective", tuple(METRICS))
+
+
+PREDICT_FORMATS = (".csv", ".npz")
+
+
+def validate_predict_config(cfg: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for the first invalid option of a ``polymix predict`` config."""
+    refuse_callables(cfg)
+    check_path(cfg, "ckpt", "a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt")
+    for option, what in (("input", "a CSV or NPZ file of input rows, e.g. input=new.csv"),
+                         ("output", "the CSV or NPZ file to write, e.g. output=predictions.csv")):
+        path = check_path(cfg, option, what)
+        suffix = "." + path.rpartition(".")[2].lower() if "." in path else ""
+        if suffix not in PREDICT_FORMATS:
+            raise ConfigError(f"{option}={path} must end in .csv or .npz (the format is chosen by the extension)")
+    if _get(cfg, "seed") is not None:
+        check_int(cfg, "seed", 0)
+    check_int(cfg, "predict.num_samples", 2)
+    quantiles = _get(cfg, "predict.quantiles")
+    if not isinstance(quantiles, list):
+        raise ConfigError(f"predict.quantiles must be a list of probabilities in (0, 1) (may be empty), "
+                          f"got {quantiles!r}")
+    for i, _ in enumerate(quantiles):
+        check_float({"predict": {"quantiles": {str(i): quantiles[i]}}}, f"predict.quantiles.{i}", 0.0, 1.0,
+                    low_open=True)
+    if len({float(q) for q in quantiles}) != len(quantiles):
+        raise ConfigError(f"predict.quantiles lists a probability more than once: {quantiles}")
+    for option in ("predict.allow_extrapolation", "predict.save_draws", "predict.include_noise"):
+        if not isinstance(_get(cfg, option), bool):
+            raise ConfigError(f"{option} must be true or false, got {_get(cfg, option)!r}")
+    if _get(cfg, "predict.save_draws") and not str(cfg["output"]).lower().endswith(".npz"):
+        raise ConfigError(f"predict.save_draws=true needs an .npz output (the draws are an array per output), "
+                          f"got output={cfg['output']}")
+    if _get(cfg, "trainer.device") is not None:
+        check_choice(cfg, "trainer.device", DEVICES)

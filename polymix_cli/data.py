@@ -1,4 +1,5 @@
-"""Synthetic data generators with a known noiseless function and a held-out test set.
+"""Datasets: synthetic generators with a known noiseless function and a held-out test set,
+or the user's own data from a file (``data.generator: file``, see :mod:`polymix_cli.datafile`).
 
 Every generator draws inputs uniformly within ``bounds`` and adds Gaussian noise of
 standard deviation ``noise_std`` to each output. Training and test sets come from
@@ -8,13 +9,15 @@ independent ``torch.Generator`` streams seeded with ``seed`` and ``test_seed``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["GENERATORS", "ISHIGAMI_A", "ISHIGAMI_B", "Dataset", "ishigami_indices", "make_dataset"]
+__all__ = ["GENERATORS", "ISHIGAMI_A", "ISHIGAMI_B", "Dataset", "dataset_from_config", "ishigami_indices",
+           "make_dataset"]
 
 
 def _sign_sine(x: Tensor) -> Tensor:
@@ -72,6 +75,7 @@ class Dataset:
     true_fn: Callable[[Tensor], Tensor] | None = None
     input_names: tuple[str, ...] = ()  # default: x1, x2, ...
     output_names: tuple[str, ...] = ()  # default: y1, y2, ...
+    source: dict[str, Any] | None = None  # data from files: their paths, sha256, rows and split
 
     def __post_init__(self) -> None:
         if not self.input_names:
@@ -92,7 +96,8 @@ class Dataset:
             return t.to(device=device, dtype=dtype or t.dtype)
 
         return Dataset(self.name, move(self.x_train), move(self.y_train), move(self.x_test),
-                       move(self.y_test), self.bounds, self.true_fn, self.input_names, self.output_names)
+                       move(self.y_test), self.bounds, self.true_fn, self.input_names, self.output_names,
+                       self.source)
 
 
 def ishigami_indices(a: float = ISHIGAMI_A, b: float = ISHIGAMI_B) -> dict[str, object]:
@@ -139,3 +144,14 @@ def make_dataset(
     x_train, y_train = _draw(gen, num_train, bounds_t, noise_std, seed)
     x_test, y_test = _draw(gen, num_test, bounds_t, noise_std, test_seed)
     return Dataset(generator, x_train, y_train, x_test, y_test, bounds_t, gen.fn)
+
+
+def dataset_from_config(d: Mapping[str, Any]) -> Dataset:
+    """The dataset a validated ``data`` config describes: a generator's draws, or the
+    user's file (``generator: file``). Raises ``ValueError`` with a one-line message."""
+    from .datafile import FILE_GENERATOR, load_file_dataset
+
+    if d["generator"] == FILE_GENERATOR:
+        return load_file_dataset(d)
+    return make_dataset(d["generator"], d["num_train"], d["num_test"], d["noise_std"], d["bounds"],
+                        d["seed"], d["test_seed"])

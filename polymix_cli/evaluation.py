@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["CALIBRATION_LEVELS", "LEVELS", "Summary", "coverage", "crps_sorted", "metrics", "sample_quantiles",
-           "summarize"]
+__all__ = ["CALIBRATION_LEVELS", "LEVELS", "Summary", "chunk_points", "coverage", "crps_sorted", "metrics",
+           "sample_quantiles", "summarize", "summarize_draws"]
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 # nominal levels of the central intervals whose coverage gaps make the calibration error
@@ -207,3 +207,16 @@ def metrics(
     out.update(_band_metrics(summary, y, levels, calibration_levels))
     out["epistemic"] = _band_metrics(summary.band("epistemic"), y, levels, calibration_levels)
     return out
+
+
+def chunk_points(per_point: int | None, n: int) -> int:
+    """Points per chunk so that a chunk holds about ``_CHUNK_ELEMENTS`` elements when a
+    draw function holds ``per_point`` per point (draws x widest intermediate); ``None``: ``n``."""
+    return n if per_point is None else max(1, _CHUNK_ELEMENTS // max(1, per_point))
+
+
+def summarize_draws(draws: Tensor, probs: Sequence[float], y: Tensor | None = None) -> Summary:
+    """The summary of draws ``(S, N, O)`` at ``N`` points (and the CRPS against ``y`` ``(N, O)``)."""
+    ordered = draws.sort(dim=0).values
+    crps = crps_sorted(ordered, y) if y is not None else None
+    return Summary(draws.mean(0), draws.std(0), tuple(probs), sample_quantiles(ordered, probs), crps)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +35,14 @@ from .scaling import DataMaps
 from .sensitivity import SobolIndices, input_distribution, monte_carlo_sobol, pce_sobol
 from .surrogate_models import MixtureOfExperts, PolynomialChaosExpansion
 
-__all__ = ["Evaluation", "Sensitivity", "evaluate", "noise_std", "sensitivity_report", "write_history",
-           "write_metrics", "write_plots"]
+__all__ = ["Evaluation", "Sensitivity", "draw_function", "evaluate", "noise_std", "sensitivity_report",
+           "slice_points", "write_history", "write_metrics", "write_plots"]
 
 
 @dataclass
 class Evaluation:
-    """Metrics per split and summaries on a plotting grid (one-input models)."""
+    """Metrics per split, their summaries, and summaries on a plotting grid: over the input
+    range for one-input models, along slices through the centre of the domain otherwise."""
 
     splits: dict[str, dict[str, Any]]
     band: float
@@ -55,6 +56,38 @@ class Evaluation:
     experts: Summary | None = None  # over (G, M * O)
     num_experts: int = 0
     sensitivity: Sensitivity | None = None
+    summaries: dict[str, Summary] = field(default_factory=dict)  # per split, at its points
+    slices: Tensor | None = None  # (D, G, D): G points along input i with the others at the centre
+    slice_summary: Summary | None = None  # over (D * G, O)
+    slice_true: Tensor | None = None  # (D * G, O)
+
+
+def draw_function(model: StochasticModel, params: Tensor, maps: DataMaps | None = None
+                  ) -> Callable[[Tensor], Tensor]:
+    """The predictive draws of ``model`` at given parameter draws ``params`` ``(S, P)``:
+    inputs ``(n, D)`` in the user's units -> ``(S, n, O)`` in the user's units, in the
+    inputs' dtype. ``maps`` (default: identities) are applied in that dtype; the model runs
+    in the parameters' dtype. Every metric, plot and prediction draws through here."""
+    to_model = maps.inputs.forward if maps is not None else _same
+    to_user = maps.outputs.inverse if maps is not None else _same
+
+    def draw(xs: Tensor) -> Tensor:
+        out = model.predict(to_model(xs).to(params.dtype), params)
+        return to_user(out.to(xs.dtype))
+
+    return draw
+
+
+def slice_points(bounds: Tensor, num_points: int) -> Tensor:
+    """``(D, G, D)``: for each input ``i``, ``G`` points from its low to its high bound with
+    every other input at the centre of its bounds (``bounds`` ``(D, 2)``)."""
+    low, high = bounds[:, 0], bounds[:, 1]
+    d = bounds.shape[0]
+    steps = torch.linspace(0, 1, num_points, dtype=bounds.dtype, device=bounds.device)
+    points = ((low + high) / 2).expand(d, num_points, d).clone()
+    diag = torch.arange(d, device=bounds.device)
+    points[diag, :, diag] = low[:, None] + (high - low)[:, None] * steps
+    return points
 
 
 def noise_std(model: StochasticModel, maps: DataMaps | None = None) -> Tensor | None:
@@ -89,21 +122,28 @@ def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any],
     surrogate = model.surrogate_model
     to_model = maps.inputs.forward if maps is not None else _same
     to_user = maps.outputs.inverse if maps is not None else _same
-
-    def draw(xs: Tensor) -> Tensor:
-        return to_user(model.predict(to_model(xs), params))
+    draw = draw_function(model, params, maps)
 
     sigma = noise_std(model, maps)
     per_point = num_samples * surrogate.work_width()
     probs = interval_probs(levels + (band,) + CALIBRATION_LEVELS)
-    splits, calibration = {}, {}
+    splits, calibration, summaries = {}, {}, {}
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
         summary = summarize(draw, x, probs, y=y, per_point=per_point, noise_std=sigma, generator=generator)
         y_true = data.true_fn(x) if data.true_fn is not None else None
         splits[split] = metrics(summary, y, levels, y_true)
         calibration[split] = {kind: [coverage(summary.band(kind), y, lv) for lv in CALIBRATION_LEVELS]
                               for kind in ("predictive", "epistemic")}
+        summaries[split] = summary
     result = Evaluation(splits, band, None if sigma is None else sigma.tolist(), calibration)
+    result.summaries = summaries
+    if data.num_inputs > 1:
+        result.slices = slice_points(data.bounds.to(device=device, dtype=data.x_train.dtype),
+                                     int(eval_cfg["grid_points"]))
+        flat = result.slices.reshape(-1, data.num_inputs)
+        result.slice_summary = summarize(draw, flat, probs, per_point=per_point, noise_std=sigma,
+                                         generator=generator)
+        result.slice_true = data.true_fn(flat) if data.true_fn is not None else None
     if data.num_inputs == 1:
         low, high = data.bounds[0].tolist()
         grid = torch.linspace(low, high, int(eval_cfg["grid_points"]), device=device, dtype=data.x_train.dtype)
@@ -282,8 +322,9 @@ def _plot_sensitivity(path: Path, sens: Sensitivity) -> Path:
 
 
 def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: list[tuple]) -> list[Path]:
-    """prediction.png, gating.png and experts.png (mixtures), loss.png, calibration.png,
-    sobol.png (sensitivity analysis of a model with two or more inputs)."""
+    """loss.png and calibration.png; with one input prediction.png, and gating.png and
+    experts.png (mixtures); with several inputs parity.png, slices.png and sobol.png
+    (sensitivity analysis)."""
     from . import plots  # matplotlib is imported only when plots are written
 
     written = []
@@ -303,8 +344,12 @@ def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: lis
             epistemic={split: c["epistemic"] for split, c in ev.calibration.items()} if noisy else None,
             errors={split: ev.splits[split]["calibration_error"] for split in ev.calibration},
         ))
+    names = {"output_names": list(data.output_names)}
+    if ev.slice_summary is not None and ev.slices is not None:
+        written += _write_multi_input_plots(plot_dir, ev, data)
     if ev.grid is None or ev.grid_summary is None:
         return written
+    x_label = data.input_names[0]
     xg = _np(ev.grid[:, 0])
     lower, upper = ev.grid_summary.interval(ev.band)
     inner = ev.grid_summary.epistemic.interval(ev.band) if ev.grid_summary.epistemic is not None else None
@@ -312,14 +357,15 @@ def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: lis
         plot_dir / "prediction.png", xg, _np(ev.grid_summary.mean), _np(lower), _np(upper),
         _np(data.x_train[:, 0]), _np(data.y_train),
         true_y=None if ev.grid_true is None else _np(ev.grid_true), band_level=ev.band,
-        x_test=_np(data.x_test[:, 0]), y_test=_np(data.y_test),
+        x_test=_np(data.x_test[:, 0]), y_test=_np(data.y_test), x_label=x_label, **names,
         epistemic_lower=None if inner is None else _np(inner[0]),
         epistemic_upper=None if inner is None else _np(inner[1]),
     ))
     if ev.gating is not None and ev.experts is not None:
         lo, hi = ev.gating.interval(ev.band)
         median = ev.gating.quantiles[ev.gating.probs.index(0.5)] if 0.5 in ev.gating.probs else ev.gating.mean
-        written.append(plots.plot_gating(plot_dir / "gating.png", xg, _np(median), _np(lo), _np(hi), band_level=ev.band))
+        written.append(plots.plot_gating(plot_dir / "gating.png", xg, _np(median), _np(lo), _np(hi),
+                                         band_level=ev.band, x_label=x_label))
         m, o = ev.num_experts, data.num_outputs
 
         def per_expert(t: Tensor):
@@ -328,6 +374,35 @@ def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: lis
         lo, hi = ev.experts.interval(ev.band)
         written.append(plots.plot_experts(
             plot_dir / "experts.png", xg, per_expert(ev.experts.mean), per_expert(lo), per_expert(hi),
-            _np(data.x_train[:, 0]), _np(data.y_train), band_level=ev.band,
+            _np(data.x_train[:, 0]), _np(data.y_train), band_level=ev.band, x_label=x_label, **names,
         ))
+    return written
+
+
+def _write_multi_input_plots(plot_dir: Path, ev: Evaluation, data: Dataset) -> list[Path]:
+    """parity.png (both splits) and slices.png of a model with several inputs."""
+    from . import plots
+
+    assert ev.slices is not None and ev.slice_summary is not None
+    parity: dict[str, Any] = {}
+    for split, y in (("train", data.y_train), ("test", data.y_test)):
+        summary = ev.summaries[split]
+        lower, upper = summary.interval(ev.band)
+        parity.update({f"y_{split}": _np(y), f"mean_{split}": _np(summary.mean),
+                       f"lower_{split}": _np(lower), f"upper_{split}": _np(upper)})
+    written = [plots.plot_parity(plot_dir / "parity.png", band_level=ev.band,
+                                 output_names=list(data.output_names), **parity)]
+    d, g = ev.slices.shape[:2]
+
+    def per_slice(t: Tensor):
+        return _np(t.reshape(d, g, -1))
+
+    lower, upper = ev.slice_summary.interval(ev.band)
+    diag = torch.arange(d, device=ev.slices.device)
+    written.append(plots.plot_slices(
+        plot_dir / "slices.png", _np(ev.slices[diag, :, diag]), per_slice(ev.slice_summary.mean),
+        per_slice(lower), per_slice(upper), _np(data.bounds.mean(1)),
+        input_names=list(data.input_names), output_names=list(data.output_names),
+        true_y=None if ev.slice_true is None else per_slice(ev.slice_true), band_level=ev.band,
+    ))
     return written

@@ -28,7 +28,7 @@ from . import StochasticModel, __version__
 from .build import build_model
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .config import DATA_DEFAULTS, EVAL_DEFAULTS, ConfigError, validate_train_config
-from .data import Dataset, make_dataset
+from .data import Dataset, dataset_from_config
 from .interrupts import stop_on_signals
 from .layout import GroupSpec
 from .report import evaluate, write_history, write_metrics, write_plots
@@ -50,9 +50,12 @@ __all__ = [
     "Prepared",
     "RunDiverged",
     "RunInterrupted",
+    "Trained",
     "check_output_dir",
     "checkpoint_config",
+    "data_columns",
     "evaluate_checkpoint",
+    "load_trained",
     "prepare",
     "resolve_device",
     "resume_config",
@@ -129,22 +132,28 @@ class Prepared:
     y_train: torch.Tensor  # (N, O) training outputs in the model's domain
 
 
-def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
-    """Validate ``cfg``, draw the data and build the model (initialised from ``cfg['seed']``).
-    ``maps``: the data maps of a trained model (default: fitted to the training data).
-
-    Raises :class:`ConfigError` naming the offending option."""
+def with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``cfg`` with the data and eval options added after the first release
+    (configs stored in older checkpoints lack them) set to their defaults where missing."""
     cfg = copy.deepcopy(dict(cfg))
     if isinstance(cfg.get("data"), dict):
         cfg["data"] = {**DATA_DEFAULTS, **cfg["data"]}
     if isinstance(cfg.get("eval"), dict):
         cfg["eval"] = {**EVAL_DEFAULTS, **cfg["eval"]}
+    return cfg
+
+
+def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
+    """Validate ``cfg``, draw the data and build the model (initialised from ``cfg['seed']``).
+    ``maps``: the data maps of a trained model (default: fitted to the training data).
+
+    Raises :class:`ConfigError` naming the offending option."""
+    cfg = with_defaults(cfg)
     validate_train_config(cfg)
     device = resolve_device(cfg["trainer"]["device"])
     d = cfg["data"]
     try:
-        data = make_dataset(d["generator"], d["num_train"], d["num_test"], d["noise_std"],
-                            d["bounds"], d["seed"], d["test_seed"])
+        data = dataset_from_config(d)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     torch.manual_seed(cfg["seed"])
@@ -158,9 +167,22 @@ def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
     elif maps.inputs.dim != data.num_inputs or maps.outputs.dim != data.num_outputs:
         raise ConfigError(f"the data have {data.num_inputs} input(s) and {data.num_outputs} output(s), but the "
                           f"model was trained on {maps.inputs.dim} and {maps.outputs.dim}")
+    else:  # the bounds the model was trained within (plots and checks use them)
+        data.bounds = maps.bounds.to(data.bounds.dtype)
+    _warn_outside(data)
     data = data.to(device)
     x_train, y_train = maps.inputs.forward(data.x_train), maps.outputs.forward(data.y_train)
     return Prepared(cfg, data, model.to(device), specs, device, maps, x_train, y_train)
+
+
+def _warn_outside(data: Dataset) -> None:
+    """Log a warning when test inputs lie outside the bounds (the model extrapolates there)."""
+    bounds = data.bounds.to(data.x_test.dtype)
+    outside = ((data.x_test < bounds[:, 0]) | (data.x_test > bounds[:, 1])).any(1)
+    count = int(outside.sum())
+    if count:
+        log.warning("polymix: warning: %d of the %d test rows lie outside the input bounds of the training "
+                    "data; the model extrapolates there", count, data.x_test.shape[0])
 
 
 def check_output_dir(run_dir: Path, subdirs: Iterable[str] = (), files: Iterable[str] = ()) -> None:
@@ -199,8 +221,14 @@ def _checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict
         "rng": get_rng_state(p.device),
         "history": trainer.history.state(),
         "extra": {"train_seconds": trainer.train_seconds, "groups": group_table(p.specs),
-                  "data_maps": p.maps.state()},
+                  "data_maps": p.maps.state(), "columns": data_columns(p.data),
+                  **({"data_file": p.data.source} if p.data.source is not None else {})},
     }
+
+
+def data_columns(data: Dataset) -> dict[str, list[str]]:
+    """The names of the inputs and outputs (stored in checkpoints for ``polymix predict``)."""
+    return {"inputs": list(data.input_names), "outputs": list(data.output_names)}
 
 
 def _metrics_payload(p: Prepared, losses: Mapping[str, float], train_seconds: float, epochs: int,
@@ -419,6 +447,62 @@ def stored_maps(state: Mapping[str, Any], path: Any) -> DataMaps | None:
         raise CheckpointError(f"checkpoint {path} holds unreadable data maps ({err})") from None
 
 
+@dataclass
+class Trained:
+    """A trained model rebuilt from its checkpoint alone (no data are read)."""
+
+    cfg: dict[str, Any]
+    model: StochasticModel
+    maps: DataMaps  # user units <-> the model's domain, with the training bounds
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    device: torch.device
+    epoch: int
+
+
+def load_trained(ckpt: str | Path, parse_config: Callable[[str], dict[str, Any]],
+                 device: str | None = None) -> Trained:
+    """Load ``ckpt`` and rebuild its model on ``device`` (cpu | cuda | auto; ``None``: cpu)
+    with its stored data maps and column names. Raises :class:`CheckpointError`."""
+    state = load_checkpoint(ckpt)
+    cfg = with_defaults(checkpoint_config(state, ckpt, parse_config))
+    try:
+        validate_train_config(cfg)
+    except ConfigError as err:
+        raise CheckpointError(f"checkpoint {ckpt} holds an invalid config ({err})") from None
+    maps = stored_maps(state, ckpt)
+    if maps is None:
+        raise CheckpointError(f"checkpoint {ckpt} predates stored data maps (extra.data_maps); train the model "
+                              f"again to use it here")
+    num_inputs, num_outputs = maps.inputs.dim, maps.outputs.dim
+    columns = (state.get("extra") or {}).get("columns") or {}
+    inputs = tuple(columns.get("inputs") or (f"x{i + 1}" for i in range(num_inputs)))
+    outputs = tuple(columns.get("outputs") or (f"y{j + 1}" for j in range(num_outputs)))
+    if len(inputs) != num_inputs or len(outputs) != num_outputs:
+        raise CheckpointError(f"checkpoint {ckpt} names {len(inputs)} input(s) and {len(outputs)} output(s), but "
+                              f"its data maps have {num_inputs} and {num_outputs}")
+    torch_device = resolve_device(device)
+    try:
+        model, _ = build_model(cfg["model"], cfg["layout"], num_inputs, num_outputs, cfg["trainer"])
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {ckpt} does not match the model its config describes "
+                              f"({str(err).strip().splitlines()[0][:200]})") from None
+    return Trained(cfg, model.to(torch_device), maps, inputs, outputs, torch_device, state["epoch"])
+
+
+def _warn_changed_files(data: Dataset, state: Mapping[str, Any]) -> None:
+    """Log a warning when a data file the checkpoint was trained on has changed since."""
+    trained = (state.get("extra") or {}).get("data_file")
+    if not isinstance(trained, Mapping) or data.source is None:
+        return
+    for key in ("", "test_"):
+        path, digest = data.source.get(f"{key}path"), data.source.get(f"{key}sha256")
+        if path is not None and path == trained.get(f"{key}path") and digest != trained.get(f"{key}sha256"):
+            log.warning("polymix: warning: %s has changed since the model was trained (its sha256 differs); "
+                        "the metrics describe the file as it is now", path)
+
+
 def evaluate_checkpoint(ckpt: str | Path, overrides: Mapping[str, Any], run_dir: Path, ui: UI,
                         parse_config: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
     """Rebuild a model from a checkpoint alone and write its metrics and plots.
@@ -434,6 +518,7 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: Mapping[str, Any], run_dir:
     if overrides.get("seed") is not None:
         cfg["seed"] = overrides["seed"]
     p = prepare(cfg, stored_maps(state, ckpt))
+    _warn_changed_files(p.data, state)
     check_output_dir(run_dir, ("plots",), ("metrics.json",))
     try:
         p.model.load_state_dict(state["model"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -49,3 +50,31 @@ def tiny_run(tmp_path_factory) -> Path:
     result = run_cli("train", *TINY, "trainer.checkpoint_every=10", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr + result.stdout
     return run_dir
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``cli(*args)`` runs ``polymix ARGS`` in this process (the real entry point, without
+    paying an interpreter and torch import per case); returns (exit status, stderr)."""
+    from polymix_cli.cli.main import main
+
+    monkeypatch.delenv("POLYMIX_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+
+    def run(*args: str) -> tuple[int, str]:
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        capsys.readouterr()
+        try:
+            status = main(list(args))
+        except SystemExit as exc:
+            status = exc.code
+        finally:  # Hydra configures logging for each run: undo it
+            for handler in root.handlers:
+                if handler not in handlers:
+                    handler.close()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        return status, capsys.readouterr().err
+
+    return run

@@ -78,7 +78,8 @@ def assert_one_line(stderr: str, *needles: str) -> None:
 # ----------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("args,needles", [
-    (["experiment=nope"], ["experiment=nope is not an option", "moe_sign, moe_sign_nll, nn_sincos, pce_sine"]),
+    (["experiment=nope"], ["experiment=nope is not an option", "moe_sign", "moe_sign_nll", "nn_sincos",
+                            "pce_file", "pce_sine"]),
     (["model=foo"], ["model=foo is not an option", "allowed: moe, nn, pce"]),
     (["model.gate.widht=3"], ["unknown option model.gate.widht", "width, depth, activation"]),
     (["model.gate.width=[1"], ["invalid override 'model.gate.width=[1'"]),

@@ -1,4 +1,4 @@
-"""The Hydra apps behind ``polymix train`` and ``polymix evaluate``.
+"""The Hydra apps behind ``polymix train``, ``polymix evaluate`` and ``polymix predict``.
 
 Errors become one line on stderr and an exit status: 2 for configuration and usage
 errors, 1 for failures while running, 130/143 for a run stopped by SIGINT/SIGTERM (after
@@ -137,12 +137,19 @@ def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], str, dict[str, Any] 
     """The run's config, its YAML and, with ``resume=PATH``, the loaded checkpoint."""
     from ..checkpoint import load_checkpoint
     from ..config import ConfigError, refuse_callables
+    from ..datafile import FILE_GENERATOR, resolve_data_paths
     from ..run import checkpoint_config, resume_config
 
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     refuse_callables(plain)
     resume = plain.get("resume")
     if resume is None:
+        data = plain.get("data")
+        if isinstance(data, dict) and data.get("generator") == FILE_GENERATOR:
+            # the checkpoint's config names the data files absolutely, so that evaluate
+            # finds them from any directory (relative paths start from the current one)
+            plain["data"] = resolve_data_paths(data)
+            return plain, OmegaConf.to_yaml(OmegaConf.create(plain)), None
         return plain, OmegaConf.to_yaml(cfg, resolve=True), None
     if not isinstance(resume, str) or not resume:
         raise ConfigError(f"resume must be the path of a polymix checkpoint, got {resume!r}")
@@ -190,4 +197,27 @@ def evaluate_app(cfg: DictConfig) -> None:
     _guarded(body)
 
 
-APPS = {"train": train_app, "evaluate": evaluate_app}
+@hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")
+def predict_app(cfg: DictConfig) -> None:
+    from ..config import validate_predict_config
+    from ..predict import PredictSettings, predict_file
+    from ..run import load_trained
+
+    def body() -> None:
+        plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        validate_predict_config(plain)
+        trained = load_trained(plain["ckpt"], parse_config, plain["trainer"]["device"])
+        p = plain["predict"]
+        settings = PredictSettings(p["num_samples"], tuple(p["quantiles"]), p["allow_extrapolation"],
+                                   p["save_draws"], plain["seed"], p["include_noise"])
+        result = predict_file(trained, plain["input"], plain["output"], settings)
+        quantiles = ", ".join(f"{q:g}" for q in settings.quantiles) or "none"
+        logging.getLogger("polymix").info(
+            f"wrote {result.output}: {result.rows} row(s); mean, std and quantiles ({quantiles}) of "
+            f"{', '.join(trained.output_names)} from {settings.num_samples} draws (seed {result.seed})"
+            + (f"; {result.extrapolated} row(s) extrapolated" if result.extrapolated else ""))
+
+    _guarded(body)
+
+
+APPS = {"train": train_app, "evaluate": evaluate_app, "predict": predict_app}

@@ -78,7 +78,10 @@ def describe_hydra_error(err: BaseException) -> tuple[int, str | None, str]:
         if group and err.options:
             return USAGE, None, (f"{group}={name} is not an option of config group {group!r}; "
                            f"allowed: {', '.join(err.options)}")
-        return USAGE, None, one_line(err).removeprefix("In 'train': ").removeprefix("In 'evaluate': ")
+        message = one_line(err)
+        for app in ("train", "evaluate", "predict"):
+            message = message.removeprefix(f"In '{app}': ")
+        return USAGE, None, message
     if isinstance(err, OverrideParseException):
         return USAGE, None, f"invalid override {err.override!r}: {first_line(err.message)}"
     if isinstance(err, HydraException):

@@ -14,6 +14,7 @@ from . import errors
 COMMANDS = {
     "train": "train a stochastic surrogate from configs (Hydra app: overrides, -m, --cfg job, --help)",
     "evaluate": "re-evaluate a checkpoint: polymix evaluate ckpt=PATH [overrides]",
+    "predict": "predict with a checkpoint: polymix predict ckpt=PATH input=FILE output=FILE [predict.*=...]",
     "summarize": "(re)build a sweep's summary: polymix summarize DIR [--sort-by METRIC]",
 }
 
@@ -32,6 +33,8 @@ examples:
   polymix train -m hydra/launcher=joblib model.gate.width=8,16,32   # jobs in parallel
   polymix train -m hparams_search=moe_optuna      # an optuna study
   polymix evaluate ckpt=outputs/moe_sign/<run>/checkpoints/last.pt
+  polymix train experiment=pce_file data.path=examples/heat.csv data.outputs=[temperature]
+  polymix predict ckpt=outputs/pce_file/<run>/checkpoints/last.pt input=new.csv output=pred.csv
   polymix summarize outputs/moe_sign/multirun/<timestamp>
   polymix train --help                            # every config group and option
 

@@ -1,0 +1,258 @@
+"""``polymix predict``: a trained model's predictive distribution at new inputs, in the
+user's units (Hydra-free; the CLI resolves the config and calls :func:`predict_file`).
+
+The input is a CSV or NPZ table (see :mod:`polymix_cli.datafile`) with a column for each
+of the model's inputs, in any order; other columns are ignored. It is read twice, block
+by block: a first pass checks every row (fields, numbers, training bounds) and reports
+all bad rows in one message before anything is computed; the second pass predicts and
+writes. Parameters are drawn once, points are evaluated in chunks (as in evaluation), so
+memory does not grow with the number of rows. The output is written to a temporary file
+beside it and renamed into place at the end: a failed run never leaves a partial output,
+and an existing file is replaced only by a complete one.
+
+Output (for each input row, in the input's order): the input columns, then for each
+output ``o``: ``o_mean``, ``o_std`` and ``o_q<p>`` for each quantile ``p`` (e.g.
+``y_q0.05``), as CSV columns or as 1-D NPZ arrays of those names; NPZ output may add the
+raw draws, ``o_draws`` ``(rows, num_samples)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ConfigError
+from .datafile import BLOCK_ROWS, LISTED, DataFileError, Table, describe_rows, open_table
+from .evaluation import chunk_points, summarize_draws
+from .report import draw_function, noise_std
+from .run import Trained
+
+__all__ = ["PredictResult", "PredictSettings", "output_columns", "predict_file"]
+
+log = logging.getLogger("polymix")
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    num_samples: int = 1000  # parameter draws
+    quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
+    allow_extrapolation: bool = False  # predict rows outside the training bounds (with a warning)
+    save_draws: bool = False  # NPZ output: also the raw draws of each output
+    seed: int | None = None  # seed of the parameter draws; None: the training run's seed
+    include_noise: bool = True  # with a learned noise: the distribution of a new observation
+
+
+@dataclass
+class PredictResult:
+    output: Path
+    rows: int
+    columns: list[str]
+    extrapolated: int  # rows outside the training bounds (predicted with allow_extrapolation)
+    seed: int
+
+
+def _q(p: float) -> str:
+    return f"q{p:g}"
+
+
+def output_columns(inputs: Sequence[str], outputs: Sequence[str], quantiles: Sequence[float]) -> list[str]:
+    """``inputs``, then ``o_mean``, ``o_std``, ``o_q<p>`` for each output ``o``."""
+    return list(inputs) + [f"{o}_{s}" for o in outputs for s in ("mean", "std", *map(_q, quantiles))]
+
+
+class _Findings:
+    """Bad rows of a scan: the first :data:`LISTED` of each kind and their counts."""
+
+    def __init__(self) -> None:
+        self.bad: list[tuple[int, str]] = []
+        self.outside: list[tuple[int, str]] = []
+        self.num_bad = self.num_outside = self.rows = 0
+
+    def add(self, kind: str, items: list[tuple[int, str]], count: int) -> None:
+        listed = getattr(self, kind)
+        listed.extend(items[: max(0, LISTED - len(listed))])
+        setattr(self, f"num_{kind}", getattr(self, f"num_{kind}") + count)
+
+
+def _outside(values: np.ndarray, rows: np.ndarray, bounds: np.ndarray,
+             names: Sequence[str]) -> tuple[list[tuple[int, str]], int]:
+    """The first :data:`LISTED` rows with an input outside ``bounds`` ``(D, 2)`` as
+    ``(number, reason)``, and how many there are (bad rows, NaN, are not counted)."""
+    low, high = bounds[:, 0], bounds[:, 1]
+    mask = ((values < low) | (values > high)).any(1)
+    listed = []
+    for i in np.flatnonzero(mask)[:LISTED].tolist():
+        j = int(np.flatnonzero((values[i] < low) | (values[i] > high))[0])
+        listed.append((int(rows[i]), f"{names[j]}={values[i, j]:.6g} is outside [{low[j]:.6g}, {high[j]:.6g}]"))
+    return listed, int(mask.sum())
+
+
+def _scan(table: Table, names: Sequence[str], bounds: np.ndarray, block_rows: int) -> _Findings:
+    found = _Findings()
+    for block in table.blocks(names, block_rows):
+        found.rows += block.values.shape[0]
+        found.add("bad", block.bad, len(block.bad))
+        found.add("outside", *_outside(block.values, block.rows, bounds, names))
+    return found
+
+
+class _CsvWriter:
+    def __init__(self, path: Path, columns: list[str]):
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        self.path, self.tmp = path, Path(tmp)
+        self.handle = os.fdopen(handle, "w", newline="")
+        self.handle.write(",".join(columns) + "\n")
+
+    def write(self, x: np.ndarray, stats: np.ndarray, draws: np.ndarray | None) -> None:
+        # shortest text that reads back as the same float64
+        text = np.concatenate([x, stats], axis=1).astype(str)
+        self.handle.write("".join(",".join(row) + "\n" for row in text))
+
+    def commit(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.handle.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class _NpzWriter:
+    """1-D arrays per column (and ``o_draws`` ``(rows, S)``), filled block by block in
+    memory-mapped ``.npy`` files and zipped at the end (numpy streams them in chunks)."""
+
+    def __init__(self, path: Path, columns: list[str], rows: int, draw_names: list[str], num_samples: int):
+        self.path, self.rows = path, rows
+        self.dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        self.columns = [np.lib.format.open_memmap(self.dir / f"{i}.npy", mode="w+", dtype=np.float64,
+                                                  shape=(rows,)) for i in range(len(columns))]
+        self.names = columns
+        self.draws = [np.lib.format.open_memmap(self.dir / f"d{i}.npy", mode="w+", dtype=np.float64,
+                                                shape=(rows, num_samples)) for i in range(len(draw_names))]
+        self.draw_names = draw_names
+        self.at = 0
+
+    def write(self, x: np.ndarray, stats: np.ndarray, draws: np.ndarray | None) -> None:
+        n = x.shape[0]
+        block = np.concatenate([x, stats], axis=1)
+        for j, column in enumerate(self.columns):
+            column[self.at:self.at + n] = block[:, j]
+        if draws is not None:
+            for j, array in enumerate(self.draws):
+                array[self.at:self.at + n] = draws[:, :, j].T
+        self.at += n
+
+    def commit(self) -> None:
+        arrays = dict(zip(self.names, self.columns)) | dict(zip(self.draw_names, self.draws))
+        handle, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                np.savez(out, **arrays)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        self.columns, self.draws = [], []
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _check_output(output: Path, input_path: Path) -> None:
+    if output.exists() and output.is_dir():
+        raise ConfigError(f"output={output} is a folder; name the file to write")
+    if not output.parent.is_dir():
+        raise ConfigError(f"output={output}: the folder {output.parent} does not exist")
+    if not os.access(output.parent, os.W_OK):
+        raise ConfigError(f"output={output}: the folder {output.parent} is not writable")
+    if output.exists() and input_path.exists() and output.resolve() == input_path.resolve():
+        raise ConfigError(f"output={output} is the input file; choose another output")
+
+
+@torch.no_grad()
+def predict_file(trained: Trained, input_path: str | Path, output_path: str | Path, settings: PredictSettings,
+                 block_rows: int = BLOCK_ROWS) -> PredictResult:
+    """Predict every row of ``input_path`` and write ``output_path`` (CSV or NPZ by its
+    extension). Raises :class:`ConfigError` (with the row numbers) for bad input."""
+    output = Path(output_path).expanduser()
+    _check_output(output, Path(input_path).expanduser())
+    try:
+        table = open_table(input_path, "input")
+    except DataFileError as err:
+        raise ConfigError(str(err)) from None
+    names = list(trained.input_names)
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        raise ConfigError(f"{table.label} lacks the model's input column(s) {', '.join(map(repr, missing))}; "
+                          f"the model's inputs: {', '.join(names)}; the file's columns: {', '.join(table.columns)}")
+    bounds = trained.maps.bounds.double().numpy()
+    try:
+        found = _scan(table, names, bounds, block_rows)
+    except DataFileError as err:
+        raise ConfigError(str(err)) from None
+    if found.rows == 0:
+        raise ConfigError(f"{table.label} has no data rows")
+    where = table.where()
+    refuse_outside = found.num_outside and not settings.allow_extrapolation
+    if found.num_bad or refuse_outside:
+        parts = []
+        if found.num_bad:
+            parts.append(f"{found.num_bad} bad row(s): {describe_rows(found.bad, table.unit, found.num_bad)}")
+        if refuse_outside:
+            parts.append(f"{found.num_outside} row(s) outside the training bounds: "
+                         f"{describe_rows(found.outside, table.unit, found.num_outside)} (set "
+                         f"predict.allow_extrapolation=true to predict them anyway)")
+        raise ConfigError(f"{table.label} ({where}): " + "; ".join(parts) + "; nothing was written")
+    if found.num_outside:
+        log.warning("polymix: warning: %s (%s): %d row(s) outside the training bounds are extrapolated: %s",
+                    table.label, where, found.num_outside,
+                    describe_rows(found.outside, table.unit, found.num_outside))
+
+    model, device = trained.model, trained.device
+    model.eval()
+    seed = trained.cfg["seed"] if settings.seed is None else settings.seed
+    generator = torch.Generator(device=device).manual_seed(seed)
+    params = model.sample_parameters(settings.num_samples, generator=generator)
+    draw = draw_function(model, params, trained.maps)
+    sigma = noise_std(model, trained.maps) if settings.include_noise else None
+    probs = tuple(float(q) for q in settings.quantiles)
+    outputs = list(trained.output_names)
+    columns = output_columns(names, outputs, probs)
+    chunk = chunk_points(2 * settings.num_samples * model.surrogate_model.work_width(), found.rows)
+    if output.suffix.lower() == ".npz":
+        draw_names = [f"{o}_draws" for o in outputs] if settings.save_draws else []
+        writer: _CsvWriter | _NpzWriter = _NpzWriter(output, columns, found.rows, draw_names, settings.num_samples)
+    else:
+        writer = _CsvWriter(output, columns)
+    try:
+        for block in table.blocks(names, block_rows):
+            x = torch.from_numpy(block.values).to(device)
+            for start in range(0, x.shape[0], chunk):
+                draws = draw(x[start:start + chunk])  # (S, n, O) float64, user units
+                if sigma is not None:  # a new observation: the surrogate's draw plus the learned noise
+                    draws = draws + sigma.to(draws.dtype) * torch.randn(
+                        draws.shape, generator=generator, dtype=draws.dtype, device=draws.device)
+                summary = summarize_draws(draws, probs)
+                stats = torch.cat([summary.mean[:, :, None], summary.std[:, :, None],
+                                   summary.quantiles.permute(1, 2, 0)], dim=2)  # (n, O, 2 + Q)
+                writer.write(block.values[start:start + chunk], stats.reshape(stats.shape[0], -1).cpu().numpy(),
+                             draws.cpu().numpy() if settings.save_draws else None)
+        writer.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    return PredictResult(output, found.rows, columns, found.num_outside, seed)
