@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["CALIBRATION_LEVELS", "LEVELS", "Summary", "chunk_points", "coverage", "crps_sorted", "metrics",
-           "sample_quantiles", "summarize", "summarize_draws"]
+           "point_major_normal", "sample_quantiles", "summarize", "summarize_draws"]
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 # nominal levels of the central intervals whose coverage gaps make the calibration error
@@ -142,7 +142,7 @@ def summarize(
             if y_chunk is not None:
                 part += [crps_sorted(ordered, y_chunk), _moment_nll(mean, std, y_chunk)]
         else:
-            eps = torch.randn(draws.shape, dtype=draws.dtype, device=draws.device, generator=generator)
+            eps = point_major_normal(draws, generator)
             noisy = torch.addcmul(draws, eps, noise_std).sort(dim=0).values
             part += [(std.square() + noise_std.square()).sqrt(), sample_quantiles(noisy, probs)]
             if y_chunk is not None:
@@ -207,6 +207,15 @@ def metrics(
     out.update(_band_metrics(summary, y, levels, calibration_levels))
     out["epistemic"] = _band_metrics(summary.band("epistemic"), y, levels, calibration_levels)
     return out
+
+
+def point_major_normal(like: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Standard normal noise shaped like draws ``(S, n, O)``, drawn point by point: the
+    generator's stream is consumed in the order of the points, so that evaluating the
+    points in chunks gives the same numbers as evaluating them at once."""
+    s, n, o = like.shape
+    eps = torch.randn((n, s, o), dtype=like.dtype, device=like.device, generator=generator)
+    return eps.permute(1, 0, 2)
 
 
 def chunk_points(per_point: int | None, n: int) -> int:

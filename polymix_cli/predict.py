@@ -31,7 +31,7 @@ import torch
 
 from .config import ConfigError
 from .datafile import BLOCK_ROWS, LISTED, DataFileError, Table, describe_rows, open_table
-from .evaluation import chunk_points, summarize_draws
+from .evaluation import chunk_points, point_major_normal, summarize_draws
 from .report import draw_function, noise_std
 from .run import Trained
 
@@ -244,8 +244,7 @@ def predict_file(trained: Trained, input_path: str | Path, output_path: str | Pa
             for start in range(0, x.shape[0], chunk):
                 draws = draw(x[start:start + chunk])  # (S, n, O) float64, user units
                 if sigma is not None:  # a new observation: the surrogate's draw plus the learned noise
-                    draws = draws + sigma.to(draws.dtype) * torch.randn(
-                        draws.shape, generator=generator, dtype=draws.dtype, device=draws.device)
+                    draws = torch.addcmul(draws, point_major_normal(draws, generator), sigma.to(draws.dtype))
                 summary = summarize_draws(draws, probs)
                 stats = torch.cat([summary.mean[:, :, None], summary.std[:, :, None],
                                    summary.quantiles.permute(1, 2, 0)], dim=2)  # (n, O, 2 + Q)

@@ -238,3 +238,22 @@ def test_sample_with_loss_equals_separate_calls():
     params, loss = model.sample_with_loss(5, generator=torch.Generator().manual_seed(9))
     torch.testing.assert_close(params, model.sample_parameters(5, generator=torch.Generator().manual_seed(9)))
     torch.testing.assert_close(loss, model.distribution_loss())
+
+
+def test_chunked_predictive_summary_equals_unchunked(monkeypatch):
+    """With a noise, the noise is drawn point by point: chunks give the same numbers."""
+    torch.manual_seed(6)
+    model = StochasticModel(seed_mixture(), seed_groups())
+    x, y = torch.rand(300, 1) * 2 - 1, torch.randn(300, 1)
+    params, sigma = model.sample_parameters(64), torch.tensor([0.3])
+    probs = interval_probs((0.5, 0.8))
+
+    def run(**kw):
+        return summarize(lambda xs: model.predict(xs, params), x, probs, y=y, noise_std=sigma,
+                         generator=torch.Generator().manual_seed(2), **kw)
+
+    whole = run()
+    monkeypatch.setattr("polymix_cli.evaluation._CHUNK_ELEMENTS", 64 * 7)  # chunks of 7 points
+    chunked = run(per_point=64)
+    for name in ("mean", "std", "quantiles", "crps", "nll"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))

@@ -21,7 +21,7 @@ from polymix_cli.predict import PredictSettings, output_columns, predict_file
 from polymix_cli.run import load_trained
 
 # the inputs live on [0, 10] and [100, 200], the outputs around 1000 and 6
-TRAIN = ["experiment=pce_file", "data.path=train.csv", "data.outputs=[y1,y2]", "optimizer.lr=0.05",
+TRAIN = ["experiment=pce_file", "trainer.loss=mse_sum", "data.path=train.csv", "data.outputs=[y1,y2]", "optimizer.lr=0.05",
          "trainer.epochs=600", "trainer.num_samples=8", "eval.num_samples=64", "eval.grid_points=25",
          "trainer.progress=log"]
 
@@ -279,7 +279,8 @@ def test_predict_adds_the_learned_noise_of_a_gaussian_nll_model(data_dir, tmp_pa
     surrogate's plus the learned noise variance (in user units); include_noise=false
     gives the surrogate's spread alone."""
     run_dir = tmp_path / "nll"
-    result = run_cli("train", *TRAIN, "trainer.loss=gaussian_nll", f"hydra.run.dir={run_dir}", cwd=data_dir)
+    train = [("trainer.loss=gaussian_nll" if a == "trainer.loss=mse_sum" else a) for a in TRAIN]
+    result = run_cli("train", *train, f"hydra.run.dir={run_dir}", cwd=data_dir)
     assert result.returncode == 0, result.stderr + result.stdout
     sigma = np.array(json.loads((run_dir / "metrics.json").read_text())["noise_std"])
     trained = load_trained(str(run_dir / "checkpoints" / "last.pt"), parse_config, None)
