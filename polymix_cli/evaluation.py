@@ -131,7 +131,10 @@ def summarize(
     chunk = n
     if per_point is not None:
         chunk = max(1, _CHUNK_ELEMENTS // max(1, per_point))
-    parts: list[tuple[Tensor, ...]] = []
+    # every chunk's results are written into tensors for all points, allocated once: chunks
+    # kept in a list and concatenated would pin small blocks between the large, short-lived
+    # ones and fragment the heap (several hundred MiB at 1e5 points)
+    full: list[Tensor] = []
     for start in range(0, n, chunk):
         draws = draw_fn(x[start : start + chunk])
         y_chunk = y[start : start + chunk] if y is not None else None
@@ -147,9 +150,11 @@ def summarize(
             part += [(std.square() + noise_std.square()).sqrt(), sample_quantiles(noisy, probs)]
             if y_chunk is not None:
                 part += [crps_sorted(noisy, y_chunk), _mixture_nll(draws, y_chunk, noise_std)]
-        parts.append(tuple(part))
-    cat = [torch.cat([p[i] for p in parts], dim=1 if parts[0][i].dim() == 3 else 0)
-           for i in range(len(parts[0]))]
+        if not full:
+            full = [t.new_empty((*t.shape[:-2], n, t.shape[-1])) for t in part]
+        for target, t in zip(full, part, strict=True):
+            target[..., start : start + t.shape[-2], :] = t
+    cat = full
     scores = cat[-2:] if y is not None else [None, None]
     if noise_std is None:
         return Summary(cat[0], cat[1], tuple(probs), cat[2], *scores)
