@@ -78,3 +78,19 @@ def cli(capsys, monkeypatch):
         return status, capsys.readouterr().err
 
     return run
+
+
+class QuietUI:
+    """A run's terminal output, silenced: for calling ``run.train`` directly."""
+
+    def groups(self, specs, num_params):
+        pass
+
+    def training(self, trainer):
+        return None
+
+    def finished(self):
+        pass
+
+    def summary(self, metrics, run_dir):
+        pass

@@ -8,7 +8,7 @@ import math
 import matplotlib.image as mpimg
 import pytest
 import torch
-from conftest import TINY, compose_train, run_cli
+from conftest import TINY, QuietUI, compose_train, run_cli
 
 from polymix_cli import GaussianNoise, StochasticModel
 from polymix_cli.build import build_model
@@ -335,26 +335,12 @@ def test_evaluate_reproduces_the_metrics_with_noise(nll_run, tmp_path):
     assert (tmp_path / "plots" / "calibration.png").is_file()
 
 
-class _QuietUI:
-    def groups(self, specs, num_params):
-        pass
-
-    def training(self, trainer):
-        return None
-
-    def finished(self):
-        pass
-
-    def summary(self, metrics, run_dir):
-        pass
-
-
 def test_resume_with_noise_is_bit_exact(tmp_path):
     cfg = compose_train(["experiment=moe_sign_nll", *TINY, "trainer.epochs=40", "trainer.checkpoint_every=15",
                          "eval.num_samples=16", "data.num_test=50"])
-    full = train(cfg, tmp_path / "full", "{}", _QuietUI())
+    full = train(cfg, tmp_path / "full", "{}", QuietUI())
     middle = tmp_path / "full" / "checkpoints" / "epoch_15.pt"
-    resumed = train({**cfg, "resume": str(middle)}, tmp_path / "resumed", "{}", _QuietUI(),
+    resumed = train({**cfg, "resume": str(middle)}, tmp_path / "resumed", "{}", QuietUI(),
                     resume=load_checkpoint(middle))
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
@@ -368,7 +354,7 @@ def test_noise_is_reported_in_user_units(tmp_path):
     times the output map's scale; the bands are in user units as well."""
     cfg = compose_train(["experiment=moe_sign_nll", *TINY, "trainer.epochs=60", "eval.num_samples=32",
                          "data.num_test=50", "data.output_scaling=standardize"])
-    result = train(cfg, tmp_path, "{}", _QuietUI())
+    result = train(cfg, tmp_path, "{}", QuietUI())
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     scale = state["extra"]["data_maps"]["outputs"]["scale"][0]
     sigma_model = state["model"]["noise.log_std"].exp().item()

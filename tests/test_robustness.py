@@ -9,7 +9,6 @@ appear) run ``python -m polymix_cli`` in a subprocess.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import re
@@ -24,7 +23,6 @@ from conftest import REPO, TINY, compose_train, run_cli
 
 from polymix_cli.checkpoint import load_checkpoint, save_checkpoint
 from polymix_cli.cli.apps import parse_config
-from polymix_cli.cli.main import main
 from polymix_cli.config import ConfigError, validate_train_config
 from polymix_cli.interrupts import stop_on_signals
 from polymix_cli.run import RunInterrupted, check_output_dir, prepare, resume_config, train
@@ -40,31 +38,6 @@ from polymix_cli.training import (
 # Tiny settings for the runs that train (evaluation kept small as well).
 SMALL = ["trainer.num_samples=8", "eval.num_samples=16", "eval.grid_points=25", "data.num_test=50",
          "trainer.progress=log"]
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """``cli(*args)`` runs ``polymix ARGS`` in-process; returns (exit status, stderr)."""
-    monkeypatch.delenv("POLYMIX_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", list(sys.argv))
-
-    def run(*args: str) -> tuple[int, str]:
-        root = logging.getLogger()
-        handlers, level = root.handlers[:], root.level
-        capsys.readouterr()
-        try:
-            status = main(list(args))
-        except SystemExit as exc:
-            status = exc.code
-        finally:  # Hydra configures logging for each run: undo it
-            for handler in root.handlers:
-                if handler not in handlers:
-                    handler.close()
-            root.handlers[:] = handlers
-            root.setLevel(level)
-        return status, capsys.readouterr().err
-
-    return run
 
 
 def assert_one_line(stderr: str, *needles: str) -> None:

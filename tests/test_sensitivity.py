@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY, compose_train, run_cli
+from conftest import TINY, QuietUI, compose_train, run_cli
 
 from polymix_cli import StochasticModel
 from polymix_cli.config import ConfigError, validate_train_config
@@ -359,20 +359,6 @@ def test_ishigami_generator_and_exact_indices():
     assert data.y_train.var().item() == pytest.approx(13.84, rel=0.03)
 
 
-class _QuietUI:
-    def groups(self, specs, num_params):
-        pass
-
-    def training(self, trainer):
-        return None
-
-    def finished(self):
-        pass
-
-    def summary(self, metrics, run_dir):
-        pass
-
-
 def _ishigami_errors(metrics: dict) -> tuple[float, float]:
     sens = metrics["sensitivity"]
     first = [sens["first_order"]["y1"][f"x{i}"]["mean"] for i in (1, 2, 3)]
@@ -385,7 +371,7 @@ def test_ishigami_pce_short_training_recovers_the_indices(tmp_path):
     """experiment=ishigami_pce for a third of its epochs (about 2 s of training)."""
     cfg = compose_train(["experiment=ishigami_pce", "trainer.epochs=1000", "eval.num_samples=200",
                          "data.num_test=200", "trainer.log_every=1000"])
-    metrics = train(cfg, tmp_path, "{}", _QuietUI())
+    metrics = train(cfg, tmp_path, "{}", QuietUI())
     first_err, total_err = _ishigami_errors(metrics)
     assert first_err < 0.03 and total_err < 0.03, metrics["sensitivity"]
     sens = metrics["sensitivity"]
@@ -432,7 +418,7 @@ def test_tiny_ishigami_run_writes_sensitivity_and_evaluate_can_switch_method(tmp
         assert mc["total"]["y1"][name]["mean"] == pytest.approx(sens["total"]["y1"][name]["mean"], abs=0.1)
     off = tmp_path / "off"  # in-process, as `polymix evaluate ... eval.sensitivity=off` runs it
     metrics = evaluate_checkpoint(run / "checkpoints" / "last.pt", {"eval": {"sensitivity": "off"}}, off,
-                                  _QuietUI(), yaml.safe_load)
+                                  QuietUI(), yaml.safe_load)
     assert "sensitivity" not in metrics and "sensitivity" not in json.loads((off / "metrics.json").read_text())
     assert not (off / "plots" / "sobol.png").exists()
 
