@@ -325,7 +325,7 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
     The test set is ``d['test_path']`` or a seeded random ``d['test_fraction']`` of the rows
     of ``d['path']`` (both sets keep the file's order). Bounds are ``d['bounds']`` or the
     min and max of every row of ``d['path']``. Values are read as float64 (bounds stay
-    float64) and stored as float32 tensors. Raises :class:`DataFileError`."""
+    float64) and kept as float64 tensors (the maps apply in float64; training casts after). Raises :class:`DataFileError`."""
     table = open_table(d["path"], "data.path")
     outputs = list(d["outputs"])
     table.check_columns(outputs, "data.outputs")
@@ -388,7 +388,7 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
     source["split"] = split
 
     def tensor(values: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(values)).to(torch.float32)
+        return torch.from_numpy(np.ascontiguousarray(values))  # float64: mapped before any cast
 
     return Dataset("file", tensor(train_vals[:, :k]), tensor(train_vals[:, k:]), tensor(test_vals[:, :k]),
                    tensor(test_vals[:, k:]), torch.from_numpy(bounds), None, tuple(inputs), tuple(outputs),

@@ -171,7 +171,11 @@ def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
         data.bounds = maps.bounds.to(data.bounds.dtype)
     _warn_outside(data)
     data = data.to(device)
-    x_train, y_train = maps.inputs.forward(data.x_train), maps.outputs.forward(data.y_train)
+    # mapped in the data's dtype (float64 for data files: large offsets keep their digits),
+    # then trained in the default dtype
+    dtype = torch.get_default_dtype()
+    x_train = maps.inputs.forward(data.x_train).to(dtype)
+    y_train = maps.outputs.forward(data.y_train).to(dtype)
     return Prepared(cfg, data, model.to(device), specs, device, maps, x_train, y_train)
 
 
@@ -289,7 +293,13 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
     ``resume`` is a loaded checkpoint whose states continue training (``cfg`` must be its
     config, see :func:`resume_config`). Raises :class:`RunInterrupted` after saving
     ``last.pt`` on SIGINT/SIGTERM, and :class:`RunDiverged` on a non-finite loss."""
-    p = prepare(cfg)
+    maps = None
+    if resume is not None:  # continue in the domain the checkpoint's model was trained in
+        cfg = copy.deepcopy(dict(cfg))
+        maps = checkpoint_maps(resume, cfg, cfg.get("resume"))
+    p = prepare(cfg, maps)
+    if resume is not None:
+        _warn_changed_files(p.data, resume)
     check_output_dir(run_dir, ("checkpoints", "plots"), ("history.csv", "metrics.json"))
     t = p.cfg["trainer"]
     settings = TrainSettings(t["epochs"], t["num_samples"], t["weight_factor"], t["loss"],
@@ -437,7 +447,7 @@ def _override(base: dict[str, Any], overrides: Mapping[str, Any] | None) -> None
 
 def stored_maps(state: Mapping[str, Any], path: Any) -> DataMaps | None:
     """The data maps a checkpoint's model was trained with (``None`` in checkpoints
-    written before maps were stored: the maps are then fitted to the data again)."""
+    written before maps were stored; see :func:`checkpoint_maps`)."""
     stored = (state.get("extra") or {}).get("data_maps")
     if stored is None:
         return None
@@ -445,6 +455,16 @@ def stored_maps(state: Mapping[str, Any], path: Any) -> DataMaps | None:
         return DataMaps.from_state(stored)
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {path} holds unreadable data maps ({err})") from None
+
+
+def checkpoint_maps(state: Mapping[str, Any], cfg: dict[str, Any], path: Any) -> DataMaps | None:
+    """The data maps of a checkpoint's model. A checkpoint written before maps were stored
+    holds a model trained on raw data: then ``None``, and ``cfg``'s data scaling is set to
+    ``none`` so that :func:`prepare` fits identity maps."""
+    maps = stored_maps(state, path)
+    if maps is None and isinstance(cfg.get("data"), dict):
+        cfg["data"].update(input_scaling="none", output_scaling="none")
+    return maps
 
 
 @dataclass
@@ -517,7 +537,7 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: Mapping[str, Any], run_dir:
         _override(cfg[group], overrides.get(group))
     if overrides.get("seed") is not None:
         cfg["seed"] = overrides["seed"]
-    p = prepare(cfg, stored_maps(state, ckpt))
+    p = prepare(cfg, checkpoint_maps(state, cfg, ckpt))
     _warn_changed_files(p.data, state)
     check_output_dir(run_dir, ("plots",), ("metrics.json",))
     try:

@@ -75,7 +75,7 @@ def test_seeded_split_is_reproducible_disjoint_and_complete(csv_file, table):
     other = prepare(file_cfg(csv_file, "data.seed=7", "data.test_fraction=0.25")).data
     assert torch.equal(one.x_test, again.x_test) and torch.equal(one.x_train, again.x_train)
     assert other.x_test.shape[0] == 15 and not torch.equal(one.x_test[:12], other.x_test[:12])
-    file_rows = [tuple(r) for r in torch.tensor(np.stack([table["a"], table["b"]], 1), dtype=torch.float32).tolist()]
+    file_rows = [tuple(r) for r in torch.tensor(np.stack([table["a"], table["b"]], 1), dtype=torch.float64).tolist()]
     assert sorted(tuple(r) for r in torch.cat([one.x_train, one.x_test]).tolist()) == sorted(file_rows)
     position = {row: i for i, row in enumerate(file_rows)}
     for rows in (one.x_train, one.x_test):  # both sets keep the file's order
@@ -282,3 +282,16 @@ def test_one_input_file_data_keep_the_prediction_plot_named_by_its_columns(tmp_p
     assert ev.grid[0, 0] == 0 and ev.grid[-1, 0] == 99  # the grid spans the data's bounds, in user units
     written = write_plots(tmp_path / "plots", ev, p.data, [])
     assert [w.name for w in written] == ["calibration.png", "prediction.png"] and all(map(png_ok, written))
+
+
+def test_large_offset_inputs_keep_their_digits(tmp_path):
+    """Timestamps near 1.7e9 one second apart: float32 would merge them (its spacing there
+    is 128); the data stay float64 until mapped, so the model sees distinct inputs."""
+    rows = [f"{1_700_000_000 + t},{t * 0.5}" for t in range(64)]
+    path = write_csv(tmp_path / "t.csv", "time,y", rows)
+    p = prepare(compose_train(["experiment=pce_file", f"data.path={path}", "data.outputs=[y]"]))
+    assert p.data.x_train.dtype == torch.float64 and p.x_train.dtype == torch.float32
+    assert p.x_train.unique().numel() == p.x_train.shape[0]  # no two inputs merged
+    assert p.x_train.min() >= -1 and p.x_train.max() <= 1
+    back = p.maps.inputs.inverse(p.x_train.double())
+    assert (back - p.data.x_train).abs().max() < 1.0  # the mapped values still name their second

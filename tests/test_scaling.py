@@ -111,3 +111,14 @@ def test_mapped_run_reports_user_units_and_evaluate_uses_the_stored_maps(tmp_pat
 def test_tiny_default_run_stores_identity_maps(tiny_run):
     maps = stored_maps(load_checkpoint(tiny_run / "checkpoints" / "last.pt"), "last.pt")
     assert maps is not None and maps.inputs.is_identity and maps.outputs.is_identity
+
+
+def test_checkpoint_without_maps_is_evaluated_on_raw_inputs():
+    """A checkpoint written before maps were stored holds a model trained on raw data:
+    its maps are identities even where the config would now map the inputs."""
+    from polymix_cli.run import checkpoint_maps
+
+    cfg = compose_train(["data=sine", "data.bounds=[[0.0,4.0]]", "data.output_scaling=standardize"])
+    assert checkpoint_maps({"extra": {}}, cfg, "old.pt") is None
+    p = prepare(cfg)
+    assert p.maps.inputs.is_identity and p.maps.outputs.is_identity
