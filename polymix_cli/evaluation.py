@@ -128,9 +128,7 @@ def summarize(
     exact predictive moments, its ``nll`` the exact mixture density, and
     ``summary.epistemic`` summarises the draws alone."""
     n = x.shape[0]
-    chunk = n
-    if per_point is not None:
-        chunk = max(1, _CHUNK_ELEMENTS // max(1, per_point))
+    chunk = chunk_points(per_point, n)
     # every chunk's results are written into tensors for all points, allocated once: chunks
     # kept in a list and concatenated would pin small blocks between the large, short-lived
     # ones and fragment the heap (several hundred MiB at 1e5 points)

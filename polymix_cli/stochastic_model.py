@@ -104,9 +104,7 @@ class StochasticModel(nn.Module):
         if self.mean_field is None:
             return self.sample_parameters(num_samples, generator), self.distribution_loss()
         params, loss = self.mean_field.sample_with_loss(num_samples, generator)
-        if self.noise is not None and self.noise.prior is not None:
-            loss = loss + self.noise.distribution_loss()
-        return params, loss
+        return params, self._with_noise_prior(loss)
 
     def distribution_loss(self) -> Tensor:
         """Sum of the groups' distribution losses (a scalar): KL(q || prior) for variational
@@ -116,8 +114,12 @@ class StochasticModel(nn.Module):
             loss = self.mean_field.distribution_loss()
         else:
             loss = torch.stack([g.distribution_loss() for g in self.parameter_groups]).sum()
+        return self._with_noise_prior(loss)
+
+    def _with_noise_prior(self, loss: Tensor) -> Tensor:
+        """``loss`` plus ``-log prior`` of the noise level, when the noise has a prior."""
         if self.noise is not None and self.noise.prior is not None:
-            loss = loss + self.noise.distribution_loss()
+            return loss + self.noise.distribution_loss()
         return loss
 
     def predict(self, x: Tensor, params: Tensor) -> Tensor:
