@@ -13,7 +13,7 @@ from .datafile import FILE_GENERATOR
 from .safety import find_callable_key
 from .scaling import INPUT_SCALINGS, OUTPUT_SCALINGS
 from .sweep import METRICS
-from .training import LOSSES, OPTIMIZERS, SCHEDULERS
+from .training import GRADIENTS, LOSSES, OPTIMIZERS, SCHEDULERS
 
 __all__ = ["DATA_DEFAULTS", "DEVICES", "EVAL_DEFAULTS", "FILE_DATA_KEYS", "PROGRESS", "SENSITIVITY", "ConfigError",
            "refuse_callables", "validate_predict_config", "validate_train_config"]
@@ -273,6 +273,8 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
         check_int(cfg, "trainer.num_threads", 1)
     if not isinstance(_get(cfg, "trainer.compile"), bool):
         raise ConfigError(f"trainer.compile must be true or false, got {_get(cfg, 'trainer.compile')!r}")
+    if "gradients" in cfg["trainer"]:  # absent from configs written before it existed
+        check_choice(cfg, "trainer.gradients", GRADIENTS)
     check_choice(cfg, "trainer.device", DEVICES)
     check_choice(cfg, "trainer.progress", PROGRESS)
     validate_eval(cfg)

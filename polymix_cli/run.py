@@ -303,7 +303,7 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
     check_output_dir(run_dir, ("checkpoints", "plots"), ("history.csv", "metrics.json"))
     t = p.cfg["trainer"]
     settings = TrainSettings(t["epochs"], t["num_samples"], t["weight_factor"], t["loss"],
-                             t["batch_size"], t["compile"])
+                             t["batch_size"], t["compile"], t.get("gradients", "auto"))
     threads = set_threads(t["num_threads"], p, max_threads)
     optimizer = build_optimizer(p.cfg["optimizer"], p.model.parameters())
     trainer = Trainer(p.model, p.x_train, p.y_train, settings, optimizer)
@@ -315,8 +315,8 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
     start = f" at epoch {trainer.epoch} of {settings.epochs}" if resume is not None else ""
     log.info("%s %s%s: %d parameters in %d groups on %s", "Resuming" if resume is not None else "Training",
              p.cfg.get("name", "run"), start, p.model.num_params(), len(p.specs), p.device)
-    log.info("torch threads: %d; %d step(s) per epoch; allocator: %s", threads, trainer.steps_per_epoch,
-             os.environ.get("POLYMIX_MALLOC", "system"))
+    log.info("torch threads: %d; %d step(s) per epoch; gradients: %s; allocator: %s", threads,
+             trainer.steps_per_epoch, trainer.gradient_path, os.environ.get("POLYMIX_MALLOC", "system"))
     ckpt_dir = run_dir / "checkpoints"
 
     def log_line(tr: Trainer) -> None:

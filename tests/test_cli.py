@@ -22,6 +22,7 @@ def test_train_leaves_every_output(tiny_run):
     log = (tiny_run / "train.log").read_text()
     assert "Epoch    30 | learning rate" in log and "data loss" in log
     assert "allocator: tuned" in log  # the CLI restarts itself once with glibc malloc tunables
+    assert "gradients: analytic" in log  # the default experiment takes the hand-derived gradients
     with (tiny_run / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 30 and list(rows[0]) == ["epoch", "lr", "data_loss", "distribution_loss", "total_loss"]

@@ -67,6 +67,7 @@ def assert_one_line(stderr: str, *needles: str) -> None:
     (["trainer.epochs=0"], ["trainer.epochs must be >= 1", "got 0"]),
     (["trainer.num_samples=0"], ["trainer.num_samples must be >= 1"]),
     (["trainer.loss=huber"], ["trainer.loss must be one of ['mse_sum', 'gaussian_nll'], got 'huber'"]),
+    (["trainer.gradients=manual"], ["trainer.gradients must be one of ['auto', 'autograd'], got 'manual'"]),
     (["experiment=moe_sign_nll", "trainer.noise.prior=gamma"],
      ["trainer.noise.prior must be one of ['none', 'log_normal', 'half_cauchy'], got 'gamma'"]),
     (["trainer.noise.init_std=0"], ["trainer.noise.init_std must be a number in (0.0, inf), got 0"]),
@@ -369,18 +370,20 @@ def test_resume_refuses_a_changed_model(cli, tiny_run, tmp_path):
 
 # ----------------------------------------------------------------------------- numerical faults
 
-def test_non_finite_loss_leaves_the_state_untouched():
+@pytest.mark.parametrize("gradients", ["auto", "autograd"])
+def test_non_finite_loss_leaves_the_state_untouched(gradients):
     cfg = compose_train(["trainer.num_samples=4"])
     p = prepare(cfg)
     optimizer = build_optimizer(cfg["optimizer"], p.model.parameters())
     scheduler = build_scheduler(cfg["scheduler"], optimizer, 10)
-    trainer = Trainer(p.model, p.data.x_train, p.data.y_train, TrainSettings(10, 4), optimizer, scheduler)
+    settings = TrainSettings(10, 4, gradients=gradients)
+    trainer = Trainer(p.model, p.data.x_train, p.data.y_train, settings, optimizer, scheduler)
+    assert trainer.gradient_path == ("analytic" if gradients == "auto" else "autograd")
     trainer.fit([lambda tr: setattr(tr, "stop_requested", tr.epoch == 3)])
     model = {k: v.clone() for k, v in p.model.state_dict().items()}
     adam = {k: [t.clone() for t in v] for k, v in optimizer.state_dict()["buffers"].items()}
     lr, rng = trainer.current_lr(), torch.get_rng_state()
-    real = trainer._objective
-    trainer._objective = lambda *args: tuple(t * float("nan") for t in real(*args))
+    trainer.y = torch.full_like(trainer.y, float("nan"))  # a NaN loss and NaN gradients
     trainer.stop_requested = False
     with pytest.raises(NonFiniteLoss, match="non-finite loss at epoch 4"):
         trainer.fit()
