@@ -76,8 +76,9 @@ def worker(args: list[str]) -> dict:
 
 
 # -- the seed experiment -------------------------------------------------------------------------
-def seed_polymix():
-    """A step function for moe_sign exactly as `polymix train` builds it."""
+def seed_polymix(gradients: str = "auto"):
+    """A step function for moe_sign exactly as `polymix train` builds it (``gradients``:
+    ``auto``, the default hand-derived gradients, or ``autograd``)."""
     import torch
     from conftest import compose_train
 
@@ -86,7 +87,8 @@ def seed_polymix():
 
     p = prepare(compose_train(["experiment=moe_sign"]))
     opt = build_optimizer(p.cfg["optimizer"], p.model.parameters())
-    trainer = Trainer(p.model, p.data.x_train, p.data.y_train, TrainSettings(10**9, 100, 0.1), opt,
+    trainer = Trainer(p.model, p.data.x_train, p.data.y_train,
+                      TrainSettings(10**9, 100, 0.1, gradients=gradients), opt,
                       build_scheduler(p.cfg["scheduler"], opt, 10**9))
     del torch
     return trainer.step
@@ -131,14 +133,14 @@ def bench_seed(rounds: int, steps: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    ours = seed_polymix()
+    ours, ours_autograd = seed_polymix(), seed_polymix("autograd")
     try:
         peer = seed_peer()
     except ImportError:
         peer = None
-    rates: dict[str, list[float]] = {"polymix": [], "pypolymix": []}
-    for _ in range(rounds):  # alternate, so that both see the same machine conditions
-        for name, fn in (("polymix", ours), ("pypolymix", peer)):
+    rates: dict[str, list[float]] = {"polymix": [], "polymix_autograd": [], "pypolymix": []}
+    for _ in range(rounds):  # alternate, so that all see the same machine conditions
+        for name, fn in (("polymix", ours), ("polymix_autograd", ours_autograd), ("pypolymix", peer)):
             if fn is None:
                 continue
             start = time.perf_counter()
@@ -254,6 +256,46 @@ def moe_worker(num_experts: int, n: int, threads: int) -> dict:
             "step_ms": 1e3 * per_step, "epochs_per_s": 1 / per_step}
 
 
+AB_CASES = {  # name -> (config overrides, threads: 0 = --threads)
+    "nn_sincos (50 points, 50 draws)": (["experiment=nn_sincos"], 1),
+    "pce_sine, N = 1e4": (["experiment=pce_sine", "data.num_train=10000"], 0),
+    "2 experts, N = 1e4": (["experiment=moe_sign", "data.num_train=10000"], 0),
+    "4 experts, N = 1e4": (["experiment=moe_sign", "model.num_experts=4", "data.num_train=10000"], 0),
+    "8 experts, N = 1e4": (["experiment=moe_sign", "model.num_experts=8", "data.num_train=10000"], 0),
+}
+
+
+def ab_worker(case: str, threads: int) -> dict:
+    """Both gradient paths (``trainer.gradients`` auto and autograd) on one model, steps
+    alternating in one process: median step times."""
+    import torch
+    from conftest import compose_train
+
+    from polymix_cli.run import prepare
+    from polymix_cli.training import Trainer, TrainSettings, build_optimizer
+
+    overrides, fixed = AB_CASES[case]
+    torch.set_num_threads(fixed or threads)
+    trainers = {}
+    for gradients in ("auto", "autograd"):
+        p = prepare(compose_train(overrides))
+        t = p.cfg["trainer"]
+        opt = build_optimizer(p.cfg["optimizer"], p.model.parameters())
+        trainers[gradients] = Trainer(p.model, p.data.x_train, p.data.y_train,
+                                      TrainSettings(10**9, t["num_samples"], t["weight_factor"], t["loss"],
+                                                    gradients=gradients), opt)
+    times: dict[str, list[float]] = {g: [] for g in trainers}
+    repeats = 200 if p.data.x_train.shape[0] < 1000 else 15
+    for _ in range(repeats + 3):
+        for gradients, trainer in trainers.items():
+            start = time.perf_counter()
+            trainer.step()
+            times[gradients].append(time.perf_counter() - start)
+    analytic, autograd = (1e3 * statistics.median(times[g][3:]) for g in ("auto", "autograd"))
+    return {"case": case, "path": trainers["auto"].gradient_path, "threads": fixed or threads,
+            "analytic_ms": analytic, "autograd_ms": autograd}
+
+
 def eval_worker(n: int, draws: int, threads: int) -> dict:
     import torch
     from conftest import compose_train
@@ -292,6 +334,8 @@ def markdown(result: dict) -> str:
         "| | epochs/s |", "|---|---|",
         f"| polymix | {seed['polymix']:.0f} |",
     ]
+    if "polymix_autograd" in seed:
+        lines.append(f"| polymix, `trainer.gradients=autograd` | {seed['polymix_autograd']:.0f} |")
     if "pypolymix" in seed:
         lines += [f"| pypolymix 0.1.9 | {seed['pypolymix']:.0f} |", f"| ratio | {seed['ratio']:.1f}x |"]
     lines += ["", (f"Whole `polymix train experiment=moe_sign` (10000 epochs, start-up, evaluation and "
@@ -311,6 +355,11 @@ def markdown(result: dict) -> str:
     for r in result["moe"]:
         lines.append(f"| {r['experts']} | {r['n']} | {r['num_params']} | {r['step_ms']:.2f} | {r['epochs_per_s']:.0f} |"
                      if "error" not in r else f"| error: {r['error']} |")
+    lines += ["", "## Hand-derived gradients against autograd (one step; the two alternate in one process)", "",
+              "| model | path | threads | hand-derived ms | autograd ms | speed-up |", "|---|---|---|---|---|---|"]
+    for r in result.get("gradients", []):
+        lines.append(f"| {r['case']} | {r['path']} | {r['threads']} | {r['analytic_ms']:.2f} | {r['autograd_ms']:.2f} | "
+                     f"{r['autograd_ms'] / r['analytic_ms']:.2f}x |" if "error" not in r else f"| error: {r['error']} |")
     e = result["eval"]
     lines += ["", "## Evaluation", "",
               (f"{e.get('draws')} draws at {e.get('points')} test points (metrics on train and test, plot grids): "
@@ -332,6 +381,8 @@ def main() -> None:
             print(json.dumps(pce_worker(impl, int(d), int(p), int(n), int(draws), int(batch) or None, int(threads))))
         elif kind == "moe":
             print(json.dumps(moe_worker(int(rest[0]), int(rest[1]), int(rest[2]))))
+        elif kind == "ab":
+            print(json.dumps(ab_worker(rest[0], int(rest[1]))))
         elif kind == "eval":
             print(json.dumps(eval_worker(int(rest[0]), int(rest[1]), int(rest[2]))))
         return
@@ -345,6 +396,8 @@ def main() -> None:
     print("mixtures ...", flush=True)
     result["moe"] = [worker(["moe", str(m), str(n), "1" if n < 1000 else str(args.threads)])
                      for m in (2, 4, 8) for n in (50, 10000)]
+    print("gradient paths ...", flush=True)
+    result["gradients"] = [worker(["ab", case, str(args.threads)]) for case in AB_CASES]
     print("evaluation ...", flush=True)
     result["eval"] = worker(["eval", "100000", "1000", str(args.threads)])
     RESULTS.mkdir(parents=True, exist_ok=True)

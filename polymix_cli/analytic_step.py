@@ -46,6 +46,12 @@ _ACTIVATION_BACKWARD: dict[Callable, Callable[[Tensor, Tensor], Tensor]] = {
 }
 
 
+def _sum_dim(t: Tensor, dim: int) -> Tensor:
+    """``t.sum(dim)``; a view when that dimension has size one (a reduction over a single
+    element still writes and reads a whole new tensor)."""
+    return t.squeeze(dim) if t.shape[dim] == 1 else t.sum(dim)
+
+
 def _network_reason(model: StochasticModel, net: NeuralNetwork, prefix: str) -> str | None:
     if net.activation not in _ACTIVATION_BACKWARD:
         return f"the activation {getattr(net.activation, '__name__', net.activation)!r}"
@@ -226,13 +232,13 @@ class AnalyticStep:
         elif M == 2:
             grad_f1 = grad_out * p1.unsqueeze(1)
             grad_experts = torch.stack([grad_out - grad_f1, grad_f1], 1)  # (S, 2, O, B)
-            grad_p1 = (grad_out * diff).sum(1)  # (S, B)
+            grad_p1 = _sum_dim(grad_out * diff, 1)  # (S, B)
             grad_z = torch.ops.aten.sigmoid_backward(grad_p1, p1)
             grad_rows = torch.mm(grad_z, g)  # (S, 2 width + 2)
             grad_h = torch.mm(torch.mm(grad_z.T, rows), diff_map.T)  # (B, width)
         else:
             grad_experts = probs.unsqueeze(2) * grad_out.unsqueeze(1)  # (S, M, O, B)
-            grad_probs = (grad_out.unsqueeze(1) * experts).sum(2)  # (S, M, B)
+            grad_probs = _sum_dim(grad_out.unsqueeze(1) * experts, 2)  # (S, M, B)
             grad_logits = torch._softmax_backward_data(grad_probs, probs, 1, probs.dtype)
             grad_rows, grad_h = net.output_backward(grad_logits, hs[-1], weight_t)
         if self.pce is not None:  # (S, M, O, B) -> coefficients (S, M * T * O), row-major (T, O)
