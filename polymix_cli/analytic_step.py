@@ -116,16 +116,136 @@ class _Network:
         grad_w = torch.mm(flat, h).view(S, K, H).transpose(1, 2).reshape(S, H * K)
         return torch.cat([grad_w, grad.sum(2)], 1), torch.mm(flat.T, weight_t)
 
-    def hidden_backward(self, hs: list[Tensor], grad_h: Tensor, loc: Tensor, grad_loc: Tensor) -> None:
-        """Back-propagate ``grad_h`` ``(B, width)`` through the hidden layers, adding the
-        weight and bias gradients to ``grad_loc`` in place."""
+    def hidden_backward(self, hs: list[Tensor], grad_h: Tensor, loc: Tensor) -> Tensor:
+        """Back-propagate ``grad_h`` ``(B, width)`` through the hidden layers: the gradient
+        of the locations ``(P,)``, zero outside the hidden layers' weights and biases."""
+        grad_loc = torch.zeros_like(loc)
         for layer in range(len(self.hidden) - 1, -1, -1):
             w, b, fan_in, fan_out = self.hidden[layer]
             grad_pre = self.activation_backward(grad_h, hs[layer + 1])  # (B, fan_out)
-            grad_loc[w].add_(torch.mm(hs[layer].T, grad_pre).view(-1))
-            grad_loc[b].add_(grad_pre.sum(0))
+            torch.mm(hs[layer].T, grad_pre, out=grad_loc[w].view(fan_in, fan_out))
+            torch.sum(grad_pre, 0, out=grad_loc[b])
             if layer:
                 grad_h = torch.mm(grad_pre, loc[w].view(fan_in, fan_out).T)
+        return grad_loc
+
+
+class _Expansions:
+    """``M`` expansions with the same basis terms in columns ``[0, M * T * O)``: forward to
+    ``(S, M, O, B)`` and back to the coefficients."""
+
+    def __init__(self, pce: PolynomialChaosExpansion, num: int):
+        self.pce, self.num, self.terms, self.outputs = pce, num, pce.num_terms, pce.num_outputs
+        self.columns = num * self.terms * self.outputs
+
+    def forward(self, x: Tensor, theta: Tensor) -> Tensor:
+        self.phi = self.pce.basis_matrix(x)  # (B, T), cached for the full data
+        return expand_in_basis(self.phi, theta[:, : self.columns], self.num, self.terms, self.outputs)
+
+    def backward(self, grad: Tensor) -> Tensor:
+        """``(S, M, O, B)`` -> the coefficients' gradient ``(S, M * T * O)``, each ``(T, O)`` row-major."""
+        S, M, T, O = grad.shape[0], self.num, self.terms, self.outputs
+        grad_coeffs = torch.mm(grad.reshape(S * M * O, -1), self.phi)
+        return grad_coeffs.view(S, M, O, T).transpose(2, 3).reshape(S, M * T * O)
+
+
+class _Head:
+    """The surrogate from the draws to its output ``(S, O, B)`` and back to the draws'
+    gradient ``(S, P)``, the gradient of deterministic hidden layers going straight to the
+    locations. ``forward`` keeps what ``backward`` needs (one step at a time)."""
+
+    def forward(self, x: Tensor, theta: Tensor, loc: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def backward(self, grad_out: Tensor, loc: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(grad_theta (S, P), grad_loc of the hidden layers (P,) or None)``."""
+        raise NotImplementedError
+
+
+class _ExpansionHead(_Head):
+    def __init__(self, pce: PolynomialChaosExpansion):
+        self.expansions = _Expansions(pce, 1)
+
+    def forward(self, x, theta, loc):
+        return self.expansions.forward(x, theta)[:, 0]
+
+    def backward(self, grad_out, loc):
+        return self.expansions.backward(grad_out.unsqueeze(1)), None
+
+
+class _NetworkHead(_Head):
+    """A network with deterministic hidden layers (a Bayesian last layer)."""
+
+    def __init__(self, net: NeuralNetwork):
+        self.net = _Network(net, 0)
+        self._zeros = _Zeros()
+
+    def forward(self, x, theta, loc):
+        self.hs = self.net.features(x, loc)
+        self.rows = theta[:, self.net.rows]
+        out, self.weight_t = self.net.output(self.hs[-1], self.rows)
+        return out
+
+    def backward(self, grad_out, loc):
+        grad_rows, grad_h = self.net.output_backward(grad_out, self.hs[-1], self.weight_t)
+        grad_theta = torch.cat([self._zeros(grad_rows, self.net.hidden_columns), grad_rows], 1)
+        return grad_theta, self.net.hidden_backward(self.hs, grad_h, loc)
+
+
+class _MixtureHead(_Head):
+    """Same-basis expansions blended by a gate with deterministic hidden layers: a sigmoid
+    of the logit difference for two experts, a softmax otherwise."""
+
+    def __init__(self, moe: MixtureOfExperts):
+        self.experts = _Expansions(moe.experts[0], moe.num_experts)
+        self.gate = moe.gating_network
+        self.net = _Network(self.gate, self.experts.columns)
+        self._zeros = _Zeros()
+
+    def forward(self, x, theta, loc):
+        experts = self.experts.forward(x, theta)  # (S, M, O, B)
+        self.hs = self.net.features(x, loc)
+        self.rows = rows = theta[:, self.net.rows]
+        if self.experts.num == 2:  # softmax over two = sigmoid of the logit difference
+            self.diff_map, diff_const = self.gate._difference_map(x)
+            self.g = torch.addmm(diff_const, self.hs[-1], self.diff_map)  # (B, 2 width + 2)
+            self.p1 = torch.sigmoid(torch.mm(rows, self.g.T))  # (S, B)
+            f0, f1 = experts.unbind(1)
+            self.diff = f1 - f0
+            return torch.addcmul(f0, self.p1.unsqueeze(1), self.diff)
+        logits, self.weight_t = self.net.output(self.hs[-1], rows)
+        self.probs = torch.softmax(logits, dim=1)  # (S, M, B)
+        self.expert_out = experts
+        return (self.probs.unsqueeze(2) * experts).sum(1)
+
+    def backward(self, grad_out, loc):
+        if self.experts.num == 2:
+            grad_f1 = grad_out * self.p1.unsqueeze(1)
+            grad_experts = torch.stack([grad_out - grad_f1, grad_f1], 1)  # (S, 2, O, B)
+            grad_z = torch.ops.aten.sigmoid_backward(_sum_dim(grad_out * self.diff, 1), self.p1)  # (S, B)
+            grad_rows = torch.mm(grad_z, self.g)  # (S, 2 width + 2)
+            grad_h = torch.mm(torch.mm(grad_z.T, self.rows), self.diff_map.T)  # (B, width)
+        else:
+            probs = self.probs
+            grad_experts = probs.unsqueeze(2) * grad_out.unsqueeze(1)  # (S, M, O, B)
+            grad_probs = _sum_dim(grad_out.unsqueeze(1) * self.expert_out, 2)  # (S, M, B)
+            grad_logits = torch._softmax_backward_data(grad_probs, probs, 1, probs.dtype)
+            grad_rows, grad_h = self.net.output_backward(grad_logits, self.hs[-1], self.weight_t)
+        pieces = [self.experts.backward(grad_experts), self._zeros(grad_rows, self.net.hidden_columns), grad_rows]
+        return torch.cat(pieces, 1), self.net.hidden_backward(self.hs, grad_h, loc)
+
+
+class _Zeros:
+    """A reused ``(S, n)`` tensor of zeros: the draws' gradient at deterministic hidden layers."""
+
+    def __init__(self):
+        self.zeros: Tensor | None = None
+
+    def __call__(self, like: Tensor, n: int) -> Tensor:
+        z = self.zeros
+        if z is None or z.shape != (like.shape[0], n) or z.dtype != like.dtype or z.device != like.device:
+            z = self.zeros = like.new_zeros(like.shape[0], n)
+        return z
 
 
 class AnalyticStep:
@@ -144,123 +264,42 @@ class AnalyticStep:
         self.model, self.mf, self.nll = model, model.mean_field, loss == "gaussian_nll"
         self.num_samples, self.weight_factor = num_samples, float(weight_factor)
         sur = model.surrogate_model
-        self.pce: PolynomialChaosExpansion | None = None
-        self.net: _Network | None = None
-        self.num_experts, self.expert_columns = 1, 0
-        if isinstance(sur, MixtureOfExperts):
-            self.pce, self.num_experts = sur.experts[0], sur.num_experts
-            self.expert_columns = self.num_experts * self.pce.num_terms * self.pce.num_outputs
-            self.net = _Network(sur.gating_network, self.expert_columns)
-            self.gate = sur.gating_network
-        elif isinstance(sur, NeuralNetwork):
-            self.net = _Network(sur, 0)
-        else:
-            self.pce = sur
-            self.expert_columns = sur.num_params()
-        self._zeros: Tensor | None = None  # (S, hidden columns) of zeros, reused
+        self.head: _Head = (_MixtureHead(sur) if isinstance(sur, MixtureOfExperts)
+                            else _NetworkHead(sur) if isinstance(sur, NeuralNetwork) else _ExpansionHead(sur))
+        self._weight_tensor: Tensor | None = None
 
-    def _draw(self, num_samples: int) -> tuple[Tensor, Tensor, Tensor]:
-        """``(theta (S, P), scaled noise (S, K), std (K,))``; the same random numbers as
-        :meth:`MeanFieldParameters.sample_with_loss`."""
-        mf = self.mf
-        loc, log_std = mf.loc, mf.log_std
-        noise = torch.randn((num_samples, log_std.shape[0]), dtype=loc.dtype, device=loc.device)
-        std = log_std.exp()
-        scaled = noise * std
-        return torch.index_add(loc.expand(num_samples, -1), 1, mf.stochastic_index, scaled), scaled, std
+    def _weight(self, like: Tensor) -> Tensor:
+        """``weight_factor`` as a 0-dim tensor: the gradient of the total with respect to the
+        distribution loss."""
+        w = self._weight_tensor
+        if w is None or w.dtype != like.dtype or w.device != like.device:
+            w = self._weight_tensor = torch.tensor(self.weight_factor, dtype=like.dtype, device=like.device)
+        return w
 
-    def _hidden_zeros(self, like: Tensor) -> Tensor:
-        """Zeros ``(S, hidden columns)``: the draws' gradient at the deterministic hidden layers."""
-        zeros, n = self._zeros, self.net.hidden_columns
-        if zeros is None or zeros.shape != (like.shape[0], n) or zeros.dtype != like.dtype \
-                or zeros.device != like.device:
-            zeros = self._zeros = like.new_zeros(like.shape[0], n)
-        return zeros
+    def _data_term(self, resid: Tensor, factor: float) -> tuple[Tensor, Tensor, Tensor | None]:
+        """From the residuals ``(S, O, B)``: the data term, its gradient with respect to the
+        output and (``gaussian_nll``) to the noise's ``log_std`` ``(O,)``."""
+        if not self.nll:
+            flat = resid.reshape(-1)
+            return torch.dot(flat, flat) * factor, resid * (2 * factor), None
+        log_sigma = self.model.noise.log_std
+        inv_var = torch.exp(-2 * log_sigma)  # (O,)
+        sq = resid.square().sum((0, 2))  # (O,)
+        count = resid.shape[0] * resid.shape[2]
+        data = (0.5 * torch.dot(sq, inv_var) + count * (log_sigma.sum() + log_sigma.shape[0] * _HALF_LOG_2PI)) * factor
+        return data, resid * (inv_var * factor).unsqueeze(-1), (count - sq * inv_var) * factor
 
     @torch.no_grad()
     def __call__(self, x: Tensor, y: Tensor, scale: float) -> Tensor:
-        S, M, mf, net = self.num_samples, self.num_experts, self.mf, self.net
-        theta, scaled, std = self._draw(S)
-
-        # forward to the output (S, O, B)
-        if self.pce is not None:
-            T, O = self.pce.num_terms, self.pce.num_outputs
-            phi = self.pce.basis_matrix(x)  # (B, T), cached for the full data
-            experts = expand_in_basis(phi, theta[:, : self.expert_columns], M, T, O)  # (S, M, O, B)
-        if net is not None:
-            hs = net.features(x, mf.loc)
-            rows = theta[:, net.rows]
-        if net is None:  # an expansion
-            out = experts[:, 0]
-        elif self.pce is None:  # a network
-            out, weight_t = net.output(hs[-1], rows)
-        elif M == 2:  # softmax over two = sigmoid of the logit difference
-            diff_map, diff_const = self.gate._difference_map(x)
-            g = torch.addmm(diff_const, hs[-1], diff_map)  # (B, 2 width + 2)
-            p1 = torch.sigmoid(torch.mm(rows, g.T))  # (S, B)
-            f0, f1 = experts.unbind(1)
-            diff = f1 - f0
-            out = torch.addcmul(f0, p1.unsqueeze(1), diff)
-        else:
-            logits, weight_t = net.output(hs[-1], rows)
-            probs = torch.softmax(logits, dim=1)  # (S, M, B)
-            out = (probs.unsqueeze(2) * experts).sum(1)
-        resid = out - y.T  # (S, O, B)
-
-        # the data term and its gradient with respect to the output
-        factor = scale / S
-        if self.nll:
-            log_sigma = self.model.noise.log_std
-            inv_var = torch.exp(-2 * log_sigma)  # (O,)
-            sq = resid.square().sum((0, 2))  # (O,)
-            count = S * resid.shape[2]
-            data = (0.5 * torch.dot(sq, inv_var) + count * (log_sigma.sum() + log_sigma.shape[0] * _HALF_LOG_2PI)) \
-                * factor
-            grad_out = resid * (inv_var * factor).unsqueeze(-1)
-            noise_grad = (count - sq * inv_var) * factor
-        else:
-            flat = resid.reshape(-1)
-            data = torch.dot(flat, flat) * factor
-            grad_out = resid * (2 * factor)
-
-        # backward to the gradient of every entry of theta (S, P) and of the hidden features
-        pieces = []
-        if net is None:
-            grad_experts = grad_out.unsqueeze(1)
-        elif self.pce is None:
-            grad_rows, grad_h = net.output_backward(grad_out, hs[-1], weight_t)
-        elif M == 2:
-            grad_f1 = grad_out * p1.unsqueeze(1)
-            grad_experts = torch.stack([grad_out - grad_f1, grad_f1], 1)  # (S, 2, O, B)
-            grad_p1 = _sum_dim(grad_out * diff, 1)  # (S, B)
-            grad_z = torch.ops.aten.sigmoid_backward(grad_p1, p1)
-            grad_rows = torch.mm(grad_z, g)  # (S, 2 width + 2)
-            grad_h = torch.mm(torch.mm(grad_z.T, rows), diff_map.T)  # (B, width)
-        else:
-            grad_experts = probs.unsqueeze(2) * grad_out.unsqueeze(1)  # (S, M, O, B)
-            grad_probs = _sum_dim(grad_out.unsqueeze(1) * experts, 2)  # (S, M, B)
-            grad_logits = torch._softmax_backward_data(grad_probs, probs, 1, probs.dtype)
-            grad_rows, grad_h = net.output_backward(grad_logits, hs[-1], weight_t)
-        if self.pce is not None:  # (S, M, O, B) -> coefficients (S, M * T * O), row-major (T, O)
-            grad_coeffs = torch.mm(grad_experts.reshape(S * M * O, -1), phi)
-            pieces.append(grad_coeffs.view(S, M, O, T).transpose(2, 3).reshape(S, M * T * O))
-        if net is not None:
-            pieces += [self._hidden_zeros(theta), grad_rows]
-        grad_theta = pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)
-
-        # the distribution loss (closed form, as MeanFieldParameters) and the total gradients
-        wf = self.weight_factor
-        z = (mf.loc - mf.prior_loc) * mf.prior_inv_scale
-        ratio = std * mf.stochastic_inv_scale
-        dist = torch.dot(z, z).mul_(0.5).sub_(torch.addcmul(mf.log_std, ratio, ratio, value=-0.5).sum()) \
-            .add_(mf.loss_const)
-        grad_loc = torch.add(grad_theta.sum(0), z * mf.prior_inv_scale, alpha=wf)
-        if net is not None:
-            net.hidden_backward(hs, grad_h, mf.loc, grad_loc)
-        mf.loc.grad = grad_loc
-        if mf.log_std.requires_grad:
-            grad_log_std = (grad_theta.index_select(1, mf.stochastic_index) * scaled).sum(0)
-            mf.log_std.grad = torch.add(grad_log_std, ratio.square().sub_(1.0), alpha=wf)
+        mf, wf = self.mf, self.weight_factor
+        theta, dist, saved = mf.draw_with_loss_terms(self.num_samples)  # the same random numbers as autograd's
+        resid = self.head.forward(x, theta, mf.loc) - y.T  # (S, O, B)
+        data, grad_out, noise_grad = self._data_term(resid, scale / self.num_samples)
+        grad_theta, grad_hidden = self.head.backward(grad_out, mf.loc)
+        grad_loc, grad_log_std = mf.gradients(grad_theta, self._weight(grad_theta), saved)
+        mf.loc.grad = grad_loc if grad_hidden is None else grad_loc.add_(grad_hidden)
+        if grad_log_std is not None:
+            mf.log_std.grad = grad_log_std
         if self.nll:
             noise = self.model.noise
             if noise.prior is not None:  # a few elementwise operations on (O,): autograd is fine

@@ -99,11 +99,28 @@ class MeanFieldParameters(nn.Module):
     def sample_with_loss(self, num_samples: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """:meth:`sample` and :meth:`distribution_loss` as one autograd node (a training
         step needs both; sharing them saves operations): ``((num_samples, P), scalar)``."""
+        return _DrawWithLoss.apply(*self._draw_inputs(num_samples, generator))
+
+    def _draw_inputs(self, num_samples: int, generator: torch.Generator | None) -> tuple:
+        """The arguments of :func:`draw_with_loss`, with fresh standard normal noise."""
         loc = self.loc
         noise = torch.randn((num_samples, self.log_std.shape[0]), dtype=loc.dtype, device=loc.device,
                             generator=generator)
-        return _DrawWithLoss.apply(loc, self.log_std, noise, self.stochastic_index, self.prior_loc,
-                                   self.prior_inv_scale, self.stochastic_inv_scale, self.loss_const)
+        return (loc, self.log_std, noise, self.stochastic_index, self.prior_loc, self.prior_inv_scale,
+                self.stochastic_inv_scale, self.loss_const)
+
+    @torch.no_grad()
+    def draw_with_loss_terms(self, num_samples: int) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """:meth:`sample_with_loss` without autograd, plus what :meth:`gradients` needs (for a
+        step that computes its gradients by hand): ``(theta (S, P), loss, saved)``."""
+        return draw_with_loss(*self._draw_inputs(num_samples, None))
+
+    def gradients(self, grad: Tensor, grad_loss: Tensor, saved: tuple[Tensor, Tensor, Tensor]
+                  ) -> tuple[Tensor, Tensor | None]:
+        """Gradients of ``loc`` and ``log_std`` (``None`` when it is not learned) from those of
+        the draw ``grad`` ``(S, P)`` and of the loss ``grad_loss`` (0-dim), given
+        :meth:`draw_with_loss_terms`'s ``saved``."""
+        return draw_with_loss_backward(grad, grad_loss, self.stochastic_index, saved, self.log_std.requires_grad)
 
     def distribution_loss(self) -> Tensor:
         """Sum of the groups' losses: KL to the prior for the Gaussian groups plus
@@ -153,27 +170,47 @@ class _Loss(torch.autograd.Function):
         return grad_loc, grad_log_std, None, None, None, None
 
 
+def draw_with_loss(loc: Tensor, log_std: Tensor, noise: Tensor, index: Tensor, prior_loc: Tensor,
+                   prior_inv_scale: Tensor, stochastic_inv_scale: Tensor, const: float
+                   ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """The draw ``theta`` ``(S, P)`` and the distribution loss (a scalar), with what
+    :func:`draw_with_loss_backward` needs: ``(scaled noise (S, K), dloss/dloc (P,), dloss/dlog_std (K,))``."""
+    std = log_std.exp()
+    scaled = noise * std
+    theta = torch.index_add(loc.expand(noise.shape[0], -1), 1, index, scaled)
+    z = (loc - prior_loc) * prior_inv_scale
+    ratio = std * stochastic_inv_scale
+    # 0.5 |z|^2 + sum(0.5 ratio^2 - log_std) + const
+    loss = torch.dot(z, z).mul_(0.5).sub_(torch.addcmul(log_std, ratio, ratio, value=-0.5).sum()).add_(const)
+    return theta, loss, (scaled, z * prior_inv_scale, torch.mul(ratio, ratio).sub_(1.0))
+
+
+def draw_with_loss_backward(grad: Tensor, grad_loss: Tensor, index: Tensor, saved: tuple[Tensor, Tensor, Tensor],
+                            log_std_grad: bool = True) -> tuple[Tensor, Tensor | None]:
+    """The gradients of ``loc`` and ``log_std`` from those of the draw ``grad`` ``(S, P)``
+    and of the loss ``grad_loss`` (a 0-dim tensor), given :func:`draw_with_loss`'s ``saved``."""
+    scaled, dz, dratio = saved
+    grad_loc = torch.addcmul(grad.sum(0), grad_loss, dz)
+    grad_log_std = None
+    if log_std_grad:  # d theta / d log_std = noise * exp(log_std) = scaled, at the stochastic columns
+        grad_log_std = torch.addcmul((grad.index_select(1, index) * scaled).sum(0), grad_loss, dratio)
+    return grad_loc, grad_log_std
+
+
 class _DrawWithLoss(torch.autograd.Function):
     """:class:`_Draw` and :class:`_Loss` in one node: ``(theta (S, P), loss ())``."""
 
     @staticmethod
     def forward(ctx, loc: Tensor, log_std: Tensor, noise: Tensor, index: Tensor, prior_loc: Tensor,
                 prior_inv_scale: Tensor, stochastic_inv_scale: Tensor, const: float) -> tuple[Tensor, Tensor]:
-        std = log_std.exp()
-        scaled = noise * std
-        theta = torch.index_add(loc.expand(noise.shape[0], -1), 1, index, scaled)
-        z = (loc - prior_loc) * prior_inv_scale
-        ratio = std * stochastic_inv_scale
-        # 0.5 |z|^2 + sum(0.5 ratio^2 - log_std) + const
-        loss = torch.dot(z, z).mul_(0.5).sub_(torch.addcmul(log_std, ratio, ratio, value=-0.5).sum()).add_(const)
-        ctx.save_for_backward(scaled, index, z * prior_inv_scale, torch.mul(ratio, ratio).sub_(1.0))
+        theta, loss, saved = draw_with_loss(loc, log_std, noise, index, prior_loc, prior_inv_scale,
+                                            stochastic_inv_scale, const)
+        ctx.save_for_backward(index, *saved)
         return theta, loss
 
     @staticmethod
     def backward(ctx, grad: Tensor, grad_loss: Tensor):
-        scaled, index, dz, dratio = ctx.saved_tensors
-        grad_loc = torch.addcmul(grad.sum(0), grad_loss, dz)
-        grad_log_std = None
-        if ctx.needs_input_grad[1]:
-            grad_log_std = torch.addcmul((grad.index_select(1, index) * scaled).sum(0), grad_loss, dratio)
+        index, *saved = ctx.saved_tensors
+        grad_loc, grad_log_std = draw_with_loss_backward(grad, grad_loss, index, tuple(saved),
+                                                         ctx.needs_input_grad[1])
         return grad_loc, grad_log_std, None, None, None, None, None, None
