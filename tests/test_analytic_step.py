@@ -22,6 +22,8 @@ SUPPORTED = {
                                 "trainer.noise.prior=half_cauchy"],
     "moe_2_outputs": ["data=sincos", "trainer.loss=gaussian_nll", "trainer.noise.prior=log_normal"],
     "moe_4_experts_2_outputs": ["data=sincos", "model.num_experts=4"],
+    "moe_1_expert": ["model.num_experts=1"],
+    "moe_all_deterministic": ["layout.rules=[]"],
     "nn_last_layer": ["experiment=nn_sincos"],
     "nn_last_layer_depth_2_nll": ["experiment=nn_sincos", "model.depth=2", "trainer.loss=gaussian_nll"],
 }
