@@ -314,6 +314,77 @@ def eval_worker(n: int, draws: int, threads: int) -> dict:
 
 
 # -- report ----------------------------------------------------------------------------------------
+def profile_seed_step(steps: int = 3000) -> dict:
+    """Where the time of one seed step goes, by phase (thread CPU time, one thread), and
+    the number of aten operations it dispatches (``--profile``)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from polymix_cli.training import get_rng_state
+
+    torch.set_num_threads(1)
+    step = seed_polymix()
+    trainer = step.__self__
+    analytic, mf = trainer._analytic, trainer.model.mean_field
+    head, x, y = analytic.head, trainer.x, trainer.y
+    for _ in range(300):
+        step()
+
+    ops: list[str] = []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            ops.append(func._schema.name.split("::")[1])
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        step()
+    views = {"view", "slice", "permute", "transpose", "unsqueeze", "squeeze", "expand", "select", "unbind",
+             "detach", "t", "_unsafe_view", "alias"}
+    phases = ["RNG state (for a rewind)", "draw and distribution loss", "surrogate forward", "data term",
+              "surrogate backward", "draw and loss backward", "finite check", "optimizer", "scheduler"]
+    spent = dict.fromkeys(phases, 0.0)
+    clock = time.thread_time
+    for _ in range(steps):
+        t = [clock()]
+        get_rng_state(x.device)
+        t.append(clock())
+        with torch.no_grad():
+            theta, dist, saved = mf.draw_with_loss_terms(analytic.num_samples)
+            t.append(clock())
+            resid = head.forward(x, theta, mf.loc) - y.T
+            t.append(clock())
+            data, grad_out, _ = analytic._data_term(resid, 1.0 / analytic.num_samples)
+            t.append(clock())
+            grad_theta, grad_hidden = head.backward(grad_out, mf.loc)
+            t.append(clock())
+            grad_loc, grad_log_std = mf.gradients(grad_theta, analytic._weight(grad_theta), saved)
+            mf.loc.grad, mf.log_std.grad = grad_loc.add_(grad_hidden), grad_log_std
+            t.append(clock())
+            losses = torch.stack([data, dist, torch.add(data, dist, alpha=analytic.weight_factor)])
+        trainer._finite(losses[2])
+        t.append(clock())
+        trainer.optimizer.step()
+        t.append(clock())
+        trainer.scheduler.step()
+        t.append(clock())
+        for k, name in enumerate(phases):
+            spent[name] += t[k + 1] - t[k]
+    start = clock()
+    for _ in range(steps):
+        step()
+    whole = (clock() - start) / steps
+    per_step = {name: 1e6 * v / steps for name, v in spent.items()}
+
+    a, b = torch.randn(50), torch.randn(50)
+    start = clock()
+    for _ in range(20000):
+        torch.add(a, b)
+    tiny_op = 1e6 * (clock() - start) / 20000
+    return {"step_us": 1e6 * whole, "phases_us": per_step, "ops": len(ops),
+            "view_ops": sum(op in views for op in ops), "tiny_op_us": tiny_op}
+
+
 def machine() -> dict:
     import torch
 
@@ -372,8 +443,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for large problems")
+    parser.add_argument("--profile", action="store_true", help="only profile one seed step by phase")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile:
+        prof = profile_seed_step()
+        total = sum(prof["phases_us"].values())
+        for name, us in prof["phases_us"].items():
+            print(f"{name:28s} {us:7.0f} us  {100 * us / total:5.1f} %")
+        print(f"{'sum of the phases':28s} {total:7.0f} us; the whole step, timed apart: {prof['step_us']:.0f} us "
+              f"({1e6 / prof['step_us']:.0f} steps/s)")
+        print(f"{prof['ops']} aten operations per step, {prof['view_ops']} of them views; "
+              f"one tiny add costs {prof['tiny_op_us']:.1f} us here")
+        return
     if args.worker:
         kind, *rest = args.worker
         if kind == "pce":

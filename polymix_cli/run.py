@@ -252,10 +252,14 @@ def _metrics_payload(p: Prepared, losses: Mapping[str, float], train_seconds: fl
 
 
 def _write_evidence(p: Prepared, run_dir: Path, history_rows: list[tuple], losses: Mapping[str, float],
-                    train_seconds: float, epochs: int, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate, then write metrics.json (with ``extra`` keys) and the plots."""
+                    train_seconds: float, epochs: int, extra: Mapping[str, Any] | None = None,
+                    gradients: str | None = None) -> dict[str, Any]:
+    """Evaluate, then write metrics.json (with ``extra`` keys; ``gradients``: the trainer's
+    gradient path, recorded under ``timing``) and the plots."""
     ev = evaluate(p.model, p.data, p.cfg["eval"], p.cfg["seed"], p.maps)
     payload = _metrics_payload(p, losses, train_seconds, epochs, ev.splits, ev.noise_std)
+    if gradients is not None:
+        payload["timing"]["gradients"] = gradients
     if ev.sensitivity is not None:
         payload["sensitivity"] = ev.sensitivity.to_json()
     payload.update(extra or {})
@@ -355,14 +359,16 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
         log.error("non-finite loss at epoch %d; kept the state of epoch %d in %s", fault.epoch,
                   trainer.epoch, last)
         try:
-            _write_evidence(p, run_dir, rows, trainer.history.last(), trainer.train_seconds, trainer.epoch)
+            _write_evidence(p, run_dir, rows, trainer.history.last(), trainer.train_seconds, trainer.epoch,
+                                       gradients=trainer.gradient_path)
         except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
             log.error("could not write the metrics and plots of epoch %d: %s", trainer.epoch, err)
         raise RunDiverged(fault.epoch, last, trainer.epoch)
     if received:
         log.warning("interrupted at epoch %d; saved %s", trainer.epoch, last)
         raise RunInterrupted(received[0], trainer.epoch, last)
-    metrics = _write_evidence(p, run_dir, rows, trainer.history.last(), trainer.train_seconds, trainer.epoch)
+    metrics = _write_evidence(p, run_dir, rows, trainer.history.last(), trainer.train_seconds, trainer.epoch,
+                                       gradients=trainer.gradient_path)
     ui.summary(metrics, run_dir)
     return metrics
 

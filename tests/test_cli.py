@@ -43,6 +43,7 @@ def test_metrics_json_is_complete(tiny_run):
     last = list(csv.DictReader((tiny_run / "history.csv").open()))[-1]
     assert metrics["losses"]["total"] == pytest.approx(float(last["total_loss"]), rel=1e-6)
     assert metrics["timing"]["train_seconds"] > 0 and metrics["timing"]["epochs_per_second"] > 0
+    assert metrics["timing"]["gradients"] == "analytic"
     assert metrics["noise_std"] is None  # mse_sum: no learned noise
     for split in ("train", "test"):
         assert set(metrics[split]) == METRIC_KEYS
