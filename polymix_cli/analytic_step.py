@@ -23,7 +23,6 @@ back to autograd; :func:`unsupported_reason` says why.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -35,8 +34,6 @@ from .surrogate_models import MixtureOfExperts, NeuralNetwork, PolynomialChaosEx
 from .surrogate_models.pce import expand_in_basis
 
 __all__ = ["AnalyticStep", "unsupported_reason"]
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 # activation -> its backward from the activation's output: (grad_out, out) -> grad_in
 _ACTIVATION_BACKWARD: dict[Callable, Callable[[Tensor, Tensor], Tensor]] = {
@@ -282,11 +279,11 @@ class AnalyticStep:
         if not self.nll:
             flat = resid.reshape(-1)
             return torch.dot(flat, flat) * factor, resid * (2 * factor), None
-        log_sigma = self.model.noise.log_std
-        inv_var = torch.exp(-2 * log_sigma)  # (O,)
+        noise = self.model.noise
         sq = resid.square().sum((0, 2))  # (O,)
         count = resid.shape[0] * resid.shape[2]
-        data = (0.5 * torch.dot(sq, inv_var) + count * (log_sigma.sum() + log_sigma.shape[0] * _HALF_LOG_2PI)) * factor
+        data = noise.nll_from_squared_errors(sq, count) * factor
+        inv_var = torch.exp(-2 * noise.log_std)  # (O,)
         return data, resid * (inv_var * factor).unsqueeze(-1), (count - sq * inv_var) * factor
 
     @torch.no_grad()

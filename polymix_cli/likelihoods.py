@@ -121,10 +121,14 @@ class GaussianNoise(nn.Module):
 
         ``y_hat`` ``(S, B, O)`` (draws of the surrogate), ``y`` ``(B, O)``. Vectorised: one
         squared residual, its sum over draws and points, and an ``(O,)`` dot product."""
-        s, b = y_hat.shape[0], y_hat.shape[1]
         sq = (y_hat - y).square().sum((0, 1))  # (O,)
-        return 0.5 * (sq * torch.exp(-2 * self.log_std)).sum() + (s * b) * (self.log_std.sum()
-                                                                           + self.num_outputs * _HALF_LOG_2PI)
+        return self.nll_from_squared_errors(sq, y_hat.shape[0] * y_hat.shape[1])
+
+    def nll_from_squared_errors(self, sq: Tensor, count: int) -> Tensor:
+        """:meth:`neg_log_likelihood` from the squared residuals summed per output ``sq``
+        ``(O,)`` over ``count`` (draw, point) pairs."""
+        return 0.5 * (sq * torch.exp(-2 * self.log_std)).sum() + count * (self.log_std.sum()
+                                                                          + self.num_outputs * _HALF_LOG_2PI)
 
     def log_prob(self, y: Tensor, mean: Tensor) -> Tensor:
         """Elementwise ``log N(y | mean, sigma^2)``, broadcast over leading axes of ``mean``."""
