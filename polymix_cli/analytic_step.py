@@ -10,7 +10,7 @@ its gradient directly, with fewer operations and no autograd graph:
   every group deterministic or i.i.d. Gaussian with an i.i.d. Gaussian prior);
 - the surrogate is
   - a :class:`PolynomialChaosExpansion`,
-  - a :class:`NeuralNetwork` whose hidden layers are deterministic (a Bayesian last layer), or
+  - a :class:`NeuralNetwork` (any of its layers random or deterministic), or
   - a :class:`MixtureOfExperts` of expansions with the same basis terms whose gate has
     deterministic hidden layers (the gate's output layer may be stochastic);
   with hidden activations ``tanh``, ``sigmoid`` or ``relu``;
@@ -24,6 +24,7 @@ back to autograd; :func:`unsupported_reason` says why.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -49,12 +50,9 @@ def _sum_dim(t: Tensor, dim: int) -> Tensor:
     return t.squeeze(dim) if t.shape[dim] == 1 else t.sum(dim)
 
 
-def _network_reason(model: StochasticModel, net: NeuralNetwork, prefix: str) -> str | None:
+def _activation_reason(net: NeuralNetwork) -> str | None:
     if net.activation not in _ACTIVATION_BACKWARD:
         return f"the activation {getattr(net.activation, '__name__', net.activation)!r}"
-    hidden = [prefix + b.name for b in net._blocks[:-2]]
-    if not all(name in model.constant_blocks for name in hidden):
-        return "stochastic hidden layers"
     return None
 
 
@@ -69,62 +67,129 @@ def unsupported_reason(model: StochasticModel, loss: str) -> str | None:
     if type(sur) is PolynomialChaosExpansion:
         return None
     if type(sur) is NeuralNetwork:
-        return _network_reason(model, sur, "")
+        return _activation_reason(sur)
     if type(sur) is not MixtureOfExperts:
         return f"a {type(sur).__name__} surrogate"
     if not sur._shared_pce or type(sur.experts[0]) is not PolynomialChaosExpansion:
         return "experts that are not expansions with the same basis terms"
-    return _network_reason(model, sur.gating_network, "gate.")
+    gate = sur.gating_network
+    if not all(f"gate.{b.name}" in model.constant_blocks for b in gate._blocks[:-2]):
+        return "a gate with stochastic hidden layers"
+    return _activation_reason(gate)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """A dense layer ``h @ W + b``: the columns of ``W`` ``(fan_in, fan_out)`` and ``b`` in
+    the parameter vector, and whether its values differ between draws."""
+
+    w: slice
+    b: slice
+    fan_in: int
+    fan_out: int
+    per_draw: bool
 
 
 class _Network:
-    """A network's deterministic hidden layers and its per-draw output layer, with their
-    backward passes, at column ``offset`` of the parameter vector."""
+    """A network's layers at column ``offset`` of the parameter vector, forward and back.
 
-    def __init__(self, net: NeuralNetwork, offset: int):
+    Activations the same in every draw are laid out ``(B, features)``; from the first layer
+    with random parameters on they are ``(S, features, B)``, so the output layer gives
+    ``(S, outputs, B)`` directly. ``per_draw_output`` takes the output layer's values from
+    the draws even where they are deterministic (the gate's, whose logits are per draw)."""
+
+    def __init__(self, net: NeuralNetwork, offset: int, constant: frozenset[str], prefix: str,
+                 per_draw_output: bool = False):
         blocks = net._blocks
-        # hidden layers: (weight columns, bias columns, fan_in, fan_out)
-        self.hidden = [(slice(offset + w.start, offset + w.stop), slice(offset + b.start, offset + b.stop), *w.shape)
-                       for w, b in zip(blocks[:-2:2], blocks[1:-2:2])]
-        self.hidden_columns = blocks[-2].start  # how many, from offset
-        self.rows = slice(offset + blocks[-2].start, offset + blocks[-1].stop)  # output weight, then bias
-        self.width, self.outputs = blocks[-2].shape
+        self.layers = [
+            _Layer(slice(offset + w.start, offset + w.stop), slice(offset + b.start, offset + b.stop), *w.shape,
+                   per_draw=not {prefix + w.name, prefix + b.name} <= constant)
+            for w, b in zip(blocks[::2], blocks[1::2])
+        ]
+        if per_draw_output:
+            last = self.layers[-1]
+            self.layers[-1] = _Layer(last.w, last.b, last.fan_in, last.fan_out, per_draw=True)
         self.activation, self.activation_backward = net.activation, _ACTIVATION_BACKWARD[net.activation]
+        self._zeros = _Zeros()
 
-    def features(self, x: Tensor, loc: Tensor) -> list[Tensor]:
-        """``[x, h_1, ..., h_depth]``, each ``(B, .)``: the same in every draw."""
-        hs = [x]
-        for w, b, fan_in, fan_out in self.hidden:
-            hs.append(self.activation(torch.addmm(loc[b], hs[-1], loc[w].view(fan_in, fan_out))))
-        return hs
+    @property
+    def output_columns(self) -> slice:
+        """The output layer's weight and bias columns (one contiguous range)."""
+        return slice(self.layers[-1].w.start, self.layers[-1].b.stop)
 
-    def output(self, h: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """The output layer for every draw's ``rows`` ``(S, width * K + K)``: ``(S, K, B)``,
-        and the weights as ``(S * K, width)`` for :meth:`output_backward`."""
-        S, H, K = rows.shape[0], self.width, self.outputs
-        weight_t = rows[:, : H * K].view(S, H, K).transpose(1, 2).reshape(S * K, H)
-        return torch.mm(weight_t, h.T).view(S, K, -1).add_(rows[:, H * K :].unsqueeze(-1)), weight_t
+    def forward(self, x: Tensor, theta: Tensor, loc: Tensor, layers: int | None = None) -> list[Tensor]:
+        """``[x, a_1, ..., a_L]`` through the first ``layers`` layers (default: all; hidden
+        layers activated, the output layer not). Keeps what :meth:`backward` needs."""
+        acts, self.weights = [x], []
+        for k, layer in enumerate(self.layers[:layers]):
+            out, weight = self._affine(layer, acts[-1], theta, loc)
+            self.weights.append(weight)
+            acts.append(self.activation(out) if k < len(self.layers) - 1 else out)
+        return acts
 
-    def output_backward(self, grad: Tensor, h: Tensor, weight_t: Tensor) -> tuple[Tensor, Tensor]:
-        """From the gradient ``(S, K, B)`` of :meth:`output`: that of the rows ``(S, width * K + K)``
-        and of ``h`` ``(B, width)``."""
-        S, H, K = grad.shape[0], self.width, self.outputs
-        flat = grad.reshape(S * K, -1)
-        grad_w = torch.mm(flat, h).view(S, K, H).transpose(1, 2).reshape(S, H * K)
-        return torch.cat([grad_w, grad.sum(2)], 1), torch.mm(flat.T, weight_t)
+    @staticmethod
+    def _affine(layer: _Layer, h: Tensor, theta: Tensor, loc: Tensor) -> tuple[Tensor, Tensor]:
+        """The layer's output and the weights :meth:`_affine_backward` uses."""
+        fan_in, fan_out = layer.fan_in, layer.fan_out
+        if not layer.per_draw:
+            weight = loc[layer.w].view(fan_in, fan_out)
+            if h.dim() == 2:  # the same in every draw: (B, fan_out)
+                return torch.addmm(loc[layer.b], h, weight), weight
+            return torch.matmul(weight.T, h).add_(loc[layer.b].unsqueeze(-1)), weight  # (S, fan_out, B)
+        S = theta.shape[0]
+        weight_t = theta[:, layer.w].view(S, fan_in, fan_out).transpose(1, 2)  # (S, fan_out, fan_in)
+        bias = theta[:, layer.b].unsqueeze(-1)
+        if h.dim() == 2:  # fold the draws into the rows of one product: (S * fan_out, fan_in) @ (fan_in, B)
+            weight_t = weight_t.reshape(S * fan_out, fan_in)
+            return torch.mm(weight_t, h.T).view(S, fan_out, -1).add_(bias), weight_t
+        return torch.baddbmm(bias, weight_t, h), weight_t
 
-    def hidden_backward(self, hs: list[Tensor], grad_h: Tensor, loc: Tensor) -> Tensor:
-        """Back-propagate ``grad_h`` ``(B, width)`` through the hidden layers: the gradient
-        of the locations ``(P,)``, zero outside the hidden layers' weights and biases."""
-        grad_loc = torch.zeros_like(loc)
-        for layer in range(len(self.hidden) - 1, -1, -1):
-            w, b, fan_in, fan_out = self.hidden[layer]
-            grad_pre = self.activation_backward(grad_h, hs[layer + 1])  # (B, fan_out)
-            torch.mm(hs[layer].T, grad_pre, out=grad_loc[w].view(fan_in, fan_out))
-            torch.sum(grad_pre, 0, out=grad_loc[b])
-            if layer:
-                grad_h = torch.mm(grad_pre, loc[w].view(fan_in, fan_out).T)
-        return grad_loc
+    def backward(self, acts: list[Tensor], grad: Tensor, loc: Tensor, num_samples: int,
+                 layers: int | None = None) -> tuple[list[Tensor], Tensor]:
+        """From the gradient of the last of ``acts`` (laid out as it), back through the
+        first ``layers`` layers (default: all): the draws' gradient at those layers' columns
+        ``[(S, n), ...]`` in column order, and the locations' gradient ``(P,)`` from the
+        deterministic ones."""
+        count = len(self.layers) if layers is None else layers
+        grad_loc, pieces = torch.zeros_like(loc), []
+        for k in range(count - 1, -1, -1):
+            layer, h, out = self.layers[k], acts[k], acts[k + 1]
+            if k < len(self.layers) - 1:
+                grad = self.activation_backward(grad, out)
+            pieces.append(self._affine_backward(layer, h, grad, self.weights[k], grad_loc, num_samples))
+            if k:
+                grad = self._input_grad(layer, h, grad, self.weights[k])
+        return pieces[::-1], grad_loc
+
+    def _affine_backward(self, layer: _Layer, h: Tensor, grad: Tensor, weight: Tensor, grad_loc: Tensor,
+                         num_samples: int) -> Tensor:
+        """The parameters' gradient: into ``grad_loc`` for a deterministic layer (its draws'
+        gradient is then zero), else returned as ``(S, fan_in * fan_out + fan_out)``."""
+        fan_in, fan_out = layer.fan_in, layer.fan_out
+        if not layer.per_draw:
+            if h.dim() == 2:  # h (B, fan_in), grad (B, fan_out)
+                torch.mm(h.T, grad, out=grad_loc[layer.w].view(fan_in, fan_out))
+                torch.sum(grad, 0, out=grad_loc[layer.b])
+            else:  # h (S, fan_in, B), grad (S, fan_out, B)
+                torch.mm(h.transpose(0, 1).reshape(fan_in, -1), grad.transpose(0, 1).reshape(fan_out, -1).T,
+                         out=grad_loc[layer.w].view(fan_in, fan_out))
+                torch.sum(grad, (0, 2), out=grad_loc[layer.b])
+            return self._zeros(num_samples, fan_in * fan_out + fan_out, grad)
+        S = grad.shape[0]
+        if h.dim() == 2:  # grad (S, fan_out, B) against h (B, fan_in)
+            grad_w_t = torch.mm(grad.reshape(S * fan_out, -1), h).view(S, fan_out, fan_in)
+        else:
+            grad_w_t = torch.bmm(grad, h.transpose(1, 2))
+        return torch.cat([grad_w_t.transpose(1, 2).reshape(S, fan_in * fan_out), grad.sum(2)], 1)
+
+    @staticmethod
+    def _input_grad(layer: _Layer, h: Tensor, grad: Tensor, weight: Tensor) -> Tensor:
+        """The gradient of the layer's input, laid out as ``h``."""
+        if not layer.per_draw:
+            return torch.mm(grad, weight.T) if h.dim() == 2 else torch.matmul(weight, grad)
+        if h.dim() == 2:  # summed over the draws: (B, fan_in)
+            return torch.mm(grad.reshape(-1, grad.shape[-1]).T, weight)
+        return torch.bmm(weight.transpose(1, 2), grad)
 
 
 class _Expansions:
@@ -171,77 +236,77 @@ class _ExpansionHead(_Head):
 
 
 class _NetworkHead(_Head):
-    """A network with deterministic hidden layers (a Bayesian last layer)."""
+    """A network; any of its layers may be random."""
 
-    def __init__(self, net: NeuralNetwork):
-        self.net = _Network(net, 0)
-        self._zeros = _Zeros()
+    def __init__(self, net: NeuralNetwork, constant: frozenset[str]):
+        self.net = _Network(net, 0, constant, "")
 
     def forward(self, x, theta, loc):
-        self.hs = self.net.features(x, loc)
-        self.rows = theta[:, self.net.rows]
-        out, self.weight_t = self.net.output(self.hs[-1], self.rows)
-        return out
+        self.acts = self.net.forward(x, theta, loc)
+        out = self.acts[-1]
+        return out.T.expand(theta.shape[0], -1, -1) if out.dim() == 2 else out  # (S, O, B)
 
     def backward(self, grad_out, loc):
-        grad_rows, grad_h = self.net.output_backward(grad_out, self.hs[-1], self.weight_t)
-        grad_theta = torch.cat([self._zeros(grad_rows, self.net.hidden_columns), grad_rows], 1)
-        return grad_theta, self.net.hidden_backward(self.hs, grad_h, loc)
+        grad = grad_out.sum(0).T if self.acts[-1].dim() == 2 else grad_out
+        pieces, grad_loc = self.net.backward(self.acts, grad, loc, grad_out.shape[0])
+        return (pieces[0] if len(pieces) == 1 else torch.cat(pieces, 1)), grad_loc
 
 
 class _MixtureHead(_Head):
     """Same-basis expansions blended by a gate with deterministic hidden layers: a sigmoid
     of the logit difference for two experts, a softmax otherwise."""
 
-    def __init__(self, moe: MixtureOfExperts):
+    def __init__(self, moe: MixtureOfExperts, constant: frozenset[str]):
         self.experts = _Expansions(moe.experts[0], moe.num_experts)
         self.gate = moe.gating_network
-        self.net = _Network(self.gate, self.experts.columns)
-        self._zeros = _Zeros()
+        self.net = _Network(self.gate, self.experts.columns, constant, "gate.", per_draw_output=True)
+        self.hidden = len(self.net.layers) - 1
 
     def forward(self, x, theta, loc):
         experts = self.experts.forward(x, theta)  # (S, M, O, B)
-        self.hs = self.net.features(x, loc)
-        self.rows = rows = theta[:, self.net.rows]
         if self.experts.num == 2:  # softmax over two = sigmoid of the logit difference
+            self.acts = self.net.forward(x, theta, loc, layers=self.hidden)
+            self.rows = rows = theta[:, self.net.output_columns]  # (S, 2 width + 2)
             self.diff_map, diff_const = self.gate._difference_map(x)
-            self.g = torch.addmm(diff_const, self.hs[-1], self.diff_map)  # (B, 2 width + 2)
+            self.g = torch.addmm(diff_const, self.acts[-1], self.diff_map)  # (B, 2 width + 2)
             self.p1 = torch.sigmoid(torch.mm(rows, self.g.T))  # (S, B)
             f0, f1 = experts.unbind(1)
             self.diff = f1 - f0
             return torch.addcmul(f0, self.p1.unsqueeze(1), self.diff)
-        logits, self.weight_t = self.net.output(self.hs[-1], rows)
-        self.probs = torch.softmax(logits, dim=1)  # (S, M, B)
+        self.acts = self.net.forward(x, theta, loc)
+        self.probs = torch.softmax(self.acts[-1], dim=1)  # (S, M, B)
         self.expert_out = experts
         return (self.probs.unsqueeze(2) * experts).sum(1)
 
     def backward(self, grad_out, loc):
+        S = grad_out.shape[0]
         if self.experts.num == 2:
             grad_f1 = grad_out * self.p1.unsqueeze(1)
             grad_experts = torch.stack([grad_out - grad_f1, grad_f1], 1)  # (S, 2, O, B)
             grad_z = torch.ops.aten.sigmoid_backward(_sum_dim(grad_out * self.diff, 1), self.p1)  # (S, B)
-            grad_rows = torch.mm(grad_z, self.g)  # (S, 2 width + 2)
             grad_h = torch.mm(torch.mm(grad_z.T, self.rows), self.diff_map.T)  # (B, width)
+            pieces, grad_loc = self.net.backward(self.acts, grad_h, loc, S, layers=self.hidden)
+            pieces.append(torch.mm(grad_z, self.g))  # the output layer's rows (S, 2 width + 2)
         else:
             probs = self.probs
             grad_experts = probs.unsqueeze(2) * grad_out.unsqueeze(1)  # (S, M, O, B)
             grad_probs = _sum_dim(grad_out.unsqueeze(1) * self.expert_out, 2)  # (S, M, B)
             grad_logits = torch._softmax_backward_data(grad_probs, probs, 1, probs.dtype)
-            grad_rows, grad_h = self.net.output_backward(grad_logits, self.hs[-1], self.weight_t)
-        pieces = [self.experts.backward(grad_experts), self._zeros(grad_rows, self.net.hidden_columns), grad_rows]
-        return torch.cat(pieces, 1), self.net.hidden_backward(self.hs, grad_h, loc)
+            pieces, grad_loc = self.net.backward(self.acts, grad_logits, loc, S)
+        return torch.cat([self.experts.backward(grad_experts), *pieces], 1), grad_loc
 
 
 class _Zeros:
-    """A reused ``(S, n)`` tensor of zeros: the draws' gradient at deterministic hidden layers."""
+    """Reused tensors of zeros ``(S, n)``: the draws' gradient at deterministic layers."""
 
     def __init__(self):
-        self.zeros: Tensor | None = None
+        self.cache: dict[tuple, Tensor] = {}
 
-    def __call__(self, like: Tensor, n: int) -> Tensor:
-        z = self.zeros
-        if z is None or z.shape != (like.shape[0], n) or z.dtype != like.dtype or z.device != like.device:
-            z = self.zeros = like.new_zeros(like.shape[0], n)
+    def __call__(self, num_samples: int, n: int, like: Tensor) -> Tensor:
+        key = (num_samples, n, like.dtype, like.device)
+        z = self.cache.get(key)
+        if z is None:
+            z = self.cache[key] = like.new_zeros(num_samples, n)
         return z
 
 
@@ -261,8 +326,10 @@ class AnalyticStep:
         self.model, self.mf, self.nll = model, model.mean_field, loss == "gaussian_nll"
         self.num_samples, self.weight_factor = num_samples, float(weight_factor)
         sur = model.surrogate_model
-        self.head: _Head = (_MixtureHead(sur) if isinstance(sur, MixtureOfExperts)
-                            else _NetworkHead(sur) if isinstance(sur, NeuralNetwork) else _ExpansionHead(sur))
+        constant = model.constant_blocks
+        self.head: _Head = (_MixtureHead(sur, constant) if isinstance(sur, MixtureOfExperts)
+                            else _NetworkHead(sur, constant) if isinstance(sur, NeuralNetwork)
+                            else _ExpansionHead(sur))
         self._weight_tensor: Tensor | None = None
 
     def _weight(self, like: Tensor) -> Tensor:

@@ -26,6 +26,15 @@ SUPPORTED = {
     "moe_all_deterministic": ["layout.rules=[]"],
     "nn_last_layer": ["experiment=nn_sincos"],
     "nn_last_layer_depth_2_nll": ["experiment=nn_sincos", "model.depth=2", "trainer.loss=gaussian_nll"],
+    "nn_all_random": ["experiment=nn_sincos", "layout=all_iid"],
+    "nn_all_random_depth_3_relu": ["experiment=nn_sincos", "layout=all_iid", "model.depth=3",
+                                   "model.activation=relu", "trainer.loss=gaussian_nll"],
+    "nn_random_first_layer": ["experiment=nn_sincos", "data=sign_sine", "model.depth=2",
+                              "layout.rules=[{match: hidden.0.*, kind: iid_gaussian}]"],
+    "nn_random_middle_layer_2_inputs": ["experiment=nn_sincos", "data=ishigami", "data.num_train=30",
+                                        "model.depth=3", "model.activation=sigmoid",
+                                        "layout.rules=[{match: hidden.1.weight, kind: iid_gaussian}]"],
+    "nn_all_deterministic": ["experiment=nn_sincos", "layout.rules=[]"],
 }
 
 
@@ -91,8 +100,8 @@ def test_training_follows_the_autograd_trajectory(batch_size):
 
 
 @pytest.mark.parametrize(("overrides", "reason"), [
-    (["experiment=nn_sincos", "layout=all_iid"], "stochastic hidden layers"),
-    (["layout=all_iid"], "stochastic hidden layers"),
+    (["layout=all_iid"], "a gate with stochastic hidden layers"),
+    (["experiment=nn_sincos", "model.activation=softplus"], "the activation 'softplus'"),
     (["model.gate.activation=gelu"], "the activation 'gelu'"),
     (["model.expert.kind=nn", "layout=all_iid"], "experts that are not expansions with the same basis terms"),
     (["layout.default.kind=gaussian"], "a layout that is not mean-field"),
