@@ -259,6 +259,7 @@ def moe_worker(num_experts: int, n: int, threads: int) -> dict:
 AB_CASES = {  # name -> (config overrides, threads: 0 = --threads)
     "nn_sincos (50 points, 50 draws)": (["experiment=nn_sincos"], 1),
     "nn_sincos, all layers random": (["experiment=nn_sincos", "layout=all_iid"], 1),
+    "moe_sign, all parameters random": (["experiment=moe_sign", "layout=all_iid"], 1),
     "pce_sine, N = 1e4": (["experiment=pce_sine", "data.num_train=10000"], 0),
     "2 experts, N = 1e4": (["experiment=moe_sign", "data.num_train=10000"], 0),
     "4 experts, N = 1e4": (["experiment=moe_sign", "model.num_experts=4", "data.num_train=10000"], 0),

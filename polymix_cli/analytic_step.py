@@ -11,8 +11,8 @@ its gradient directly, with fewer operations and no autograd graph:
 - the surrogate is
   - a :class:`PolynomialChaosExpansion`,
   - a :class:`NeuralNetwork` (any of its layers random or deterministic), or
-  - a :class:`MixtureOfExperts` of expansions with the same basis terms whose gate has
-    deterministic hidden layers (the gate's output layer may be stochastic);
+  - a :class:`MixtureOfExperts` of expansions with the same basis terms (any gate layer
+    random or deterministic);
   with hidden activations ``tanh``, ``sigmoid`` or ``relu``;
 - the data term is ``mse_sum`` or ``gaussian_nll``.
 
@@ -72,10 +72,7 @@ def unsupported_reason(model: StochasticModel, loss: str) -> str | None:
         return f"a {type(sur).__name__} surrogate"
     if not sur._shared_pce or type(sur.experts[0]) is not PolynomialChaosExpansion:
         return "experts that are not expansions with the same basis terms"
-    gate = sur.gating_network
-    if not all(f"gate.{b.name}" in model.constant_blocks for b in gate._blocks[:-2]):
-        return "a gate with stochastic hidden layers"
-    return _activation_reason(gate)
+    return _activation_reason(sur.gating_network)
 
 
 @dataclass(frozen=True)
@@ -253,18 +250,20 @@ class _NetworkHead(_Head):
 
 
 class _MixtureHead(_Head):
-    """Same-basis expansions blended by a gate with deterministic hidden layers: a sigmoid
-    of the logit difference for two experts, a softmax otherwise."""
+    """Same-basis expansions blended by a gate: for two experts whose gate has
+    deterministic hidden layers, a sigmoid of the logit difference (one product of the
+    output layer's raw parameters with the shared features); a softmax otherwise."""
 
     def __init__(self, moe: MixtureOfExperts, constant: frozenset[str]):
         self.experts = _Expansions(moe.experts[0], moe.num_experts)
         self.gate = moe.gating_network
         self.net = _Network(self.gate, self.experts.columns, constant, "gate.", per_draw_output=True)
         self.hidden = len(self.net.layers) - 1
+        self.sigmoid = moe.num_experts == 2 and not any(layer.per_draw for layer in self.net.layers[:-1])
 
     def forward(self, x, theta, loc):
         experts = self.experts.forward(x, theta)  # (S, M, O, B)
-        if self.experts.num == 2:  # softmax over two = sigmoid of the logit difference
+        if self.sigmoid:  # softmax over two = sigmoid of the logit difference
             self.acts = self.net.forward(x, theta, loc, layers=self.hidden)
             self.rows = rows = theta[:, self.net.output_columns]  # (S, 2 width + 2)
             self.diff_map, diff_const = self.gate._difference_map(x)
@@ -280,7 +279,7 @@ class _MixtureHead(_Head):
 
     def backward(self, grad_out, loc):
         S = grad_out.shape[0]
-        if self.experts.num == 2:
+        if self.sigmoid:
             grad_f1 = grad_out * self.p1.unsqueeze(1)
             grad_experts = torch.stack([grad_out - grad_f1, grad_f1], 1)  # (S, 2, O, B)
             grad_z = torch.ops.aten.sigmoid_backward(_sum_dim(grad_out * self.diff, 1), self.p1)  # (S, B)

@@ -24,6 +24,8 @@ SUPPORTED = {
     "moe_4_experts_2_outputs": ["data=sincos", "model.num_experts=4"],
     "moe_1_expert": ["model.num_experts=1"],
     "moe_all_deterministic": ["layout.rules=[]"],
+    "moe_all_random": ["layout=all_iid"],
+    "moe_3_experts_all_random_depth_2": ["layout=all_iid", "model.num_experts=3", "model.gate.depth=2"],
     "nn_last_layer": ["experiment=nn_sincos"],
     "nn_last_layer_depth_2_nll": ["experiment=nn_sincos", "model.depth=2", "trainer.loss=gaussian_nll"],
     "nn_all_random": ["experiment=nn_sincos", "layout=all_iid"],
@@ -100,7 +102,6 @@ def test_training_follows_the_autograd_trajectory(batch_size):
 
 
 @pytest.mark.parametrize(("overrides", "reason"), [
-    (["layout=all_iid"], "a gate with stochastic hidden layers"),
     (["experiment=nn_sincos", "model.activation=softplus"], "the activation 'softplus'"),
     (["model.gate.activation=gelu"], "the activation 'gelu'"),
     (["model.expert.kind=nn", "layout=all_iid"], "experts that are not expansions with the same basis terms"),
