@@ -360,7 +360,7 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
                   trainer.epoch, last)
         try:
             _write_evidence(p, run_dir, rows, trainer.history.last(), trainer.train_seconds, trainer.epoch,
-                                       gradients=trainer.gradient_path)
+                            gradients=trainer.gradient_path)
         except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
             log.error("could not write the metrics and plots of epoch %d: %s", trainer.epoch, err)
         raise RunDiverged(fault.epoch, last, trainer.epoch)
@@ -368,7 +368,7 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
         log.warning("interrupted at epoch %d; saved %s", trainer.epoch, last)
         raise RunInterrupted(received[0], trainer.epoch, last)
     metrics = _write_evidence(p, run_dir, rows, trainer.history.last(), trainer.train_seconds, trainer.epoch,
-                                       gradients=trainer.gradient_path)
+                              gradients=trainer.gradient_path)
     ui.summary(metrics, run_dir)
     return metrics
 
