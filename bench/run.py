@@ -76,22 +76,27 @@ def worker(args: list[str]) -> dict:
 
 
 # -- the seed experiment -------------------------------------------------------------------------
-def seed_polymix(gradients: str = "auto"):
-    """A step function for moe_sign exactly as `polymix train` builds it (``gradients``:
-    ``auto``, the default hand-derived gradients, or ``autograd``)."""
-    import torch
+def config_trainer(overrides: list[str], gradients: str = "auto", scheduler: bool = False):
+    """A Trainer as `polymix train` builds it from the Hydra configs with ``overrides``
+    (draws, weight and loss from the config; ``gradients`` as ``trainer.gradients``),
+    with no epoch limit; with ``scheduler``, the config's schedule over 1e9 steps."""
     from conftest import compose_train
 
     from polymix_cli.run import prepare
     from polymix_cli.training import Trainer, TrainSettings, build_optimizer, build_scheduler
 
-    p = prepare(compose_train(["experiment=moe_sign"]))
+    p = prepare(compose_train(overrides))
+    t = p.cfg["trainer"]
     opt = build_optimizer(p.cfg["optimizer"], p.model.parameters())
-    trainer = Trainer(p.model, p.data.x_train, p.data.y_train,
-                      TrainSettings(10**9, 100, 0.1, gradients=gradients), opt,
-                      build_scheduler(p.cfg["scheduler"], opt, 10**9))
-    del torch
-    return trainer.step
+    return Trainer(p.model, p.data.x_train, p.data.y_train,
+                   TrainSettings(10**9, t["num_samples"], t["weight_factor"], t["loss"], gradients=gradients), opt,
+                   build_scheduler(p.cfg["scheduler"], opt, 10**9) if scheduler else None)
+
+
+def seed_polymix(gradients: str = "auto"):
+    """A step function for moe_sign exactly as `polymix train` builds it (``gradients``:
+    ``auto``, the default hand-derived gradients, or ``autograd``)."""
+    return config_trainer(["experiment=moe_sign"], gradients, scheduler=True).step
 
 
 def seed_peer():
@@ -241,18 +246,12 @@ def bench_pce(quick: bool, threads: int) -> list[dict]:
 # -- mixtures and evaluation --------------------------------------------------------------------
 def moe_worker(num_experts: int, n: int, threads: int) -> dict:
     import torch
-    from conftest import compose_train
-
-    from polymix_cli.run import prepare
-    from polymix_cli.training import Trainer, TrainSettings, build_optimizer
 
     torch.set_num_threads(threads)
-    cfg = compose_train(["experiment=moe_sign", f"model.num_experts={num_experts}", f"data.num_train={n}"])
-    p = prepare(cfg)
-    opt = build_optimizer(p.cfg["optimizer"], p.model.parameters())
-    trainer = Trainer(p.model, p.data.x_train, p.data.y_train, TrainSettings(10**9, 100, 0.1), opt)
+    trainer = config_trainer(["experiment=moe_sign", f"model.num_experts={num_experts}", f"data.num_train={n}"])
     per_step = median_time(trainer.step, 50 if n < 1000 else 10, warmup=5)
-    return {"experts": num_experts, "n": n, "draws": 100, "num_params": p.model.num_params(),
+    return {"experts": num_experts, "n": n, "draws": trainer.settings.num_samples,
+            "num_params": trainer.model.num_params(),
             "step_ms": 1e3 * per_step, "epochs_per_s": 1 / per_step}
 
 
@@ -271,23 +270,12 @@ def ab_worker(case: str, threads: int) -> dict:
     """Both gradient paths (``trainer.gradients`` auto and autograd) on one model, steps
     alternating in one process: median step times."""
     import torch
-    from conftest import compose_train
-
-    from polymix_cli.run import prepare
-    from polymix_cli.training import Trainer, TrainSettings, build_optimizer
 
     overrides, fixed = AB_CASES[case]
     torch.set_num_threads(fixed or threads)
-    trainers = {}
-    for gradients in ("auto", "autograd"):
-        p = prepare(compose_train(overrides))
-        t = p.cfg["trainer"]
-        opt = build_optimizer(p.cfg["optimizer"], p.model.parameters())
-        trainers[gradients] = Trainer(p.model, p.data.x_train, p.data.y_train,
-                                      TrainSettings(10**9, t["num_samples"], t["weight_factor"], t["loss"],
-                                                    gradients=gradients), opt)
+    trainers = {gradients: config_trainer(overrides, gradients) for gradients in ("auto", "autograd")}
     times: dict[str, list[float]] = {g: [] for g in trainers}
-    repeats = 200 if p.data.x_train.shape[0] < 1000 else 15
+    repeats = 200 if trainers["auto"].x.shape[0] < 1000 else 15
     for _ in range(repeats + 3):
         for gradients, trainer in trainers.items():
             start = time.perf_counter()
