@@ -24,7 +24,7 @@ back to autograd; :func:`unsupported_reason` says why.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -104,8 +104,7 @@ class _Network:
             for w, b in zip(blocks[::2], blocks[1::2])
         ]
         if per_draw_output:
-            last = self.layers[-1]
-            self.layers[-1] = _Layer(last.w, last.b, last.fan_in, last.fan_out, per_draw=True)
+            self.layers[-1] = replace(self.layers[-1], per_draw=True)
         self.activation, self.activation_backward = net.activation, _ACTIVATION_BACKWARD[net.activation]
         self._zeros = _Zeros()
 

@@ -203,11 +203,12 @@ class Trainer:
 
     def _choose_gradients(self) -> str:
         """``"analytic"``, or ``"autograd"`` with the reason in parentheses when not asked for."""
-        s, p = self.settings, self.model.mean_field
+        s = self.settings
         if s.gradients == "autograd":
             return "autograd"
         reason = "trainer.compile" if s.compile else unsupported_reason(self.model, s.loss)
-        if reason is None and (self.x.dtype != p.loc.dtype or self.x.device != p.loc.device):
+        loc = self.model.mean_field.loc if reason is None else None  # a mean-field layout when supported
+        if loc is not None and (self.x.dtype != loc.dtype or self.x.device != loc.device):
             reason = "data and parameters of different dtypes or devices"
         return "analytic" if reason is None else f"autograd ({reason})"
 
