@@ -68,8 +68,14 @@ def worker(args: list[str]) -> dict:
     """Run one measurement in a fresh process: ``python bench/run.py --worker KIND ...``."""
     from polymix_cli.cli.main import MALLOC_TUNABLES  # as `polymix` runs; the peer gets the same
 
-    out = subprocess.run([sys.executable, __file__, "--worker", *args], capture_output=True, text=True,
-                         timeout=900, check=False, env={**os.environ, **MALLOC_TUNABLES})
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, **MALLOC_TUNABLES},
+    )
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -88,9 +94,14 @@ def config_trainer(overrides: list[str], gradients: str = "auto", scheduler: boo
     p = prepare(compose_train(overrides))
     t = p.cfg["trainer"]
     opt = build_optimizer(p.cfg["optimizer"], p.model.parameters())
-    return Trainer(p.model, p.data.x_train, p.data.y_train,
-                   TrainSettings(10**9, t["num_samples"], t["weight_factor"], t["loss"], gradients=gradients), opt,
-                   build_scheduler(p.cfg["scheduler"], opt, 10**9) if scheduler else None)
+    return Trainer(
+        p.model,
+        p.data.x_train,
+        p.data.y_train,
+        TrainSettings(10**9, t["num_samples"], t["weight_factor"], t["loss"], gradients=gradients),
+        opt,
+        build_scheduler(p.cfg["scheduler"], opt, 10**9) if scheduler else None,
+    )
 
 
 def seed_polymix(gradients: str = "auto"):
@@ -111,12 +122,20 @@ def seed_peer():
     y = torch.sin(torch.pi * x) + torch.sign(x) + 0.05 * torch.randn(x.shape)
     surrogate = MixtureOfExperts(
         experts=[PolynomialChaosExpansion(num_inputs=1, num_outputs=1, degree=3) for _ in range(2)],
-        gating_network=GatingNetwork(num_inputs=1, num_experts=2, width=16, depth=1,
-                                     activation=torch.nn.functional.tanh),
+        gating_network=GatingNetwork(
+            num_inputs=1, num_experts=2, width=16, depth=1, activation=torch.nn.functional.tanh
+        ),
     )
-    groups = [IIDGaussianGroup("e1_c0", 2), DeterministicGroup("e1_c", 2), IIDGaussianGroup("e2_c0", 2),
-              DeterministicGroup("e2_c", 2), DeterministicGroup("gw", 16), DeterministicGroup("gb", 16),
-              IIDGaussianGroup("gow", 32), IIDGaussianGroup("gob", 2)]
+    groups = [
+        IIDGaussianGroup("e1_c0", 2),
+        DeterministicGroup("e1_c", 2),
+        IIDGaussianGroup("e2_c0", 2),
+        DeterministicGroup("e2_c", 2),
+        DeterministicGroup("gw", 16),
+        DeterministicGroup("gb", 16),
+        IIDGaussianGroup("gow", 32),
+        IIDGaussianGroup("gob", 2),
+    ]
     model = StochasticModel(surrogate_model=surrogate, parameter_groups=groups)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10**9)
@@ -126,7 +145,9 @@ def seed_peer():
         opt.zero_grad()
         params = model.sample_parameters(num_samples=100)
         y_hat = surrogate(x, params)
-        total = loss_fn(y_hat, y.unsqueeze(0).expand_as(y_hat)) / 100 + 0.1 * model.distribution_loss()
+        total = (
+            loss_fn(y_hat, y.unsqueeze(0).expand_as(y_hat)) / 100 + 0.1 * model.distribution_loss()
+        )
         total.backward()
         opt.step()
         sched.step()
@@ -145,7 +166,11 @@ def bench_seed(rounds: int, steps: int) -> dict:
         peer = None
     rates: dict[str, list[float]] = {"polymix": [], "polymix_autograd": [], "pypolymix": []}
     for _ in range(rounds):  # alternate, so that all see the same machine conditions
-        for name, fn in (("polymix", ours), ("polymix_autograd", ours_autograd), ("pypolymix", peer)):
+        for name, fn in (
+            ("polymix", ours),
+            ("polymix_autograd", ours_autograd),
+            ("pypolymix", peer),
+        ):
             if fn is None:
                 continue
             start = time.perf_counter()
@@ -163,18 +188,34 @@ def bench_train_wall() -> dict:
     """The whole `polymix train experiment=moe_sign`, start-up and outputs included."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        out = subprocess.run([str(Path(sys.executable).parent / "polymix"), "train", "experiment=moe_sign",
-                              f"hydra.run.dir={tmp}", "trainer.progress=log"],
-                             capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "polymix"),
+                "train",
+                "experiment=moe_sign",
+                f"hydra.run.dir={tmp}",
+                "trainer.progress=log",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         wall = time.perf_counter() - start
-        metrics = json.loads((Path(tmp) / "metrics.json").read_text()) if out.returncode == 0 else {}
-    return {"wall_seconds": wall, "returncode": out.returncode,
-            "train_seconds": metrics.get("timing", {}).get("train_seconds"),
-            "final_losses": metrics.get("losses")}
+        metrics = (
+            json.loads((Path(tmp) / "metrics.json").read_text()) if out.returncode == 0 else {}
+        )
+    return {
+        "wall_seconds": wall,
+        "returncode": out.returncode,
+        "train_seconds": metrics.get("timing", {}).get("train_seconds"),
+        "final_losses": metrics.get("losses"),
+    }
 
 
 # -- polynomial chaos scaling ----------------------------------------------------------------------
-def pce_worker(impl: str, d: int, degree: int, n: int, draws: int, batch: int | None, threads: int) -> dict:
+def pce_worker(
+    impl: str, d: int, degree: int, n: int, draws: int, batch: int | None, threads: int
+) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -195,6 +236,7 @@ def pce_worker(impl: str, d: int, degree: int, n: int, draws: int, batch: int | 
         trainer = Trainer(model, x, y, TrainSettings(10**9, draws, 0.1, batch_size=batch), opt)
         terms = pce.num_terms
         if batch:
+
             def step():  # one mini-batch step on a random batch, as within an epoch
                 idx = torch.randint(0, n, (batch,))
                 trainer.step(x[idx], y[idx])
@@ -206,7 +248,9 @@ def pce_worker(impl: str, d: int, degree: int, n: int, draws: int, batch: int | 
         from pypolymix.surrogate_models import PolynomialChaosExpansion
 
         pce = PolynomialChaosExpansion(num_inputs=d, num_outputs=1, degree=degree)
-        model = StochasticModel(surrogate_model=pce, parameter_groups=[IIDGaussianGroup("c", pce.num_params())])
+        model = StochasticModel(
+            surrogate_model=pce, parameter_groups=[IIDGaussianGroup("c", pce.num_params())]
+        )
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
         def step():
@@ -221,24 +265,41 @@ def pce_worker(impl: str, d: int, degree: int, n: int, draws: int, batch: int | 
     first = time.perf_counter() - start
     repeats = 1 if first > 5 else (3 if first > 0.5 else 10)
     per_step = median_time(step, repeats, warmup=0)
-    return {"impl": impl, "d": d, "degree": degree, "n": n, "draws": draws, "batch": batch, "terms": terms,
-            "threads": threads, "first_step_s": first, "step_ms": 1e3 * per_step, "peak_mib": peak_mib() - base,
-            "data_mib": (x.numel() + y.numel()) * 4 / 2**20}
+    return {
+        "impl": impl,
+        "d": d,
+        "degree": degree,
+        "n": n,
+        "draws": draws,
+        "batch": batch,
+        "terms": terms,
+        "threads": threads,
+        "first_step_s": first,
+        "step_ms": 1e3 * per_step,
+        "peak_mib": peak_mib() - base,
+        "data_mib": (x.numel() + y.numel()) * 4 / 2**20,
+    }
 
 
 def bench_pce(quick: bool, threads: int) -> list[dict]:
     rows = []
-    dims, degrees, sizes = ([2, 8], [3, 5], [1000, 10000]) if quick else ([2, 5, 8], [3, 5], [1000, 10000, 100000])
+    dims, degrees, sizes = (
+        ([2, 8], [3, 5], [1000, 10000]) if quick else ([2, 5, 8], [3, 5], [1000, 10000, 100000])
+    )
     for d in dims:
         for p in degrees:
             peer_ok = True
             for n in sizes:
-                rows.append(worker(["pce", "polymix", str(d), str(p), str(n), "32", "0", str(threads)]))
+                rows.append(
+                    worker(["pce", "polymix", str(d), str(p), str(n), "32", "0", str(threads)])
+                )
                 if peer_ok:  # the peer only where it finishes in reasonable time
-                    row = worker(["pce", "pypolymix", str(d), str(p), str(n), "32", "0", str(threads)])
+                    row = worker(
+                        ["pce", "pypolymix", str(d), str(p), str(n), "32", "0", str(threads)]
+                    )
                     rows.append(row)
                     peer_ok = "error" not in row and row["step_ms"] < 3000
-    for n in ([100000] if quick else [100000, 1000000]):  # mini-batches: memory must not grow with N
+    for n in [100000] if quick else [100000, 1000000]:  # mini-batches: memory must not grow with N
         rows.append(worker(["pce", "polymix", "8", "5", str(n), "32", "10000", str(threads)]))
     return rows
 
@@ -248,11 +309,18 @@ def moe_worker(num_experts: int, n: int, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    trainer = config_trainer(["experiment=moe_sign", f"model.num_experts={num_experts}", f"data.num_train={n}"])
+    trainer = config_trainer(
+        ["experiment=moe_sign", f"model.num_experts={num_experts}", f"data.num_train={n}"]
+    )
     per_step = median_time(trainer.step, 50 if n < 1000 else 10, warmup=5)
-    return {"experts": num_experts, "n": n, "draws": trainer.settings.num_samples,
-            "num_params": trainer.model.num_params(),
-            "step_ms": 1e3 * per_step, "epochs_per_s": 1 / per_step}
+    return {
+        "experts": num_experts,
+        "n": n,
+        "draws": trainer.settings.num_samples,
+        "num_params": trainer.model.num_params(),
+        "step_ms": 1e3 * per_step,
+        "epochs_per_s": 1 / per_step,
+    }
 
 
 AB_CASES = {  # name -> (config overrides, threads: 0 = --threads)
@@ -261,8 +329,14 @@ AB_CASES = {  # name -> (config overrides, threads: 0 = --threads)
     "moe_sign, all parameters random": (["experiment=moe_sign", "layout=all_iid"], 1),
     "pce_sine, N = 1e4": (["experiment=pce_sine", "data.num_train=10000"], 0),
     "2 experts, N = 1e4": (["experiment=moe_sign", "data.num_train=10000"], 0),
-    "4 experts, N = 1e4": (["experiment=moe_sign", "model.num_experts=4", "data.num_train=10000"], 0),
-    "8 experts, N = 1e4": (["experiment=moe_sign", "model.num_experts=8", "data.num_train=10000"], 0),
+    "4 experts, N = 1e4": (
+        ["experiment=moe_sign", "model.num_experts=4", "data.num_train=10000"],
+        0,
+    ),
+    "8 experts, N = 1e4": (
+        ["experiment=moe_sign", "model.num_experts=8", "data.num_train=10000"],
+        0,
+    ),
 }
 
 
@@ -273,7 +347,9 @@ def ab_worker(case: str, threads: int) -> dict:
 
     overrides, fixed = AB_CASES[case]
     torch.set_num_threads(fixed or threads)
-    trainers = {gradients: config_trainer(overrides, gradients) for gradients in ("auto", "autograd")}
+    trainers = {
+        gradients: config_trainer(overrides, gradients) for gradients in ("auto", "autograd")
+    }
     times: dict[str, list[float]] = {g: [] for g in trainers}
     repeats = 200 if trainers["auto"].x.shape[0] < 1000 else 15
     for _ in range(repeats + 3):
@@ -282,8 +358,13 @@ def ab_worker(case: str, threads: int) -> dict:
             trainer.step()
             times[gradients].append(time.perf_counter() - start)
     analytic, autograd = (1e3 * statistics.median(times[g][3:]) for g in ("auto", "autograd"))
-    return {"case": case, "path": trainers["auto"].gradient_path, "threads": fixed or threads,
-            "analytic_ms": analytic, "autograd_ms": autograd}
+    return {
+        "case": case,
+        "path": trainers["auto"].gradient_path,
+        "threads": fixed or threads,
+        "analytic_ms": analytic,
+        "autograd_ms": autograd,
+    }
 
 
 def eval_worker(n: int, draws: int, threads: int) -> dict:
@@ -294,13 +375,20 @@ def eval_worker(n: int, draws: int, threads: int) -> dict:
     from polymix_cli.run import prepare
 
     torch.set_num_threads(threads)
-    p = prepare(compose_train(["experiment=moe_sign", f"data.num_test={n}", f"eval.num_samples={draws}"]))
+    p = prepare(
+        compose_train(["experiment=moe_sign", f"data.num_test={n}", f"eval.num_samples={draws}"])
+    )
     base = rss_mib()
     reset_peak()
     start = time.perf_counter()
     ev = evaluate(p.model, p.data, p.cfg["eval"], seed=0)
-    return {"points": n, "draws": draws, "seconds": time.perf_counter() - start, "peak_mib": peak_mib() - base,
-            "test_crps": ev.splits["test"]["crps"]}
+    return {
+        "points": n,
+        "draws": draws,
+        "seconds": time.perf_counter() - start,
+        "peak_mib": peak_mib() - base,
+        "test_crps": ev.splits["test"]["crps"],
+    }
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -329,10 +417,32 @@ def profile_seed_step(steps: int = 3000) -> dict:
 
     with Count():
         step()
-    views = {"view", "slice", "permute", "transpose", "unsqueeze", "squeeze", "expand", "select", "unbind",
-             "detach", "t", "_unsafe_view", "alias"}
-    phases = ["RNG state (for a rewind)", "draw and distribution loss", "surrogate forward", "data term",
-              "surrogate backward", "draw and loss backward", "finite check", "optimizer", "scheduler"]
+    views = {
+        "view",
+        "slice",
+        "permute",
+        "transpose",
+        "unsqueeze",
+        "squeeze",
+        "expand",
+        "select",
+        "unbind",
+        "detach",
+        "t",
+        "_unsafe_view",
+        "alias",
+    }
+    phases = [
+        "RNG state (for a rewind)",
+        "draw and distribution loss",
+        "surrogate forward",
+        "data term",
+        "surrogate backward",
+        "draw and loss backward",
+        "finite check",
+        "optimizer",
+        "scheduler",
+    ]
     spent = dict.fromkeys(phases, 0.0)
     clock = time.thread_time
     for _ in range(steps):
@@ -371,69 +481,131 @@ def profile_seed_step(steps: int = 3000) -> dict:
     for _ in range(20000):
         torch.add(a, b)
     tiny_op = 1e6 * (clock() - start) / 20000
-    return {"step_us": 1e6 * whole, "phases_us": per_step, "ops": len(ops),
-            "view_ops": sum(op in views for op in ops), "tiny_op_us": tiny_op}
+    return {
+        "step_us": 1e6 * whole,
+        "phases_us": per_step,
+        "ops": len(ops),
+        "view_ops": sum(op in views for op in ops),
+        "tiny_op_us": tiny_op,
+    }
 
 
 def machine() -> dict:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "load_average": os.getloadavg()}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_average": os.getloadavg(),
+    }
 
 
 def markdown(result: dict) -> str:
     m, seed, wall = result["machine"], result["seed"], result["train_wall"]
     lines = [
-        "# Benchmark results", "",
-        (f"Latest run: {result['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, "
-        f"torch {m['torch']}; load average at start {m['load_average'][0]:.2f}. "
-        "Produced by `make bench` (`bench/run.py`); raw numbers in `bench/results/`."), "",
-        "## Seed experiment (moe_sign: 50 points, 100 draws per step, one thread)", "",
-        "| | epochs/s |", "|---|---|",
+        "# Benchmark results",
+        "",
+        (
+            f"Latest run: {result['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, "
+            f"torch {m['torch']}; load average at start {m['load_average'][0]:.2f}. "
+            "Produced by `make bench` (`bench/run.py`); raw numbers in `bench/results/`."
+        ),
+        "",
+        "## Seed experiment (moe_sign: 50 points, 100 draws per step, one thread)",
+        "",
+        "| | epochs/s |",
+        "|---|---|",
         f"| polymix | {seed['polymix']:.0f} |",
     ]
     if "polymix_autograd" in seed:
         lines.append(f"| polymix, `trainer.gradients=autograd` | {seed['polymix_autograd']:.0f} |")
     if "pypolymix" in seed:
-        lines += [f"| pypolymix 0.1.9 | {seed['pypolymix']:.0f} |", f"| ratio | {seed['ratio']:.1f}x |"]
-    lines += ["", (f"Whole `polymix train experiment=moe_sign` (10000 epochs, start-up, evaluation and "
-              f"plots included): **{wall['wall_seconds']:.1f} s** wall, of which training "
-              f"{(wall['train_seconds'] or 0):.1f} s."), "",
-              "## Polynomial chaos, one training step (32 draws)", "",
-              "| impl | d | degree | terms | N | batch | threads | step ms | first step s | peak MiB |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"| pypolymix 0.1.9 | {seed['pypolymix']:.0f} |",
+            f"| ratio | {seed['ratio']:.1f}x |",
+        ]
+    lines += [
+        "",
+        (
+            f"Whole `polymix train experiment=moe_sign` (10000 epochs, start-up, evaluation and "
+            f"plots included): **{wall['wall_seconds']:.1f} s** wall, of which training "
+            f"{(wall['train_seconds'] or 0):.1f} s."
+        ),
+        "",
+        "## Polynomial chaos, one training step (32 draws)",
+        "",
+        "| impl | d | degree | terms | N | batch | threads | step ms | first step s | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["pce"]:
         if "error" in r:
             lines.append(f"| error: {r['error']} |")
             continue
-        lines.append(f"| {r['impl']} | {r['d']} | {r['degree']} | {r['terms']} | {r['n']} | {r['batch'] or 'all'} | "
-                     f"{r['threads']} | {r['step_ms']:.1f} | {r['first_step_s']:.2f} | {r['peak_mib']:.0f} |")
-    lines += ["", "## Mixtures of experts (degree-3 experts, gate width 16, 100 draws)", "",
-              "| experts | N | parameters | step ms | epochs/s |", "|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['impl']} | {r['d']} | {r['degree']} | {r['terms']} | {r['n']} | {r['batch'] or 'all'} | "
+            f"{r['threads']} | {r['step_ms']:.1f} | {r['first_step_s']:.2f} | {r['peak_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        "## Mixtures of experts (degree-3 experts, gate width 16, 100 draws)",
+        "",
+        "| experts | N | parameters | step ms | epochs/s |",
+        "|---|---|---|---|---|",
+    ]
     for r in result["moe"]:
-        lines.append(f"| {r['experts']} | {r['n']} | {r['num_params']} | {r['step_ms']:.2f} | {r['epochs_per_s']:.0f} |"
-                     if "error" not in r else f"| error: {r['error']} |")
-    lines += ["", "## Hand-derived gradients against autograd (one step; the two alternate in one process)", "",
-              "| model | path | threads | hand-derived ms | autograd ms | speed-up |", "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['experts']} | {r['n']} | {r['num_params']} | {r['step_ms']:.2f} | {r['epochs_per_s']:.0f} |"
+            if "error" not in r
+            else f"| error: {r['error']} |"
+        )
+    lines += [
+        "",
+        "## Hand-derived gradients against autograd (one step; the two alternate in one process)",
+        "",
+        "| model | path | threads | hand-derived ms | autograd ms | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in result.get("gradients", []):
-        lines.append(f"| {r['case']} | {r['path']} | {r['threads']} | {r['analytic_ms']:.2f} | {r['autograd_ms']:.2f} | "
-                     f"{r['autograd_ms'] / r['analytic_ms']:.2f}x |" if "error" not in r else f"| error: {r['error']} |")
+        lines.append(
+            f"| {r['case']} | {r['path']} | {r['threads']} | {r['analytic_ms']:.2f} | {r['autograd_ms']:.2f} | "
+            f"{r['autograd_ms'] / r['analytic_ms']:.2f}x |"
+            if "error" not in r
+            else f"| error: {r['error']} |"
+        )
     e = result["eval"]
-    lines += ["", "## Evaluation", "",
-              (f"{e.get('draws')} draws at {e.get('points')} test points (metrics on train and test, plot grids): "
-              f"{e.get('seconds', float('nan')):.1f} s, peak {e.get('peak_mib', float('nan')):.0f} MiB above the "
-              "process baseline."), ""]
+    lines += [
+        "",
+        "## Evaluation",
+        "",
+        (
+            f"{e.get('draws')} draws at {e.get('points')} test points (metrics on train and test, plot grids): "
+            f"{e.get('seconds', float('nan')):.1f} s, peak {e.get('peak_mib', float('nan')):.0f} MiB above the "
+            "process baseline."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads for large problems")
-    parser.add_argument("--profile", action="store_true", help="only profile one seed step by phase")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="torch threads for large problems"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="only profile one seed step by phase"
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.profile:
@@ -441,16 +613,26 @@ def main() -> None:
         total = sum(prof["phases_us"].values())
         for name, us in prof["phases_us"].items():
             print(f"{name:28s} {us:7.0f} us  {100 * us / total:5.1f} %")
-        print(f"{'sum of the phases':28s} {total:7.0f} us; the whole step, timed apart: {prof['step_us']:.0f} us "
-              f"({1e6 / prof['step_us']:.0f} steps/s)")
-        print(f"{prof['ops']} aten operations per step, {prof['view_ops']} of them views; "
-              f"one tiny add costs {prof['tiny_op_us']:.1f} us here")
+        print(
+            f"{'sum of the phases':28s} {total:7.0f} us; the whole step, timed apart: {prof['step_us']:.0f} us "
+            f"({1e6 / prof['step_us']:.0f} steps/s)"
+        )
+        print(
+            f"{prof['ops']} aten operations per step, {prof['view_ops']} of them views; "
+            f"one tiny add costs {prof['tiny_op_us']:.1f} us here"
+        )
         return
     if args.worker:
         kind, *rest = args.worker
         if kind == "pce":
             impl, d, p, n, draws, batch, threads = rest
-            print(json.dumps(pce_worker(impl, int(d), int(p), int(n), int(draws), int(batch) or None, int(threads))))
+            print(
+                json.dumps(
+                    pce_worker(
+                        impl, int(d), int(p), int(n), int(draws), int(batch) or None, int(threads)
+                    )
+                )
+            )
         elif kind == "moe":
             print(json.dumps(moe_worker(int(rest[0]), int(rest[1]), int(rest[2]))))
         elif kind == "ab":
@@ -466,8 +648,11 @@ def main() -> None:
     print("polynomial chaos scaling ...", flush=True)
     result["pce"] = bench_pce(args.quick, args.threads)
     print("mixtures ...", flush=True)
-    result["moe"] = [worker(["moe", str(m), str(n), "1" if n < 1000 else str(args.threads)])
-                     for m in (2, 4, 8) for n in (50, 10000)]
+    result["moe"] = [
+        worker(["moe", str(m), str(n), "1" if n < 1000 else str(args.threads)])
+        for m in (2, 4, 8)
+        for n in (50, 10000)
+    ]
     print("gradient paths ...", flush=True)
     result["gradients"] = [worker(["ab", case, str(args.threads)]) for case in AB_CASES]
     print("evaluation ...", flush=True)

@@ -95,17 +95,30 @@ class _Network:
     ``(S, outputs, B)`` directly. ``per_draw_output`` takes the output layer's values from
     the draws even where they are deterministic (the gate's, whose logits are per draw)."""
 
-    def __init__(self, net: NeuralNetwork, offset: int, constant: frozenset[str], prefix: str,
-                 per_draw_output: bool = False):
+    def __init__(
+        self,
+        net: NeuralNetwork,
+        offset: int,
+        constant: frozenset[str],
+        prefix: str,
+        per_draw_output: bool = False,
+    ):
         blocks = net._blocks
         self.layers = [
-            _Layer(slice(offset + w.start, offset + w.stop), slice(offset + b.start, offset + b.stop), *w.shape,
-                   per_draw=not {prefix + w.name, prefix + b.name} <= constant)
+            _Layer(
+                slice(offset + w.start, offset + w.stop),
+                slice(offset + b.start, offset + b.stop),
+                *w.shape,
+                per_draw=not {prefix + w.name, prefix + b.name} <= constant,
+            )
             for w, b in zip(blocks[::2], blocks[1::2])
         ]
         if per_draw_output:
             self.layers[-1] = replace(self.layers[-1], per_draw=True)
-        self.activation, self.activation_backward = net.activation, _ACTIVATION_BACKWARD[net.activation]
+        self.activation, self.activation_backward = (
+            net.activation,
+            _ACTIVATION_BACKWARD[net.activation],
+        )
         self._zeros = _Zeros()
 
     @property
@@ -113,7 +126,9 @@ class _Network:
         """The output layer's weight and bias columns (one contiguous range)."""
         return slice(self.layers[-1].w.start, self.layers[-1].b.stop)
 
-    def forward(self, x: Tensor, theta: Tensor, loc: Tensor, layers: int | None = None) -> list[Tensor]:
+    def forward(
+        self, x: Tensor, theta: Tensor, loc: Tensor, layers: int | None = None
+    ) -> list[Tensor]:
         """``[x, a_1, ..., a_L]`` through the first ``layers`` layers (default: all; hidden
         layers activated, the output layer not). Keeps what :meth:`backward` needs."""
         acts, self.weights = [x], []
@@ -131,17 +146,29 @@ class _Network:
             weight = loc[layer.w].view(fan_in, fan_out)
             if h.dim() == 2:  # the same in every draw: (B, fan_out)
                 return torch.addmm(loc[layer.b], h, weight), weight
-            return torch.matmul(weight.T, h).add_(loc[layer.b].unsqueeze(-1)), weight  # (S, fan_out, B)
+            return torch.matmul(weight.T, h).add_(
+                loc[layer.b].unsqueeze(-1)
+            ), weight  # (S, fan_out, B)
         S = theta.shape[0]
-        weight_t = theta[:, layer.w].view(S, fan_in, fan_out).transpose(1, 2)  # (S, fan_out, fan_in)
+        weight_t = (
+            theta[:, layer.w].view(S, fan_in, fan_out).transpose(1, 2)
+        )  # (S, fan_out, fan_in)
         bias = theta[:, layer.b].unsqueeze(-1)
-        if h.dim() == 2:  # fold the draws into the rows of one product: (S * fan_out, fan_in) @ (fan_in, B)
+        if (
+            h.dim() == 2
+        ):  # fold the draws into the rows of one product: (S * fan_out, fan_in) @ (fan_in, B)
             weight_t = weight_t.reshape(S * fan_out, fan_in)
             return torch.mm(weight_t, h.T).view(S, fan_out, -1).add_(bias), weight_t
         return torch.baddbmm(bias, weight_t, h), weight_t
 
-    def backward(self, acts: list[Tensor], grad: Tensor, loc: Tensor, num_samples: int,
-                 layers: int | None = None) -> tuple[list[Tensor], Tensor]:
+    def backward(
+        self,
+        acts: list[Tensor],
+        grad: Tensor,
+        loc: Tensor,
+        num_samples: int,
+        layers: int | None = None,
+    ) -> tuple[list[Tensor], Tensor]:
         """From the gradient of the last of ``acts`` (laid out as it), back through the
         first ``layers`` layers (default: all): the draws' gradient at those layers' columns
         ``[(S, n), ...]`` in column order, and the locations' gradient ``(P,)`` from the
@@ -152,13 +179,22 @@ class _Network:
             layer, h, out = self.layers[k], acts[k], acts[k + 1]
             if k < len(self.layers) - 1:
                 grad = self.activation_backward(grad, out)
-            pieces.append(self._affine_backward(layer, h, grad, self.weights[k], grad_loc, num_samples))
+            pieces.append(
+                self._affine_backward(layer, h, grad, self.weights[k], grad_loc, num_samples)
+            )
             if k:
                 grad = self._input_grad(layer, h, grad, self.weights[k])
         return pieces[::-1], grad_loc
 
-    def _affine_backward(self, layer: _Layer, h: Tensor, grad: Tensor, weight: Tensor, grad_loc: Tensor,
-                         num_samples: int) -> Tensor:
+    def _affine_backward(
+        self,
+        layer: _Layer,
+        h: Tensor,
+        grad: Tensor,
+        weight: Tensor,
+        grad_loc: Tensor,
+        num_samples: int,
+    ) -> Tensor:
         """The parameters' gradient: into ``grad_loc`` for a deterministic layer (its draws'
         gradient is then zero), else returned as ``(S, fan_in * fan_out + fan_out)``."""
         fan_in, fan_out = layer.fan_in, layer.fan_out
@@ -167,8 +203,11 @@ class _Network:
                 torch.mm(h.T, grad, out=grad_loc[layer.w].view(fan_in, fan_out))
                 torch.sum(grad, 0, out=grad_loc[layer.b])
             else:  # h (S, fan_in, B), grad (S, fan_out, B)
-                torch.mm(h.transpose(0, 1).reshape(fan_in, -1), grad.transpose(0, 1).reshape(fan_out, -1).T,
-                         out=grad_loc[layer.w].view(fan_in, fan_out))
+                torch.mm(
+                    h.transpose(0, 1).reshape(fan_in, -1),
+                    grad.transpose(0, 1).reshape(fan_out, -1).T,
+                    out=grad_loc[layer.w].view(fan_in, fan_out),
+                )
                 torch.sum(grad, (0, 2), out=grad_loc[layer.b])
             return self._zeros(num_samples, fan_in * fan_out + fan_out, grad)
         S = grad.shape[0]
@@ -198,7 +237,9 @@ class _Expansions:
 
     def forward(self, x: Tensor, theta: Tensor) -> Tensor:
         self.phi = self.pce.basis_matrix(x)  # (B, T), cached for the full data
-        return expand_in_basis(self.phi, theta[:, : self.columns], self.num, self.terms, self.outputs)
+        return expand_in_basis(
+            self.phi, theta[:, : self.columns], self.num, self.terms, self.outputs
+        )
 
     def backward(self, grad: Tensor) -> Tensor:
         """``(S, M, O, B)`` -> the coefficients' gradient ``(S, M * T * O)``, each ``(T, O)`` row-major."""
@@ -256,9 +297,13 @@ class _MixtureHead(_Head):
     def __init__(self, moe: MixtureOfExperts, constant: frozenset[str]):
         self.experts = _Expansions(moe.experts[0], moe.num_experts)
         self.gate = moe.gating_network
-        self.net = _Network(self.gate, self.experts.columns, constant, "gate.", per_draw_output=True)
+        self.net = _Network(
+            self.gate, self.experts.columns, constant, "gate.", per_draw_output=True
+        )
         self.hidden = len(self.net.layers) - 1
-        self.sigmoid = moe.num_experts == 2 and not any(layer.per_draw for layer in self.net.layers[:-1])
+        self.sigmoid = moe.num_experts == 2 and not any(
+            layer.per_draw for layer in self.net.layers[:-1]
+        )
 
     def forward(self, x, theta, loc):
         experts = self.experts.forward(x, theta)  # (S, M, O, B)
@@ -281,7 +326,9 @@ class _MixtureHead(_Head):
         if self.sigmoid:
             grad_f1 = grad_out * self.p1.unsqueeze(1)
             grad_experts = torch.stack([grad_out - grad_f1, grad_f1], 1)  # (S, 2, O, B)
-            grad_z = torch.ops.aten.sigmoid_backward(_sum_dim(grad_out * self.diff, 1), self.p1)  # (S, B)
+            grad_z = torch.ops.aten.sigmoid_backward(
+                _sum_dim(grad_out * self.diff, 1), self.p1
+            )  # (S, B)
             grad_h = torch.mm(torch.mm(grad_z.T, self.rows), self.diff_map.T)  # (B, width)
             pieces, grad_loc = self.net.backward(self.acts, grad_h, loc, S, layers=self.hidden)
             pieces.append(torch.mm(grad_z, self.g))  # the output layer's rows (S, 2 width + 2)
@@ -325,9 +372,13 @@ class AnalyticStep:
         self.num_samples, self.weight_factor = num_samples, float(weight_factor)
         sur = model.surrogate_model
         constant = model.constant_blocks
-        self.head: _Head = (_MixtureHead(sur, constant) if isinstance(sur, MixtureOfExperts)
-                            else _NetworkHead(sur, constant) if isinstance(sur, NeuralNetwork)
-                            else _ExpansionHead(sur))
+        self.head: _Head = (
+            _MixtureHead(sur, constant)
+            if isinstance(sur, MixtureOfExperts)
+            else _NetworkHead(sur, constant)
+            if isinstance(sur, NeuralNetwork)
+            else _ExpansionHead(sur)
+        )
         self._weight_tensor: Tensor | None = None
 
     def _weight(self, like: Tensor) -> Tensor:
@@ -335,7 +386,9 @@ class AnalyticStep:
         distribution loss."""
         w = self._weight_tensor
         if w is None or w.dtype != like.dtype or w.device != like.device:
-            w = self._weight_tensor = torch.tensor(self.weight_factor, dtype=like.dtype, device=like.device)
+            w = self._weight_tensor = torch.tensor(
+                self.weight_factor, dtype=like.dtype, device=like.device
+            )
         return w
 
     def _data_term(self, resid: Tensor, factor: float) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -354,7 +407,9 @@ class AnalyticStep:
     @torch.no_grad()
     def __call__(self, x: Tensor, y: Tensor, scale: float) -> Tensor:
         mf, wf = self.mf, self.weight_factor
-        theta, dist, saved = mf.draw_with_loss_terms(self.num_samples)  # the same random numbers as autograd's
+        theta, dist, saved = mf.draw_with_loss_terms(
+            self.num_samples
+        )  # the same random numbers as autograd's
         resid = self.head.forward(x, theta, mf.loc) - y.T  # (S, O, B)
         data, grad_out, noise_grad = self._data_term(resid, scale / self.num_samples)
         grad_theta, grad_hidden = self.head.backward(grad_out, mf.loc)

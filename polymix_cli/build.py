@@ -30,8 +30,15 @@ from .surrogate_models import (
     SurrogateModel,
 )
 
-__all__ = ["MODEL_KINDS", "NOISE_PRIOR_KINDS", "build_groups", "build_model", "build_noise", "build_surrogate",
-           "layout_groups"]
+__all__ = [
+    "MODEL_KINDS",
+    "NOISE_PRIOR_KINDS",
+    "build_groups",
+    "build_model",
+    "build_noise",
+    "build_surrogate",
+    "layout_groups",
+]
 
 MODEL_KINDS = ("pce", "nn", "moe")
 NOISE_PRIOR_KINDS = ("none", *NOISE_PRIORS)
@@ -44,16 +51,24 @@ def _choice(value: Any, allowed: tuple[str, ...], option: str) -> str:
     return value
 
 
-def _expert(spec: Mapping[str, Any], num_inputs: int, num_outputs: int, option: str) -> SurrogateModel:
+def _expert(
+    spec: Mapping[str, Any], num_inputs: int, num_outputs: int, option: str
+) -> SurrogateModel:
     kind = _choice(spec.get("kind"), EXPERT_KINDS, f"{option}.kind")
     try:
         if kind == "pce":
             return PolynomialChaosExpansion(
-                num_inputs, num_outputs, degree=spec.get("degree", 3),
-                basis=spec.get("basis", "legendre"), q_norm=spec.get("q_norm", 1.0),
+                num_inputs,
+                num_outputs,
+                degree=spec.get("degree", 3),
+                basis=spec.get("basis", "legendre"),
+                q_norm=spec.get("q_norm", 1.0),
             )
         return NeuralNetwork(
-            num_inputs, num_outputs, width=spec.get("width", 16), depth=spec.get("depth", 1),
+            num_inputs,
+            num_outputs,
+            width=spec.get("width", 16),
+            depth=spec.get("depth", 1),
             activation=spec.get("activation", "tanh"),
         )
     except (TypeError, ValueError) as err:
@@ -67,16 +82,26 @@ def build_surrogate(spec: Mapping[str, Any], num_inputs: int, num_outputs: int) 
         return _expert(spec, num_inputs, num_outputs, "model")
     expert_list = spec.get("experts")
     if expert_list:
-        experts = [_expert(e, num_inputs, num_outputs, f"model.experts[{m}]") for m, e in enumerate(expert_list)]
+        experts = [
+            _expert(e, num_inputs, num_outputs, f"model.experts[{m}]")
+            for m, e in enumerate(expert_list)
+        ]
     else:
         count = spec.get("num_experts", 2)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"model.num_experts must be an integer >= 1, got {count!r}")
-        experts = [_expert(spec["expert"], num_inputs, num_outputs, "model.expert") for _ in range(count)]
+        experts = [
+            _expert(spec["expert"], num_inputs, num_outputs, "model.expert") for _ in range(count)
+        ]
     gate = spec.get("gate", {})
     try:
-        gating = GatingNetwork(num_inputs, len(experts), width=gate.get("width", 16),
-                               depth=gate.get("depth", 1), activation=gate.get("activation", "tanh"))
+        gating = GatingNetwork(
+            num_inputs,
+            len(experts),
+            width=gate.get("width", 16),
+            depth=gate.get("depth", 1),
+            activation=gate.get("activation", "tanh"),
+        )
     except (TypeError, ValueError) as err:
         raise ValueError(f"model.gate: {err}") from None
     return MixtureOfExperts(experts, gating)
@@ -121,17 +146,27 @@ def _group(spec: GroupSpec) -> ParameterGroup:
         return GaussianGroup(spec.name, n, prior, **opts)
     if spec.kind == "lowrank_gaussian":
         # the rank is capped at the group's size so that a layout survives smaller models
-        return LowRankGaussianGroup(spec.name, n, rank=min(int(opts.get("rank", 1)), n), prior=prior)
-    score = ScoreNetwork(n, n, width=opts.pop("width", 32), depth=opts.pop("depth", 2),
-                         activation=opts.pop("activation", "tanh"))
+        return LowRankGaussianGroup(
+            spec.name, n, rank=min(int(opts.get("rank", 1)), n), prior=prior
+        )
+    score = ScoreNetwork(
+        n,
+        n,
+        width=opts.pop("width", 32),
+        depth=opts.pop("depth", 2),
+        activation=opts.pop("activation", "tanh"),
+    )
     return LangevinGroup(spec.name, n, score_model=score, prior=prior, **opts)
 
 
 def layout_groups(layout: Mapping[str, Any], surrogate: SurrogateModel) -> list[GroupSpec]:
     """Resolve the ``layout`` config (``default`` and ``rules``) over the surrogate's blocks."""
-    default = Rule.from_mapping({"match": "*", **(layout.get("default") or {"kind": "deterministic"})},
-                                "layout.default")
-    rules = [Rule.from_mapping(r, f"layout.rules[{i}]") for i, r in enumerate(layout.get("rules") or [])]
+    default = Rule.from_mapping(
+        {"match": "*", **(layout.get("default") or {"kind": "deterministic"})}, "layout.default"
+    )
+    rules = [
+        Rule.from_mapping(r, f"layout.rules[{i}]") for i, r in enumerate(layout.get("rules") or [])
+    ]
     return resolve_layout(surrogate.param_blocks(), rules, default)
 
 
@@ -153,20 +188,25 @@ def build_noise(trainer_cfg: Mapping[str, Any] | None, num_outputs: int) -> Gaus
         if kind == "half_cauchy":
             prior = HalfCauchyNoisePrior(scale=spec.get("prior_scale", 1.0))
         elif kind == "log_normal":
-            prior = LogNormalNoisePrior(median=spec.get("prior_scale", 1.0), log_std=spec.get("prior_log_std", 1.0))
+            prior = LogNormalNoisePrior(
+                median=spec.get("prior_scale", 1.0), log_std=spec.get("prior_log_std", 1.0)
+            )
         return GaussianNoise(num_outputs, init_std=spec.get("init_std", 0.1), prior=prior)
     except (TypeError, ValueError) as err:
         raise ValueError(f"trainer.noise: {err}") from None
 
 
 def build_model(
-    model_cfg: Mapping[str, Any], layout_cfg: Mapping[str, Any], num_inputs: int, num_outputs: int,
+    model_cfg: Mapping[str, Any],
+    layout_cfg: Mapping[str, Any],
+    num_inputs: int,
+    num_outputs: int,
     trainer_cfg: Mapping[str, Any] | None = None,
 ) -> tuple[StochasticModel, list[GroupSpec]]:
     """The stochastic model and its resolved layout; with ``trainer_cfg`` whose ``loss`` is
     ``gaussian_nll``, the model carries a learned noise (see :func:`build_noise`)."""
     surrogate = build_surrogate(model_cfg, num_inputs, num_outputs)
     specs = layout_groups(layout_cfg, surrogate)
-    return StochasticModel(surrogate, build_groups(specs), noise=build_noise(trainer_cfg, num_outputs)), specs
-
-
+    return StochasticModel(
+        surrogate, build_groups(specs), noise=build_noise(trainer_cfg, num_outputs)
+    ), specs

@@ -42,7 +42,12 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     the same directory, flushed and fsynced, then renamed over the target."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "polymix_version": __version__, **payload}
+    data = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "polymix_version": __version__,
+        **payload,
+    }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -67,7 +72,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except pickle.UnpicklingError as err:
         unsafe = _UNSAFE.search(str(err))
         if unsafe is None and "global" not in str(err).lower():
-            raise CheckpointError(f"checkpoint {path} is truncated or corrupt (it cannot be unpickled)") from None
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or corrupt (it cannot be unpickled)"
+            ) from None
         what = unsafe[1] if unsafe else "an object"
         raise CheckpointError(
             f"checkpoint {path} was refused: it holds objects other than tensors and plain data "
@@ -76,7 +83,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except PermissionError as err:
         raise CheckpointError(f"checkpoint {path} cannot be read: {err.strerror}") from None
     except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged archive
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(err).__name__})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(err).__name__})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a polymix checkpoint")
     if data.get("format_version") != FORMAT_VERSION:
@@ -86,5 +95,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     for key, kind in _REQUIRED.items():
         if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
-            raise CheckpointError(f"checkpoint {path} is incomplete: {key!r} is missing or not a {kind.__name__}")
+            raise CheckpointError(
+                f"checkpoint {path} is incomplete: {key!r} is missing or not a {kind.__name__}"
+            )
     return data

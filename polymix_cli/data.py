@@ -16,8 +16,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["GENERATORS", "ISHIGAMI_A", "ISHIGAMI_B", "Dataset", "dataset_from_config", "ishigami_indices",
-           "make_dataset"]
+__all__ = [
+    "GENERATORS",
+    "ISHIGAMI_A",
+    "ISHIGAMI_B",
+    "Dataset",
+    "dataset_from_config",
+    "ishigami_indices",
+    "make_dataset",
+]
 
 
 def _sign_sine(x: Tensor) -> Tensor:
@@ -95,9 +102,18 @@ class Dataset:
         def move(t: Tensor) -> Tensor:
             return t.to(device=device, dtype=dtype or t.dtype)
 
-        return Dataset(self.name, move(self.x_train), move(self.y_train), move(self.x_test),
-                       move(self.y_test), self.bounds, self.true_fn, self.input_names, self.output_names,
-                       self.source)
+        return Dataset(
+            self.name,
+            move(self.x_train),
+            move(self.y_train),
+            move(self.x_test),
+            move(self.y_test),
+            self.bounds,
+            self.true_fn,
+            self.input_names,
+            self.output_names,
+            self.source,
+        )
 
 
 def ishigami_indices(a: float = ISHIGAMI_A, b: float = ISHIGAMI_B) -> dict[str, object]:
@@ -108,12 +124,17 @@ def ishigami_indices(a: float = ISHIGAMI_A, b: float = ISHIGAMI_B) -> dict[str, 
     v2 = a**2 / 8
     v13 = b**2 * pi**8 * (1 / 18 - 1 / 50)
     variance = v1 + v2 + v13
-    return {"mean": a / 2, "variance": variance,
-            "first_order": (v1 / variance, v2 / variance, 0.0),
-            "total": ((v1 + v13) / variance, v2 / variance, v13 / variance)}
+    return {
+        "mean": a / 2,
+        "variance": variance,
+        "first_order": (v1 / variance, v2 / variance, 0.0),
+        "total": ((v1 + v13) / variance, v2 / variance, v13 / variance),
+    }
 
 
-def _draw(gen: Generator, num: int, bounds: Tensor, noise_std: float, seed: int) -> tuple[Tensor, Tensor]:
+def _draw(
+    gen: Generator, num: int, bounds: Tensor, noise_std: float, seed: int
+) -> tuple[Tensor, Tensor]:
     rng = torch.Generator().manual_seed(seed)
     low, high = bounds[:, 0], bounds[:, 1]
     x = low + (high - low) * torch.rand(num, gen.num_inputs, generator=rng)
@@ -153,5 +174,12 @@ def dataset_from_config(d: Mapping[str, Any]) -> Dataset:
 
     if d["generator"] == FILE_GENERATOR:
         return load_file_dataset(d)
-    return make_dataset(d["generator"], d["num_train"], d["num_test"], d["noise_std"], d["bounds"],
-                        d["seed"], d["test_seed"])
+    return make_dataset(
+        d["generator"],
+        d["num_train"],
+        d["num_test"],
+        d["noise_std"],
+        d["bounds"],
+        d["seed"],
+        d["test_seed"],
+    )

@@ -63,7 +63,9 @@ class Block:
     values: np.ndarray
     rows: np.ndarray
     bad: list[tuple[int, str]] = field(default_factory=list)
-    text: np.ndarray | None = None  # (k,) cells per column that are not numbers (None: no such cell)
+    text: np.ndarray | None = (
+        None  # (k,) cells per column that are not numbers (None: no such cell)
+    )
 
 
 class Table:
@@ -97,8 +99,12 @@ class Table:
         if not parts:
             return Block(np.empty((0, len(names))), np.empty(0, dtype=np.int64))
         texts = [b.text for b in parts if b.text is not None]
-        return Block(np.concatenate([b.values for b in parts]), np.concatenate([b.rows for b in parts]),
-                     [item for b in parts for item in b.bad], sum(texts) if texts else None)
+        return Block(
+            np.concatenate([b.values for b in parts]),
+            np.concatenate([b.rows for b in parts]),
+            [item for b in parts for item in b.bad],
+            sum(texts) if texts else None,
+        )
 
     def where(self) -> str:
         return "line numbers of the file" if self.unit == "line" else "row numbers, from 1"
@@ -120,11 +126,14 @@ def describe_rows(bad: Sequence[tuple[int, str]], unit: str, total: int | None =
     """``line 4: x2 is not a number ('abc'); line 9: ... and 3 more`` (at most :data:`LISTED`)."""
     total = len(bad) if total is None else total
     text = "; ".join(f"{unit} {number}: {reason}" for number, reason in bad[:LISTED])
-    return text + (f"; and {total - min(len(bad), LISTED)} more" if total > min(len(bad), LISTED) else "")
+    return text + (
+        f"; and {total - min(len(bad), LISTED)} more" if total > min(len(bad), LISTED) else ""
+    )
 
 
-def _parse_cells(cells: np.ndarray, names: Sequence[str]
-                 ) -> tuple[np.ndarray, list[tuple[int, str]], np.ndarray | None]:
+def _parse_cells(
+    cells: np.ndarray, names: Sequence[str]
+) -> tuple[np.ndarray, list[tuple[int, str]], np.ndarray | None]:
     """``cells`` ``(n, k)`` strings -> float64 values (NaN where bad), ``(index, reason)``
     of the bad rows (the first bad cell of each) and the count of text cells per column."""
     text = None
@@ -141,7 +150,11 @@ def _parse_cells(cells: np.ndarray, names: Sequence[str]
                 except ValueError:
                     text[j] += 1
                     if i not in text_bad:
-                        what = "is empty" if not str(cell).strip() else f"is not a number ({str(cell)[:40]!r})"
+                        what = (
+                            "is empty"
+                            if not str(cell).strip()
+                            else f"is not a number ({str(cell)[:40]!r})"
+                        )
                         text_bad[i] = f"{names[j]} {what}"
     else:
         text_bad = {}
@@ -153,7 +166,9 @@ def _parse_cells(cells: np.ndarray, names: Sequence[str]
             continue
         j = int(np.flatnonzero(~np.isfinite(values[i]))[0])
         value = float(values[i, j])
-        bad.append((i, f"{names[j]} is {'NaN' if np.isnan(value) else ('inf' if value > 0 else '-inf')}"))
+        bad.append(
+            (i, f"{names[j]} is {'NaN' if np.isnan(value) else ('inf' if value > 0 else '-inf')}")
+        )
     values[bad_rows] = np.nan
     return values, bad, text
 
@@ -177,7 +192,9 @@ class CsvTable(Table):
                 if row and any(cell.strip() for cell in row):
                     yield reader.line_num, row
         except csv.Error as err:
-            raise DataFileError(f"{self.label} is not a readable CSV file (line {reader.line_num}: {err})") from None
+            raise DataFileError(
+                f"{self.label} is not a readable CSV file (line {reader.line_num}: {err})"
+            ) from None
         except UnicodeDecodeError:
             raise DataFileError(f"{self.label} is not a UTF-8 text (CSV) file") from None
 
@@ -189,16 +206,22 @@ class CsvTable(Table):
                     names = tuple(cell.strip() for cell in row)
                     break
                 else:
-                    raise DataFileError(f"{label} is empty: a CSV file needs a header row of column names")
+                    raise DataFileError(
+                        f"{label} is empty: a CSV file needs a header row of column names"
+                    )
         except OSError as err:
             raise DataFileError(f"{label} cannot be read: {err.strerror or err}") from None
         if any(not n for n in names):
-            raise DataFileError(f"{label}: the header (line {line}) has an empty column name; "
-                                f"every column needs a name")
+            raise DataFileError(
+                f"{label}: the header (line {line}) has an empty column name; "
+                f"every column needs a name"
+            )
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise DataFileError(f"{label}: the header (line {line}) names "
-                                f"{', '.join(map(repr, dupes))} more than once")
+            raise DataFileError(
+                f"{label}: the header (line {line}) names "
+                f"{', '.join(map(repr, dupes))} more than once"
+            )
         return line, names
 
     def blocks(self, names: Sequence[str], block_rows: int = BLOCK_ROWS) -> Iterator[Block]:
@@ -213,13 +236,21 @@ class CsvTable(Table):
                     return
                 yield self._block(chunk, index, names, width)
 
-    def _block(self, chunk: list[tuple[int, list[str]]], index: list[int], names: Sequence[str],
-               width: int) -> Block:
+    def _block(
+        self, chunk: list[tuple[int, list[str]]], index: list[int], names: Sequence[str], width: int
+    ) -> Block:
         numbers = np.array([line for line, _ in chunk], dtype=np.int64)
         ragged = [i for i, (_, row) in enumerate(chunk) if len(row) != width]
-        bad_at: dict[int, str] = {i: f"{_plural(len(chunk[i][1]), 'field')}, the header has {width}" for i in ragged}
-        cells = np.array([[row[j] for j in index] if len(row) == width else ["0"] * len(index)
-                          for _, row in chunk], dtype=str).reshape(len(chunk), len(index))
+        bad_at: dict[int, str] = {
+            i: f"{_plural(len(chunk[i][1]), 'field')}, the header has {width}" for i in ragged
+        }
+        cells = np.array(
+            [
+                [row[j] for j in index] if len(row) == width else ["0"] * len(index)
+                for _, row in chunk
+            ],
+            dtype=str,
+        ).reshape(len(chunk), len(index))
         values, bad, text = _parse_cells(cells, names)
         for i, reason in bad:
             bad_at.setdefault(i, reason)
@@ -240,7 +271,9 @@ class NpzTable(Table):
         except ValueError as err:  # object arrays (pickles) are refused
             raise DataFileError(f"{label} holds an array polymix does not read ({err})") from None
         except Exception:  # noqa: BLE001 - a damaged archive raises many types
-            raise DataFileError(f"{label} is not a readable NPZ file (numpy's np.savez format)") from None
+            raise DataFileError(
+                f"{label} is not a readable NPZ file (numpy's np.savez format)"
+            ) from None
         super().__init__(path, label, tuple(self._arrays))
 
     def _column(self, name: str) -> np.ndarray:
@@ -250,9 +283,12 @@ class NpzTable(Table):
         if arr.ndim != 1:
             raise DataFileError(
                 f"{self.label}: array {name!r} has shape {arr.shape}; polymix reads one 1-D array per column, "
-                f"e.g. np.savez(path, x1=x[:, 0], x2=x[:, 1], y=y)")
+                f"e.g. np.savez(path, x1=x[:, 0], x2=x[:, 1], y=y)"
+            )
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
-            raise DataFileError(f"{self.label}: array {name!r} holds {arr.dtype} values, not real numbers")
+            raise DataFileError(
+                f"{self.label}: array {name!r} holds {arr.dtype} values, not real numbers"
+            )
         return arr.astype(np.float64)
 
     def blocks(self, names: Sequence[str], block_rows: int = BLOCK_ROWS) -> Iterator[Block]:
@@ -263,7 +299,7 @@ class NpzTable(Table):
             raise DataFileError(f"{self.label}: the arrays have different lengths ({sizes})")
         values = np.stack(columns, axis=1) if columns else np.empty((0, 0))
         for start in range(0, values.shape[0], block_rows):
-            part = values[start:start + block_rows].copy()
+            part = values[start : start + block_rows].copy()
             part, bad, _ = _parse_cells(part, names)
             numbers = np.arange(start + 1, start + 1 + part.shape[0], dtype=np.int64)
             yield Block(part, numbers, [(int(numbers[i]), reason) for i, reason in bad])
@@ -304,14 +340,21 @@ def resolve_data_paths(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
 def _read(table: Table, names: list[str], option: str) -> Block:
     block = table.read(names)
     rows = block.values.shape[0]
-    if block.text is not None and rows and (block.text == rows).any():  # a column of text, e.g. labels
+    if (
+        block.text is not None and rows and (block.text == rows).any()
+    ):  # a column of text, e.g. labels
         text = [names[j] for j in np.flatnonzero(block.text == rows)]
-        which = f"column {text[0]!r} of {table.label} holds" if len(text) == 1 else \
-            f"columns {', '.join(map(repr, text))} of {table.label} hold"
+        which = (
+            f"column {text[0]!r} of {table.label} holds"
+            if len(text) == 1
+            else f"columns {', '.join(map(repr, text))} of {table.label} hold"
+        )
         raise DataFileError(f"{which} no numbers; name the numeric columns in {option}")
     if block.bad:
-        raise DataFileError(f"{table.label} has {_plural(len(block.bad), 'bad row')} ({table.where()}): "
-                            f"{describe_rows(block.bad, table.unit)}")
+        raise DataFileError(
+            f"{table.label} has {_plural(len(block.bad), 'bad row')} ({table.where()}): "
+            f"{describe_rows(block.bad, table.unit)}"
+        )
     return block
 
 
@@ -329,19 +372,31 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
     table = open_table(d["path"], "data.path")
     outputs = list(d["outputs"])
     table.check_columns(outputs, "data.outputs")
-    inputs = list(d["inputs"]) if d.get("inputs") is not None else [c for c in table.columns if c not in outputs]
+    inputs = (
+        list(d["inputs"])
+        if d.get("inputs") is not None
+        else [c for c in table.columns if c not in outputs]
+    )
     if not inputs:
         raise DataFileError(f"{table.label} has no column left for the inputs; set data.inputs")
     table.check_columns(inputs, "data.inputs")
     both = [n for n in inputs if n in outputs]
     if both:
-        raise DataFileError(f"{', '.join(map(repr, both))} {'is' if len(both) == 1 else 'are'} both in data.inputs "
-                            f"and in data.outputs")
-    block = _read(table, inputs + outputs, "data.inputs" if d.get("inputs") is None else "data.inputs/outputs")
+        raise DataFileError(
+            f"{', '.join(map(repr, both))} {'is' if len(both) == 1 else 'are'} both in data.inputs "
+            f"and in data.outputs"
+        )
+    block = _read(
+        table, inputs + outputs, "data.inputs" if d.get("inputs") is None else "data.inputs/outputs"
+    )
     n, k = block.values.shape[0], len(inputs)
     if n == 0:
         raise DataFileError(f"{table.label} has no data rows")
-    source: dict[str, Any] = {"path": str(table.path.absolute()), "sha256": file_sha256(table.path), "rows": n}
+    source: dict[str, Any] = {
+        "path": str(table.path.absolute()),
+        "sha256": file_sha256(table.path),
+        "rows": n,
+    }
     if d.get("test_path") is not None:
         test_table = open_table(d["test_path"], "data.test_path")
         test_table.check_columns(inputs + outputs, "data.inputs/outputs")
@@ -349,47 +404,67 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
         if test.values.shape[0] < 1:
             raise DataFileError(f"{test_table.label} has no data rows")
         train_vals, test_vals = block.values, test.values
-        source.update(test_path=str(test_table.path.absolute()), test_sha256=file_sha256(test_table.path),
-                      test_rows=test.values.shape[0])
+        source.update(
+            test_path=str(test_table.path.absolute()),
+            test_sha256=file_sha256(test_table.path),
+            test_rows=test.values.shape[0],
+        )
         split = f"the test set from {test_table.label}"
     else:
         num_test = max(1, round(float(d["test_fraction"]) * n))
         if n - num_test < MIN_TRAIN_ROWS:
             raise DataFileError(
                 f"{table.label} has {_plural(n, 'data row')}: data.test_fraction={d['test_fraction']} leaves "
-                f"{max(0, n - num_test)} for training; at least {MIN_TRAIN_ROWS} training rows and 1 test row are needed")
+                f"{max(0, n - num_test)} for training; at least {MIN_TRAIN_ROWS} training rows and 1 test row are needed"
+            )
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(d["seed"]))).numpy()
         test_idx, train_idx = np.sort(perm[:num_test]), np.sort(perm[num_test:])
         train_vals, test_vals = block.values[train_idx], block.values[test_idx]
         split = f"a random {num_test} of its {n} rows (data.seed={d['seed']})"
     if train_vals.shape[0] < MIN_TRAIN_ROWS:
-        raise DataFileError(f"{table.label} has {_plural(train_vals.shape[0], 'data row')}; at least "
-                            f"{MIN_TRAIN_ROWS} are needed for training")
+        raise DataFileError(
+            f"{table.label} has {_plural(train_vals.shape[0], 'data row')}; at least "
+            f"{MIN_TRAIN_ROWS} are needed for training"
+        )
     x_train = train_vals[:, :k]
     low, high = x_train.min(0), x_train.max(0)
     constant = np.flatnonzero(low == high)
     if constant.size:
         j = int(constant[0])
-        raise DataFileError(f"input column {inputs[j]!r} is constant ({_fmt(low[j])}) in the training rows of "
-                            f"{table.label}: it cannot be learned from; drop it from data.inputs")
+        raise DataFileError(
+            f"input column {inputs[j]!r} is constant ({_fmt(low[j])}) in the training rows of "
+            f"{table.label}: it cannot be learned from; drop it from data.inputs"
+        )
     if d.get("bounds") is None:
         bounds = np.stack([block.values[:, :k].min(0), block.values[:, :k].max(0)], axis=1)
     else:
         bounds = np.asarray(d["bounds"], dtype=np.float64).reshape(-1, 2)
         if bounds.shape[0] != k:
-            raise DataFileError(f"data.bounds must give [low, high] for each of the {k} input(s) "
-                                f"({', '.join(inputs)}), got {len(bounds)}")
+            raise DataFileError(
+                f"data.bounds must give [low, high] for each of the {k} input(s) "
+                f"({', '.join(inputs)}), got {len(bounds)}"
+            )
         outside = (x_train < bounds[:, 0]) | (x_train > bounds[:, 1])
         if outside.any():
             j = int(np.flatnonzero(outside.any(0))[0])
             raise DataFileError(
                 f"data.bounds [{_fmt(bounds[j, 0])}, {_fmt(bounds[j, 1])}] of input {inputs[j]!r} do not contain "
-                f"its training values (min {_fmt(low[j])}, max {_fmt(high[j])}); widen them or set data.bounds=null")
+                f"its training values (min {_fmt(low[j])}, max {_fmt(high[j])}); widen them or set data.bounds=null"
+            )
     source["split"] = split
 
     def tensor(values: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(values))  # float64: mapped before any cast
 
-    return Dataset("file", tensor(train_vals[:, :k]), tensor(train_vals[:, k:]), tensor(test_vals[:, :k]),
-                   tensor(test_vals[:, k:]), torch.from_numpy(bounds), None, tuple(inputs), tuple(outputs),
-                   source=source)
+    return Dataset(
+        "file",
+        tensor(train_vals[:, :k]),
+        tensor(train_vals[:, k:]),
+        tensor(test_vals[:, :k]),
+        tensor(test_vals[:, k:]),
+        torch.from_numpy(bounds),
+        None,
+        tuple(inputs),
+        tuple(outputs),
+        source=source,
+    )

@@ -27,8 +27,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["CALIBRATION_LEVELS", "LEVELS", "Summary", "chunk_points", "coverage", "crps_sorted", "metrics",
-           "point_major_normal", "sample_quantiles", "summarize", "summarize_draws"]
+__all__ = [
+    "CALIBRATION_LEVELS",
+    "LEVELS",
+    "Summary",
+    "chunk_points",
+    "coverage",
+    "crps_sorted",
+    "metrics",
+    "point_major_normal",
+    "sample_quantiles",
+    "summarize",
+    "summarize_draws",
+]
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
 # nominal levels of the central intervals whose coverage gaps make the calibration error
@@ -54,7 +65,9 @@ def crps_sorted(sorted_draws: Tensor, y: Tensor) -> Tensor:
     ``(S, ...)`` (sorted along dim 0) at observations ``y`` ``(...)``:
     ``E|X - y| - E|X - X'| / 2``, computed in O(S) per point from the order statistics."""
     s = sorted_draws.shape[0]
-    weights = (2 * torch.arange(1, s + 1, dtype=sorted_draws.dtype, device=sorted_draws.device) - s - 1)
+    weights = (
+        2 * torch.arange(1, s + 1, dtype=sorted_draws.dtype, device=sorted_draws.device) - s - 1
+    )
     weights = weights.reshape(-1, *([1] * (sorted_draws.dim() - 1)))
     spread = (weights * sorted_draws).sum(0) * (2.0 / s**2)
     return (sorted_draws - y).abs().mean(0) - 0.5 * spread
@@ -166,20 +179,26 @@ def coverage(summary: Summary, y: Tensor, level: float) -> float:
     return ((y >= lower) & (y <= upper)).double().mean().item()
 
 
-def calibration_error(summary: Summary, y: Tensor, levels: Sequence[float] = CALIBRATION_LEVELS) -> float:
+def calibration_error(
+    summary: Summary, y: Tensor, levels: Sequence[float] = CALIBRATION_LEVELS
+) -> float:
     """Mean absolute gap between nominal and empirical coverage over central ``levels``."""
     return sum(abs(coverage(summary, y, lv) - lv) for lv in levels) / len(levels)
 
 
-def _band_metrics(summary: Summary, y: Tensor, levels: Sequence[float],
-                  calibration_levels: Sequence[float]) -> dict[str, object]:
+def _band_metrics(
+    summary: Summary, y: Tensor, levels: Sequence[float], calibration_levels: Sequence[float]
+) -> dict[str, object]:
     cov = {str(level): coverage(summary, y, level) for level in levels}
     width = {}
     for level in levels:
         lower, upper = summary.interval(level)
         width[str(level)] = (upper - lower).mean().item()
-    return {"calibration_error": calibration_error(summary, y, calibration_levels),
-            "coverage": cov, "interval_width": width}
+    return {
+        "calibration_error": calibration_error(summary, y, calibration_levels),
+        "coverage": cov,
+        "interval_width": width,
+    }
 
 
 def metrics(
@@ -204,7 +223,9 @@ def metrics(
         "mae": err.abs().mean().item(),
         "r2": (1 - ss_res / ss_tot.clamp_min(torch.finfo(y.dtype).tiny)).mean().item(),
         "crps": summary.crps.mean().item() if summary.crps is not None else None,
-        "rmse_true": (summary.mean - y_true).square().mean().sqrt().item() if y_true is not None else None,
+        "rmse_true": (summary.mean - y_true).square().mean().sqrt().item()
+        if y_true is not None
+        else None,
         "nll": summary.nll.sum(1).mean().item() if summary.nll is not None else None,
     }
     out.update(_band_metrics(summary, y, levels, calibration_levels))
@@ -231,4 +252,6 @@ def summarize_draws(draws: Tensor, probs: Sequence[float], y: Tensor | None = No
     """The summary of draws ``(S, N, O)`` at ``N`` points (and the CRPS against ``y`` ``(N, O)``)."""
     ordered = draws.sort(dim=0).values
     crps = crps_sorted(ordered, y) if y is not None else None
-    return Summary(draws.mean(0), draws.std(0), tuple(probs), sample_quantiles(ordered, probs), crps)
+    return Summary(
+        draws.mean(0), draws.std(0), tuple(probs), sample_quantiles(ordered, probs), crps
+    )

@@ -42,13 +42,17 @@ class Rule:
     def from_mapping(cls, spec: Mapping[str, Any], where: str) -> Rule:
         unknown = set(spec) - _RULE_KEYS
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}")
+            raise ValueError(
+                f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_RULE_KEYS)}"
+            )
         kind = spec.get("kind")
         if kind not in GROUP_KINDS:
             raise ValueError(f"{where}.kind must be one of {list(GROUP_KINDS)}, got {kind!r}")
         prior = dict(spec.get("prior") or {"kind": "iid_gaussian"})
         if prior.get("kind", "iid_gaussian") not in PRIOR_KINDS:
-            raise ValueError(f"{where}.prior.kind must be one of {list(PRIOR_KINDS)}, got {prior.get('kind')!r}")
+            raise ValueError(
+                f"{where}.prior.kind must be one of {list(PRIOR_KINDS)}, got {prior.get('kind')!r}"
+            )
         return cls(str(spec.get("match", "*")), kind, prior, dict(spec.get("options") or {}))
 
 
@@ -132,7 +136,17 @@ def resolve_layout(
             if (start, stop) != (block.start, block.stop):
                 row_size = block.size // (block.shape[0] if block.shape else 1)
                 name += f"[{(start - block.start) // row_size}:{(stop - block.start) // row_size}]"
-            groups.append(GroupSpec(name, rule.kind, start, stop, block.name, rule.prior,
-                                    rule.options, rule.match if owner[start] != -1 else "default"))
+            groups.append(
+                GroupSpec(
+                    name,
+                    rule.kind,
+                    start,
+                    stop,
+                    block.name,
+                    rule.prior,
+                    rule.options,
+                    rule.match if owner[start] != -1 else "default",
+                )
+            )
             start = stop
     return groups

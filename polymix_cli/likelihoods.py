@@ -24,13 +24,24 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NOISE_PRIORS", "GaussianNoise", "HalfCauchyNoisePrior", "LogNormalNoisePrior", "NoisePrior"]
+__all__ = [
+    "NOISE_PRIORS",
+    "GaussianNoise",
+    "HalfCauchyNoisePrior",
+    "LogNormalNoisePrior",
+    "NoisePrior",
+]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def _positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return float(value)
 
@@ -94,13 +105,17 @@ class GaussianNoise(nn.Module):
     likelihood for sigma). The only state is the parameter ``log_std`` ``(O,)``.
     """
 
-    def __init__(self, num_outputs: int, init_std: float | list[float] = 0.1, prior: NoisePrior | None = None):
+    def __init__(
+        self, num_outputs: int, init_std: float | list[float] = 0.1, prior: NoisePrior | None = None
+    ):
         super().__init__()
         if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1:
             raise ValueError(f"num_outputs must be a positive integer, got {num_outputs!r}")
         values = list(init_std) if isinstance(init_std, (list, tuple)) else [init_std] * num_outputs
         if len(values) != num_outputs:
-            raise ValueError(f"init_std must be a number or {num_outputs} numbers, got {len(values)}")
+            raise ValueError(
+                f"init_std must be a number or {num_outputs} numbers, got {len(values)}"
+            )
         values = [_positive(v, "init_std") for v in values]
         if prior is not None and not isinstance(prior, NoisePrior):
             raise TypeError(f"prior must be a NoisePrior or None, got {type(prior).__name__}")
@@ -127,8 +142,9 @@ class GaussianNoise(nn.Module):
     def nll_from_squared_errors(self, sq: Tensor, count: int) -> Tensor:
         """:meth:`neg_log_likelihood` from the squared residuals summed per output ``sq``
         ``(O,)`` over ``count`` (draw, point) pairs."""
-        return 0.5 * (sq * torch.exp(-2 * self.log_std)).sum() + count * (self.log_std.sum()
-                                                                          + self.num_outputs * _HALF_LOG_2PI)
+        return 0.5 * (sq * torch.exp(-2 * self.log_std)).sum() + count * (
+            self.log_std.sum() + self.num_outputs * _HALF_LOG_2PI
+        )
 
     def log_prob(self, y: Tensor, mean: Tensor) -> Tensor:
         """Elementwise ``log N(y | mean, sigma^2)``, broadcast over leading axes of ``mean``."""

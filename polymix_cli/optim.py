@@ -54,7 +54,11 @@ class _Optimizer:
 
     def state_dict(self) -> dict[str, Any]:
         hp = {k: v for k, v in self.hp.items() if k != "params"}
-        return {"step": self.step_count, "hyper": hp, "buffers": {k: [t.clone() for t in v] for k, v in self._buffers().items()}}
+        return {
+            "step": self.step_count,
+            "hyper": hp,
+            "buffers": {k: [t.clone() for t in v] for k, v in self._buffers().items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = int(state["step"])
@@ -69,8 +73,15 @@ class Adam(_Optimizer):
     else L2 regularisation (``g <- g + wd p``). Defaults as torch: betas (0.9, 0.999),
     eps 1e-8."""
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, weight_decay: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, decoupled: bool = True):
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        decoupled: bool = True,
+    ):
         super().__init__(params, lr=lr, weight_decay=weight_decay, betas=tuple(betas), eps=eps)
         self.decoupled = decoupled
         self._fused = None  # resolved on the first step
@@ -110,8 +121,21 @@ class Adam(_Optimizer):
                 step.fill_(float(self.step_count))
             steps = self._steps
             try:
-                kernel(params, grads, m, v, [], steps, lr=lr, beta1=beta1, beta2=beta2, weight_decay=wd,
-                       eps=eps, amsgrad=False, maximize=False)
+                kernel(
+                    params,
+                    grads,
+                    m,
+                    v,
+                    [],
+                    steps,
+                    lr=lr,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=wd,
+                    eps=eps,
+                    amsgrad=False,
+                    maximize=False,
+                )
                 return
             except (RuntimeError, TypeError):
                 self._fused = False
@@ -134,8 +158,13 @@ class Adam(_Optimizer):
 class SGD(_Optimizer):
     """SGD with (heavy-ball) momentum and L2 weight decay, as ``torch.optim.SGD``."""
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, momentum: float = 0.0,
-                 weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+    ):
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         self.momentum_buffer = [torch.zeros_like(p) for p in self.params]
 
@@ -200,9 +229,17 @@ class OneCycle(_Schedule):
     steps, then down to ``max_lr / (div_factor * final_div_factor)``; Adam's beta1 (or
     SGD's momentum) moves the other way between ``max_momentum`` and ``base_momentum``."""
 
-    def __init__(self, optimizer: _Optimizer, max_lr: float, total_steps: int, pct_start: float = 0.3,
-                 div_factor: float = 25.0, final_div_factor: float = 1e4,
-                 base_momentum: float = 0.85, max_momentum: float = 0.95):
+    def __init__(
+        self,
+        optimizer: _Optimizer,
+        max_lr: float,
+        total_steps: int,
+        pct_start: float = 0.3,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        base_momentum: float = 0.85,
+        max_momentum: float = 0.95,
+    ):
         self.max_lr, self.pct_start = float(max_lr), float(pct_start)
         self.initial_lr = self.max_lr / div_factor
         self.min_lr = self.initial_lr / final_div_factor

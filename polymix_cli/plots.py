@@ -44,9 +44,17 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-__all__ = ["plot_calibration", "plot_experts", "plot_gating", "plot_loss", "plot_parity", "plot_prediction",
-           "plot_slices", "plot_sobol",
-           "plot_sweep"]
+__all__ = [
+    "plot_calibration",
+    "plot_experts",
+    "plot_gating",
+    "plot_loss",
+    "plot_parity",
+    "plot_prediction",
+    "plot_slices",
+    "plot_sobol",
+    "plot_sweep",
+]
 
 DPI = 120
 MEAN_COLOR = "C3"  # strong red, as the notebook's prediction mean
@@ -185,8 +193,9 @@ def _title(fig: Figure, axes: list[Axes], title: str) -> None:
         fig.suptitle(title)
 
 
-def _figure_legend(fig: Figure, handles: list, labels: list[str], num_panels: int = 1,
-                   max_cols: int | None = None) -> None:
+def _figure_legend(
+    fig: Figure, handles: list, labels: list[str], num_panels: int = 1, max_cols: int | None = None
+) -> None:
     """One frameless legend for the whole figure, below the panels so it covers no data.
 
     At most ``max_cols`` (default ``2 * num_panels + 1``) entries per row so the legend
@@ -380,8 +389,13 @@ def plot_prediction(
             if k in labels
         ]
         # two bands make longer labels: one column fewer per row
-        _figure_legend(fig, [handles[i] for i in order], [labels[i] for i in order], o,
-                       max_cols=2 * o if two_bands else None)
+        _figure_legend(
+            fig,
+            [handles[i] for i in order],
+            [labels[i] for i in order],
+            o,
+            max_cols=2 * o if two_bands else None,
+        )
         return _save(fig, path)
     finally:
         plt.close(fig)
@@ -409,28 +423,59 @@ def plot_calibration(
         raise ValueError(f"levels must lie strictly between 0 and 1, got {list(nominal)}")
     if not predictive:
         raise ValueError("predictive must hold the coverage of at least one split")
-    curves = [(split, PREDICTIVE_KIND, _as_inputs(f"predictive[{split!r}]", values, nominal.shape[0], "L"))
-              for split, values in predictive.items()]
+    curves = [
+        (
+            split,
+            PREDICTIVE_KIND,
+            _as_inputs(f"predictive[{split!r}]", values, nominal.shape[0], "L"),
+        )
+        for split, values in predictive.items()
+    ]
     for split, values in (epistemic or {}).items():
-        curves.append((split, EPISTEMIC_KIND, _as_inputs(f"epistemic[{split!r}]", values, nominal.shape[0], "L")))
+        curves.append(
+            (
+                split,
+                EPISTEMIC_KIND,
+                _as_inputs(f"epistemic[{split!r}]", values, nominal.shape[0], "L"),
+            )
+        )
 
     rows = 1 + len(curves)  # legend entries, one per row below the square plot
-    fig, ax = plt.subplots(figsize=(CALIBRATION_WIDTH, CALIBRATION_WIDTH + 0.25 * rows), layout="constrained")
+    fig, ax = plt.subplots(
+        figsize=(CALIBRATION_WIDTH, CALIBRATION_WIDTH + 0.25 * rows), layout="constrained"
+    )
     try:
-        ax.plot([0, 1], [0, 1], color=TRUTH_COLOR, linestyle=":", linewidth=1.2, label="perfect calibration")
+        ax.plot(
+            [0, 1],
+            [0, 1],
+            color=TRUTH_COLOR,
+            linestyle=":",
+            linewidth=1.2,
+            label="perfect calibration",
+        )
         splits = list(predictive)
         for split, kind, values in curves:
-            color = SPLIT_COLORS.get(split, f"C{(splits.index(split) + 4) % 10}" if split in splits else "0.3")
+            color = SPLIT_COLORS.get(
+                split, f"C{(splits.index(split) + 4) % 10}" if split in splits else "0.3"
+            )
             label = split
             if epistemic:
                 label += f", {kind} band"
             if kind == PREDICTIVE_KIND and errors and errors.get(split) is not None:
                 label += f" (error {errors[split]:.3f})"
             predictive_line = kind == PREDICTIVE_KIND
-            ax.plot(nominal, values, color=color, linewidth=2.0 if predictive_line else 1.3,
-                    linestyle="-" if predictive_line else "--", marker="o" if predictive_line else "s",
-                    markersize=5 if predictive_line else 4,
-                    markerfacecolor=color if predictive_line else "white", label=label, zorder=3)
+            ax.plot(
+                nominal,
+                values,
+                color=color,
+                linewidth=2.0 if predictive_line else 1.3,
+                linestyle="-" if predictive_line else "--",
+                marker="o" if predictive_line else "s",
+                markersize=5 if predictive_line else 4,
+                markerfacecolor=color if predictive_line else "white",
+                label=label,
+                zorder=3,
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_aspect("equal")
@@ -574,7 +619,9 @@ SLICE_COLUMNS = 4  # panels per row in plot_slices before wrapping
 
 def _thin(n: int, limit: int) -> np.ndarray:
     """At most ``limit`` evenly spaced indices of ``n`` (all when ``n <= limit``)."""
-    return np.arange(n) if n <= limit else np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+    return (
+        np.arange(n) if n <= limit else np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+    )
 
 
 def _r2(observed: np.ndarray, predicted: np.ndarray) -> float:
@@ -607,23 +654,49 @@ def plot_parity(
     level = _check_band_level(band_level)
     y_train = _as_outputs("y_train", y_train, np.shape(y_train)[0], None, letters="N, O")
     n, o = y_train.shape
-    splits = [("training", DATA_COLOR, y_train, *(
-        _as_outputs(name, value, n, o, letters="N, O")
-        for name, value in (("mean_train", mean_train), ("lower_train", lower_train), ("upper_train", upper_train))
-    ))]
+    splits = [
+        (
+            "training",
+            DATA_COLOR,
+            y_train,
+            *(
+                _as_outputs(name, value, n, o, letters="N, O")
+                for name, value in (
+                    ("mean_train", mean_train),
+                    ("lower_train", lower_train),
+                    ("upper_train", upper_train),
+                )
+            ),
+        )
+    ]
     test = (y_test, mean_test, lower_test, upper_test)
     if any(v is not None for v in test):
         if any(v is None for v in test):
             raise ValueError("y_test, mean_test, lower_test and upper_test must be given together")
         k = np.shape(y_test)[0]
-        splits.append(("test", PARITY_TEST_COLOR, *(
-            _as_outputs(name, value, k, o, letters="K, O")
-            for name, value in (("y_test", y_test), ("mean_test", mean_test), ("lower_test", lower_test),
-                                ("upper_test", upper_test))
-        )))
+        splits.append(
+            (
+                "test",
+                PARITY_TEST_COLOR,
+                *(
+                    _as_outputs(name, value, k, o, letters="K, O")
+                    for name, value in (
+                        ("y_test", y_test),
+                        ("mean_test", mean_test),
+                        ("lower_test", lower_test),
+                        ("upper_test", upper_test),
+                    )
+                ),
+            )
+        )
     names = _output_names(output_names, o)
-    fig, axes = plt.subplots(1, o, figsize=SINGLE_SIZE if o == 1 else (PANEL_WIDTH * o, PANEL_HEIGHT + 0.4),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        1,
+        o,
+        figsize=SINGLE_SIZE if o == 1 else (PANEL_WIDTH * o, PANEL_HEIGHT + 0.4),
+        squeeze=False,
+        layout="constrained",
+    )
     axes_list = list(axes[0])
     try:
         for j, ax in enumerate(axes_list):
@@ -631,17 +704,48 @@ def plot_parity(
             high = max(max(float(s[2][:, j].max()), float(s[5][:, j].max())) for s in splits)
             pad = 0.04 * (high - low) if high > low else 1.0
             lims = (low - pad, high + pad)
-            ax.plot(lims, lims, color=TRUTH_COLOR, linestyle="--", linewidth=1.1, zorder=1, label="y = x")
+            ax.plot(
+                lims,
+                lims,
+                color=TRUTH_COLOR,
+                linestyle="--",
+                linewidth=1.1,
+                zorder=1,
+                label="y = x",
+            )
             scores = []
             for label, color, obs, mean, lower, upper in reversed(splits):  # training drawn on top
                 keep = _thin(obs.shape[0], MAX_PARITY_POINTS)
-                ax.vlines(obs[keep, j], lower[keep, j], upper[keep, j], color=color, alpha=0.35,
-                          linewidth=1.0, zorder=2)
-                ax.scatter(obs[keep, j], mean[keep, j], s=_scatter_size(keep.size), facecolor=color,
-                           edgecolor="black", linewidth=0.4, zorder=3, label=f"{label} data")
+                ax.vlines(
+                    obs[keep, j],
+                    lower[keep, j],
+                    upper[keep, j],
+                    color=color,
+                    alpha=0.35,
+                    linewidth=1.0,
+                    zorder=2,
+                )
+                ax.scatter(
+                    obs[keep, j],
+                    mean[keep, j],
+                    s=_scatter_size(keep.size),
+                    facecolor=color,
+                    edgecolor="black",
+                    linewidth=0.4,
+                    zorder=3,
+                    label=f"{label} data",
+                )
                 scores.append(f"{label} R$^2$ = {_r2(obs[:, j], mean[:, j]):.3f}")
-            ax.text(0.03, 0.97, "\n".join(reversed(scores)), transform=ax.transAxes, ha="left", va="top",
-                    fontsize=9, bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85})
+            ax.text(
+                0.03,
+                0.97,
+                "\n".join(reversed(scores)),
+                transform=ax.transAxes,
+                ha="left",
+                va="top",
+                fontsize=9,
+                bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.85},
+            )
             ax.set_xlim(lims)
             ax.set_ylim(lims)
             ax.set_aspect("equal", adjustable="box")
@@ -653,8 +757,12 @@ def plot_parity(
         _title(fig, axes_list, title)
         handles, labels = axes_list[0].get_legend_handles_labels()
         order = [labels.index(k) for k in ("training data", "test data", "y = x") if k in labels]
-        handles = [handles[i] for i in order] + [Line2D([], [], color="0.4", alpha=0.6, linewidth=1.0)]
-        labels = [labels[i] for i in order] + [f"points: predictive mean; bars: {_band_label(level)}"]
+        handles = [handles[i] for i in order] + [
+            Line2D([], [], color="0.4", alpha=0.6, linewidth=1.0)
+        ]
+        labels = [labels[i] for i in order] + [
+            f"points: predictive mean; bars: {_band_label(level)}"
+        ]
         _figure_legend(fig, handles, labels, o)
         return _save(fig, path)
     finally:
@@ -686,16 +794,24 @@ def plot_slices(
     level = _check_band_level(band_level)
     grids = np.asarray(grids, dtype=float)
     if grids.ndim != 2 or grids.shape[0] < 1 or grids.shape[1] < 2:
-        raise ValueError(f"grids must have shape (D, G) with G >= 2, got {_shape_str(np.shape(grids))}")
+        raise ValueError(
+            f"grids must have shape (D, G) with G >= 2, got {_shape_str(np.shape(grids))}"
+        )
     d, g = grids.shape
 
     def as_slices(name: str, value: object, outputs: int | None) -> np.ndarray:
         arr = np.asarray(value, dtype=float)
         if arr.ndim == 2:
             arr = arr[:, :, None]
-        if arr.ndim != 3 or arr.shape[:2] != (d, g) or (outputs is not None and arr.shape[2] != outputs):
+        if (
+            arr.ndim != 3
+            or arr.shape[:2] != (d, g)
+            or (outputs is not None and arr.shape[2] != outputs)
+        ):
             want = f"({d}, {g}, {'O' if outputs is None else outputs})"
-            raise ValueError(f"{name} must have shape (D, G, O) = {want}, got {_shape_str(np.shape(value))}")
+            raise ValueError(
+                f"{name} must have shape (D, G, O) = {want}, got {_shape_str(np.shape(value))}"
+            )
         return arr
 
     mean = as_slices("mean", mean, None)
@@ -704,30 +820,58 @@ def plot_slices(
     if true_y is not None:
         true_y = as_slices("true_y", true_y, o)
     centre = _as_inputs("centre", centre, d, letter="D")
-    x_names = [f"x{i + 1}" for i in range(d)] if input_names is None else [str(n) for n in input_names]
+    x_names = (
+        [f"x{i + 1}" for i in range(d)] if input_names is None else [str(n) for n in input_names]
+    )
     if len(x_names) != d:
         raise ValueError(f"input_names must have one name per input ({d}), got {len(x_names)}")
     names = _output_names(output_names, o)
     rows_per_output = math.ceil(d / SLICE_COLUMNS)
     cols = math.ceil(d / rows_per_output)  # balanced rows: 5 inputs give 3 + 2 panels, not 4 + 1
-    fig, axes = plt.subplots(o * rows_per_output, cols, figsize=(3.4 * cols + 0.4, 2.8 * o * rows_per_output + 1.0),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        o * rows_per_output,
+        cols,
+        figsize=(3.4 * cols + 0.4, 2.8 * o * rows_per_output + 1.0),
+        squeeze=False,
+        layout="constrained",
+    )
     try:
         for j in range(o):
-            block = axes[j * rows_per_output:(j + 1) * rows_per_output].ravel()
+            block = axes[j * rows_per_output : (j + 1) * rows_per_output].ravel()
             for i, ax in enumerate(block):
                 if i >= d:
                     ax.set_visible(False)
                     continue
                 if i > 0:
                     ax.sharey(block[0])
-                ax.fill_between(grids[i], lower[i, :, j], upper[i, :, j], color=MEAN_COLOR, alpha=BAND_ALPHA,
-                                linewidth=0, zorder=1, label=_band_label(level))
+                ax.fill_between(
+                    grids[i],
+                    lower[i, :, j],
+                    upper[i, :, j],
+                    color=MEAN_COLOR,
+                    alpha=BAND_ALPHA,
+                    linewidth=0,
+                    zorder=1,
+                    label=_band_label(level),
+                )
                 if true_y is not None:
-                    ax.plot(grids[i], true_y[i, :, j], color=TRUTH_COLOR, linestyle="--", linewidth=1.2,
-                            zorder=3, label="true function")
-                ax.plot(grids[i], mean[i, :, j], color=MEAN_COLOR, linewidth=2.0, zorder=4,
-                        label="predictive mean")
+                    ax.plot(
+                        grids[i],
+                        true_y[i, :, j],
+                        color=TRUTH_COLOR,
+                        linestyle="--",
+                        linewidth=1.2,
+                        zorder=3,
+                        label="true function",
+                    )
+                ax.plot(
+                    grids[i],
+                    mean[i, :, j],
+                    color=MEAN_COLOR,
+                    linewidth=2.0,
+                    zorder=4,
+                    label="predictive mean",
+                )
                 ax.axvline(centre[i], color="0.6", linewidth=0.8, linestyle=":", zorder=0)
                 _tidy_x(ax, grids[i])
                 ax.set_xlabel(x_names[i])
@@ -735,11 +879,19 @@ def plot_slices(
                     ax.set_ylabel(names[j])
                 ax.grid(True, alpha=0.3)
         span = grids.max(1) - grids.min(1)
-        centre_shown = np.where(np.abs(centre) < 1e-9 * np.maximum(span, 1e-300), 0.0, centre)  # no -5.6e-17
+        centre_shown = np.where(
+            np.abs(centre) < 1e-9 * np.maximum(span, 1e-300), 0.0, centre
+        )  # no -5.6e-17
         at = ", ".join(f"{n} = {c:.4g}" for n, c in zip(x_names, centre_shown))
-        fig.suptitle(f"{title}\n(other inputs at the centre: {at})" if d <= 8 else title, fontsize=11)
+        fig.suptitle(
+            f"{title}\n(other inputs at the centre: {at})" if d <= 8 else title, fontsize=11
+        )
         handles, labels = axes[0, 0].get_legend_handles_labels()
-        order = [labels.index(k) for k in ("predictive mean", _band_label(level), "true function") if k in labels]
+        order = [
+            labels.index(k)
+            for k in ("predictive mean", _band_label(level), "true function")
+            if k in labels
+        ]
         _figure_legend(fig, [handles[i] for i in order], [labels[i] for i in order], cols)
         return _save(fig, path)
     finally:
@@ -881,49 +1033,91 @@ def plot_sobol(
     first = _as_indices("first_order", first_order, None)
     shape = first.shape
     bars = {  # height, lower end, upper end
-        "first": (first, _as_indices("first_lower", first_lower, shape),
-                  _as_indices("first_upper", first_upper, shape)),
-        "total": (_as_indices("total", total, shape), _as_indices("total_lower", total_lower, shape),
-                  _as_indices("total_upper", total_upper, shape)),
+        "first": (
+            first,
+            _as_indices("first_lower", first_lower, shape),
+            _as_indices("first_upper", first_upper, shape),
+        ),
+        "total": (
+            _as_indices("total", total, shape),
+            _as_indices("total_lower", total_lower, shape),
+            _as_indices("total_upper", total_upper, shape),
+        ),
     }
     d, o = shape
-    inputs = [f"x{i + 1}" for i in range(d)] if input_names is None else [str(n) for n in input_names]
+    inputs = (
+        [f"x{i + 1}" for i in range(d)] if input_names is None else [str(n) for n in input_names]
+    )
     if len(inputs) != d:
         raise ValueError(f"input_names must have one name per input ({d}), got {len(inputs)}")
     names = _output_names(output_names, o)
     if panel_notes is not None and len(panel_notes) != o:
-        raise ValueError(f"panel_notes must have one entry per output ({o}), got {len(panel_notes)}")
-    ends = np.concatenate([np.ravel(b[k]) for b in bars.values() for k in (1, 2)] + [np.zeros(1), np.ones(1)])
+        raise ValueError(
+            f"panel_notes must have one entry per output ({o}), got {len(panel_notes)}"
+        )
+    ends = np.concatenate(
+        [np.ravel(b[k]) for b in bars.values() for k in (1, 2)] + [np.zeros(1), np.ones(1)]
+    )
     ends = ends[np.isfinite(ends)]  # undefined indices (zero variance) are NaN
     top, bottom = float(ends.max()), float(ends.min())  # Monte Carlo estimates may dip below 0
     width = max(PANEL_WIDTH if o > 1 else SINGLE_SIZE[0], 1.5 + 0.75 * d)
-    fig, axes_arr = plt.subplots(1, o, figsize=(width * o, PANEL_HEIGHT), sharey=True, squeeze=False,
-                                 layout="constrained")
+    fig, axes_arr = plt.subplots(
+        1, o, figsize=(width * o, PANEL_HEIGHT), sharey=True, squeeze=False, layout="constrained"
+    )
     axes = list(axes_arr[0])
     x = np.arange(d)
     bar_width = 0.38
     annotate = d <= 10
     try:
         for j, ax in enumerate(axes):
-            for k, (key, color, label) in enumerate((("first", FIRST_COLOR, "first order $S_i$"),
-                                                     ("total", TOTAL_COLOR, "total $S_{Ti}$"))):
+            for k, (key, color, label) in enumerate(
+                (
+                    ("first", FIRST_COLOR, "first order $S_i$"),
+                    ("total", TOTAL_COLOR, "total $S_{Ti}$"),
+                )
+            ):
                 height, low, high = (b[:, j] for b in bars[key])
                 err = np.vstack([np.clip(height - low, 0, None), np.clip(high - height, 0, None)])
                 err = np.where(np.isfinite(err), err, 0.0)
                 pos = x + (k - 0.5) * bar_width
-                ax.bar(pos, np.nan_to_num(height), bar_width, color=color, edgecolor="black",
-                       linewidth=0.6, label=label, zorder=2)
-                ax.errorbar(pos, np.nan_to_num(height), yerr=err, fmt="none", ecolor="black",
-                            elinewidth=1.1, capsize=3, zorder=3)
+                ax.bar(
+                    pos,
+                    np.nan_to_num(height),
+                    bar_width,
+                    color=color,
+                    edgecolor="black",
+                    linewidth=0.6,
+                    label=label,
+                    zorder=2,
+                )
+                ax.errorbar(
+                    pos,
+                    np.nan_to_num(height),
+                    yerr=err,
+                    fmt="none",
+                    ecolor="black",
+                    elinewidth=1.1,
+                    capsize=3,
+                    zorder=3,
+                )
                 if annotate:
                     for xp, h, hi in zip(pos, height, high, strict=True):
                         if np.isfinite(h):
                             y = max(h, hi if np.isfinite(hi) else h)
-                            ax.annotate(f"{h:.2f}", (xp, y), xytext=(0, 2), textcoords="offset points",
-                                        ha="center", va="bottom", fontsize=8)
+                            ax.annotate(
+                                f"{h:.2f}",
+                                (xp, y),
+                                xytext=(0, 2),
+                                textcoords="offset points",
+                                ha="center",
+                                va="bottom",
+                                fontsize=8,
+                            )
             ax.set_xticks(x, inputs)
             ax.set_xlim(-0.6, d - 0.4)
-            ax.set_ylim(bottom - 0.04 * (top - bottom) if bottom < 0 else 0.0, top + 0.12 * (top - bottom))
+            ax.set_ylim(
+                bottom - 0.04 * (top - bottom) if bottom < 0 else 0.0, top + 0.12 * (top - bottom)
+            )
             ax.set_xlabel("input")
             ax.grid(True, axis="y", alpha=0.3, zorder=0)
             note = f": {panel_notes[j]}" if panel_notes is not None else ""
@@ -1006,14 +1200,34 @@ def plot_sweep(
     if n == 0:
         raise ValueError("plot_sweep needs at least one job")
     if y_values is None:
-        return _sweep_line(path, metric, x_name, list(x_values), vals, fails, running_best, target, title)
-    return _sweep_heatmap(path, metric, x_name, list(x_values), y_name or "", list(y_values), vals,
-                          fails, target, title)
+        return _sweep_line(
+            path, metric, x_name, list(x_values), vals, fails, running_best, target, title
+        )
+    return _sweep_heatmap(
+        path,
+        metric,
+        x_name,
+        list(x_values),
+        y_name or "",
+        list(y_values),
+        vals,
+        fails,
+        target,
+        title,
+    )
 
 
-def _sweep_line(path: PathLike, metric: str, x_name: str, xs: list[object], vals: np.ndarray,
-                fails: np.ndarray, running_best: bool, target: float | None,
-                title: str | None) -> Path:
+def _sweep_line(
+    path: PathLike,
+    metric: str,
+    x_name: str,
+    xs: list[object],
+    vals: np.ndarray,
+    fails: np.ndarray,
+    running_best: bool,
+    target: float | None,
+    title: str | None,
+) -> Path:
     levels, numeric = _axis_levels(xs)
     pos = np.array([float(x) if numeric else levels.index(x) for x in xs], dtype=float)  # type: ignore[arg-type]
     scores = _sweep_scores(vals, target)
@@ -1027,26 +1241,53 @@ def _sweep_line(path: PathLike, metric: str, x_name: str, xs: list[object], vals
             order = np.argsort(pos[ok], kind="stable")
             if running_best:
                 best_so_far = np.fmin.accumulate(np.where(ok, scores, np.inf))
-                best_vals = np.array([vals[ok & (scores == b)][0] if np.isfinite(b) else np.nan
-                                      for b in best_so_far])
+                best_vals = np.array(
+                    [vals[ok & (scores == b)][0] if np.isfinite(b) else np.nan for b in best_so_far]
+                )
                 (line,) = ax.step(pos, best_vals, where="post", color=MEAN_COLOR, linewidth=2.0)
                 handles.append(line)
                 labels.append("best so far")
             else:
-                per_x = [(p, vals[ok & (pos == p)][np.argmin(scores[ok & (pos == p)])]
-                          if (ok & (pos == p)).any() else np.nan)  # a gap where every job failed
-                         for p in np.unique(pos)]
-                (line,) = ax.plot([p for p, _ in per_x], [v for _, v in per_x], color=MEAN_COLOR,
-                                  linewidth=2.0, zorder=3)
+                per_x = [
+                    (
+                        p,
+                        vals[ok & (pos == p)][np.argmin(scores[ok & (pos == p)])]
+                        if (ok & (pos == p)).any()
+                        else np.nan,
+                    )  # a gap where every job failed
+                    for p in np.unique(pos)
+                ]
+                (line,) = ax.plot(
+                    [p for p, _ in per_x],
+                    [v for _, v in per_x],
+                    color=MEAN_COLOR,
+                    linewidth=2.0,
+                    zorder=3,
+                )
                 handles.append(line)
                 labels.append("best per value" if len(np.unique(pos[ok])) < ok.sum() else metric)
-            pts = ax.scatter(pos[ok][order], vals[ok][order], s=36, facecolor=DATA_COLOR,
-                             edgecolor="black", linewidth=0.6, zorder=4)
+            pts = ax.scatter(
+                pos[ok][order],
+                vals[ok][order],
+                s=36,
+                facecolor=DATA_COLOR,
+                edgecolor="black",
+                linewidth=0.6,
+                zorder=4,
+            )
             handles.append(pts)
             labels.append("job")
             best = int(np.flatnonzero(ok)[np.argmin(scores[ok])])
-            star = ax.scatter([pos[best]], [vals[best]], s=220, marker="*", facecolor="gold",
-                              edgecolor="black", linewidth=0.8, zorder=5)
+            star = ax.scatter(
+                [pos[best]],
+                [vals[best]],
+                s=220,
+                marker="*",
+                facecolor="gold",
+                edgecolor="black",
+                linewidth=0.8,
+                zorder=5,
+            )
             handles.append(star)
             labels.append(f"best: {_fmt(vals[best])} at {x_name}={_fmt(xs[best])}")
         if target is not None:
@@ -1058,10 +1299,26 @@ def _sweep_line(path: PathLike, metric: str, x_name: str, xs: list[object], vals
             margin = 0.12 * (hi - lo)
             ax.set_ylim(lo - margin, hi)
             ax.axhspan(lo - margin, lo - 0.2 * margin, color=FAILED_COLOR, alpha=0.06, linewidth=0)
-            ax.scatter(pos[fails], np.full(fails.sum(), lo - 0.6 * margin), marker="x", s=60,
-                       color=FAILED_COLOR, linewidth=2.0, zorder=6)
-            handles.append(Line2D([], [], marker="x", linestyle="none", color=FAILED_COLOR,
-                                  markersize=8, markeredgewidth=2.0))
+            ax.scatter(
+                pos[fails],
+                np.full(fails.sum(), lo - 0.6 * margin),
+                marker="x",
+                s=60,
+                color=FAILED_COLOR,
+                linewidth=2.0,
+                zorder=6,
+            )
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    marker="x",
+                    linestyle="none",
+                    color=FAILED_COLOR,
+                    markersize=8,
+                    markeredgewidth=2.0,
+                )
+            )
             labels.append(f"failed ({int(fails.sum())})")
         if numeric:
             positive = pos[pos > 0]
@@ -1089,9 +1346,18 @@ def _sweep_line(path: PathLike, metric: str, x_name: str, xs: list[object], vals
         plt.close(fig)
 
 
-def _sweep_heatmap(path: PathLike, metric: str, x_name: str, xs: list[object], y_name: str,
-                   ys: list[object], vals: np.ndarray, fails: np.ndarray, target: float | None,
-                   title: str | None) -> Path:
+def _sweep_heatmap(
+    path: PathLike,
+    metric: str,
+    x_name: str,
+    xs: list[object],
+    y_name: str,
+    ys: list[object],
+    vals: np.ndarray,
+    fails: np.ndarray,
+    target: float | None,
+    title: str | None,
+) -> Path:
     x_levels, _ = _axis_levels(xs)
     y_levels, _ = _axis_levels(ys)
     nx, ny = len(x_levels), len(y_levels)
@@ -1118,8 +1384,9 @@ def _sweep_heatmap(path: PathLike, metric: str, x_name: str, xs: list[object], y
     figsize = (max(5.6, 1.15 * nx + 2.8), max(4.0, 0.75 * ny + 2.2))
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
     try:
-        image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto",
-                          origin="lower")
+        image = ax.imshow(
+            np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto", origin="lower"
+        )
         ax.set_facecolor(EMPTY_COLOR)
         font = 10 if nx * ny <= 36 else 8
         for i in range(ny):
@@ -1127,20 +1394,52 @@ def _sweep_heatmap(path: PathLike, metric: str, x_name: str, xs: list[object], y
                 if state[i, j] == "ok":
                     r, g, b, _ = cmap(norm(grid[i, j]))
                     color = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
-                    ax.text(j, i, f"{grid[i, j]:#.3g}", ha="center", va="center", color=color,
-                            fontsize=font)
+                    ax.text(
+                        j,
+                        i,
+                        f"{grid[i, j]:#.3g}",
+                        ha="center",
+                        va="center",
+                        color=color,
+                        fontsize=font,
+                    )
                     continue
                 if state[i, j] == "failed":
-                    ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="white",
-                                           edgecolor=FAILED_COLOR, hatch="///", linewidth=0, alpha=0.5))
-                ax.text(j, i, {"failed": "failed", "n/a": "n/a", "empty": "-"}[state[i, j]],
-                        ha="center", va="center", fontsize=font,
-                        color=FAILED_COLOR if state[i, j] == "failed" else "0.3",
-                        fontweight="bold" if state[i, j] == "failed" else "normal")
+                    ax.add_patch(
+                        Rectangle(
+                            (j - 0.5, i - 0.5),
+                            1,
+                            1,
+                            facecolor="white",
+                            edgecolor=FAILED_COLOR,
+                            hatch="///",
+                            linewidth=0,
+                            alpha=0.5,
+                        )
+                    )
+                ax.text(
+                    j,
+                    i,
+                    {"failed": "failed", "n/a": "n/a", "empty": "-"}[state[i, j]],
+                    ha="center",
+                    va="center",
+                    fontsize=font,
+                    color=FAILED_COLOR if state[i, j] == "failed" else "0.3",
+                    fontweight="bold" if state[i, j] == "failed" else "normal",
+                )
         if np.isfinite(best_score).any():
             bi, bj = np.unravel_index(np.argmin(best_score), best_score.shape)
-            ax.add_patch(Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False, edgecolor="black",
-                                   linewidth=2.5, zorder=5))
+            ax.add_patch(
+                Rectangle(
+                    (bj - 0.5, bi - 0.5),
+                    1,
+                    1,
+                    fill=False,
+                    edgecolor="black",
+                    linewidth=2.5,
+                    zorder=5,
+                )
+            )
         ax.set_xticks(range(nx))
         ax.set_xticklabels([_fmt(v) for v in x_levels])
         ax.set_yticks(range(ny))
@@ -1150,9 +1449,15 @@ def _sweep_heatmap(path: PathLike, metric: str, x_name: str, xs: list[object], y
         bar = fig.colorbar(image, ax=ax, shrink=0.9)
         bar.set_label(metric + (f" (nominal {target:g})" if target is not None else ""))
         ax.set_title(title or f"{metric} over {x_name} and {y_name}")
-        fig.text(0.01, 0.005, "box: best job" + (" (closest to nominal)" if target is not None
-                                                 else " (lowest)"),
-                 fontsize=8, color="0.3", ha="left", va="bottom")
+        fig.text(
+            0.01,
+            0.005,
+            "box: best job" + (" (closest to nominal)" if target is not None else " (lowest)"),
+            fontsize=8,
+            color="0.3",
+            ha="left",
+            va="bottom",
+        )
         return _save(fig, path)
     finally:
         plt.close(fig)

@@ -63,9 +63,13 @@ def _q(p: float) -> str:
     return f"q{p:g}"
 
 
-def output_columns(inputs: Sequence[str], outputs: Sequence[str], quantiles: Sequence[float]) -> list[str]:
+def output_columns(
+    inputs: Sequence[str], outputs: Sequence[str], quantiles: Sequence[float]
+) -> list[str]:
     """``inputs``, then ``o_mean``, ``o_std``, ``o_q<p>`` for each output ``o``."""
-    return list(inputs) + [f"{o}_{s}" for o in outputs for s in ("mean", "std", *map(_q, quantiles))]
+    return list(inputs) + [
+        f"{o}_{s}" for o in outputs for s in ("mean", "std", *map(_q, quantiles))
+    ]
 
 
 class _Findings:
@@ -82,8 +86,9 @@ class _Findings:
         setattr(self, f"num_{kind}", getattr(self, f"num_{kind}") + count)
 
 
-def _outside(values: np.ndarray, rows: np.ndarray, bounds: np.ndarray,
-             names: Sequence[str]) -> tuple[list[tuple[int, str]], int]:
+def _outside(
+    values: np.ndarray, rows: np.ndarray, bounds: np.ndarray, names: Sequence[str]
+) -> tuple[list[tuple[int, str]], int]:
     """The first :data:`LISTED` rows with an input outside ``bounds`` ``(D, 2)`` as
     ``(number, reason)``, and how many there are (bad rows, NaN, are not counted)."""
     low, high = bounds[:, 0], bounds[:, 1]
@@ -91,7 +96,12 @@ def _outside(values: np.ndarray, rows: np.ndarray, bounds: np.ndarray,
     listed = []
     for i in np.flatnonzero(mask)[:LISTED].tolist():
         j = int(np.flatnonzero((values[i] < low) | (values[i] > high))[0])
-        listed.append((int(rows[i]), f"{names[j]}={values[i, j]:.6g} is outside [{low[j]:.6g}, {high[j]:.6g}]"))
+        listed.append(
+            (
+                int(rows[i]),
+                f"{names[j]}={values[i, j]:.6g} is outside [{low[j]:.6g}, {high[j]:.6g}]",
+            )
+        )
     return listed, int(mask.sum())
 
 
@@ -131,14 +141,24 @@ class _NpzWriter:
     """1-D arrays per column (and ``o_draws`` ``(rows, S)``), filled block by block in
     memory-mapped ``.npy`` files and zipped at the end (numpy streams them in chunks)."""
 
-    def __init__(self, path: Path, columns: list[str], rows: int, draw_names: list[str], num_samples: int):
+    def __init__(
+        self, path: Path, columns: list[str], rows: int, draw_names: list[str], num_samples: int
+    ):
         self.path, self.rows = path, rows
         self.dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        self.columns = [np.lib.format.open_memmap(self.dir / f"{i}.npy", mode="w+", dtype=np.float64,
-                                                  shape=(rows,)) for i in range(len(columns))]
+        self.columns = [
+            np.lib.format.open_memmap(
+                self.dir / f"{i}.npy", mode="w+", dtype=np.float64, shape=(rows,)
+            )
+            for i in range(len(columns))
+        ]
         self.names = columns
-        self.draws = [np.lib.format.open_memmap(self.dir / f"d{i}.npy", mode="w+", dtype=np.float64,
-                                                shape=(rows, num_samples)) for i in range(len(draw_names))]
+        self.draws = [
+            np.lib.format.open_memmap(
+                self.dir / f"d{i}.npy", mode="w+", dtype=np.float64, shape=(rows, num_samples)
+            )
+            for i in range(len(draw_names))
+        ]
         self.draw_names = draw_names
         self.at = 0
 
@@ -146,15 +166,17 @@ class _NpzWriter:
         n = x.shape[0]
         block = np.concatenate([x, stats], axis=1)
         for j, column in enumerate(self.columns):
-            column[self.at:self.at + n] = block[:, j]
+            column[self.at : self.at + n] = block[:, j]
         if draws is not None:
             for j, array in enumerate(self.draws):
-                array[self.at:self.at + n] = draws[:, :, j].T
+                array[self.at : self.at + n] = draws[:, :, j].T
         self.at += n
 
     def commit(self) -> None:
         arrays = dict(zip(self.names, self.columns)) | dict(zip(self.draw_names, self.draws))
-        handle, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        handle, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
         try:
             with os.fdopen(handle, "wb") as out:
                 np.savez(out, **arrays)
@@ -184,8 +206,13 @@ def _check_output(output: Path, input_path: Path) -> None:
 
 
 @torch.no_grad()
-def predict_file(trained: Trained, input_path: str | Path, output_path: str | Path, settings: PredictSettings,
-                 block_rows: int = BLOCK_ROWS) -> PredictResult:
+def predict_file(
+    trained: Trained,
+    input_path: str | Path,
+    output_path: str | Path,
+    settings: PredictSettings,
+    block_rows: int = BLOCK_ROWS,
+) -> PredictResult:
     """Predict every row of ``input_path`` and write ``output_path`` (CSV or NPZ by its
     extension). Raises :class:`ConfigError` (with the row numbers) for bad input."""
     output = Path(output_path).expanduser()
@@ -197,8 +224,10 @@ def predict_file(trained: Trained, input_path: str | Path, output_path: str | Pa
     names = list(trained.input_names)
     missing = [n for n in names if n not in table.columns]
     if missing:
-        raise ConfigError(f"{table.label} lacks the model's input column(s) {', '.join(map(repr, missing))}; "
-                          f"the model's inputs: {', '.join(names)}; the file's columns: {', '.join(table.columns)}")
+        raise ConfigError(
+            f"{table.label} lacks the model's input column(s) {', '.join(map(repr, missing))}; "
+            f"the model's inputs: {', '.join(names)}; the file's columns: {', '.join(table.columns)}"
+        )
     bounds = trained.maps.bounds.double().numpy()
     try:
         found = _scan(table, names, bounds, block_rows)
@@ -211,16 +240,24 @@ def predict_file(trained: Trained, input_path: str | Path, output_path: str | Pa
     if found.num_bad or refuse_outside:
         parts = []
         if found.num_bad:
-            parts.append(f"{found.num_bad} bad row(s): {describe_rows(found.bad, table.unit, found.num_bad)}")
+            parts.append(
+                f"{found.num_bad} bad row(s): {describe_rows(found.bad, table.unit, found.num_bad)}"
+            )
         if refuse_outside:
-            parts.append(f"{found.num_outside} row(s) outside the training bounds: "
-                         f"{describe_rows(found.outside, table.unit, found.num_outside)} (set "
-                         f"predict.allow_extrapolation=true to predict them anyway)")
+            parts.append(
+                f"{found.num_outside} row(s) outside the training bounds: "
+                f"{describe_rows(found.outside, table.unit, found.num_outside)} (set "
+                f"predict.allow_extrapolation=true to predict them anyway)"
+            )
         raise ConfigError(f"{table.label} ({where}): " + "; ".join(parts) + "; nothing was written")
     if found.num_outside:
-        log.warning("polymix: warning: %s (%s): %d row(s) outside the training bounds are extrapolated: %s",
-                    table.label, where, found.num_outside,
-                    describe_rows(found.outside, table.unit, found.num_outside))
+        log.warning(
+            "polymix: warning: %s (%s): %d row(s) outside the training bounds are extrapolated: %s",
+            table.label,
+            where,
+            found.num_outside,
+            describe_rows(found.outside, table.unit, found.num_outside),
+        )
 
     model, device = trained.model, trained.device
     model.eval()
@@ -235,21 +272,36 @@ def predict_file(trained: Trained, input_path: str | Path, output_path: str | Pa
     chunk = chunk_points(2 * settings.num_samples * model.surrogate_model.work_width(), found.rows)
     if output.suffix.lower() == ".npz":
         draw_names = [f"{o}_draws" for o in outputs] if settings.save_draws else []
-        writer: _CsvWriter | _NpzWriter = _NpzWriter(output, columns, found.rows, draw_names, settings.num_samples)
+        writer: _CsvWriter | _NpzWriter = _NpzWriter(
+            output, columns, found.rows, draw_names, settings.num_samples
+        )
     else:
         writer = _CsvWriter(output, columns)
     try:
         for block in table.blocks(names, block_rows):
             x = torch.from_numpy(block.values).to(device)
             for start in range(0, x.shape[0], chunk):
-                draws = draw(x[start:start + chunk])  # (S, n, O) float64, user units
-                if sigma is not None:  # a new observation: the surrogate's draw plus the learned noise
-                    draws = torch.addcmul(draws, point_major_normal(draws, generator), sigma.to(draws.dtype))
+                draws = draw(x[start : start + chunk])  # (S, n, O) float64, user units
+                if (
+                    sigma is not None
+                ):  # a new observation: the surrogate's draw plus the learned noise
+                    draws = torch.addcmul(
+                        draws, point_major_normal(draws, generator), sigma.to(draws.dtype)
+                    )
                 summary = summarize_draws(draws, probs)
-                stats = torch.cat([summary.mean[:, :, None], summary.std[:, :, None],
-                                   summary.quantiles.permute(1, 2, 0)], dim=2)  # (n, O, 2 + Q)
-                writer.write(block.values[start:start + chunk], stats.reshape(stats.shape[0], -1).cpu().numpy(),
-                             draws.cpu().numpy() if settings.save_draws else None)
+                stats = torch.cat(
+                    [
+                        summary.mean[:, :, None],
+                        summary.std[:, :, None],
+                        summary.quantiles.permute(1, 2, 0),
+                    ],
+                    dim=2,
+                )  # (n, O, 2 + Q)
+                writer.write(
+                    block.values[start : start + chunk],
+                    stats.reshape(stats.shape[0], -1).cpu().numpy(),
+                    draws.cpu().numpy() if settings.save_draws else None,
+                )
         writer.commit()
     except BaseException:
         writer.discard()

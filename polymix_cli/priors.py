@@ -130,7 +130,9 @@ class GaussianPrior(Prior):
             try:
                 matrix = torch.linalg.cholesky(matrix)
             except RuntimeError as err:
-                raise ValueError("GaussianPrior: covariance_matrix is not positive definite") from err
+                raise ValueError(
+                    "GaussianPrior: covariance_matrix is not positive definite"
+                ) from err
         self.size = n
         self.register_buffer("loc", mean_t)
         self.register_buffer("scale_tril", matrix.tril())

@@ -35,8 +35,18 @@ from .scaling import DataMaps
 from .sensitivity import SobolIndices, input_distribution, monte_carlo_sobol, pce_sobol
 from .surrogate_models import MixtureOfExperts, PolynomialChaosExpansion
 
-__all__ = ["Evaluation", "Sensitivity", "draw_function", "evaluate", "noise_std", "sensitivity_report",
-           "slice_points", "write_history", "write_metrics", "write_plots"]
+__all__ = [
+    "Evaluation",
+    "Sensitivity",
+    "draw_function",
+    "evaluate",
+    "noise_std",
+    "sensitivity_report",
+    "slice_points",
+    "write_history",
+    "write_metrics",
+    "write_plots",
+]
 
 
 @dataclass
@@ -62,8 +72,9 @@ class Evaluation:
     slice_true: Tensor | None = None  # (D * G, O)
 
 
-def draw_function(model: StochasticModel, params: Tensor, maps: DataMaps | None = None
-                  ) -> Callable[[Tensor], Tensor]:
+def draw_function(
+    model: StochasticModel, params: Tensor, maps: DataMaps | None = None
+) -> Callable[[Tensor], Tensor]:
     """The predictive draws of ``model`` at given parameter draws ``params`` ``(S, P)``:
     inputs ``(n, D)`` in the user's units -> ``(S, n, O)`` in the user's units, in the
     inputs' dtype. ``maps`` (default: identities) are applied in that dtype; the model runs
@@ -106,8 +117,13 @@ def noise_std(model: StochasticModel, maps: DataMaps | None = None) -> Tensor | 
 
 
 @torch.no_grad()
-def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any], seed: int,
-             maps: DataMaps | None = None) -> Evaluation:
+def evaluate(
+    model: StochasticModel,
+    data: Dataset,
+    eval_cfg: Mapping[str, Any],
+    seed: int,
+    maps: DataMaps | None = None,
+) -> Evaluation:
     """Draw ``eval_cfg['num_samples']`` parameter vectors and summarise the predictions:
     the epistemic band from the draws, and with a learned noise the predictive band.
 
@@ -129,34 +145,47 @@ def evaluate(model: StochasticModel, data: Dataset, eval_cfg: Mapping[str, Any],
     probs = interval_probs(levels + (band,) + CALIBRATION_LEVELS)
     splits, calibration, summaries = {}, {}, {}
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
-        summary = summarize(draw, x, probs, y=y, per_point=per_point, noise_std=sigma, generator=generator)
+        summary = summarize(
+            draw, x, probs, y=y, per_point=per_point, noise_std=sigma, generator=generator
+        )
         y_true = data.true_fn(x) if data.true_fn is not None else None
         splits[split] = metrics(summary, y, levels, y_true)
-        calibration[split] = {kind: [coverage(summary.band(kind), y, lv) for lv in CALIBRATION_LEVELS]
-                              for kind in ("predictive", "epistemic")}
+        calibration[split] = {
+            kind: [coverage(summary.band(kind), y, lv) for lv in CALIBRATION_LEVELS]
+            for kind in ("predictive", "epistemic")
+        }
         summaries[split] = summary
     result = Evaluation(splits, band, None if sigma is None else sigma.tolist(), calibration)
     result.summaries = summaries
     if data.num_inputs > 1:
-        result.slices = slice_points(data.bounds.to(device=device, dtype=data.x_train.dtype),
-                                     int(eval_cfg["grid_points"]))
+        result.slices = slice_points(
+            data.bounds.to(device=device, dtype=data.x_train.dtype), int(eval_cfg["grid_points"])
+        )
         flat = result.slices.reshape(-1, data.num_inputs)
-        result.slice_summary = summarize(draw, flat, probs, per_point=per_point, noise_std=sigma,
-                                         generator=generator)
+        result.slice_summary = summarize(
+            draw, flat, probs, per_point=per_point, noise_std=sigma, generator=generator
+        )
         result.slice_true = data.true_fn(flat) if data.true_fn is not None else None
     if data.num_inputs == 1:
         low, high = data.bounds[0].tolist()
-        grid = torch.linspace(low, high, int(eval_cfg["grid_points"]), device=device, dtype=data.x_train.dtype)
+        grid = torch.linspace(
+            low, high, int(eval_cfg["grid_points"]), device=device, dtype=data.x_train.dtype
+        )
         grid = grid.unsqueeze(1)
         result.grid = grid
-        result.grid_summary = summarize(draw, grid, probs, per_point=per_point, noise_std=sigma,
-                                        generator=generator)
+        result.grid_summary = summarize(
+            draw, grid, probs, per_point=per_point, noise_std=sigma, generator=generator
+        )
         result.grid_true = data.true_fn(grid) if data.true_fn is not None else None
         if isinstance(surrogate, MixtureOfExperts):
             gate_probs = interval_probs((band,))
             result.num_experts = surrogate.num_experts
-            result.gating = summarize(lambda g: surrogate.get_gating_weights(to_model(g), params), grid,
-                                      gate_probs, per_point=per_point)
+            result.gating = summarize(
+                lambda g: surrogate.get_gating_weights(to_model(g), params),
+                grid,
+                gate_probs,
+                per_point=per_point,
+            )
 
             def expert_draws(g: Tensor) -> Tensor:
                 out = to_user(surrogate.get_expert_outputs(to_model(g), params))  # (S, M, G, O)
@@ -194,7 +223,12 @@ class Sensitivity:
             ordered = values.sort(dim=0).values
             quantiles = sample_quantiles(ordered, (lo, hi))
             std = values.std(dim=0, correction=1 if values.shape[0] > 1 else 0)
-            out[name] = {"mean": values.mean(dim=0), "std": std, "lower": quantiles[0], "upper": quantiles[1]}
+            out[name] = {
+                "mean": values.mean(dim=0),
+                "std": std,
+                "lower": quantiles[0],
+                "upper": quantiles[1],
+            }
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -215,8 +249,10 @@ class Sensitivity:
             if name in _MOMENTS:
                 payload[name] = {o: _entry(st, j) for j, o in enumerate(self.outputs)}
             else:
-                payload[name] = {o: {i: _entry(st, k, j) for k, i in enumerate(self.inputs)}
-                                 for j, o in enumerate(self.outputs)}
+                payload[name] = {
+                    o: {i: _entry(st, k, j) for k, i in enumerate(self.inputs)}
+                    for j, o in enumerate(self.outputs)
+                }
         return payload
 
 
@@ -224,13 +260,20 @@ def _entry(stats: Mapping[str, Tensor], *at: int) -> dict[str, float]:
     return {k: float(v[at]) for k, v in stats.items()}
 
 
-def sensitivity_report(model: StochasticModel, params: Tensor, data: Dataset, eval_cfg: Mapping[str, Any],
-                seed: int, maps: DataMaps | None = None) -> Sensitivity | None:
+def sensitivity_report(
+    model: StochasticModel,
+    params: Tensor,
+    data: Dataset,
+    eval_cfg: Mapping[str, Any],
+    seed: int,
+    maps: DataMaps | None = None,
+) -> Sensitivity | None:
     """Sobol analysis of ``model`` over the first ``eval.sensitivity_samples`` of ``params``
     (``None`` with ``eval.sensitivity=off``): in closed form for a polynomial chaos expansion
     (``auto``, ``pce``), else by Monte Carlo over inputs drawn from a generator seeded with
     ``seed``. Moments are in the user's units (the output map undone); inputs follow the
     distribution of the basis in the model's domain, reported in the user's units."""
+
     def option(key: str) -> Any:
         return eval_cfg.get(key, EVAL_DEFAULTS[key])
 
@@ -241,8 +284,10 @@ def sensitivity_report(model: StochasticModel, params: Tensor, data: Dataset, ev
     if method == "auto":
         method = "pce" if isinstance(surrogate, PolynomialChaosExpansion) else "monte_carlo"
     elif method == "pce" and not isinstance(surrogate, PolynomialChaosExpansion):
-        raise ValueError(f"eval.sensitivity=pce needs a polynomial chaos expansion, "
-                         f"got {type(surrogate).__name__}")
+        raise ValueError(
+            f"eval.sensitivity=pce needs a polynomial chaos expansion, "
+            f"got {type(surrogate).__name__}"
+        )
     params = params[: option("sensitivity_samples") or params.shape[0]]
     base_samples = None
     if method == "pce":
@@ -251,20 +296,43 @@ def sensitivity_report(model: StochasticModel, params: Tensor, data: Dataset, ev
     else:
         base_samples = int(option("sensitivity_base_samples"))
         generator = torch.Generator(device=params.device).manual_seed(seed)
-        indices = monte_carlo_sobol(model.predict, params, surrogate.num_inputs, base_samples,
-                                    input_distribution(surrogate), generator, data.x_train.dtype,
-                                    max_elements=_CHUNK_ELEMENTS, width=surrogate.work_width())
+        indices = monte_carlo_sobol(
+            model.predict,
+            params,
+            surrogate.num_inputs,
+            base_samples,
+            input_distribution(surrogate),
+            generator,
+            data.x_train.dtype,
+            max_elements=_CHUNK_ELEMENTS,
+            width=surrogate.work_width(),
+        )
     kind = input_distribution(surrogate)
-    shift = maps.inputs.shift if maps is not None else torch.zeros(data.num_inputs, dtype=torch.float64)
-    scale = maps.inputs.scale if maps is not None else torch.ones(data.num_inputs, dtype=torch.float64)
+    shift = (
+        maps.inputs.shift if maps is not None else torch.zeros(data.num_inputs, dtype=torch.float64)
+    )
+    scale = (
+        maps.inputs.scale if maps is not None else torch.ones(data.num_inputs, dtype=torch.float64)
+    )
     if kind == "uniform":
-        distribution = {"kind": kind, "low": (shift - scale).tolist(), "high": (shift + scale).tolist()}
+        distribution = {
+            "kind": kind,
+            "low": (shift - scale).tolist(),
+            "high": (shift + scale).tolist(),
+        }
     else:
         distribution = {"kind": kind, "mean": shift.tolist(), "std": scale.tolist()}
     if maps is not None:
         indices = indices.rescaled(maps.outputs.shift, maps.outputs.scale)
-    return Sensitivity(method, indices, tuple(data.input_names), tuple(data.output_names),
-                       float(eval_cfg["band"]), base_samples, distribution)
+    return Sensitivity(
+        method,
+        indices,
+        tuple(data.input_names),
+        tuple(data.output_names),
+        float(eval_cfg["band"]),
+        base_samples,
+        distribution,
+    )
 
 
 def _same(t: Tensor) -> Tensor:
@@ -308,20 +376,35 @@ def _plot_sensitivity(path: Path, sens: Sensitivity) -> Path:
     from . import plots
 
     st = sens.stats()
-    how = ("closed form from the PCE coefficients" if sens.method == "pce"
-           else f"Monte Carlo, base samples of {sens.base_samples} inputs")
-    notes = [f"mean {float(m):.4g}, variance {float(v):.4g}"
-             for m, v in zip(st["mean"]["mean"], st["variance"]["mean"], strict=True)]
+    how = (
+        "closed form from the PCE coefficients"
+        if sens.method == "pce"
+        else f"Monte Carlo, base samples of {sens.base_samples} inputs"
+    )
+    notes = [
+        f"mean {float(m):.4g}, variance {float(v):.4g}"
+        for m, v in zip(st["mean"]["mean"], st["variance"]["mean"], strict=True)
+    ]
     first, total = st["first_order"], st["total"]
     return plots.plot_sobol(
-        path, _np(first["mean"]), _np(first["lower"]), _np(first["upper"]), _np(total["mean"]),
-        _np(total["lower"]), _np(total["upper"]), input_names=sens.inputs, output_names=sens.outputs,
-        band_level=sens.band, panel_notes=notes,
+        path,
+        _np(first["mean"]),
+        _np(first["lower"]),
+        _np(first["upper"]),
+        _np(total["mean"]),
+        _np(total["lower"]),
+        _np(total["upper"]),
+        input_names=sens.inputs,
+        output_names=sens.outputs,
+        band_level=sens.band,
+        panel_notes=notes,
         title=f"Sobol indices: {how}\nbars: mean over {sens.indices.mean.shape[0]} parameter draws",
     )
 
 
-def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: list[tuple]) -> list[Path]:
+def write_plots(
+    plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: list[tuple]
+) -> list[Path]:
     """loss.png and calibration.png; with one input prediction.png, and gating.png and
     experts.png (mixtures); with several inputs parity.png, slices.png and sobol.png
     (sensitivity analysis)."""
@@ -335,15 +418,22 @@ def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: lis
         last = len(history_rows) - 1
         kept = list(range(0, last, max(1, len(history_rows) // _MAX_CURVE_POINTS))) + [last]
         cols = list(zip(*(history_rows[i] for i in kept)))
-        written.append(plots.plot_loss(plot_dir / "loss.png", cols[0], cols[2], cols[3], cols[4], lr=cols[1]))
+        written.append(
+            plots.plot_loss(plot_dir / "loss.png", cols[0], cols[2], cols[3], cols[4], lr=cols[1])
+        )
     if ev.calibration:
         noisy = ev.noise_std is not None
-        written.append(plots.plot_calibration(
-            plot_dir / "calibration.png", CALIBRATION_LEVELS,
-            {split: c["predictive"] for split, c in ev.calibration.items()},
-            epistemic={split: c["epistemic"] for split, c in ev.calibration.items()} if noisy else None,
-            errors={split: ev.splits[split]["calibration_error"] for split in ev.calibration},
-        ))
+        written.append(
+            plots.plot_calibration(
+                plot_dir / "calibration.png",
+                CALIBRATION_LEVELS,
+                {split: c["predictive"] for split, c in ev.calibration.items()},
+                epistemic={split: c["epistemic"] for split, c in ev.calibration.items()}
+                if noisy
+                else None,
+                errors={split: ev.splits[split]["calibration_error"] for split in ev.calibration},
+            )
+        )
     names = {"output_names": list(data.output_names)}
     if ev.slice_summary is not None and ev.slices is not None:
         written += _write_multi_input_plots(plot_dir, ev, data)
@@ -352,30 +442,68 @@ def write_plots(plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: lis
     x_label = data.input_names[0]
     xg = _np(ev.grid[:, 0])
     lower, upper = ev.grid_summary.interval(ev.band)
-    inner = ev.grid_summary.epistemic.interval(ev.band) if ev.grid_summary.epistemic is not None else None
-    written.append(plots.plot_prediction(
-        plot_dir / "prediction.png", xg, _np(ev.grid_summary.mean), _np(lower), _np(upper),
-        _np(data.x_train[:, 0]), _np(data.y_train),
-        true_y=None if ev.grid_true is None else _np(ev.grid_true), band_level=ev.band,
-        x_test=_np(data.x_test[:, 0]), y_test=_np(data.y_test), x_label=x_label, **names,
-        epistemic_lower=None if inner is None else _np(inner[0]),
-        epistemic_upper=None if inner is None else _np(inner[1]),
-    ))
+    inner = (
+        ev.grid_summary.epistemic.interval(ev.band)
+        if ev.grid_summary.epistemic is not None
+        else None
+    )
+    written.append(
+        plots.plot_prediction(
+            plot_dir / "prediction.png",
+            xg,
+            _np(ev.grid_summary.mean),
+            _np(lower),
+            _np(upper),
+            _np(data.x_train[:, 0]),
+            _np(data.y_train),
+            true_y=None if ev.grid_true is None else _np(ev.grid_true),
+            band_level=ev.band,
+            x_test=_np(data.x_test[:, 0]),
+            y_test=_np(data.y_test),
+            x_label=x_label,
+            **names,
+            epistemic_lower=None if inner is None else _np(inner[0]),
+            epistemic_upper=None if inner is None else _np(inner[1]),
+        )
+    )
     if ev.gating is not None and ev.experts is not None:
         lo, hi = ev.gating.interval(ev.band)
-        median = ev.gating.quantiles[ev.gating.probs.index(0.5)] if 0.5 in ev.gating.probs else ev.gating.mean
-        written.append(plots.plot_gating(plot_dir / "gating.png", xg, _np(median), _np(lo), _np(hi),
-                                         band_level=ev.band, x_label=x_label))
+        median = (
+            ev.gating.quantiles[ev.gating.probs.index(0.5)]
+            if 0.5 in ev.gating.probs
+            else ev.gating.mean
+        )
+        written.append(
+            plots.plot_gating(
+                plot_dir / "gating.png",
+                xg,
+                _np(median),
+                _np(lo),
+                _np(hi),
+                band_level=ev.band,
+                x_label=x_label,
+            )
+        )
         m, o = ev.num_experts, data.num_outputs
 
         def per_expert(t: Tensor):
             return _np(t.reshape(t.shape[0], m, o).permute(1, 0, 2))
 
         lo, hi = ev.experts.interval(ev.band)
-        written.append(plots.plot_experts(
-            plot_dir / "experts.png", xg, per_expert(ev.experts.mean), per_expert(lo), per_expert(hi),
-            _np(data.x_train[:, 0]), _np(data.y_train), band_level=ev.band, x_label=x_label, **names,
-        ))
+        written.append(
+            plots.plot_experts(
+                plot_dir / "experts.png",
+                xg,
+                per_expert(ev.experts.mean),
+                per_expert(lo),
+                per_expert(hi),
+                _np(data.x_train[:, 0]),
+                _np(data.y_train),
+                band_level=ev.band,
+                x_label=x_label,
+                **names,
+            )
+        )
     return written
 
 
@@ -388,10 +516,22 @@ def _write_multi_input_plots(plot_dir: Path, ev: Evaluation, data: Dataset) -> l
     for split, y in (("train", data.y_train), ("test", data.y_test)):
         summary = ev.summaries[split]
         lower, upper = summary.interval(ev.band)
-        parity.update({f"y_{split}": _np(y), f"mean_{split}": _np(summary.mean),
-                       f"lower_{split}": _np(lower), f"upper_{split}": _np(upper)})
-    written = [plots.plot_parity(plot_dir / "parity.png", band_level=ev.band,
-                                 output_names=list(data.output_names), **parity)]
+        parity.update(
+            {
+                f"y_{split}": _np(y),
+                f"mean_{split}": _np(summary.mean),
+                f"lower_{split}": _np(lower),
+                f"upper_{split}": _np(upper),
+            }
+        )
+    written = [
+        plots.plot_parity(
+            plot_dir / "parity.png",
+            band_level=ev.band,
+            output_names=list(data.output_names),
+            **parity,
+        )
+    ]
     d, g = ev.slices.shape[:2]
 
     def per_slice(t: Tensor):
@@ -399,10 +539,18 @@ def _write_multi_input_plots(plot_dir: Path, ev: Evaluation, data: Dataset) -> l
 
     lower, upper = ev.slice_summary.interval(ev.band)
     diag = torch.arange(d, device=ev.slices.device)
-    written.append(plots.plot_slices(
-        plot_dir / "slices.png", _np(ev.slices[diag, :, diag]), per_slice(ev.slice_summary.mean),
-        per_slice(lower), per_slice(upper), _np(data.bounds.mean(1)),
-        input_names=list(data.input_names), output_names=list(data.output_names),
-        true_y=None if ev.slice_true is None else per_slice(ev.slice_true), band_level=ev.band,
-    ))
+    written.append(
+        plots.plot_slices(
+            plot_dir / "slices.png",
+            _np(ev.slices[diag, :, diag]),
+            per_slice(ev.slice_summary.mean),
+            per_slice(lower),
+            per_slice(upper),
+            _np(data.bounds.mean(1)),
+            input_names=list(data.input_names),
+            output_names=list(data.output_names),
+            true_y=None if ev.slice_true is None else per_slice(ev.slice_true),
+            band_level=ev.band,
+        )
+    )
     return written

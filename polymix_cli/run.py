@@ -77,7 +77,9 @@ class RunInterrupted(Exception):
     that state. The process should exit with ``128 + signum`` (130 SIGINT, 143 SIGTERM)."""
 
     def __init__(self, signum: int, epoch: int, checkpoint: Path):
-        super().__init__(f"interrupted at epoch {epoch}; resume with: polymix train resume={checkpoint}")
+        super().__init__(
+            f"interrupted at epoch {epoch}; resume with: polymix train resume={checkpoint}"
+        )
         self.signum, self.epoch, self.checkpoint = signum, epoch, checkpoint
         self.exit_status = 128 + signum
 
@@ -86,8 +88,10 @@ class RunDiverged(Exception):
     """A non-finite loss at ``epoch``; ``checkpoint`` holds the last good state (``good_epoch``)."""
 
     def __init__(self, epoch: int, checkpoint: Path, good_epoch: int):
-        super().__init__(f"non-finite loss at epoch {epoch}; last good checkpoint: {checkpoint} "
-                         f"(epoch {good_epoch}); try a smaller optimizer.lr")
+        super().__init__(
+            f"non-finite loss at epoch {epoch}; last good checkpoint: {checkpoint} "
+            f"(epoch {good_epoch}); try a smaller optimizer.lr"
+        )
         self.epoch, self.checkpoint, self.good_epoch = epoch, checkpoint, good_epoch
 
 
@@ -158,15 +162,25 @@ def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
         raise ConfigError(str(err)) from None
     torch.manual_seed(cfg["seed"])
     try:
-        model, specs = build_model(cfg["model"], cfg["layout"], data.num_inputs, data.num_outputs, cfg["trainer"])
+        model, specs = build_model(
+            cfg["model"], cfg["layout"], data.num_inputs, data.num_outputs, cfg["trainer"]
+        )
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
     if maps is None:
-        maps = fit_maps(data.x_train, data.y_train, data.bounds, input_domain(cfg["model"]),
-                        d["input_scaling"], d["output_scaling"])
+        maps = fit_maps(
+            data.x_train,
+            data.y_train,
+            data.bounds,
+            input_domain(cfg["model"]),
+            d["input_scaling"],
+            d["output_scaling"],
+        )
     elif maps.inputs.dim != data.num_inputs or maps.outputs.dim != data.num_outputs:
-        raise ConfigError(f"the data have {data.num_inputs} input(s) and {data.num_outputs} output(s), but the "
-                          f"model was trained on {maps.inputs.dim} and {maps.outputs.dim}")
+        raise ConfigError(
+            f"the data have {data.num_inputs} input(s) and {data.num_outputs} output(s), but the "
+            f"model was trained on {maps.inputs.dim} and {maps.outputs.dim}"
+        )
     else:  # the bounds the model was trained within (plots and checks use them)
         data.bounds = maps.bounds.to(data.bounds.dtype)
     _warn_outside(data)
@@ -185,8 +199,12 @@ def _warn_outside(data: Dataset) -> None:
     outside = ((data.x_test < bounds[:, 0]) | (data.x_test > bounds[:, 1])).any(1)
     count = int(outside.sum())
     if count:
-        log.warning("polymix: warning: %d of the %d test rows lie outside the input bounds of the training "
-                    "data; the model extrapolates there", count, data.x_test.shape[0])
+        log.warning(
+            "polymix: warning: %d of the %d test rows lie outside the input bounds of the training "
+            "data; the model extrapolates there",
+            count,
+            data.x_test.shape[0],
+        )
 
 
 def check_output_dir(run_dir: Path, subdirs: Iterable[str] = (), files: Iterable[str] = ()) -> None:
@@ -207,12 +225,17 @@ def check_output_dir(run_dir: Path, subdirs: Iterable[str] = (), files: Iterable
                 raise IsADirectoryError(21, "is a folder", str(run_dir / name))
     except OSError as err:
         where = err.filename or folder
-        raise ConfigError(f"output directory {run_dir} is not writable: {where}: {err.strerror or err}; "
-                          f"choose another with hydra.run.dir=PATH") from None
+        raise ConfigError(
+            f"output directory {run_dir} is not writable: {where}: {err.strerror or err}; "
+            f"choose another with hydra.run.dir=PATH"
+        ) from None
 
 
 def group_table(specs: list[GroupSpec]) -> list[dict[str, Any]]:
-    return [{"name": s.name, "kind": s.kind, "size": s.size, "block": s.block, "rule": s.rule} for s in specs]
+    return [
+        {"name": s.name, "kind": s.kind, "size": s.size, "block": s.block, "rule": s.rule}
+        for s in specs
+    ]
 
 
 def _checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict[str, Any]:
@@ -224,9 +247,13 @@ def _checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict
         "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "rng": get_rng_state(p.device),
         "history": trainer.history.state(),
-        "extra": {"train_seconds": trainer.train_seconds, "groups": group_table(p.specs),
-                  "data_maps": p.maps.state(), "columns": data_columns(p.data),
-                  **({"data_file": p.data.source} if p.data.source is not None else {})},
+        "extra": {
+            "train_seconds": trainer.train_seconds,
+            "groups": group_table(p.specs),
+            "data_maps": p.maps.state(),
+            "columns": data_columns(p.data),
+            **({"data_file": p.data.source} if p.data.source is not None else {}),
+        },
     }
 
 
@@ -235,8 +262,14 @@ def data_columns(data: Dataset) -> dict[str, list[str]]:
     return {"inputs": list(data.input_names), "outputs": list(data.output_names)}
 
 
-def _metrics_payload(p: Prepared, losses: Mapping[str, float], train_seconds: float, epochs: int,
-                     splits: Mapping[str, Any], noise_std: list[float] | None = None) -> dict[str, Any]:
+def _metrics_payload(
+    p: Prepared,
+    losses: Mapping[str, float],
+    train_seconds: float,
+    epochs: int,
+    splits: Mapping[str, Any],
+    noise_std: list[float] | None = None,
+) -> dict[str, Any]:
     return {
         "polymix_version": __version__,
         "num_params": p.model.num_params(),
@@ -251,9 +284,16 @@ def _metrics_payload(p: Prepared, losses: Mapping[str, float], train_seconds: fl
     }
 
 
-def _write_evidence(p: Prepared, run_dir: Path, history_rows: list[tuple], losses: Mapping[str, float],
-                    train_seconds: float, epochs: int, extra: Mapping[str, Any] | None = None,
-                    gradients: str | None = None) -> dict[str, Any]:
+def _write_evidence(
+    p: Prepared,
+    run_dir: Path,
+    history_rows: list[tuple],
+    losses: Mapping[str, float],
+    train_seconds: float,
+    epochs: int,
+    extra: Mapping[str, Any] | None = None,
+    gradients: str | None = None,
+) -> dict[str, Any]:
     """Evaluate, then write metrics.json (with ``extra`` keys; ``gradients``: the trainer's
     gradient path, recorded under ``timing``) and the plots."""
     ev = evaluate(p.model, p.data, p.cfg["eval"], p.cfg["seed"], p.maps)
@@ -289,8 +329,14 @@ def _restore(trainer: Trainer, state: Mapping[str, Any], device: torch.device, p
         raise CheckpointError(f"checkpoint {path} cannot be resumed: {reason}") from None
 
 
-def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
-          resume: Mapping[str, Any] | None = None, max_threads: int | None = None) -> dict[str, Any]:
+def train(
+    cfg: Mapping[str, Any],
+    run_dir: Path,
+    config_yaml: str,
+    ui: UI,
+    resume: Mapping[str, Any] | None = None,
+    max_threads: int | None = None,
+) -> dict[str, Any]:
     """Train, checkpoint and evaluate one run; return its metrics. ``max_threads``: the
     torch threads this job may use (a parallel launcher's share of the cores).
 
@@ -306,34 +352,59 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
         _warn_changed_files(p.data, resume)
     check_output_dir(run_dir, ("checkpoints", "plots"), ("history.csv", "metrics.json"))
     t = p.cfg["trainer"]
-    settings = TrainSettings(t["epochs"], t["num_samples"], t["weight_factor"], t["loss"],
-                             t["batch_size"], t["compile"], t.get("gradients", "auto"))
+    settings = TrainSettings(
+        t["epochs"],
+        t["num_samples"],
+        t["weight_factor"],
+        t["loss"],
+        t["batch_size"],
+        t["compile"],
+        t.get("gradients", "auto"),
+    )
     threads = set_threads(t["num_threads"], p, max_threads)
     optimizer = build_optimizer(p.cfg["optimizer"], p.model.parameters())
     trainer = Trainer(p.model, p.x_train, p.y_train, settings, optimizer)
-    trainer.scheduler = build_scheduler(p.cfg["scheduler"], optimizer, t["epochs"] * trainer.steps_per_epoch)
+    trainer.scheduler = build_scheduler(
+        p.cfg["scheduler"], optimizer, t["epochs"] * trainer.steps_per_epoch
+    )
     if resume is not None:
         # after building the model, which drew from the RNG: the RNG is the checkpoint's again
         _restore(trainer, resume, p.device, p.cfg.get("resume"))
     ui.groups(p.specs, p.model.num_params())
     start = f" at epoch {trainer.epoch} of {settings.epochs}" if resume is not None else ""
-    log.info("%s %s%s: %d parameters in %d groups on %s", "Resuming" if resume is not None else "Training",
-             p.cfg.get("name", "run"), start, p.model.num_params(), len(p.specs), p.device)
-    log.info("torch threads: %d; %d step(s) per epoch; gradients: %s; allocator: %s", threads,
-             trainer.steps_per_epoch, trainer.gradient_path, os.environ.get("POLYMIX_MALLOC", "system"))
+    log.info(
+        "%s %s%s: %d parameters in %d groups on %s",
+        "Resuming" if resume is not None else "Training",
+        p.cfg.get("name", "run"),
+        start,
+        p.model.num_params(),
+        len(p.specs),
+        p.device,
+    )
+    log.info(
+        "torch threads: %d; %d step(s) per epoch; gradients: %s; allocator: %s",
+        threads,
+        trainer.steps_per_epoch,
+        trainer.gradient_path,
+        os.environ.get("POLYMIX_MALLOC", "system"),
+    )
     ckpt_dir = run_dir / "checkpoints"
 
     def log_line(tr: Trainer) -> None:
         if tr.epoch % t["log_every"] == 0 or tr.epoch == settings.epochs:
             last = tr.history.last()
-            log.info(f"Epoch {tr.epoch:5d} | learning rate = {tr.current_lr():.6f} | "
-                     f"data loss = {last['data']:.4f} | distribution loss = {last['distribution']:.4f} | "
-                     f"total loss = {last['total']:.4f}")
+            log.info(
+                f"Epoch {tr.epoch:5d} | learning rate = {tr.current_lr():.6f} | "
+                f"data loss = {last['data']:.4f} | distribution loss = {last['distribution']:.4f} | "
+                f"total loss = {last['total']:.4f}"
+            )
 
     def periodic_checkpoint(tr: Trainer) -> None:
         every = t["checkpoint_every"]
         if every and tr.epoch % every == 0:
-            save_checkpoint(ckpt_dir / f"epoch_{tr.epoch}.pt", _checkpoint_payload(p, tr, config_yaml))
+            save_checkpoint(
+                ckpt_dir / f"epoch_{tr.epoch}.pt", _checkpoint_payload(p, tr, config_yaml)
+            )
 
     def stop(signum: int) -> None:
         trainer.stop_requested = True
@@ -356,43 +427,72 @@ def train(cfg: Mapping[str, Any], run_dir: Path, config_yaml: str, ui: UI,
         rows = trainer.history.rows()
         write_history(run_dir / "history.csv", rows, History.COLUMNS)
     if fault is not None:
-        log.error("non-finite loss at epoch %d; kept the state of epoch %d in %s", fault.epoch,
-                  trainer.epoch, last)
+        log.error(
+            "non-finite loss at epoch %d; kept the state of epoch %d in %s",
+            fault.epoch,
+            trainer.epoch,
+            last,
+        )
         try:
-            _write_evidence(p, run_dir, rows, trainer.history.last(), trainer.train_seconds, trainer.epoch,
-                            gradients=trainer.gradient_path)
+            _write_evidence(
+                p,
+                run_dir,
+                rows,
+                trainer.history.last(),
+                trainer.train_seconds,
+                trainer.epoch,
+                gradients=trainer.gradient_path,
+            )
         except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
             log.error("could not write the metrics and plots of epoch %d: %s", trainer.epoch, err)
         raise RunDiverged(fault.epoch, last, trainer.epoch)
     if received:
         log.warning("interrupted at epoch %d; saved %s", trainer.epoch, last)
         raise RunInterrupted(received[0], trainer.epoch, last)
-    metrics = _write_evidence(p, run_dir, rows, trainer.history.last(), trainer.train_seconds, trainer.epoch,
-                              gradients=trainer.gradient_path)
+    metrics = _write_evidence(
+        p,
+        run_dir,
+        rows,
+        trainer.history.last(),
+        trainer.train_seconds,
+        trainer.epoch,
+        gradients=trainer.gradient_path,
+    )
     ui.summary(metrics, run_dir)
     return metrics
 
 
-def checkpoint_config(state: Mapping[str, Any], path: str | Path,
-                      parse_config: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+def checkpoint_config(
+    state: Mapping[str, Any], path: str | Path, parse_config: Callable[[str], dict[str, Any]]
+) -> dict[str, Any]:
     """The config stored in a loaded checkpoint, as a dict; refuses a config that names a
     callable (``_target_`` and friends) before anything is built from it."""
     try:
         cfg = parse_config(state["config"])
     except Exception as err:  # noqa: BLE001 - any parse failure means a corrupt checkpoint
-        raise CheckpointError(f"checkpoint {path} holds an unreadable config ({type(err).__name__})") from None
+        raise CheckpointError(
+            f"checkpoint {path} holds an unreadable config ({type(err).__name__})"
+        ) from None
     if not isinstance(cfg, dict):
         raise CheckpointError(f"checkpoint {path} holds a config that is not a mapping")
     found = find_callable_key(cfg)
     if found is not None:
-        raise CheckpointError(f"checkpoint {path} was refused: its config names a callable "
-                              f"({found[0]}={found[1]!r}); polymix builds models only from its own registry")
+        raise CheckpointError(
+            f"checkpoint {path} was refused: its config names a callable "
+            f"({found[0]}={found[1]!r}); polymix builds models only from its own registry"
+        )
     return cfg
 
 
 # Options that may be set on the command line when resuming: they change where and how a
 # run reports, never its numbers (trainer.device: only CPU runs are reproducible bit for bit).
-RESUME_FREE = ("name", "trainer.progress", "trainer.log_every", "trainer.checkpoint_every", "trainer.device")
+RESUME_FREE = (
+    "name",
+    "trainer.progress",
+    "trainer.log_every",
+    "trainer.checkpoint_every",
+    "trainer.device",
+)
 
 
 def _lookup(cfg: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
@@ -404,8 +504,9 @@ def _lookup(cfg: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
     return True, node
 
 
-def resume_config(stored: Mapping[str, Any], requested: Mapping[str, Any], overridden: Iterable[str],
-                  epoch: int) -> dict[str, Any]:
+def resume_config(
+    stored: Mapping[str, Any], requested: Mapping[str, Any], overridden: Iterable[str], epoch: int
+) -> dict[str, Any]:
     """The config of a run resumed from a checkpoint at ``epoch``: the checkpoint's own
     (``stored``), with the options of :data:`RESUME_FREE` that the user set on the command
     line (``overridden`` keys, values from ``requested``). ``trainer.epochs`` may be raised
@@ -425,15 +526,21 @@ def resume_config(stored: Mapping[str, Any], requested: Mapping[str, Any], overr
         if key == "trainer.epochs" and has_new:
             scheduler = cfg.get("scheduler", {}).get("name")
             if scheduler != "none":
-                raise ConfigError(f"trainer.epochs={new} cannot change on resume: the {scheduler} "
-                                  f"scheduler spans the checkpoint's {old} epochs (only scheduler none can be extended)")
+                raise ConfigError(
+                    f"trainer.epochs={new} cannot change on resume: the {scheduler} "
+                    f"scheduler spans the checkpoint's {old} epochs (only scheduler none can be extended)"
+                )
             if not isinstance(new, int) or new < epoch:
-                raise ConfigError(f"trainer.epochs={new} must be >= the checkpoint's epoch {epoch} on resume")
+                raise ConfigError(
+                    f"trainer.epochs={new} must be >= the checkpoint's epoch {epoch} on resume"
+                )
             _set(cfg, key, new)
             continue
-        raise ConfigError(f"{key} cannot be changed on resume: resume=PATH continues the checkpoint's run "
-                          f"with its own config; allowed overrides: trainer.epochs (scheduler none), "
-                          f"{', '.join(RESUME_FREE)}")
+        raise ConfigError(
+            f"{key} cannot be changed on resume: resume=PATH continues the checkpoint's run "
+            f"with its own config; allowed overrides: trainer.epochs (scheduler none), "
+            f"{', '.join(RESUME_FREE)}"
+        )
     return cfg
 
 
@@ -486,8 +593,9 @@ class Trained:
     epoch: int
 
 
-def load_trained(ckpt: str | Path, parse_config: Callable[[str], dict[str, Any]],
-                 device: str | None = None) -> Trained:
+def load_trained(
+    ckpt: str | Path, parse_config: Callable[[str], dict[str, Any]], device: str | None = None
+) -> Trained:
     """Load ``ckpt`` and rebuild its model on ``device`` (cpu | cuda | auto; ``None``: cpu)
     with its stored data maps and column names. Raises :class:`CheckpointError`."""
     state = load_checkpoint(ckpt)
@@ -498,22 +606,28 @@ def load_trained(ckpt: str | Path, parse_config: Callable[[str], dict[str, Any]]
         raise CheckpointError(f"checkpoint {ckpt} holds an invalid config ({err})") from None
     maps = stored_maps(state, ckpt)
     if maps is None:
-        raise CheckpointError(f"checkpoint {ckpt} predates stored data maps (extra.data_maps); train the model "
-                              f"again to use it here")
+        raise CheckpointError(
+            f"checkpoint {ckpt} predates stored data maps (extra.data_maps); train the model "
+            f"again to use it here"
+        )
     num_inputs, num_outputs = maps.inputs.dim, maps.outputs.dim
     columns = (state.get("extra") or {}).get("columns") or {}
     inputs = tuple(columns.get("inputs") or (f"x{i + 1}" for i in range(num_inputs)))
     outputs = tuple(columns.get("outputs") or (f"y{j + 1}" for j in range(num_outputs)))
     if len(inputs) != num_inputs or len(outputs) != num_outputs:
-        raise CheckpointError(f"checkpoint {ckpt} names {len(inputs)} input(s) and {len(outputs)} output(s), but "
-                              f"its data maps have {num_inputs} and {num_outputs}")
+        raise CheckpointError(
+            f"checkpoint {ckpt} names {len(inputs)} input(s) and {len(outputs)} output(s), but "
+            f"its data maps have {num_inputs} and {num_outputs}"
+        )
     torch_device = resolve_device(device)
     try:
         model, _ = build_model(cfg["model"], cfg["layout"], num_inputs, num_outputs, cfg["trainer"])
         model.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {ckpt} does not match the model its config describes "
-                              f"({str(err).strip().splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not match the model its config describes "
+            f"({str(err).strip().splitlines()[0][:200]})"
+        ) from None
     return Trained(cfg, model.to(torch_device), maps, inputs, outputs, torch_device, state["epoch"])
 
 
@@ -524,13 +638,25 @@ def _warn_changed_files(data: Dataset, state: Mapping[str, Any]) -> None:
         return
     for key in ("", "test_"):
         path, digest = data.source.get(f"{key}path"), data.source.get(f"{key}sha256")
-        if path is not None and path == trained.get(f"{key}path") and digest != trained.get(f"{key}sha256"):
-            log.warning("polymix: warning: %s has changed since the model was trained (its sha256 differs); "
-                        "the metrics describe the file as it is now", path)
+        if (
+            path is not None
+            and path == trained.get(f"{key}path")
+            and digest != trained.get(f"{key}sha256")
+        ):
+            log.warning(
+                "polymix: warning: %s has changed since the model was trained (its sha256 differs); "
+                "the metrics describe the file as it is now",
+                path,
+            )
 
 
-def evaluate_checkpoint(ckpt: str | Path, overrides: Mapping[str, Any], run_dir: Path, ui: UI,
-                        parse_config: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    overrides: Mapping[str, Any],
+    run_dir: Path,
+    ui: UI,
+    parse_config: Callable[[str], dict[str, Any]],
+) -> dict[str, Any]:
     """Rebuild a model from a checkpoint alone and write its metrics and plots.
 
     ``overrides`` holds non-null ``data``, ``eval``, ``seed`` and ``trainer.device`` values
@@ -550,13 +676,21 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: Mapping[str, Any], run_dir:
         p.model.load_state_dict(state["model"])
         hist = History.from_state(state["history"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {ckpt} does not match the model its config describes "
-                              f"({str(err).strip().splitlines()[0][:200]})") from None
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not match the model its config describes "
+            f"({str(err).strip().splitlines()[0][:200]})"
+        ) from None
     rows = hist.rows()
     losses = hist.last()
     ui.groups(p.specs, p.model.num_params())
     seconds = float((state.get("extra") or {}).get("train_seconds", 0.0))
-    source = {"path": str(ckpt), "epoch": state["epoch"], "polymix_version": state.get("polymix_version")}
-    metrics = _write_evidence(p, run_dir, rows, losses, seconds, state["epoch"], {"checkpoint": source})
+    source = {
+        "path": str(ckpt),
+        "epoch": state["epoch"],
+        "polymix_version": state.get("polymix_version"),
+    }
+    metrics = _write_evidence(
+        p, run_dir, rows, losses, seconds, state["epoch"], {"checkpoint": source}
+    )
     ui.summary(metrics, run_dir)
     return metrics

@@ -82,8 +82,14 @@ class AffineMap:
     def from_state(cls, state: Mapping[str, Any]) -> AffineMap:
         shift = torch.as_tensor(state["shift"], dtype=torch.float64).reshape(-1)
         scale = torch.as_tensor(state["scale"], dtype=torch.float64).reshape(-1)
-        if shift.shape != scale.shape or not bool((scale > 0).all()) or not bool(torch.isfinite(shift).all()):
-            raise ValueError("an affine map needs equally long finite shift and positive scale lists")
+        if (
+            shift.shape != scale.shape
+            or not bool((scale > 0).all())
+            or not bool(torch.isfinite(shift).all())
+        ):
+            raise ValueError(
+                "an affine map needs equally long finite shift and positive scale lists"
+            )
         return cls(shift, scale)
 
 
@@ -96,12 +102,18 @@ class DataMaps:
     bounds: Tensor
 
     def state(self) -> dict[str, Any]:
-        return {"inputs": self.inputs.state(), "outputs": self.outputs.state(), "bounds": self.bounds.tolist()}
+        return {
+            "inputs": self.inputs.state(),
+            "outputs": self.outputs.state(),
+            "bounds": self.bounds.tolist(),
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> DataMaps:
         bounds = torch.as_tensor(state["bounds"], dtype=torch.float64).reshape(-1, 2)
-        maps = cls(AffineMap.from_state(state["inputs"]), AffineMap.from_state(state["outputs"]), bounds)
+        maps = cls(
+            AffineMap.from_state(state["inputs"]), AffineMap.from_state(state["outputs"]), bounds
+        )
         if maps.inputs.dim != bounds.shape[0]:
             raise ValueError("the input map and the bounds disagree on the number of inputs")
         return maps
@@ -118,8 +130,14 @@ def input_domain(model_cfg: Mapping[str, Any]) -> str:
     return "hermite" if bases and all(b == "hermite" for b in bases) else "interval"
 
 
-def fit_maps(x_train: Tensor, y_train: Tensor, bounds: Tensor, domain: str,
-             input_scaling: str, output_scaling: str) -> DataMaps:
+def fit_maps(
+    x_train: Tensor,
+    y_train: Tensor,
+    bounds: Tensor,
+    domain: str,
+    input_scaling: str,
+    output_scaling: str,
+) -> DataMaps:
     """The maps a run trains with: inputs by ``input_scaling`` (``auto``: ``bounds`` onto
     [-1, 1], or standardised from ``x_train`` when ``domain`` is ``hermite``; ``none``),
     outputs by ``output_scaling`` (``standardize`` from ``y_train``; ``none``)."""
@@ -130,5 +148,7 @@ def fit_maps(x_train: Tensor, y_train: Tensor, bounds: Tensor, domain: str,
         inputs = AffineMap.standardize(x_train)
     else:
         inputs = AffineMap.to_interval(bounds)
-    outputs = AffineMap.standardize(y_train) if output_scaling == "standardize" else AffineMap.identity(o)
+    outputs = (
+        AffineMap.standardize(y_train) if output_scaling == "standardize" else AffineMap.identity(o)
+    )
     return DataMaps(inputs, outputs, bounds.to(torch.float64))

@@ -70,8 +70,9 @@ class SobolIndices:
         of variances, and per-input affine maps of the inputs leave them unchanged too."""
         shift = shift.to(self.mean.device, self.mean.dtype)
         scale = scale.to(self.mean.device, self.mean.dtype)
-        return SobolIndices(self.mean * scale + shift, self.variance * scale.square(),
-                            self.first_order, self.total)
+        return SobolIndices(
+            self.mean * scale + shift, self.variance * scale.square(), self.first_order, self.total
+        )
 
 
 def basis_norms(indices: Tensor, basis: str) -> Tensor:
@@ -108,20 +109,28 @@ def pce_sobol(coeffs: Tensor, indices: Tensor, basis: str) -> SobolIndices:
     Computed in float64; the moments are in the expansion's output units.
     """
     if coeffs.dim() != 3 or indices.dim() != 2 or coeffs.shape[1] != indices.shape[0]:
-        raise ValueError(f"coeffs must be (S, T, O) and indices (T, d) with the same T, got "
-                         f"{tuple(coeffs.shape)} and {tuple(indices.shape)}")
+        raise ValueError(
+            f"coeffs must be (S, T, O) and indices (T, d) with the same T, got "
+            f"{tuple(coeffs.shape)} and {tuple(indices.shape)}"
+        )
     coeffs = coeffs.detach().to(torch.float64)
     d = indices.shape[1]
     indices = indices.to(coeffs.device)
     constant, alone, involving = _masks(indices)
-    partial = coeffs.square() * basis_norms(indices, basis).to(coeffs.device).unsqueeze(1)  # (S, T, O)
+    partial = coeffs.square() * basis_norms(indices, basis).to(coeffs.device).unsqueeze(
+        1
+    )  # (S, T, O)
     # one product for all draws: rows = variance, then S_i, then S_Ti numerators
     masks = torch.cat([(~constant).unsqueeze(0), alone, involving]).to(coeffs.dtype)  # (2d + 1, T)
     sums = torch.matmul(masks, partial)  # (S, 2d + 1, O)
     variance = sums[:, 0]
     mean = torch.matmul(constant.to(coeffs.dtype), coeffs)  # (S, O); 0 without a constant term
-    return SobolIndices(mean, variance, sums[:, 1 : d + 1] / variance.unsqueeze(1),
-                        sums[:, d + 1 :] / variance.unsqueeze(1))
+    return SobolIndices(
+        mean,
+        variance,
+        sums[:, 1 : d + 1] / variance.unsqueeze(1),
+        sums[:, d + 1 :] / variance.unsqueeze(1),
+    )
 
 
 def input_distribution(surrogate: SurrogateModel) -> str:
@@ -131,8 +140,14 @@ def input_distribution(surrogate: SurrogateModel) -> str:
     return "normal" if bases and all(b == "hermite" for b in bases) else "uniform"
 
 
-def sample_inputs(num: int, num_inputs: int, distribution: str, generator: torch.Generator | None = None,
-                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Tensor:
+def sample_inputs(
+    num: int,
+    num_inputs: int,
+    distribution: str,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """``(num, num_inputs)`` independent inputs, ``uniform`` on [-1, 1] or standard ``normal``:
     a scrambled Sobol' sequence (quasi-random, so sample means converge faster than with
     independent points; best with ``num`` a power of 2), scrambled with a seed drawn from
@@ -141,7 +156,9 @@ def sample_inputs(num: int, num_inputs: int, distribution: str, generator: torch
         raise ValueError(f"distribution must be one of ['uniform', 'normal'], got {distribution!r}")
     where = generator.device if generator is not None else "cpu"
     seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=where).item())
-    u = torch.quasirandom.SobolEngine(num_inputs, scramble=True, seed=seed).draw(num, dtype=torch.float64)
+    u = torch.quasirandom.SobolEngine(num_inputs, scramble=True, seed=seed).draw(
+        num, dtype=torch.float64
+    )
     if distribution == "uniform":
         x = u * 2 - 1
     else:
@@ -172,7 +189,10 @@ def _pick_freeze(y: Tensor, n: int, d: int) -> SobolIndices:
         ones = torch.ones_like(variance).masked_fill(variance <= 0, torch.nan).unsqueeze(1)
         return SobolIndices(mean, variance, ones, ones.clone())
     centre = mean.unsqueeze(1)
-    f_a, f_b = y[:, :n] - centre, y[:, n : 2 * n] - centre  # centred for a smaller estimator variance
+    f_a, f_b = (
+        y[:, :n] - centre,
+        y[:, n : 2 * n] - centre,
+    )  # centred for a smaller estimator variance
     f_ab = y[:, 2 * n :].unflatten(1, (d, n)) - centre.unsqueeze(1)  # (S, d, N, O)
     diff = f_a.unsqueeze(1) - f_ab
     first = (f_b.unsqueeze(1) * -diff).mean(dim=2)  # Saltelli 2010: E[f_B (f_AB_i - f_A)]
@@ -181,10 +201,17 @@ def _pick_freeze(y: Tensor, n: int, d: int) -> SobolIndices:
     return SobolIndices(mean, variance, first / v, total / v)
 
 
-def monte_carlo_sobol(predict: Callable[[Tensor, Tensor], Tensor], params: Tensor, num_inputs: int,
-                      base_samples: int, distribution: str = "uniform",
-                      generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32,
-                      max_elements: int | None = 1 << 24, width: int = 1) -> SobolIndices:
+def monte_carlo_sobol(
+    predict: Callable[[Tensor, Tensor], Tensor],
+    params: Tensor,
+    num_inputs: int,
+    base_samples: int,
+    distribution: str = "uniform",
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    max_elements: int | None = 1 << 24,
+    width: int = 1,
+) -> SobolIndices:
     """Monte Carlo moments and Sobol indices of a stochastic surrogate, per parameter draw.
 
     ``predict(x, params)``: ``(rows, d)``, ``(S', P)`` -> ``(S', rows, O)`` (e.g.
@@ -203,9 +230,15 @@ def monte_carlo_sobol(predict: Callable[[Tensor, Tensor], Tensor], params: Tenso
     chunk = num_draws
     if max_elements is not None:
         chunk = max(1, max_elements // (x.shape[0] * max(1, width)))
-    parts = [_pick_freeze(predict(x, params[start : start + chunk]), base_samples, num_inputs)
-             for start in range(0, num_draws, chunk)]
+    parts = [
+        _pick_freeze(predict(x, params[start : start + chunk]), base_samples, num_inputs)
+        for start in range(0, num_draws, chunk)
+    ]
     if len(parts) == 1:
         return parts[0]
-    return SobolIndices(*(torch.cat([getattr(p, f) for p in parts])
-                          for f in ("mean", "variance", "first_order", "total")))
+    return SobolIndices(
+        *(
+            torch.cat([getattr(p, f) for p in parts])
+            for f in ("mean", "variance", "first_order", "total")
+        )
+    )

@@ -40,8 +40,12 @@ class StochasticModel(nn.Module):
     surrogate draws.
     """
 
-    def __init__(self, surrogate_model: SurrogateModel, parameter_groups: Sequence[ParameterGroup],
-                 noise: GaussianNoise | None = None):
+    def __init__(
+        self,
+        surrogate_model: SurrogateModel,
+        parameter_groups: Sequence[ParameterGroup],
+        noise: GaussianNoise | None = None,
+    ):
         super().__init__()
         if not isinstance(surrogate_model, SurrogateModel):
             raise TypeError(
@@ -50,7 +54,9 @@ class StochasticModel(nn.Module):
         groups = list(parameter_groups)
         for k, group in enumerate(groups):
             if not isinstance(group, ParameterGroup):
-                raise TypeError(f"parameter_groups[{k}] must be a ParameterGroup, got {type(group).__name__}")
+                raise TypeError(
+                    f"parameter_groups[{k}] must be a ParameterGroup, got {type(group).__name__}"
+                )
         total = sum(g.num_params() for g in groups)
         if total != surrogate_model.num_params():
             raise ValueError(
@@ -59,10 +65,14 @@ class StochasticModel(nn.Module):
             )
         if noise is not None:
             if not isinstance(noise, GaussianNoise):
-                raise TypeError(f"noise must be a GaussianNoise or None, got {type(noise).__name__}")
+                raise TypeError(
+                    f"noise must be a GaussianNoise or None, got {type(noise).__name__}"
+                )
             if noise.num_outputs != surrogate_model.num_outputs:
-                raise ValueError(f"noise has {noise.num_outputs} outputs, but the surrogate has "
-                                 f"{surrogate_model.num_outputs}")
+                raise ValueError(
+                    f"noise has {noise.num_outputs} outputs, but the surrogate has "
+                    f"{surrogate_model.num_outputs}"
+                )
         self.surrogate_model = surrogate_model
         self.parameter_groups = nn.ModuleList(groups)
         self.constant_blocks = self._constant_blocks()
@@ -82,14 +92,18 @@ class StochasticModel(nn.Module):
             constant[start : start + g.num_params()] = isinstance(g, DeterministicGroup)
             start += g.num_params()
         return frozenset(
-            b.name for b in self.surrogate_model.param_blocks() if bool(constant[b.start : b.stop].all())
+            b.name
+            for b in self.surrogate_model.param_blocks()
+            if bool(constant[b.start : b.stop].all())
         )
 
     # -- the public API ------------------------------------------------------------------------
     def num_params(self) -> int:
         return self.surrogate_model.num_params()
 
-    def sample_parameters(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+    def sample_parameters(
+        self, num_samples: int, generator: torch.Generator | None = None
+    ) -> Tensor:
         """Draw ``(num_samples, num_params)`` parameter vectors, one block per group."""
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -98,7 +112,9 @@ class StochasticModel(nn.Module):
         draws = [g.sample(num_samples, generator=generator) for g in self.parameter_groups]
         return draws[0] if len(draws) == 1 else torch.cat(draws, dim=1)
 
-    def sample_with_loss(self, num_samples: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def sample_with_loss(
+        self, num_samples: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(sample_parameters(num_samples), distribution_loss())``, computed together
         (one autograd node for a mean-field layout): what a training step needs."""
         if self.mean_field is None:

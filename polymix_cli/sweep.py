@@ -24,8 +24,17 @@ from typing import Any
 import yaml
 
 __all__ = [
-    "METRICS", "STATUS_FILE", "SweepSummary", "metric_value", "read_status", "score",
-    "summarize", "swept_keys_from_config", "threads_per_job", "write_status", "write_summary",
+    "METRICS",
+    "STATUS_FILE",
+    "SweepSummary",
+    "metric_value",
+    "read_status",
+    "score",
+    "summarize",
+    "swept_keys_from_config",
+    "threads_per_job",
+    "write_status",
+    "write_summary",
 ]
 
 STATUS_FILE = "status.json"
@@ -80,17 +89,30 @@ def score(name: str, value: float | None) -> float | None:
 # --------------------------------------------------------------------------- status
 
 
-def write_status(run_dir: Path, status: str, seconds: float, reason: str | None = None,
-                 error: str | None = None, exit_status: int | None = None,
-                 threads: int | None = None) -> Path:
+def write_status(
+    run_dir: Path,
+    status: str,
+    seconds: float,
+    reason: str | None = None,
+    error: str | None = None,
+    exit_status: int | None = None,
+    threads: int | None = None,
+) -> Path:
     """``status.json``: ``ok`` or ``failed`` with its one-line reason and error type, the
     exit status a single run would have had, the job's seconds, its torch threads, and
     the host and process that ran it."""
     if status not in ("ok", "failed"):
         raise ValueError(f"status must be 'ok' or 'failed', got {status!r}")
-    payload = {"status": status, "reason": reason, "error": error, "exit_status": exit_status,
-               "seconds": round(seconds, 3), "threads": threads,
-               "host": socket.gethostname(), "pid": os.getpid()}
+    payload = {
+        "status": status,
+        "reason": reason,
+        "error": error,
+        "exit_status": exit_status,
+        "seconds": round(seconds, 3),
+        "threads": threads,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
     path = Path(run_dir) / STATUS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -122,8 +144,9 @@ def _read_yaml(path: Path) -> Any:
 # --------------------------------------------------------------------------- threads
 
 
-def threads_per_job(requested: int | None, launcher: Mapping[str, Any] | None,
-                    cores: int | None = None) -> int | None:
+def threads_per_job(
+    requested: int | None, launcher: Mapping[str, Any] | None, cores: int | None = None
+) -> int | None:
     """Torch threads for one job, so that parallel jobs x threads <= cores.
 
     ``requested`` (``trainer.num_threads``) wins; else a submitit launcher's
@@ -220,8 +243,15 @@ def _load_job(job_dir: Path, sweep_dir: Path, fallback_num: int) -> Job:
     else:
         state, reason = "incomplete", "no metrics.json: the job was cut short or is still running"
     num = _job_number(job_dir, sweep_dir)
-    return Job(fallback_num if num is None else num, job_dir,
-               overrides, config if isinstance(config, dict) else {}, state, reason, metrics)
+    return Job(
+        fallback_num if num is None else num,
+        job_dir,
+        overrides,
+        config if isinstance(config, dict) else {},
+        state,
+        reason,
+        metrics,
+    )
 
 
 def find_jobs(sweep_dir: Path) -> list[Job]:
@@ -331,13 +361,22 @@ def summarize(sweep_dir: Path, sort_by: str | None = None) -> SweepSummary:
         row["reason"] = job.reason
         row["dir"] = str(job.dir.relative_to(sweep_dir))
         rows.append(row)
-    scored = sorted((score(sort_by, r[sort_by]), r["job"], i) for i, r in enumerate(rows)
-                    if r["status"] == "ok" and r[sort_by] is not None)
+    scored = sorted(
+        (score(sort_by, r[sort_by]), r["job"], i)
+        for i, r in enumerate(rows)
+        if r["status"] == "ok" and r[sort_by] is not None
+    )
     for rank, (_, _, i) in enumerate(scored, start=1):
         rows[i]["rank"] = rank
     sweeper = str(((multirun.get("hydra") or {}).get("sweeper") or {}).get("_target_", "basic"))
-    summary = SweepSummary(sweep_dir, swept, rows, sort_by, sweeper="optuna" if "optuna" in sweeper else "basic",
-                           columns=["job", *swept, "status", *METRICS, "rank", "reason", "dir"])
+    summary = SweepSummary(
+        sweep_dir,
+        swept,
+        rows,
+        sort_by,
+        sweeper="optuna" if "optuna" in sweeper else "basic",
+        columns=["job", *swept, "status", *METRICS, "rank", "reason", "dir"],
+    )
     summary.study = _study(sweep_dir, rows, swept)
     return summary
 
@@ -357,11 +396,20 @@ def _study(sweep_dir: Path, rows: list[dict[str, Any]], swept: list[str]) -> dic
     if not isinstance(best_value, (int, float)) or not math.isfinite(best_value):
         return None  # every trial failed (a failed job returns inf)
     params = dict(results.get("best_params") or {})
-    job = next((r for r in rows if r["status"] == "ok"
-                and all(k in swept and _same(r[k], v) for k, v in params.items())), None)
-    return {"best_params": params, "best_value": best_value,
-            "job": None if job is None else job["job"],
-            "config": None if job is None else str(Path(job["dir"]) / ".hydra" / "config.yaml")}
+    job = next(
+        (
+            r
+            for r in rows
+            if r["status"] == "ok" and all(k in swept and _same(r[k], v) for k, v in params.items())
+        ),
+        None,
+    )
+    return {
+        "best_params": params,
+        "best_value": best_value,
+        "job": None if job is None else job["job"],
+        "config": None if job is None else str(Path(job["dir"]) / ".hydra" / "config.yaml"),
+    }
 
 
 def _csv_cell(value: Any) -> str:
@@ -387,8 +435,9 @@ def write_summary(summary: SweepSummary, plot: bool = True) -> list[Path]:
         "sort_by": summary.sort_by,
         "swept": summary.swept,
         "counts": summary.counts(),
-        "best": None if best is None else {"job": best["job"], "dir": best["dir"],
-                                           summary.sort_by: best[summary.sort_by]},
+        "best": None
+        if best is None
+        else {"job": best["job"], "dir": best["dir"], summary.sort_by: best[summary.sort_by]},
         "study": summary.study,
         "jobs": summary.rows,
     }
@@ -411,15 +460,40 @@ def plot_summary(summary: SweepSummary, path: Path) -> Path:
     failed = [r["status"] != "ok" for r in summary.rows]
     if summary.sweeper == "optuna" or not summary.swept:
         label = "trial" if summary.sweeper == "optuna" else "job"
-        return plot_sweep(path, name, label, [r["job"] for r in summary.rows], values, failed=failed,
-                          running_best=True, target=target, title=f"{name} by {label}")
+        return plot_sweep(
+            path,
+            name,
+            label,
+            [r["job"] for r in summary.rows],
+            values,
+            failed=failed,
+            running_best=True,
+            target=target,
+            title=f"{name} by {label}",
+        )
     x_name = summary.swept[0]
     if len(summary.swept) == 1:
-        return plot_sweep(path, name, x_name, [r[x_name] for r in summary.rows], values,
-                          failed=failed, target=target)
+        return plot_sweep(
+            path,
+            name,
+            x_name,
+            [r[x_name] for r in summary.rows],
+            values,
+            failed=failed,
+            target=target,
+        )
     y_name = summary.swept[1]
     others = summary.swept[2:]
     title = f"{name} (best over {', '.join(others)})" if others else None
-    return plot_sweep(path, name, x_name, [r[x_name] for r in summary.rows], values, failed=failed,
-                      y_name=y_name, y_values=[r[y_name] for r in summary.rows], target=target,
-                      title=title)
+    return plot_sweep(
+        path,
+        name,
+        x_name,
+        [r[x_name] for r in summary.rows],
+        values,
+        failed=failed,
+        y_name=y_name,
+        y_values=[r[y_name] for r in summary.rows],
+        target=target,
+        title=title,
+    )

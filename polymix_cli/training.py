@@ -63,8 +63,12 @@ def build_scheduler(cfg: Mapping[str, Any], optimizer: Adam | SGD, total_steps: 
         raise ValueError(f"scheduler.name must be one of {list(SCHEDULERS)}, got {name!r}")
     base_lr = optimizer.param_groups[0]["lr"]
     if name == "onecycle":
-        return OneCycle(optimizer, max_lr=cfg.get("max_lr_factor", 10.0) * base_lr,
-                        total_steps=total_steps, pct_start=cfg.get("pct_start", 0.3))
+        return OneCycle(
+            optimizer,
+            max_lr=cfg.get("max_lr_factor", 10.0) * base_lr,
+            total_steps=total_steps,
+            pct_start=cfg.get("pct_start", 0.3),
+        )
     if name == "cosine":
         return Cosine(optimizer, total_steps, min_lr=cfg.get("min_lr_factor", 0.0) * base_lr)
     return Constant(optimizer, total_steps)
@@ -134,10 +138,16 @@ class History:
     def from_state(cls, state: Mapping[str, Any], device: torch.device | str = "cpu") -> History:
         """The inverse of :meth:`state`; raises ``ValueError`` if the lengths disagree."""
         epochs, lr, losses = list(state["epoch"]), list(state["lr"]), state["losses"]
-        if not isinstance(losses, Tensor) or losses.dim() != 2 or losses.shape[1] != 3 \
-                or not len(epochs) == len(lr) == losses.shape[0]:
+        if (
+            not isinstance(losses, Tensor)
+            or losses.dim() != 2
+            or losses.shape[1] != 3
+            or not len(epochs) == len(lr) == losses.shape[0]
+        ):
             raise ValueError("history must hold equally long epoch, lr and (E, 3) losses")
-        return cls([int(e) for e in epochs], [float(v) for v in lr], list(losses.to(device).unbind(0)))
+        return cls(
+            [int(e) for e in epochs], [float(v) for v in lr], list(losses.to(device).unbind(0))
+        )
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -177,10 +187,14 @@ class Trainer:
         if settings.loss not in LOSSES:
             raise ValueError(f"trainer.loss must be one of {list(LOSSES)}, got {settings.loss!r}")
         if settings.gradients not in GRADIENTS:
-            raise ValueError(f"trainer.gradients must be one of {list(GRADIENTS)}, got {settings.gradients!r}")
+            raise ValueError(
+                f"trainer.gradients must be one of {list(GRADIENTS)}, got {settings.gradients!r}"
+            )
         if settings.loss == "gaussian_nll" and model.noise is None:
-            raise ValueError("trainer.loss=gaussian_nll needs a model with a learned noise "
-                             "(StochasticModel(..., noise=GaussianNoise(num_outputs)))")
+            raise ValueError(
+                "trainer.loss=gaussian_nll needs a model with a learned noise "
+                "(StochasticModel(..., noise=GaussianNoise(num_outputs)))"
+            )
         self.model, self.x, self.y = model, x, y
         self.settings, self.optimizer, self.scheduler = settings, optimizer, scheduler
         n = x.shape[0]
@@ -189,13 +203,17 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.history = History()
         self.train_seconds = 0.0
-        self.stop_requested = False  # set (e.g. by a signal handler) to stop after the current epoch
+        self.stop_requested = (
+            False  # set (e.g. by a signal handler) to stop after the current epoch
+        )
         self._params = [p for group in optimizer.param_groups for p in group["params"]]
         self._objective = self._losses
         self._analytic: AnalyticStep | None = None
         self.gradient_path = self._choose_gradients()
         if self.gradient_path == "analytic":
-            self._analytic = AnalyticStep(model, settings.loss, settings.num_samples, settings.weight_factor)
+            self._analytic = AnalyticStep(
+                model, settings.loss, settings.num_samples, settings.weight_factor
+            )
         if settings.compile:
             with torch.no_grad():  # fill caches (the basis matrix of x) before tracing
                 model.predict(x, model.sample_parameters(1))
@@ -207,7 +225,9 @@ class Trainer:
         if s.gradients == "autograd":
             return "autograd"
         reason = "trainer.compile" if s.compile else unsupported_reason(self.model, s.loss)
-        loc = self.model.mean_field.loc if reason is None else None  # a mean-field layout when supported
+        loc = (
+            self.model.mean_field.loc if reason is None else None
+        )  # a mean-field layout when supported
         if loc is not None and (self.x.dtype != loc.dtype or self.x.device != loc.device):
             reason = "data and parameters of different dtypes or devices"
         return "analytic" if reason is None else f"autograd ({reason})"

@@ -33,13 +33,20 @@ def compose_train(overrides: list[str] | None = None) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run `python -m polymix_cli ARGS` in a subprocess (the real console entry)."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
     env.pop("POLYMIX_DEBUG", None)
     return subprocess.run(
         [sys.executable, "-m", "polymix_cli", *args],
-        check=False, cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout,
+        check=False,
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -12,8 +12,18 @@ import pytest
 import torch
 from conftest import TINY, compose_train, run_cli
 
-METRIC_KEYS = {"rmse", "mae", "r2", "crps", "rmse_true", "nll", "calibration_error", "coverage", "interval_width",
-               "epistemic"}
+METRIC_KEYS = {
+    "rmse",
+    "mae",
+    "r2",
+    "crps",
+    "rmse_true",
+    "nll",
+    "calibration_error",
+    "coverage",
+    "interval_width",
+    "epistemic",
+}
 LEVELS = {"0.5", "0.8", "0.9", "0.95"}
 
 
@@ -25,7 +35,13 @@ def test_train_leaves_every_output(tiny_run):
     assert "gradients: analytic" in log  # the default experiment takes the hand-derived gradients
     with (tiny_run / "history.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 30 and list(rows[0]) == ["epoch", "lr", "data_loss", "distribution_loss", "total_loss"]
+    assert len(rows) == 30 and list(rows[0]) == [
+        "epoch",
+        "lr",
+        "data_loss",
+        "distribution_loss",
+        "total_loss",
+    ]
     assert [int(r["epoch"]) for r in rows] == list(range(1, 31))
     ckpts = sorted(p.name for p in (tiny_run / "checkpoints").iterdir())
     assert ckpts == ["epoch_10.pt", "epoch_20.pt", "epoch_30.pt", "last.pt"]
@@ -48,8 +64,9 @@ def test_metrics_json_is_complete(tiny_run):
     for split in ("train", "test"):
         assert set(metrics[split]) == METRIC_KEYS
         # without noise the predictive band is the epistemic band
-        assert metrics[split]["epistemic"] == {key: metrics[split][key]
-                                               for key in ("calibration_error", "coverage", "interval_width")}
+        assert metrics[split]["epistemic"] == {
+            key: metrics[split][key] for key in ("calibration_error", "coverage", "interval_width")
+        }
         assert 0 <= metrics[split]["calibration_error"] <= 1
         assert set(metrics[split]["coverage"]) == LEVELS == set(metrics[split]["interval_width"])
         widths = [metrics[split]["interval_width"][lv] for lv in sorted(LEVELS)]
@@ -67,7 +84,9 @@ def test_checkpoint_is_self_describing(tiny_run):
 
 
 def test_evaluate_reproduces_train_metrics(tiny_run, tmp_path):
-    result = run_cli("evaluate", f"ckpt={tiny_run / 'checkpoints' / 'last.pt'}", f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        "evaluate", f"ckpt={tiny_run / 'checkpoints' / 'last.pt'}", f"hydra.run.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr
     trained = json.loads((tiny_run / "metrics.json").read_text())
     evaluated = json.loads((tmp_path / "metrics.json").read_text())
@@ -78,8 +97,12 @@ def test_evaluate_reproduces_train_metrics(tiny_run, tmp_path):
 
 
 def test_evaluate_overrides_data(tiny_run, tmp_path):
-    result = run_cli("evaluate", f"ckpt={tiny_run / 'checkpoints' / 'last.pt'}", "data.test_seed=99",
-                     f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        "evaluate",
+        f"ckpt={tiny_run / 'checkpoints' / 'last.pt'}",
+        "data.test_seed=99",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr
     trained = json.loads((tiny_run / "metrics.json").read_text())
     evaluated = json.loads((tmp_path / "metrics.json").read_text())
@@ -88,8 +111,14 @@ def test_evaluate_overrides_data(tiny_run, tmp_path):
 
 
 def test_width_override_changes_num_params(tmp_path):
-    result = run_cli("train", *TINY, "trainer.epochs=2", "model.gate.width=8", "eval.num_samples=8",
-                     f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        "train",
+        *TINY,
+        "trainer.epochs=2",
+        "model.gate.width=8",
+        "eval.num_samples=8",
+        f"hydra.run.dir={tmp_path}",
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_params"] == 2 * 4 + (8 + 8 + 16 + 2)
@@ -107,12 +136,15 @@ def test_moe_sign_resolves_to_the_seed():
     assert p.model.num_params() == 74 and len(p.specs) == 8
 
 
-@pytest.mark.parametrize("override,expected", [
-    (["model.gate.width=32"], 4 * 2 + (32 + 32 + 64 + 2)),
-    (["model.expert.degree=5"], 6 * 2 + 66),
-    (["model.num_experts=3"], 4 * 3 + (16 + 16 + 48 + 3)),
-    (["model.gate.depth=2"], 8 + 66 + 16 * 16 + 16),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        (["model.gate.width=32"], 4 * 2 + (32 + 32 + 64 + 2)),
+        (["model.expert.degree=5"], 6 * 2 + 66),
+        (["model.num_experts=3"], 4 * 3 + (16 + 16 + 48 + 3)),
+        (["model.gate.depth=2"], 8 + 66 + 16 * 16 + 16),
+    ],
+)
 def test_sweepable_names_change_the_model(override, expected):
     from polymix_cli.run import prepare
 
@@ -124,17 +156,22 @@ def test_other_experiments_build(experiment):
     from polymix_cli.run import prepare
 
     p = prepare(compose_train([f"experiment={experiment}"]))
-    assert p.model.num_params() > 0 and p.data.num_outputs == (2 if experiment == "nn_sincos" else 1)
+    assert p.model.num_params() > 0 and p.data.num_outputs == (
+        2 if experiment == "nn_sincos" else 1
+    )
 
 
-@pytest.mark.parametrize("args,message", [
-    (["model.gate.width=abc"], "width must be an integer"),
-    (["model.expert.degree=-1"], "degree must be >= 0"),
-    (["trainer.epochs=0"], "trainer.epochs must be >= 1"),
-    (["optimizer.lr=0"], "optimizer.lr must be"),
-    (["eval.band=1.5"], "eval.band must be"),
-    (["data.noise_std=nan"], "data.noise_std must be"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["model.gate.width=abc"], "width must be an integer"),
+        (["model.expert.degree=-1"], "degree must be >= 0"),
+        (["trainer.epochs=0"], "trainer.epochs must be >= 1"),
+        (["optimizer.lr=0"], "optimizer.lr must be"),
+        (["eval.band=1.5"], "eval.band must be"),
+        (["data.noise_std=nan"], "data.noise_std must be"),
+    ],
+)
 def test_bad_options_exit_2_with_one_line(args, message, tmp_path):
     result = run_cli("train", *args, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2
@@ -143,14 +180,20 @@ def test_bad_options_exit_2_with_one_line(args, message, tmp_path):
 
 
 def test_missing_checkpoint_exits_2(tmp_path):
-    result = run_cli("evaluate", f"ckpt={tmp_path / 'none.pt'}", f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli(
+        "evaluate", f"ckpt={tmp_path / 'none.pt'}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
 def test_help_lists_commands_without_torch():
-    code = ("import sys; from polymix_cli.cli.main import main; main(['--help']); "
-            "print('torch' in sys.modules, 'hydra' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys; from polymix_cli.cli.main import main; main(['--help']); "
+        "print('torch' in sys.modules, 'hydra' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert "train" in out and "evaluate" in out
     assert out.strip().splitlines()[-1] == "False False"
 

@@ -40,17 +40,31 @@ def table(tmp_path) -> dict[str, np.ndarray]:
 
 @pytest.fixture
 def csv_file(tmp_path, table) -> Path:
-    rows = [f"{a!r},{b!r},id{i},{y1!r},{y2!r}" for i, (a, b, y1, y2) in
-            enumerate(zip(*(table[k].tolist() for k in ("a", "b", "y1", "y2"))))]
+    rows = [
+        f"{a!r},{b!r},id{i},{y1!r},{y2!r}"
+        for i, (a, b, y1, y2) in enumerate(
+            zip(*(table[k].tolist() for k in ("a", "b", "y1", "y2")))
+        )
+    ]
     return write_csv(tmp_path / "data.csv", "a,b,id,y1,y2", rows)
 
 
-def file_cfg(path: Path | str, *extra: str, outputs: str = "[y1,y2]", inputs: str = "[a,b]") -> dict:
-    return compose_train(["experiment=pce_file", f"data.path={path}", f"data.outputs={outputs}",
-                          f"data.inputs={inputs}", *extra])
+def file_cfg(
+    path: Path | str, *extra: str, outputs: str = "[y1,y2]", inputs: str = "[a,b]"
+) -> dict:
+    return compose_train(
+        [
+            "experiment=pce_file",
+            f"data.path={path}",
+            f"data.outputs={outputs}",
+            f"data.inputs={inputs}",
+            *extra,
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- reading
+
 
 def test_csv_and_npz_give_the_same_dataset_in_user_units(tmp_path, table, csv_file):
     np.savez(tmp_path / "data.npz", **table)  # one 1-D array per column
@@ -58,10 +72,16 @@ def test_csv_and_npz_give_the_same_dataset_in_user_units(tmp_path, table, csv_fi
     for key in ("x_train", "y_train", "x_test", "y_test"):
         assert torch.equal(getattr(from_csv.data, key), getattr(from_npz.data, key)), key
     data = from_csv.data
-    assert data.input_names == ("a", "b") and data.output_names == ("y1", "y2") and data.true_fn is None
+    assert (
+        data.input_names == ("a", "b")
+        and data.output_names == ("y1", "y2")
+        and data.true_fn is None
+    )
     assert data.x_train.shape == (48, 2) and data.x_test.shape == (12, 2)
     # bounds: the min and max of every row of the file, in float64 as read
-    expected = np.stack([[table["a"].min(), table["a"].max()], [table["b"].min(), table["b"].max()]])
+    expected = np.stack(
+        [[table["a"].min(), table["a"].max()], [table["b"].min(), table["b"].max()]]
+    )
     assert torch.equal(data.bounds, torch.from_numpy(expected))
     # the model trains on inputs in [-1, 1] and standardised outputs (file data's default)
     assert from_csv.x_train.abs().max() <= 1 + 1e-6 and from_csv.x_train.abs().max() > 0.9
@@ -75,8 +95,13 @@ def test_seeded_split_is_reproducible_disjoint_and_complete(csv_file, table):
     other = prepare(file_cfg(csv_file, "data.seed=7", "data.test_fraction=0.25")).data
     assert torch.equal(one.x_test, again.x_test) and torch.equal(one.x_train, again.x_train)
     assert other.x_test.shape[0] == 15 and not torch.equal(one.x_test[:12], other.x_test[:12])
-    file_rows = [tuple(r) for r in torch.tensor(np.stack([table["a"], table["b"]], 1), dtype=torch.float64).tolist()]
-    assert sorted(tuple(r) for r in torch.cat([one.x_train, one.x_test]).tolist()) == sorted(file_rows)
+    file_rows = [
+        tuple(r)
+        for r in torch.tensor(np.stack([table["a"], table["b"]], 1), dtype=torch.float64).tolist()
+    ]
+    assert sorted(tuple(r) for r in torch.cat([one.x_train, one.x_test]).tolist()) == sorted(
+        file_rows
+    )
     position = {row: i for i, row in enumerate(file_rows)}
     for rows in (one.x_train, one.x_test):  # both sets keep the file's order
         index = [position[tuple(r)] for r in rows.tolist()]
@@ -93,11 +118,16 @@ def test_test_path_gives_every_row_to_training(tmp_path, csv_file):
 
 def test_inputs_default_to_every_other_column(tmp_path):
     path = write_csv(tmp_path / "d.csv", "p,q,y", [f"{i},{i * i % 7},{i / 2}" for i in range(10)])
-    data = prepare(compose_train(["experiment=pce_file", f"data.path={path}", "data.outputs=[y]"])).data
+    data = prepare(
+        compose_train(["experiment=pce_file", f"data.path={path}", "data.outputs=[y]"])
+    ).data
     assert data.input_names == ("p", "q") and data.num_outputs == 1
     labelled = write_csv(tmp_path / "l.csv", "id,p,y", [f"run{i},{i},{i / 2}" for i in range(10)])
-    with pytest.raises(ConfigError, match=r"column 'id' of data.path=.*l.csv holds no numbers; name the numeric "
-                                          r"columns in data.inputs"):
+    with pytest.raises(
+        ConfigError,
+        match=r"column 'id' of data.path=.*l.csv holds no numbers; name the numeric "
+        r"columns in data.inputs",
+    ):
         prepare(compose_train(["experiment=pce_file", f"data.path={labelled}", "data.outputs=[y]"]))
 
 
@@ -124,31 +154,81 @@ def test_describe_rows_lists_a_few_and_counts_the_rest():
 
 # ----------------------------------------------------------------------------- bad files
 
-@pytest.mark.parametrize("header,rows,args,needles", [
-    ("a,b,y1,y2", ["1,100,1000,5", "2,x,1001,5", "3,120,1002,5", "4,130,nan,5", "5,140,1003,"],
-     [], ["bad rows (line numbers of the file)", "line 3: b is not a number ('x')", "line 5: y1 is NaN",
-          "line 6: y2 is empty"]),
-    ("a,b,y1,y2", ["1,100,1000,5", "2,110,1001,5,9"], [], ["line 3: 5 fields, the header has 4"]),
-    ("a,b,y1,y2", ["1,100,1000,5", "2,110,1001,5"], [], ["2 data rows", "at least 2 training rows"]),
-    ("a,b,y1,y2", [f"{i},7,{i},{i}" for i in range(10)], [], ["input column 'b' is constant (7)", "drop it"]),
-    ("a,b,y1,y2", [f"{i},{i},{i},{i}" for i in range(10)], ["data.outputs=[zz,y1]"],
-     ["data.outputs names 1 column 'zz'", "its columns: a, b, y1, y2"]),
-    ("a,b,y1,y2", [f"{i},{i},{i},{i}" for i in range(10)], ["data.inputs=[a,y1]", "data.outputs=[y1]"],
-     ["'y1' is both in data.inputs and in data.outputs"]),
-    ("1,2,3,4", [f"{i},{i},{i},{i}" for i in range(10)], [], ["its first line 1 holds numbers", "header row"]),
-    ("a,a,y1,y2", [f"{i},{i},{i},{i}" for i in range(10)], [], ["names 'a' more than once"]),
-    ("a,b,y1,y2", [f"{i},{i + 100},{i},{i}" for i in range(10)], ["data.bounds=[[0,5],[0,200]]"],
-     ["data.bounds [0, 5] of input 'a' do not contain its training values (min 0, max 9)"]),
-    ("a,b,y1,y2", [f"{i},{i + 100},{i},{i}" for i in range(10)], ["data.bounds=[[0,10]]"],
-     ["data.bounds must give [low, high] for each of the 2 input(s) (a, b), got 1"]),
-])
+
+@pytest.mark.parametrize(
+    "header,rows,args,needles",
+    [
+        (
+            "a,b,y1,y2",
+            ["1,100,1000,5", "2,x,1001,5", "3,120,1002,5", "4,130,nan,5", "5,140,1003,"],
+            [],
+            [
+                "bad rows (line numbers of the file)",
+                "line 3: b is not a number ('x')",
+                "line 5: y1 is NaN",
+                "line 6: y2 is empty",
+            ],
+        ),
+        (
+            "a,b,y1,y2",
+            ["1,100,1000,5", "2,110,1001,5,9"],
+            [],
+            ["line 3: 5 fields, the header has 4"],
+        ),
+        (
+            "a,b,y1,y2",
+            ["1,100,1000,5", "2,110,1001,5"],
+            [],
+            ["2 data rows", "at least 2 training rows"],
+        ),
+        (
+            "a,b,y1,y2",
+            [f"{i},7,{i},{i}" for i in range(10)],
+            [],
+            ["input column 'b' is constant (7)", "drop it"],
+        ),
+        (
+            "a,b,y1,y2",
+            [f"{i},{i},{i},{i}" for i in range(10)],
+            ["data.outputs=[zz,y1]"],
+            ["data.outputs names 1 column 'zz'", "its columns: a, b, y1, y2"],
+        ),
+        (
+            "a,b,y1,y2",
+            [f"{i},{i},{i},{i}" for i in range(10)],
+            ["data.inputs=[a,y1]", "data.outputs=[y1]"],
+            ["'y1' is both in data.inputs and in data.outputs"],
+        ),
+        (
+            "1,2,3,4",
+            [f"{i},{i},{i},{i}" for i in range(10)],
+            [],
+            ["its first line 1 holds numbers", "header row"],
+        ),
+        ("a,a,y1,y2", [f"{i},{i},{i},{i}" for i in range(10)], [], ["names 'a' more than once"]),
+        (
+            "a,b,y1,y2",
+            [f"{i},{i + 100},{i},{i}" for i in range(10)],
+            ["data.bounds=[[0,5],[0,200]]"],
+            ["data.bounds [0, 5] of input 'a' do not contain its training values (min 0, max 9)"],
+        ),
+        (
+            "a,b,y1,y2",
+            [f"{i},{i + 100},{i},{i}" for i in range(10)],
+            ["data.bounds=[[0,10]]"],
+            ["data.bounds must give [low, high] for each of the 2 input(s) (a, b), got 1"],
+        ),
+    ],
+)
 def test_bad_training_files_are_named_with_their_rows(tmp_path, header, rows, args, needles):
     path = write_csv(tmp_path / "d.csv", header, rows)
     overrides = {"data.outputs": "[y1,y2]", "data.inputs": "[a,b]"}
     for arg in args:
         key, _, value = arg.partition("=")
         overrides[key] = value
-    cfg = compose_train(["experiment=pce_file", f"data.path={path}", *(f"{k}={v}" for k, v in overrides.items())])
+    cfg = compose_train(
+        ["experiment=pce_file", f"data.path={path}", *(f"{k}={v}" for k, v in overrides.items())]
+    )
     with pytest.raises(ConfigError) as err:
         prepare(cfg)
     message = str(err.value)
@@ -158,12 +238,16 @@ def test_bad_training_files_are_named_with_their_rows(tmp_path, header, rows, ar
 
 
 def test_missing_and_misnamed_files(tmp_path, csv_file):
-    with pytest.raises(ConfigError, match=r"data.path=.*nope.csv does not exist \(relative paths start from"):
+    with pytest.raises(
+        ConfigError, match=r"data.path=.*nope.csv does not exist \(relative paths start from"
+    ):
         prepare(file_cfg(tmp_path / "nope.csv"))
     with pytest.raises(ConfigError, match="must be a .csv or .npz file, got the extension '.txt'"):
         prepare(file_cfg(tmp_path / "data.txt"))
     test = write_csv(tmp_path / "test.csv", "a,y1,y2", ["1,2,3"])
-    with pytest.raises(ConfigError, match=r"names 1 column 'b' that data.test_path=.*its columns: a, y1, y2"):
+    with pytest.raises(
+        ConfigError, match=r"names 1 column 'b' that data.test_path=.*its columns: a, y1, y2"
+    ):
         prepare(file_cfg(csv_file, f"data.test_path={test}"))
 
 
@@ -174,21 +258,40 @@ def test_npz_rows_are_numbered_from_one_and_2d_arrays_are_refused(tmp_path, tabl
     np.savez(tmp_path / "bad.npz", **bad)
     with pytest.raises(ConfigError, match=r"1 bad row \(row numbers, from 1\): row 5: y2 is inf"):
         prepare(file_cfg(tmp_path / "bad.npz"))
-    np.savez(tmp_path / "wide.npz", x=np.stack([table["a"], table["b"]], 1), y1=table["y1"], y2=table["y2"])
-    with pytest.raises(ConfigError, match=r"array 'x' has shape \(60, 2\); polymix reads one 1-D array per column"):
+    np.savez(
+        tmp_path / "wide.npz",
+        x=np.stack([table["a"], table["b"]], 1),
+        y1=table["y1"],
+        y2=table["y2"],
+    )
+    with pytest.raises(
+        ConfigError, match=r"array 'x' has shape \(60, 2\); polymix reads one 1-D array per column"
+    ):
         prepare(file_cfg(tmp_path / "wide.npz", inputs="[x]"))
 
 
-@pytest.mark.parametrize("overrides,needle", [
-    (["data.test_fraction=0"], "data.test_fraction must be a number in (0.0, 1.0), got 0"),
-    (["data.outputs=y1"], "data.outputs must be a non-empty list of column names, e.g. data.outputs=[a,b], got 'y1'"),
-    (["data.outputs=[]"], "data.outputs must be a non-empty list"),
-    (["data.inputs=[a,a]"], "data.inputs names 'a' more than once"),
-    (["data.bounds=[[0,1,2]]"], "data.bounds must be a list of [low, high] pairs"),
-    (["data.bounds=[[1,0],[0,1]]"], "data.bounds must have low < high for every input, got [1, 0] for input 1"),
-    (["data.seed=-1"], "data.seed must be >= 0"),
-    (["data.output_scaling=zscore"], "data.output_scaling must be one of ['none', 'standardize']"),
-])
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["data.test_fraction=0"], "data.test_fraction must be a number in (0.0, 1.0), got 0"),
+        (
+            ["data.outputs=y1"],
+            "data.outputs must be a non-empty list of column names, e.g. data.outputs=[a,b], got 'y1'",
+        ),
+        (["data.outputs=[]"], "data.outputs must be a non-empty list"),
+        (["data.inputs=[a,a]"], "data.inputs names 'a' more than once"),
+        (["data.bounds=[[0,1,2]]"], "data.bounds must be a list of [low, high] pairs"),
+        (
+            ["data.bounds=[[1,0],[0,1]]"],
+            "data.bounds must have low < high for every input, got [1, 0] for input 1",
+        ),
+        (["data.seed=-1"], "data.seed must be >= 0"),
+        (
+            ["data.output_scaling=zscore"],
+            "data.output_scaling must be one of ['none', 'standardize']",
+        ),
+    ],
+)
 def test_file_data_options_are_validated(overrides, needle):
     cfg = compose_train(["experiment=pce_file", "data.path=d.csv", "data.outputs=[y1]", *overrides])
     with pytest.raises(ConfigError) as err:
@@ -209,11 +312,20 @@ def test_options_of_the_other_kind_of_data_are_refused():
         validate_train_config(compose_train(["experiment=pce_file", "data.outputs=[y]"]))
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["data.outputs=[y1]"], "data.path must be the path of a CSV file (with a header row) or an NPZ file"),
-    (["data.path=DATA", "data.outputs=[y9]"], "data.outputs names 1 column 'y9'"),
-    (["data.path=DATA", "data.outputs=[y1]", "data.test_fraction=2"], "data.test_fraction must be a number"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (
+            ["data.outputs=[y1]"],
+            "data.path must be the path of a CSV file (with a header row) or an NPZ file",
+        ),
+        (["data.path=DATA", "data.outputs=[y9]"], "data.outputs names 1 column 'y9'"),
+        (
+            ["data.path=DATA", "data.outputs=[y1]", "data.test_fraction=2"],
+            "data.test_fraction must be a number",
+        ),
+    ],
+)
 def test_cli_file_data_errors_are_one_line_with_status_2(cli, tmp_path, csv_file, args, needle):
     args = [a.replace("DATA", str(csv_file)) for a in args]
     status, err = cli("train", "experiment=pce_file", *args, f"hydra.run.dir={tmp_path / 'run'}")
@@ -224,6 +336,7 @@ def test_cli_file_data_errors_are_one_line_with_status_2(cli, tmp_path, csv_file
 
 
 # ----------------------------------------------------------------------------- several inputs: plots
+
 
 def test_slice_points_vary_one_input_through_the_centre():
     bounds = torch.tensor([[0.0, 10.0], [100.0, 200.0], [-1.0, 1.0]], dtype=torch.float64)
@@ -243,14 +356,40 @@ def test_parity_and_slice_plots(tmp_path):
     y = rng.normal(size=(40, 2)) * [1, 10] + [1000, 0]
     mean = y + rng.normal(size=y.shape) * 0.1
     yt = y[:15] + 0.3
-    path = plots.plot_parity(tmp_path / "parity.png", y, mean, mean - 0.2, mean + 0.2, yt, yt, yt - 1, yt + 1,
-                             output_names=["t", "p"])
+    path = plots.plot_parity(
+        tmp_path / "parity.png",
+        y,
+        mean,
+        mean - 0.2,
+        mean + 0.2,
+        yt,
+        yt,
+        yt - 1,
+        yt + 1,
+        output_names=["t", "p"],
+    )
     assert png_ok(path)
-    grids = np.stack([np.linspace(0, 10, 20), np.linspace(100, 200, 20), np.linspace(-1, 1, 20),
-                      np.linspace(0, 1, 20), np.linspace(5, 6, 20)])
+    grids = np.stack(
+        [
+            np.linspace(0, 10, 20),
+            np.linspace(100, 200, 20),
+            np.linspace(-1, 1, 20),
+            np.linspace(0, 1, 20),
+            np.linspace(5, 6, 20),
+        ]
+    )
     mean = np.sin(grids)[:, :, None]
-    path = plots.plot_slices(tmp_path / "slices.png", grids, mean, mean - 0.1, mean + 0.1, grids.mean(1),
-                             input_names=list("abcde"), output_names=["t"], true_y=mean + 0.05)
+    path = plots.plot_slices(
+        tmp_path / "slices.png",
+        grids,
+        mean,
+        mean - 0.1,
+        mean + 0.1,
+        grids.mean(1),
+        input_names=list("abcde"),
+        output_names=["t"],
+        true_y=mean + 0.05,
+    )
     assert png_ok(path)
     height, width = mpimg.imread(path).shape[:2]
     assert height > 0.6 * width  # five inputs wrap onto two balanced rows (3 + 2 panels)
@@ -264,11 +403,24 @@ def test_plot_shapes_are_checked(tmp_path):
         plots.plot_parity(tmp_path / "p.png", y, np.zeros((4, 2)), y, y)
     grids = np.zeros((2, 10))
     with pytest.raises(ValueError, match=r"lower must have shape \(D, G, O\) = \(2, 10, 1\)"):
-        plots.plot_slices(tmp_path / "s.png", grids, np.zeros((2, 10)), np.zeros((2, 9)), np.zeros((2, 10)),
-                          np.zeros(2))
+        plots.plot_slices(
+            tmp_path / "s.png",
+            grids,
+            np.zeros((2, 10)),
+            np.zeros((2, 9)),
+            np.zeros((2, 10)),
+            np.zeros(2),
+        )
     with pytest.raises(ValueError, match="input_names must have one name per input"):
-        plots.plot_slices(tmp_path / "s.png", grids, np.zeros((2, 10)), np.zeros((2, 10)), np.zeros((2, 10)),
-                          np.zeros(2), input_names=["a"])
+        plots.plot_slices(
+            tmp_path / "s.png",
+            grids,
+            np.zeros((2, 10)),
+            np.zeros((2, 10)),
+            np.zeros((2, 10)),
+            np.zeros(2),
+            input_names=["a"],
+        )
 
 
 def test_one_input_file_data_keep_the_prediction_plot_named_by_its_columns(tmp_path):
@@ -276,12 +428,20 @@ def test_one_input_file_data_keep_the_prediction_plot_named_by_its_columns(tmp_p
 
     rows = [f"{t},{20 + t * t / 10}" for t in range(0, 100, 3)]
     path = write_csv(tmp_path / "d.csv", "time,temperature", rows)
-    p = prepare(compose_train(["experiment=pce_file", f"data.path={path}", "data.outputs=[temperature]"]))
-    ev = evaluate(p.model, p.data, {**p.cfg["eval"], "num_samples": 16, "grid_points": 20}, 0, p.maps)
+    p = prepare(
+        compose_train(["experiment=pce_file", f"data.path={path}", "data.outputs=[temperature]"])
+    )
+    ev = evaluate(
+        p.model, p.data, {**p.cfg["eval"], "num_samples": 16, "grid_points": 20}, 0, p.maps
+    )
     assert ev.slices is None and ev.grid is not None
-    assert ev.grid[0, 0] == 0 and ev.grid[-1, 0] == 99  # the grid spans the data's bounds, in user units
+    assert (
+        ev.grid[0, 0] == 0 and ev.grid[-1, 0] == 99
+    )  # the grid spans the data's bounds, in user units
     written = write_plots(tmp_path / "plots", ev, p.data, [])
-    assert [w.name for w in written] == ["calibration.png", "prediction.png"] and all(map(png_ok, written))
+    assert [w.name for w in written] == ["calibration.png", "prediction.png"] and all(
+        map(png_ok, written)
+    )
 
 
 def test_large_offset_inputs_keep_their_digits(tmp_path):

@@ -23,10 +23,14 @@ from polymix_cli.training import Trainer, TrainSettings, build_optimizer
 def seed_groups(width: int = 16, prior=None):
     kw = {} if prior is None else {"prior": prior}
     return [
-        IIDGaussianGroup("e1_c0", 2, **kw), DeterministicGroup("e1_c", 2, **kw),
-        IIDGaussianGroup("e2_c0", 2, **kw), DeterministicGroup("e2_c", 2, **kw),
-        DeterministicGroup("g_w", width, **kw), DeterministicGroup("g_b", width, **kw),
-        IIDGaussianGroup("g_ow", 2 * width, **kw), IIDGaussianGroup("g_ob", 2, **kw),
+        IIDGaussianGroup("e1_c0", 2, **kw),
+        DeterministicGroup("e1_c", 2, **kw),
+        IIDGaussianGroup("e2_c0", 2, **kw),
+        DeterministicGroup("e2_c", 2, **kw),
+        DeterministicGroup("g_w", width, **kw),
+        DeterministicGroup("g_b", width, **kw),
+        IIDGaussianGroup("g_ow", 2 * width, **kw),
+        IIDGaussianGroup("g_ob", 2, **kw),
     ]
 
 
@@ -49,7 +53,9 @@ def test_packed_mean_field_matches_the_groups():
     assert model.mean_field is not None
     assert [n for n, _ in model.named_parameters()] == ["mean_field.loc", "mean_field.log_std"]
     torch.testing.assert_close(model.distribution_loss(), expected)
-    torch.testing.assert_close(sum(g.distribution_loss() for g in groups), expected)  # groups still work
+    torch.testing.assert_close(
+        sum(g.distribution_loss() for g in groups), expected
+    )  # groups still work
     draws = model.sample_parameters(20000)
     assert draws.shape == (20000, 74)
     # deterministic entries are exact; stochastic ones have the group's mean and std
@@ -69,13 +75,23 @@ def test_packed_gradients_equal_unpacked():
     loss = packed.predict(x, params).square().sum() + packed.distribution_loss()
     loss.backward()
     # the same draws through the plain path, built from unpacked copies of the groups
-    flat = torch.cat([g.value.expand(7, -1) if isinstance(g, DeterministicGroup) else
-                      g.mean + g.log_std.exp() * ((params[:, sl] - g.mean) / g.log_std.exp()).detach()
-                      for g, sl in zip(reference, _slices(reference))], dim=1)
-    ref_loss = seed_mixture()(x, flat).square().sum() + sum(g.distribution_loss() for g in reference)
+    flat = torch.cat(
+        [
+            g.value.expand(7, -1)
+            if isinstance(g, DeterministicGroup)
+            else g.mean + g.log_std.exp() * ((params[:, sl] - g.mean) / g.log_std.exp()).detach()
+            for g, sl in zip(reference, _slices(reference))
+        ],
+        dim=1,
+    )
+    ref_loss = seed_mixture()(x, flat).square().sum() + sum(
+        g.distribution_loss() for g in reference
+    )
     ref_loss.backward()
     torch.testing.assert_close(loss, ref_loss)
-    ref_grad = torch.cat([g.value.grad if isinstance(g, DeterministicGroup) else g.mean.grad for g in reference])
+    ref_grad = torch.cat(
+        [g.value.grad if isinstance(g, DeterministicGroup) else g.mean.grad for g in reference]
+    )
     torch.testing.assert_close(packed.mean_field.loc.grad, ref_grad)
 
 
@@ -91,10 +107,18 @@ def _slices(groups):
 def test_predict_with_shared_blocks_equals_plain_evaluation(num_experts, dtype):
     torch.manual_seed(2)
     width = 8
-    groups = [DeterministicGroup("experts", 4 * num_experts), DeterministicGroup("hidden_w", width),
-              DeterministicGroup("hidden_b", width), IIDGaussianGroup("out", width * num_experts + num_experts)]
+    groups = [
+        DeterministicGroup("experts", 4 * num_experts),
+        DeterministicGroup("hidden_w", width),
+        DeterministicGroup("hidden_b", width),
+        IIDGaussianGroup("out", width * num_experts + num_experts),
+    ]
     model = StochasticModel(seed_mixture(num_experts, width), groups).to(dtype)
-    assert model.constant_blocks >= {"gate.hidden.0.weight", "gate.hidden.0.bias", "experts.0.coeffs"}
+    assert model.constant_blocks >= {
+        "gate.hidden.0.weight",
+        "gate.hidden.0.bias",
+        "experts.0.coeffs",
+    }
     x = (torch.rand(25, 1) * 2 - 1).to(dtype)
     params = model.sample_parameters(6)
     fast = model.predict(x, params)
@@ -106,7 +130,9 @@ def test_network_shared_layers_and_general_groups():
     torch.manual_seed(3)
     net = NeuralNetwork(3, 2, width=5, depth=2)
     sizes = [b.size for b in net.param_blocks()]
-    groups = [DeterministicGroup(f"d{i}", n) for i, n in enumerate(sizes[:4])] + [GaussianGroup("rest", sum(sizes[4:]))]
+    groups = [DeterministicGroup(f"d{i}", n) for i, n in enumerate(sizes[:4])] + [
+        GaussianGroup("rest", sum(sizes[4:]))
+    ]
     model = StochasticModel(net, groups)
     assert model.mean_field is None and "hidden.1.weight" in model.constant_blocks
     x = torch.randn(10, 3)
@@ -156,8 +182,10 @@ def test_minibatches_scale_the_data_term():
     params = trainer.model.sample_parameters(8)
     x, y = trainer.x, trainer.y
     full = (trainer.model.predict(x, params) - y).square().sum() / 8
-    parts = [(trainer.model.predict(x[i:i + 10], params) - y[i:i + 10]).square().sum() / 8 * 4
-             for i in range(0, 40, 10)]
+    parts = [
+        (trainer.model.predict(x[i : i + 10], params) - y[i : i + 10]).square().sum() / 8 * 4
+        for i in range(0, 40, 10)
+    ]
     torch.testing.assert_close(torch.stack(parts).mean(), full)
 
 
@@ -196,8 +224,9 @@ def test_cuda_training_and_prediction_follow_the_device():
     assert out.device.type == "cuda" and out.shape == (5, 40, 1)
     cpu = copy.deepcopy(model).cpu()
     params = model.sample_parameters(4)
-    torch.testing.assert_close(model.predict(x, params).cpu(), cpu.predict(x.cpu(), params.cpu()),
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        model.predict(x, params).cpu(), cpu.predict(x.cpu(), params.cpu()), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_deepcopy_of_a_packed_model_is_independent():
@@ -219,24 +248,37 @@ def test_packed_draw_and_loss_gradients_are_exact():
     noise, index = torch.randn(4, 3, dtype=torch.float64), torch.tensor([0, 2, 5])
     assert torch.autograd.gradcheck(lambda a, b: _Draw.apply(a, b, noise, index), (loc, log_std))
     prior_loc = torch.randn(6, dtype=torch.float64)
-    inv_scale, stochastic_inv = torch.rand(6, dtype=torch.float64) + 0.5, torch.rand(3, dtype=torch.float64) + 0.5
+    inv_scale, stochastic_inv = (
+        torch.rand(6, dtype=torch.float64) + 0.5,
+        torch.rand(3, dtype=torch.float64) + 0.5,
+    )
     assert torch.autograd.gradcheck(
-        lambda a, b: _Loss.apply(a, b, prior_loc, inv_scale, stochastic_inv, 1.3), (loc, log_std))
+        lambda a, b: _Loss.apply(a, b, prior_loc, inv_scale, stochastic_inv, 1.3), (loc, log_std)
+    )
     from polymix_cli.parameter_groups.mean_field import _DrawWithLoss
 
     assert torch.autograd.gradcheck(
-        lambda a, b: _DrawWithLoss.apply(a, b, noise, index, prior_loc, inv_scale, stochastic_inv, 1.3),
-        (loc, log_std))
-    theta, loss = _DrawWithLoss.apply(loc, log_std, noise, index, prior_loc, inv_scale, stochastic_inv, 1.3)
+        lambda a, b: _DrawWithLoss.apply(
+            a, b, noise, index, prior_loc, inv_scale, stochastic_inv, 1.3
+        ),
+        (loc, log_std),
+    )
+    theta, loss = _DrawWithLoss.apply(
+        loc, log_std, noise, index, prior_loc, inv_scale, stochastic_inv, 1.3
+    )
     torch.testing.assert_close(theta, _Draw.apply(loc, log_std, noise, index))
-    torch.testing.assert_close(loss, _Loss.apply(loc, log_std, prior_loc, inv_scale, stochastic_inv, 1.3))
+    torch.testing.assert_close(
+        loss, _Loss.apply(loc, log_std, prior_loc, inv_scale, stochastic_inv, 1.3)
+    )
 
 
 def test_sample_with_loss_equals_separate_calls():
     torch.manual_seed(3)
     model = StochasticModel(seed_mixture(), seed_groups(prior=IIDGaussianPrior(0.2, 1.5)))
     params, loss = model.sample_with_loss(5, generator=torch.Generator().manual_seed(9))
-    torch.testing.assert_close(params, model.sample_parameters(5, generator=torch.Generator().manual_seed(9)))
+    torch.testing.assert_close(
+        params, model.sample_parameters(5, generator=torch.Generator().manual_seed(9))
+    )
     torch.testing.assert_close(loss, model.distribution_loss())
 
 
@@ -249,8 +291,15 @@ def test_chunked_predictive_summary_equals_unchunked(monkeypatch):
     probs = interval_probs((0.5, 0.8))
 
     def run(**kw):
-        return summarize(lambda xs: model.predict(xs, params), x, probs, y=y, noise_std=sigma,
-                         generator=torch.Generator().manual_seed(2), **kw)
+        return summarize(
+            lambda xs: model.predict(xs, params),
+            x,
+            probs,
+            y=y,
+            noise_std=sigma,
+            generator=torch.Generator().manual_seed(2),
+            **kw,
+        )
 
     whole = run()
     monkeypatch.setattr("polymix_cli.evaluation._CHUNK_ELEMENTS", 64 * 7)  # chunks of 7 points

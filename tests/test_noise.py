@@ -39,7 +39,9 @@ def _poly(x: torch.Tensor) -> torch.Tensor:
 
 def _pce_model(noise: GaussianNoise | None, degree: int = 3) -> StochasticModel:
     surrogate = PolynomialChaosExpansion(1, 1, degree=degree)
-    return StochasticModel(surrogate, [IIDGaussianGroup("coeffs", surrogate.num_params())], noise=noise)
+    return StochasticModel(
+        surrogate, [IIDGaussianGroup("coeffs", surrogate.num_params())], noise=noise
+    )
 
 
 def _polynomial_data(n: int, noise: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,13 +64,16 @@ def test_noise_is_a_parameter_of_the_model():
     assert GaussianNoise(2, init_std=[0.1, 2.0]).std.tolist() == pytest.approx([0.1, 2.0])
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: GaussianNoise(1, init_std=0.0), "init_std must be a positive finite number"),
-    (lambda: GaussianNoise(0), "num_outputs must be a positive integer"),
-    (lambda: GaussianNoise(2, init_std=[0.1]), "init_std must be a number or 2 numbers"),
-    (lambda: HalfCauchyNoisePrior(scale=-1.0), "scale must be a positive finite number"),
-    (lambda: _pce_model(GaussianNoise(2)), "noise has 2 outputs, but the surrogate has 1"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: GaussianNoise(1, init_std=0.0), "init_std must be a positive finite number"),
+        (lambda: GaussianNoise(0), "num_outputs must be a positive integer"),
+        (lambda: GaussianNoise(2, init_std=[0.1]), "init_std must be a number or 2 numbers"),
+        (lambda: HalfCauchyNoisePrior(scale=-1.0), "scale must be a positive finite number"),
+        (lambda: _pce_model(GaussianNoise(2)), "noise has 2 outputs, but the surrogate has 1"),
+    ],
+)
 def test_bad_noise_arguments_raise(make, message):
     with pytest.raises(ValueError, match=message):
         make()
@@ -84,14 +89,18 @@ def test_models_without_noise_are_unchanged():
     assert built.noise is None
     assert list(built.state_dict()) == list(plain.state_dict())
     assert not any("noise" in key for key in built.state_dict())
-    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), built.state_dict().values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(plain.state_dict().values(), built.state_dict().values())
+    )
     assert torch.equal(built.distribution_loss(), plain.distribution_loss())
     nll_cfg = compose_train(["experiment=moe_sign_nll"])
     torch.manual_seed(7)
     noisy, _ = build_model(nll_cfg["model"], nll_cfg["layout"], 1, 1, nll_cfg["trainer"])
     assert list(noisy.state_dict()) == list(plain.state_dict()) + ["noise.log_std"]
     # building the noise draws nothing from the RNG: the rest of the model is the same
-    assert all(torch.equal(plain.state_dict()[k], noisy.state_dict()[k]) for k in plain.state_dict())
+    assert all(
+        torch.equal(plain.state_dict()[k], noisy.state_dict()[k]) for k in plain.state_dict()
+    )
 
 
 def test_noise_priors_match_torch_distributions():
@@ -110,15 +119,24 @@ def test_noise_priors_match_torch_distributions():
     torch.manual_seed(1)
     with_prior = _pce_model(GaussianNoise(1, init_std=0.2, prior=cauchy))
     extra = cauchy.neg_log_prob(with_prior.noise.log_std)
-    assert with_prior.distribution_loss().item() == pytest.approx((without.distribution_loss() + extra).item())
+    assert with_prior.distribution_loss().item() == pytest.approx(
+        (without.distribution_loss() + extra).item()
+    )
 
 
 # ------------------------------------------------------------------------------ the loss
 
 
-def _trainer(model, x, y, loss="gaussian_nll", weight_factor=1.0, batch_size=None, num_samples=4, lr=0.05):
-    settings = TrainSettings(epochs=1, num_samples=num_samples, weight_factor=weight_factor, loss=loss,
-                             batch_size=batch_size)
+def _trainer(
+    model, x, y, loss="gaussian_nll", weight_factor=1.0, batch_size=None, num_samples=4, lr=0.05
+):
+    settings = TrainSettings(
+        epochs=1,
+        num_samples=num_samples,
+        weight_factor=weight_factor,
+        loss=loss,
+        batch_size=batch_size,
+    )
     optimizer = build_optimizer({"name": "adam", "lr": lr}, model.parameters())
     return Trainer(model, x, y, settings, optimizer)
 
@@ -201,8 +219,14 @@ def _summary(model, x, y, seed=0, num_samples=400, noise=True):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         params = model.sample_parameters(num_samples, generator=gen)
-        return summarize(lambda xs: model.predict(xs, params), x, PROBS, y=y,
-                         noise_std=model.noise.std.detach() if noise else None, generator=gen)
+        return summarize(
+            lambda xs: model.predict(xs, params),
+            x,
+            PROBS,
+            y=y,
+            noise_std=model.noise.std.detach() if noise else None,
+            generator=gen,
+        )
 
 
 def test_calibration_of_a_well_specified_model(fitted):
@@ -222,19 +246,31 @@ def test_calibration_of_a_well_specified_model(fitted):
 
 
 def test_nll_against_a_hand_computation():
-    draws = torch.tensor([[[0.0, 1.0], [2.0, -1.0]],
-                          [[0.5, 3.0], [1.0, 0.0]],
-                          [[-0.5, 2.0], [2.5, 1.0]]])  # (S=3, N=2, O=2)
+    draws = torch.tensor(
+        [[[0.0, 1.0], [2.0, -1.0]], [[0.5, 3.0], [1.0, 0.0]], [[-0.5, 2.0], [2.5, 1.0]]]
+    )  # (S=3, N=2, O=2)
     y = torch.tensor([[0.2, 2.5], [1.5, 0.4]])
     sigma = torch.tensor([0.5, 2.0])
     x = torch.zeros(2, 1)
-    summary = summarize(lambda xs: draws, x, PROBS, y=y, noise_std=sigma, generator=torch.Generator())
+    summary = summarize(
+        lambda xs: draws, x, PROBS, y=y, noise_std=sigma, generator=torch.Generator()
+    )
 
     def normal(v, mu, s):
         return math.exp(-0.5 * ((v - mu) / s) ** 2) / (s * math.sqrt(2 * math.pi))
 
-    per_point = [sum(-math.log(sum(normal(y[n, o].item(), draws[s, n, o].item(), sigma[o].item())
-                                   for s in range(3)) / 3) for o in range(2)) for n in range(2)]
+    per_point = [
+        sum(
+            -math.log(
+                sum(
+                    normal(y[n, o].item(), draws[s, n, o].item(), sigma[o].item()) for s in range(3)
+                )
+                / 3
+            )
+            for o in range(2)
+        )
+        for n in range(2)
+    ]
     assert metrics(summary, y)["nll"] == pytest.approx(sum(per_point) / 2, rel=1e-5)
 
     # without noise: the Gaussian moment match of the draws (unbiased variance)
@@ -254,8 +290,13 @@ def test_predictive_band_is_draws_plus_noise():
     f = torch.tensor([[1.0, -2.0], [0.0, 5.0]])
     draws = f.expand(20000, 2, 2)
     sigma = torch.tensor([0.1, 2.0])
-    summary = summarize(lambda xs: draws, torch.zeros(2, 1), PROBS, noise_std=sigma,
-                        generator=torch.Generator().manual_seed(0))
+    summary = summarize(
+        lambda xs: draws,
+        torch.zeros(2, 1),
+        PROBS,
+        noise_std=sigma,
+        generator=torch.Generator().manual_seed(0),
+    )
     lower, upper = summary.interval(0.8)
     z = 1.2815515655446004  # the standard normal's 0.9 quantile
     assert torch.allclose(upper - f, z * sigma.expand(2, 2), rtol=0.03)
@@ -269,11 +310,23 @@ def test_predictive_band_is_draws_plus_noise():
 # ------------------------------------------------------------------------------ config and CLI
 
 
-@pytest.mark.parametrize("override, message", [
-    ("trainer.noise.init_std=0", "trainer.noise.init_std must be a number in (0.0, inf), got 0"),
-    ("trainer.noise.prior=gamma", "trainer.noise.prior must be one of ['none', 'log_normal', 'half_cauchy']"),
-    ("trainer.noise.prior_scale=-1", "trainer.noise.prior_scale must be a number in (0.0, inf), got -1"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "trainer.noise.init_std=0",
+            "trainer.noise.init_std must be a number in (0.0, inf), got 0",
+        ),
+        (
+            "trainer.noise.prior=gamma",
+            "trainer.noise.prior must be one of ['none', 'log_normal', 'half_cauchy']",
+        ),
+        (
+            "trainer.noise.prior_scale=-1",
+            "trainer.noise.prior_scale must be a number in (0.0, inf), got -1",
+        ),
+    ],
+)
 def test_noise_options_are_validated(override, message):
     cfg = compose_train(["experiment=moe_sign_nll", override])
     with pytest.raises(ConfigError) as err:
@@ -284,7 +337,9 @@ def test_noise_options_are_validated(override, message):
 def test_unknown_noise_option_and_old_configs():
     cfg = compose_train(["experiment=moe_sign_nll"])
     cfg["trainer"]["noise"]["scale"] = 1.0
-    with pytest.raises(ConfigError, match="unknown option trainer.noise.scale; allowed keys in trainer.noise"):
+    with pytest.raises(
+        ConfigError, match="unknown option trainer.noise.scale; allowed keys in trainer.noise"
+    ):
         validate_train_config(cfg)
     old = compose_train([])
     del old["trainer"]["noise"]  # a config stored before the noise options existed
@@ -295,7 +350,9 @@ def test_moe_sign_nll_is_the_seed_with_a_likelihood():
     seed, nll = compose_train(["experiment=moe_sign"]), compose_train(["experiment=moe_sign_nll"])
     assert seed["trainer"]["loss"] == "mse_sum" and nll["trainer"]["loss"] == "gaussian_nll"
     changed = {"name", "trainer"}
-    assert {k: v for k, v in nll.items() if k not in changed} == {k: v for k, v in seed.items() if k not in changed}
+    assert {k: v for k, v in nll.items() if k not in changed} == {
+        k: v for k, v in seed.items() if k not in changed
+    }
     same = {k for k in seed["trainer"] if k not in ("loss", "weight_factor", "noise")}
     assert all(nll["trainer"][k] == seed["trainer"][k] for k in same)
 
@@ -326,7 +383,9 @@ def test_moe_sign_nll_end_to_end(nll_run):
 
 
 def test_evaluate_reproduces_the_metrics_with_noise(nll_run, tmp_path):
-    result = run_cli("evaluate", f"ckpt={nll_run / 'checkpoints' / 'last.pt'}", f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        "evaluate", f"ckpt={nll_run / 'checkpoints' / 'last.pt'}", f"hydra.run.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr
     trained = json.loads((nll_run / "metrics.json").read_text())
     evaluated = json.loads((tmp_path / "metrics.json").read_text())
@@ -336,12 +395,25 @@ def test_evaluate_reproduces_the_metrics_with_noise(nll_run, tmp_path):
 
 
 def test_resume_with_noise_is_bit_exact(tmp_path):
-    cfg = compose_train(["experiment=moe_sign_nll", *TINY, "trainer.epochs=40", "trainer.checkpoint_every=15",
-                         "eval.num_samples=16", "data.num_test=50"])
+    cfg = compose_train(
+        [
+            "experiment=moe_sign_nll",
+            *TINY,
+            "trainer.epochs=40",
+            "trainer.checkpoint_every=15",
+            "eval.num_samples=16",
+            "data.num_test=50",
+        ]
+    )
     full = train(cfg, tmp_path / "full", "{}", QuietUI())
     middle = tmp_path / "full" / "checkpoints" / "epoch_15.pt"
-    resumed = train({**cfg, "resume": str(middle)}, tmp_path / "resumed", "{}", QuietUI(),
-                    resume=load_checkpoint(middle))
+    resumed = train(
+        {**cfg, "resume": str(middle)},
+        tmp_path / "resumed",
+        "{}",
+        QuietUI(),
+        resume=load_checkpoint(middle),
+    )
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert a["model"].keys() == b["model"].keys() and "noise.log_std" in a["model"]
@@ -352,8 +424,16 @@ def test_resume_with_noise_is_bit_exact(tmp_path):
 def test_noise_is_reported_in_user_units(tmp_path):
     """Trained on standardised outputs, the noise is learned in model units and reported
     times the output map's scale; the bands are in user units as well."""
-    cfg = compose_train(["experiment=moe_sign_nll", *TINY, "trainer.epochs=60", "eval.num_samples=32",
-                         "data.num_test=50", "data.output_scaling=standardize"])
+    cfg = compose_train(
+        [
+            "experiment=moe_sign_nll",
+            *TINY,
+            "trainer.epochs=60",
+            "eval.num_samples=32",
+            "data.num_test=50",
+            "data.output_scaling=standardize",
+        ]
+    )
     result = train(cfg, tmp_path, "{}", QuietUI())
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     scale = state["extra"]["data_maps"]["outputs"]["scale"][0]

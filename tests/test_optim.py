@@ -10,15 +10,19 @@ from polymix_cli.optim import SGD, Adam, Constant, Cosine, OneCycle
 
 def _params(seed: int = 0) -> list[torch.nn.Parameter]:
     gen = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter(torch.randn(7, generator=gen, dtype=torch.float64)),
-            torch.nn.Parameter(torch.randn(3, 2, generator=gen, dtype=torch.float64))]
+    return [
+        torch.nn.Parameter(torch.randn(7, generator=gen, dtype=torch.float64)),
+        torch.nn.Parameter(torch.randn(3, 2, generator=gen, dtype=torch.float64)),
+    ]
 
 
 def _run(opt, sched, params, steps: int = 60) -> list[float]:
     lrs = []
     for k in range(steps):
         for p in params:
-            p.grad = torch.sin(p.detach() * (k + 1)) + 0.1 * p.detach()  # varying, state-dependent gradients
+            p.grad = (
+                torch.sin(p.detach() * (k + 1)) + 0.1 * p.detach()
+            )  # varying, state-dependent gradients
         opt.step()
         if sched is not None:
             sched.step()

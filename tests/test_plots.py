@@ -305,22 +305,35 @@ def test_module_imports_neither_torch_nor_hydra() -> None:
 
 def test_plot_prediction_with_two_bands(tmp_path: Path) -> None:
     args = _prediction_args(num_outputs=2)
-    out = plots.plot_prediction(tmp_path / "two.png", **args, epistemic_lower=args["mean"] - 0.05,
-                                epistemic_upper=args["mean"] + 0.05)
+    out = plots.plot_prediction(
+        tmp_path / "two.png",
+        **args,
+        epistemic_lower=args["mean"] - 0.05,
+        epistemic_upper=args["mean"] + 0.05,
+    )
     _check_png(out)
-    with pytest.raises(ValueError, match="epistemic_lower and epistemic_upper must be given together"):
+    with pytest.raises(
+        ValueError, match="epistemic_lower and epistemic_upper must be given together"
+    ):
         plots.plot_prediction(tmp_path / "bad.png", **args, epistemic_lower=args["mean"])
     with pytest.raises(ValueError, match=r"epistemic_upper must have shape \(G, O\) = \(40, 2\)"):
-        plots.plot_prediction(tmp_path / "bad.png", **args, epistemic_lower=args["mean"],
-                              epistemic_upper=args["mean"][:, :1])
+        plots.plot_prediction(
+            tmp_path / "bad.png",
+            **args,
+            epistemic_lower=args["mean"],
+            epistemic_upper=args["mean"][:, :1],
+        )
 
 
 def test_plot_calibration_writes_png(tmp_path: Path) -> None:
     levels = np.linspace(0.1, 0.9, 9)
-    out = plots.plot_calibration(tmp_path / "calibration.png", levels,
-                                 {"train": levels + 0.05, "test": levels - 0.02},
-                                 epistemic={"train": levels / 3, "test": levels / 4},
-                                 errors={"train": 0.05, "test": 0.02})
+    out = plots.plot_calibration(
+        tmp_path / "calibration.png",
+        levels,
+        {"train": levels + 0.05, "test": levels - 0.02},
+        epistemic={"train": levels / 3, "test": levels / 4},
+        errors={"train": 0.05, "test": 0.02},
+    )
     height, width = _check_png(out)
     assert height > width  # a square plot with its legend below
     _check_png(plots.plot_calibration(tmp_path / "plain.png", levels, {"test": levels}))

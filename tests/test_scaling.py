@@ -19,7 +19,9 @@ def test_interval_map_sends_bounds_to_unit_interval_and_back():
     bounds = torch.tensor([[0.0, 2.0], [-math.pi, math.pi], [10.0, 30.0]])
     m = AffineMap.to_interval(bounds)
     corners = torch.stack([bounds[:, 0], bounds[:, 1]]).double()
-    assert torch.allclose(m.forward(corners), torch.tensor([[-1.0] * 3, [1.0] * 3], dtype=torch.float64))
+    assert torch.allclose(
+        m.forward(corners), torch.tensor([[-1.0] * 3, [1.0] * 3], dtype=torch.float64)
+    )
     x = torch.rand(7, 3, dtype=torch.float64) * 20
     assert torch.allclose(m.inverse(m.forward(x)), x)
 
@@ -41,10 +43,15 @@ def test_identity_map_returns_the_same_tensor_and_float32_stays_float32():
 
 
 def test_state_round_trip_and_refusal_of_bad_states():
-    maps = DataMaps(AffineMap.to_interval(torch.tensor([[0.0, 2.0]])),
-                    AffineMap.standardize(torch.randn(20, 2)), torch.tensor([[0.0, 2.0]]))
+    maps = DataMaps(
+        AffineMap.to_interval(torch.tensor([[0.0, 2.0]])),
+        AffineMap.standardize(torch.randn(20, 2)),
+        torch.tensor([[0.0, 2.0]]),
+    )
     again = DataMaps.from_state(json.loads(json.dumps(maps.state())))
-    assert torch.equal(again.inputs.shift, maps.inputs.shift) and torch.equal(again.outputs.scale, maps.outputs.scale)
+    assert torch.equal(again.inputs.shift, maps.inputs.shift) and torch.equal(
+        again.outputs.scale, maps.outputs.scale
+    )
     with pytest.raises(ValueError):
         AffineMap.from_state({"shift": [0.0], "scale": [0.0]})
     with pytest.raises(ValueError):
@@ -62,7 +69,9 @@ def test_input_domain_follows_the_basis():
 
 def test_fit_maps_hermite_standardises_inputs():
     x = torch.rand(100, 2) * 4 + 1
-    maps = fit_maps(x, torch.rand(100, 1), torch.tensor([[1.0, 5.0], [1.0, 5.0]]), "hermite", "auto", "none")
+    maps = fit_maps(
+        x, torch.rand(100, 1), torch.tensor([[1.0, 5.0], [1.0, 5.0]]), "hermite", "auto", "none"
+    )
     z = maps.inputs.forward(x)
     assert torch.allclose(z.mean(0), torch.zeros(2), atol=1e-5) and maps.outputs.is_identity
 
@@ -74,7 +83,9 @@ def test_seed_data_keep_identity_maps():
 
 
 def test_prepare_trains_on_mapped_data_and_keeps_user_units_in_the_dataset():
-    p = prepare(compose_train(["data=sine", "data.bounds=[[0.0,4.0]]", "data.output_scaling=standardize"]))
+    p = prepare(
+        compose_train(["data=sine", "data.bounds=[[0.0,4.0]]", "data.output_scaling=standardize"])
+    )
     assert p.data.x_train.min() >= 0 and p.data.x_train.max() <= 4 and p.data.x_train.max() > 1
     assert p.x_train.min() >= -1 and p.x_train.max() <= 1
     assert torch.allclose(p.y_train.mean(0), torch.zeros(1), atol=1e-5)
@@ -91,19 +102,33 @@ def test_mapped_run_reports_user_units_and_evaluate_uses_the_stored_maps(tmp_pat
     user units, and `evaluate` with another training-data seed (whose outputs would give
     other maps if they were fitted again) reproduces the test metrics from the stored maps."""
     run = tmp_path / "run"
-    opts = ["experiment=pce_sine", "data.bounds=[[0.0,4.0]]", "data.output_scaling=standardize",
-            "trainer.epochs=400", "trainer.num_samples=8", "eval.num_samples=64", "eval.grid_points=25",
-            "data.num_test=200", "model.degree=7"]
+    opts = [
+        "experiment=pce_sine",
+        "data.bounds=[[0.0,4.0]]",
+        "data.output_scaling=standardize",
+        "trainer.epochs=400",
+        "trainer.num_samples=8",
+        "eval.num_samples=64",
+        "eval.grid_points=25",
+        "data.num_test=200",
+        "model.degree=7",
+    ]
     result = run_cli("train", *opts, f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr + result.stdout
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     maps = stored_maps(state, "last.pt")
-    assert maps is not None and torch.allclose(maps.inputs.shift, torch.tensor([2.0], dtype=torch.float64))
+    assert maps is not None and torch.allclose(
+        maps.inputs.shift, torch.tensor([2.0], dtype=torch.float64)
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["rmse_true"] < 0.3  # the target spans [-1, 1] over two periods
     again = tmp_path / "eval"
-    result = run_cli("evaluate", f"ckpt={run / 'checkpoints' / 'last.pt'}", "data.seed=99",
-                     f"hydra.run.dir={again}")
+    result = run_cli(
+        "evaluate",
+        f"ckpt={run / 'checkpoints' / 'last.pt'}",
+        "data.seed=99",
+        f"hydra.run.dir={again}",
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert json.loads((again / "metrics.json").read_text())["test"] == metrics["test"]
 

@@ -36,7 +36,9 @@ ISHIGAMI_FIRST = (0.3139, 0.4424, 0.0)
 ISHIGAMI_TOTAL = (0.5576, 0.4424, 0.2437)
 
 
-def _coeffs(pce: PolynomialChaosExpansion, terms: dict[tuple[int, ...], list[float]]) -> torch.Tensor:
+def _coeffs(
+    pce: PolynomialChaosExpansion, terms: dict[tuple[int, ...], list[float]]
+) -> torch.Tensor:
     """``(T, O)`` coefficients with the given ``{multi-index: [per output]}`` entries, 0 elsewhere."""
     rows = {tuple(r): t for t, r in enumerate(pce.multi_indices.tolist())}
     c = torch.zeros(pce.num_terms, pce.num_outputs, dtype=torch.float64)
@@ -46,14 +48,27 @@ def _coeffs(pce: PolynomialChaosExpansion, terms: dict[tuple[int, ...], list[flo
 
 
 # f1 = 0.5 + x1 + 2 x1 x2 + B2(x3), f2 = 3 B1(x2), with B_n = P_n (Legendre) or He_n (Hermite)
-KNOWN = {(0, 0, 0): [0.5, 0.0], (1, 0, 0): [1.0, 0.0], (1, 1, 0): [2.0, 0.0], (0, 0, 2): [1.0, 0.0],
-         (0, 1, 0): [0.0, 3.0]}
+KNOWN = {
+    (0, 0, 0): [0.5, 0.0],
+    (1, 0, 0): [1.0, 0.0],
+    (1, 1, 0): [2.0, 0.0],
+    (0, 0, 2): [1.0, 0.0],
+    (0, 1, 0): [0.0, 3.0],
+}
 # Hand-derived, from E[P_n^2] = 1 / (2n + 1) on U[-1, 1] and E[He_n^2] = n! on N(0, 1):
 #   legendre: partial variances x1: 1/3, x1 x2: 4/9, x3: 1/5, total 44/45; f2: 9/3 = 3
 #   hermite:  x1: 1, x1 x2: 4, x3: 2, total 7; f2: 9
 EXPECTED = {
-    "legendre": {"variance": [44 / 45, 3.0], "first": [15 / 44, 0.0, 9 / 44], "total": [35 / 44, 20 / 44, 9 / 44]},
-    "hermite": {"variance": [7.0, 9.0], "first": [1 / 7, 0.0, 2 / 7], "total": [5 / 7, 4 / 7, 2 / 7]},
+    "legendre": {
+        "variance": [44 / 45, 3.0],
+        "first": [15 / 44, 0.0, 9 / 44],
+        "total": [35 / 44, 20 / 44, 9 / 44],
+    },
+    "hermite": {
+        "variance": [7.0, 9.0],
+        "first": [1 / 7, 0.0, 2 / 7],
+        "total": [5 / 7, 4 / 7, 2 / 7],
+    },
 }
 
 
@@ -70,10 +85,14 @@ def test_closed_form_of_a_known_polynomial(basis):
     assert r.first_order.shape == (1, 3, 2) and r.total.shape == (1, 3, 2)
     torch.testing.assert_close(r.mean[0], torch.tensor([0.5, 0.0], dtype=torch.float64))
     torch.testing.assert_close(r.variance[0], torch.tensor(want["variance"], dtype=torch.float64))
-    torch.testing.assert_close(r.first_order[0, :, 0], torch.tensor(want["first"], dtype=torch.float64))
+    torch.testing.assert_close(
+        r.first_order[0, :, 0], torch.tensor(want["first"], dtype=torch.float64)
+    )
     torch.testing.assert_close(r.total[0, :, 0], torch.tensor(want["total"], dtype=torch.float64))
     # the second output depends on x2 alone
-    torch.testing.assert_close(r.first_order[0, :, 1], torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        r.first_order[0, :, 1], torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    )
     torch.testing.assert_close(r.total[0, :, 1], torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
 
 
@@ -93,7 +112,9 @@ def test_basis_norms_agree_with_gauss_quadrature(basis):
     np.testing.assert_allclose(basis_norms(indices, basis).numpy(), quadrature, rtol=1e-10)
     # multivariate terms: the product over inputs
     pair = torch.tensor([[2, 3]])
-    np.testing.assert_allclose(basis_norms(pair, basis).numpy(), [quadrature[2] * quadrature[3]], rtol=1e-10)
+    np.testing.assert_allclose(
+        basis_norms(pair, basis).numpy(), [quadrature[2] * quadrature[3]], rtol=1e-10
+    )
 
 
 def test_closed_form_is_per_draw_and_vectorised_over_draws():
@@ -119,8 +140,12 @@ def test_constant_model_has_undefined_indices():
 
 
 def test_rescaled_moves_the_moments_and_keeps_the_indices():
-    r = SobolIndices(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 1.0]]), torch.full((1, 3, 2), 0.2),
-                     torch.full((1, 3, 2), 0.4))
+    r = SobolIndices(
+        torch.tensor([[1.0, 0.0]]),
+        torch.tensor([[2.0, 1.0]]),
+        torch.full((1, 3, 2), 0.2),
+        torch.full((1, 3, 2), 0.4),
+    )
     u = r.rescaled(torch.tensor([10.0, -1.0]), torch.tensor([3.0, 0.5]))
     torch.testing.assert_close(u.mean, torch.tensor([[13.0, -1.0]]))
     torch.testing.assert_close(u.variance, torch.tensor([[18.0, 0.25]]))
@@ -155,12 +180,18 @@ def test_design_picks_one_column_of_b_per_block():
 @pytest.mark.parametrize("distribution", ["uniform", "normal"])
 def test_inputs_follow_the_distribution_and_the_generator(distribution):
     x = sample_inputs(4096, 2, distribution, torch.Generator().manual_seed(3), dtype=torch.float64)
-    again = sample_inputs(4096, 2, distribution, torch.Generator().manual_seed(3), dtype=torch.float64)
-    other = sample_inputs(4096, 2, distribution, torch.Generator().manual_seed(4), dtype=torch.float64)
+    again = sample_inputs(
+        4096, 2, distribution, torch.Generator().manual_seed(3), dtype=torch.float64
+    )
+    other = sample_inputs(
+        4096, 2, distribution, torch.Generator().manual_seed(4), dtype=torch.float64
+    )
     assert torch.equal(x, again) and not torch.equal(x, other)
     if distribution == "uniform":
         assert bool((x.abs() <= 1).all())
-        torch.testing.assert_close(x.var(0), torch.full((2,), 1 / 3, dtype=torch.float64), atol=2e-3, rtol=0)
+        torch.testing.assert_close(
+            x.var(0), torch.full((2,), 1 / 3, dtype=torch.float64), atol=2e-3, rtol=0
+        )
     else:
         assert bool(torch.isfinite(x).all())
         torch.testing.assert_close(x.var(0), torch.ones(2, dtype=torch.float64), atol=2e-2, rtol=0)
@@ -189,24 +220,46 @@ def test_monte_carlo_agrees_with_the_closed_form(basis):
     coeffs = torch.randn(6, pce.num_terms, 2, dtype=torch.float64) / scale
     exact = pce_sobol(coeffs, pce.multi_indices, basis)
     n, dist = 4096, input_distribution(pce)
-    mc = monte_carlo_sobol(pce, coeffs.flatten(1), 3, n, dist, torch.Generator().manual_seed(0), dtype=torch.float64)
-    ab = sample_inputs(n, 6, dist, torch.Generator().manual_seed(0), dtype=torch.float64)  # the same design
-    se_first, se_total = _standard_errors(pce(sobol_design(ab[:, :3], ab[:, 3:]), coeffs.flatten(1)), n)
+    mc = monte_carlo_sobol(
+        pce, coeffs.flatten(1), 3, n, dist, torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    ab = sample_inputs(
+        n, 6, dist, torch.Generator().manual_seed(0), dtype=torch.float64
+    )  # the same design
+    se_first, se_total = _standard_errors(
+        pce(sobol_design(ab[:, :3], ab[:, 3:]), coeffs.flatten(1)), n
+    )
     assert float(se_first.median()) < 0.05 and float(se_total.median()) < 0.05  # a test with teeth
     assert bool(((mc.first_order - exact.first_order).abs() <= 3 * se_first + 1e-3).all())
     assert bool(((mc.total - exact.total).abs() <= 3 * se_total + 1e-3).all())
     torch.testing.assert_close(mc.variance, exact.variance, rtol=0.05, atol=0)
-    torch.testing.assert_close(mc.mean, exact.mean, atol=0.05 * exact.variance.sqrt().max().item(), rtol=0)
+    torch.testing.assert_close(
+        mc.mean, exact.mean, atol=0.05 * exact.variance.sqrt().max().item(), rtol=0
+    )
 
 
 def test_monte_carlo_chunks_over_draws_give_the_same_numbers():
     torch.manual_seed(2)
     pce = PolynomialChaosExpansion(2, 1, degree=2)
     params = torch.randn(9, pce.num_terms, dtype=torch.float64)
-    whole = monte_carlo_sobol(pce, params, 2, 256, generator=torch.Generator().manual_seed(5), dtype=torch.float64,
-                              max_elements=None)
-    chunked = monte_carlo_sobol(pce, params, 2, 256, generator=torch.Generator().manual_seed(5),
-                                dtype=torch.float64, max_elements=3 * 256 * 4)  # 3 draws per chunk
+    whole = monte_carlo_sobol(
+        pce,
+        params,
+        2,
+        256,
+        generator=torch.Generator().manual_seed(5),
+        dtype=torch.float64,
+        max_elements=None,
+    )
+    chunked = monte_carlo_sobol(
+        pce,
+        params,
+        2,
+        256,
+        generator=torch.Generator().manual_seed(5),
+        dtype=torch.float64,
+        max_elements=3 * 256 * 4,
+    )  # 3 draws per chunk
     for field in ("mean", "variance", "first_order", "total"):
         torch.testing.assert_close(getattr(chunked, field), getattr(whole, field))
 
@@ -217,7 +270,9 @@ def test_monte_carlo_of_a_one_input_mixture_gives_unit_indices_and_its_moments()
     surrogate = MixtureOfExperts(experts, GatingNetwork(1, 2, width=8, depth=1))
     model = StochasticModel(surrogate, [IIDGaussianGroup("all", surrogate.num_params())])
     params = model.sample_parameters(5)
-    mc = monte_carlo_sobol(model.predict, params, 1, 8192, generator=torch.Generator().manual_seed(0))
+    mc = monte_carlo_sobol(
+        model.predict, params, 1, 8192, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.equal(mc.first_order, torch.ones(5, 1, 1, dtype=torch.float64))
     assert torch.equal(mc.total, mc.first_order)
     grid = torch.linspace(-1, 1, 20001).unsqueeze(1)  # the moments by a fine Riemann sum
@@ -227,12 +282,19 @@ def test_monte_carlo_of_a_one_input_mixture_gives_unit_indices_and_its_moments()
 
 
 def test_input_distribution_follows_the_bases():
-    legendre, hermite = PolynomialChaosExpansion(2, 1, 2), PolynomialChaosExpansion(2, 1, 2, basis="hermite")
+    legendre, hermite = (
+        PolynomialChaosExpansion(2, 1, 2),
+        PolynomialChaosExpansion(2, 1, 2, basis="hermite"),
+    )
     assert input_distribution(legendre) == "uniform" and input_distribution(hermite) == "normal"
     gate = GatingNetwork(2, 2, width=4, depth=1)
     assert input_distribution(MixtureOfExperts([hermite, legendre], gate)) == "uniform"
-    assert input_distribution(MixtureOfExperts([hermite, PolynomialChaosExpansion(2, 1, 3, basis="hermite")],
-                                               gate)) == "normal"
+    assert (
+        input_distribution(
+            MixtureOfExperts([hermite, PolynomialChaosExpansion(2, 1, 3, basis="hermite")], gate)
+        )
+        == "normal"
+    )
 
 
 # ----------------------------------------------------------------------------- report
@@ -259,9 +321,14 @@ def _pce_model(random: bool) -> StochasticModel:
 def test_report_of_deterministic_coefficients_has_no_spread_and_user_units():
     model = _pce_model(random=False)
     params = model.sample_parameters(200, generator=torch.Generator().manual_seed(0))
-    maps = DataMaps(AffineMap.to_interval(torch.tensor([[0.0, 4.0]] * 3)),
-                    AffineMap(torch.tensor([1.0, 2.0], dtype=torch.float64), torch.tensor([10.0, 2.0], dtype=torch.float64)),
-                    torch.tensor([[0.0, 4.0]] * 3, dtype=torch.float64))
+    maps = DataMaps(
+        AffineMap.to_interval(torch.tensor([[0.0, 4.0]] * 3)),
+        AffineMap(
+            torch.tensor([1.0, 2.0], dtype=torch.float64),
+            torch.tensor([10.0, 2.0], dtype=torch.float64),
+        ),
+        torch.tensor([[0.0, 4.0]] * 3, dtype=torch.float64),
+    )
     sens = sensitivity_report(model, params, _dataset(3, 2), EVAL, 0, maps)
     js = sens.to_json()
     assert js["method"] == "pce" and js["num_samples"] == 200 and js["base_samples"] is None
@@ -269,13 +336,17 @@ def test_report_of_deterministic_coefficients_has_no_spread_and_user_units():
     assert js["input_distribution"] == {"kind": "uniform", "low": [0.0] * 3, "high": [4.0] * 3}
     want = EXPECTED["legendre"]
     # moments in user units: y = 10 f + 1 (first output), 2 f + 2 (second)
-    assert js["mean"]["y1"]["mean"] == pytest.approx(10 * 0.5 + 1) and js["mean"]["y2"]["mean"] == pytest.approx(2.0)
+    assert js["mean"]["y1"]["mean"] == pytest.approx(10 * 0.5 + 1) and js["mean"]["y2"][
+        "mean"
+    ] == pytest.approx(2.0)
     assert js["variance"]["y1"]["mean"] == pytest.approx(100 * want["variance"][0], rel=1e-6)
     assert js["variance"]["y2"]["mean"] == pytest.approx(4 * want["variance"][1], rel=1e-6)
     for k, name in enumerate("abc"):
         entry = js["first_order"]["y1"][name]
         assert entry["mean"] == pytest.approx(want["first"][k], abs=1e-6)
-        assert entry["std"] == pytest.approx(0.0, abs=1e-9) and entry["lower"] == pytest.approx(entry["upper"])
+        assert entry["std"] == pytest.approx(0.0, abs=1e-9) and entry["lower"] == pytest.approx(
+            entry["upper"]
+        )
         assert js["total"]["y1"][name]["mean"] == pytest.approx(want["total"][k], abs=1e-6)
     assert js["first_order"]["y2"]["b"]["mean"] == pytest.approx(1.0)
     json.dumps(js)  # plain JSON
@@ -284,14 +355,18 @@ def test_report_of_deterministic_coefficients_has_no_spread_and_user_units():
 def test_report_of_random_coefficients_has_a_spread_around_the_closed_form():
     model = _pce_model(random=True)
     params = model.sample_parameters(200, generator=torch.Generator().manual_seed(0))
-    js = sensitivity_report(model, params, _dataset(3, 2), {**EVAL, "sensitivity_samples": 150}, 0).to_json()
+    js = sensitivity_report(
+        model, params, _dataset(3, 2), {**EVAL, "sensitivity_samples": 150}, 0
+    ).to_json()
     assert js["num_samples"] == 150
     for key in ("first_order", "total"):
         for name in "abc":
             entry = js[key]["y1"][name]
             assert entry["std"] > 1e-3 and entry["lower"] < entry["upper"]
     assert js["variance"]["y1"]["std"] > 0 and js["mean"]["y2"]["std"] > 0
-    closed = pce_sobol(params[:150].double().reshape(150, -1, 2), model.surrogate_model.multi_indices, "legendre")
+    closed = pce_sobol(
+        params[:150].double().reshape(150, -1, 2), model.surrogate_model.multi_indices, "legendre"
+    )
     assert js["total"]["y1"]["a"]["mean"] == pytest.approx(closed.total[:, 0, 0].mean().item())
     assert js["total"]["y1"]["a"]["std"] == pytest.approx(closed.total[:, 0, 0].std().item())
 
@@ -301,11 +376,19 @@ def test_report_methods_and_off():
     params = model.sample_parameters(20, generator=torch.Generator().manual_seed(0))
     data = _dataset(3, 2)
     assert sensitivity_report(model, params, data, {**EVAL, "sensitivity": "off"}, 0) is None
-    mc = sensitivity_report(model, params, data, {**EVAL, "sensitivity": "monte_carlo", "sensitivity_base_samples": 1024}, 0)
+    mc = sensitivity_report(
+        model,
+        params,
+        data,
+        {**EVAL, "sensitivity": "monte_carlo", "sensitivity_base_samples": 1024},
+        0,
+    )
     closed = sensitivity_report(model, params, data, EVAL, 0)
     assert mc.method == "monte_carlo" and mc.base_samples == 1024 and closed.method == "pce"
     torch.testing.assert_close(mc.indices.total, closed.indices.total, atol=0.05, rtol=0)
-    mixture = MixtureOfExperts([PolynomialChaosExpansion(3, 2, 2)] * 2, GatingNetwork(3, 2, width=4, depth=1))
+    mixture = MixtureOfExperts(
+        [PolynomialChaosExpansion(3, 2, 2)] * 2, GatingNetwork(3, 2, width=4, depth=1)
+    )
     moe = StochasticModel(mixture, [DeterministicGroup("all", mixture.num_params())])
     with pytest.raises(ValueError, match="eval.sensitivity=pce needs a polynomial chaos expansion"):
         sensitivity_report(moe, moe.sample_parameters(2), data, {**EVAL, "sensitivity": "pce"}, 0)
@@ -315,15 +398,30 @@ def test_report_methods_and_off():
 # ----------------------------------------------------------------------------- options
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("eval.sensitivity=sobol", "eval.sensitivity must be one of ['auto', 'pce', 'monte_carlo', 'off'], got 'sobol'"),
-    ("eval.sensitivity=pce", "eval.sensitivity=pce needs model.kind=pce"),
-    ("eval.sensitivity_samples=0", "eval.sensitivity_samples must be null or an integer in [1, eval.num_samples=1000]"),
-    ("eval.sensitivity_samples=1001", "eval.sensitivity_samples must be null or an integer in [1, eval.num_samples="),
-    ("eval.sensitivity_samples=1.5", "eval.sensitivity_samples must be null or an integer"),
-    ("eval.sensitivity_base_samples=1", "eval.sensitivity_base_samples must be >= 2, got 1"),
-    ("eval.sensitivity_base_samples=abc", "eval.sensitivity_base_samples must be an integer >= 2"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "eval.sensitivity=sobol",
+            "eval.sensitivity must be one of ['auto', 'pce', 'monte_carlo', 'off'], got 'sobol'",
+        ),
+        ("eval.sensitivity=pce", "eval.sensitivity=pce needs model.kind=pce"),
+        (
+            "eval.sensitivity_samples=0",
+            "eval.sensitivity_samples must be null or an integer in [1, eval.num_samples=1000]",
+        ),
+        (
+            "eval.sensitivity_samples=1001",
+            "eval.sensitivity_samples must be null or an integer in [1, eval.num_samples=",
+        ),
+        ("eval.sensitivity_samples=1.5", "eval.sensitivity_samples must be null or an integer"),
+        ("eval.sensitivity_base_samples=1", "eval.sensitivity_base_samples must be >= 2, got 1"),
+        (
+            "eval.sensitivity_base_samples=abc",
+            "eval.sensitivity_base_samples must be an integer >= 2",
+        ),
+    ],
+)
 def test_bad_sensitivity_options_are_named(override, message):
     with pytest.raises(ConfigError) as err:
         validate_train_config(compose_train([override]))
@@ -332,9 +430,16 @@ def test_bad_sensitivity_options_are_named(override, message):
 
 def test_sensitivity_options_have_defaults_and_older_configs_get_them():
     cfg = compose_train()
-    assert (cfg["eval"]["sensitivity"], cfg["eval"]["sensitivity_samples"],
-            cfg["eval"]["sensitivity_base_samples"]) == ("auto", None, 2048)
-    validate_train_config(compose_train(["experiment=pce_sine", "eval.sensitivity=pce", "eval.sensitivity_samples=10"]))
+    assert (
+        cfg["eval"]["sensitivity"],
+        cfg["eval"]["sensitivity_samples"],
+        cfg["eval"]["sensitivity_base_samples"],
+    ) == ("auto", None, 2048)
+    validate_train_config(
+        compose_train(
+            ["experiment=pce_sine", "eval.sensitivity=pce", "eval.sensitivity_samples=10"]
+        )
+    )
     old = compose_train([*TINY])
     for key in ("sensitivity", "sensitivity_samples", "sensitivity_base_samples"):
         del old["eval"][key]
@@ -363,20 +468,31 @@ def _ishigami_errors(metrics: dict) -> tuple[float, float]:
     sens = metrics["sensitivity"]
     first = [sens["first_order"]["y1"][f"x{i}"]["mean"] for i in (1, 2, 3)]
     total = [sens["total"]["y1"][f"x{i}"]["mean"] for i in (1, 2, 3)]
-    return (max(abs(a - b) for a, b in zip(first, ISHIGAMI_FIRST, strict=True)),
-            max(abs(a - b) for a, b in zip(total, ISHIGAMI_TOTAL, strict=True)))
+    return (
+        max(abs(a - b) for a, b in zip(first, ISHIGAMI_FIRST, strict=True)),
+        max(abs(a - b) for a, b in zip(total, ISHIGAMI_TOTAL, strict=True)),
+    )
 
 
 def test_ishigami_pce_short_training_recovers_the_indices(tmp_path):
     """experiment=ishigami_pce for a third of its epochs (about 2 s of training)."""
-    cfg = compose_train(["experiment=ishigami_pce", "trainer.epochs=1000", "eval.num_samples=200",
-                         "data.num_test=200", "trainer.log_every=1000"])
+    cfg = compose_train(
+        [
+            "experiment=ishigami_pce",
+            "trainer.epochs=1000",
+            "eval.num_samples=200",
+            "data.num_test=200",
+            "trainer.log_every=1000",
+        ]
+    )
     metrics = train(cfg, tmp_path, "{}", QuietUI())
     first_err, total_err = _ishigami_errors(metrics)
     assert first_err < 0.03 and total_err < 0.03, metrics["sensitivity"]
     sens = metrics["sensitivity"]
     assert sens["method"] == "pce" and sens["inputs"] == ["x1", "x2", "x3"]
-    assert sens["mean"]["y1"]["mean"] == pytest.approx(3.5, abs=0.1)  # user units: outputs were standardised
+    assert sens["mean"]["y1"]["mean"] == pytest.approx(
+        3.5, abs=0.1
+    )  # user units: outputs were standardised
     assert sens["variance"]["y1"]["mean"] == pytest.approx(13.84, rel=0.05)
     assert sens["input_distribution"]["kind"] == "uniform"
     assert sens["input_distribution"]["low"] == pytest.approx([-math.pi] * 3)
@@ -387,7 +503,9 @@ def test_ishigami_pce_short_training_recovers_the_indices(tmp_path):
 @pytest.mark.parametrize("seed", [1234, 1, 2])
 def test_ishigami_pce_experiment_recovers_the_indices(tmp_path, seed):
     """The full experiment through the CLI, as documented in the README."""
-    result = run_cli("train", "experiment=ishigami_pce", f"seed={seed}", f"hydra.run.dir={tmp_path}")
+    result = run_cli(
+        "train", "experiment=ishigami_pce", f"seed={seed}", f"hydra.run.dir={tmp_path}"
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     first_err, total_err = _ishigami_errors(metrics)
@@ -399,7 +517,9 @@ def test_ishigami_pce_experiment_recovers_the_indices(tmp_path, seed):
 
 def test_tiny_ishigami_run_writes_sensitivity_and_evaluate_can_switch_method(tmp_path):
     run = tmp_path / "run"
-    result = run_cli("train", "experiment=ishigami_pce", *TINY, "data.num_train=200", f"hydra.run.dir={run}")
+    result = run_cli(
+        "train", "experiment=ishigami_pce", *TINY, "data.num_train=200", f"hydra.run.dir={run}"
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "Sobol indices (closed form" in result.stdout
     metrics = json.loads((run / "metrics.json").read_text())
@@ -409,24 +529,45 @@ def test_tiny_ishigami_run_writes_sensitivity_and_evaluate_can_switch_method(tmp
     assert set(sens["total"]["y1"]["x2"]) == {"mean", "std", "lower", "upper"}
     assert (run / "plots" / "sobol.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = tmp_path / "eval"
-    result = run_cli("evaluate", f"ckpt={run / 'checkpoints' / 'last.pt'}", "eval.sensitivity=monte_carlo",
-                     "eval.sensitivity_samples=16", "eval.sensitivity_base_samples=512", f"hydra.run.dir={again}")
+    result = run_cli(
+        "evaluate",
+        f"ckpt={run / 'checkpoints' / 'last.pt'}",
+        "eval.sensitivity=monte_carlo",
+        "eval.sensitivity_samples=16",
+        "eval.sensitivity_base_samples=512",
+        f"hydra.run.dir={again}",
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     mc = json.loads((again / "metrics.json").read_text())["sensitivity"]
     assert mc["method"] == "monte_carlo" and mc["num_samples"] == 16 and mc["base_samples"] == 512
     for name in ("x1", "x2", "x3"):  # the same model: Monte Carlo near the closed form
-        assert mc["total"]["y1"][name]["mean"] == pytest.approx(sens["total"]["y1"][name]["mean"], abs=0.1)
+        assert mc["total"]["y1"][name]["mean"] == pytest.approx(
+            sens["total"]["y1"][name]["mean"], abs=0.1
+        )
     off = tmp_path / "off"  # in-process, as `polymix evaluate ... eval.sensitivity=off` runs it
-    metrics = evaluate_checkpoint(run / "checkpoints" / "last.pt", {"eval": {"sensitivity": "off"}}, off,
-                                  QuietUI(), yaml.safe_load)
-    assert "sensitivity" not in metrics and "sensitivity" not in json.loads((off / "metrics.json").read_text())
+    metrics = evaluate_checkpoint(
+        run / "checkpoints" / "last.pt",
+        {"eval": {"sensitivity": "off"}},
+        off,
+        QuietUI(),
+        yaml.safe_load,
+    )
+    assert "sensitivity" not in metrics and "sensitivity" not in json.loads(
+        (off / "metrics.json").read_text()
+    )
     assert not (off / "plots" / "sobol.png").exists()
 
 
 def test_one_input_mixture_reports_moments_and_unit_indices_without_a_plot(tiny_run):
     sens = json.loads((tiny_run / "metrics.json").read_text())["sensitivity"]
-    assert sens["method"] == "monte_carlo" and sens["inputs"] == ["x1"] and sens["base_samples"] == 2048
-    assert sens["first_order"]["y1"]["x1"]["mean"] == 1.0 and sens["total"]["y1"]["x1"]["std"] == 0.0
+    assert (
+        sens["method"] == "monte_carlo"
+        and sens["inputs"] == ["x1"]
+        and sens["base_samples"] == 2048
+    )
+    assert (
+        sens["first_order"]["y1"]["x1"]["mean"] == 1.0 and sens["total"]["y1"]["x1"]["std"] == 0.0
+    )
     assert sens["variance"]["y1"]["mean"] > 0
     assert sens["input_distribution"] == {"kind": "uniform", "low": [-1.0], "high": [1.0]}
     assert not (tiny_run / "plots" / "sobol.png").exists()
@@ -439,8 +580,14 @@ def _sobol_args(d: int, o: int) -> dict:
     rng = np.random.default_rng(0)
     first = rng.uniform(0, 0.4, (d, o))
     total = first + rng.uniform(0, 0.3, (d, o))
-    return {"first_order": first, "first_lower": first - 0.05, "first_upper": first + 0.05,
-            "total": total, "total_lower": total - 0.05, "total_upper": total + 0.05}
+    return {
+        "first_order": first,
+        "first_lower": first - 0.05,
+        "first_upper": first + 0.05,
+        "total": total,
+        "total_lower": total - 0.05,
+        "total_upper": total + 0.05,
+    }
 
 
 def test_plot_sobol_writes_one_panel_per_output(tmp_path):
@@ -448,9 +595,15 @@ def test_plot_sobol_writes_one_panel_per_output(tmp_path):
 
     from polymix_cli import plots
 
-    one = plots.plot_sobol(tmp_path / "one.png", **_sobol_args(3, 1), input_names=["a", "b", "c"],
-                           panel_notes=["mean 1, variance 2"])
-    two = plots.plot_sobol(tmp_path / "two.png", **_sobol_args(3, 2), output_names=["u", "v"], band_level=0.9)
+    one = plots.plot_sobol(
+        tmp_path / "one.png",
+        **_sobol_args(3, 1),
+        input_names=["a", "b", "c"],
+        panel_notes=["mean 1, variance 2"],
+    )
+    two = plots.plot_sobol(
+        tmp_path / "two.png", **_sobol_args(3, 2), output_names=["u", "v"], band_level=0.9
+    )
     h1, w1 = mpimg.imread(one).shape[:2]
     w2 = mpimg.imread(two).shape[1]
     assert h1 > 100 and w2 > w1
@@ -459,12 +612,15 @@ def test_plot_sobol_writes_one_panel_per_output(tmp_path):
     assert plots.plot_sobol(tmp_path / "odd.png", **args).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize(("change", "pattern"), [
-    ({"total": np.zeros((2, 1))}, r"total must have shape \(d, O\) = \(3, 1\), got \(2, 1\)"),
-    ({"input_names": ["a"]}, "input_names must have one name per input"),
-    ({"panel_notes": ["x", "y"]}, "panel_notes must have one entry per output"),
-    ({"band_level": 1.5}, "band_level must lie strictly between 0 and 1"),
-])
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        ({"total": np.zeros((2, 1))}, r"total must have shape \(d, O\) = \(3, 1\), got \(2, 1\)"),
+        ({"input_names": ["a"]}, "input_names must have one name per input"),
+        ({"panel_notes": ["x", "y"]}, "panel_notes must have one entry per output"),
+        ({"band_level": 1.5}, "band_level must lie strictly between 0 and 1"),
+    ],
+)
 def test_plot_sobol_names_bad_arguments(tmp_path, change, pattern):
     import matplotlib.pyplot as plt
 

@@ -34,7 +34,8 @@ from . import errors
 # schemas and warns that matching by name is deprecated. The match is intended: silence
 # only that warning, only for these two files (also in launcher workers, which import this).
 warnings.filterwarnings(
-    "ignore", category=UserWarning,
+    "ignore",
+    category=UserWarning,
     message=r"\s*'hydra/launcher/(joblib|submitit_local)' is validated against ConfigStore schema",
 )
 
@@ -91,8 +92,15 @@ def _record(err: BaseException, status: int, start: float, job: dict[str, Any]) 
     message = errors.first_line(err) or type(err).__name__
     reason = message if status == errors.USAGE else f"{type(err).__name__}: {message}"
     try:
-        write_status(_run_dir(), "failed", time.perf_counter() - start, reason=reason,
-                     error=type(err).__name__, exit_status=status, threads=job.get("threads"))
+        write_status(
+            _run_dir(),
+            "failed",
+            time.perf_counter() - start,
+            reason=reason,
+            error=type(err).__name__,
+            exit_status=status,
+            threads=job.get("threads"),
+        )
     except OSError:
         pass  # the one-line message still says what went wrong
 
@@ -104,7 +112,8 @@ def _fail(err: BaseException, status: int, start: float, job: dict[str, Any], la
     if _multirun():  # into the job's log (and the terminal) instead of ending the sweep
         message = errors.first_line(err) or type(err).__name__
         logging.getLogger("polymix").error(
-            f"polymix: {label}: {message} (job {HydraConfig.get().job.num} failed; the sweep goes on)")
+            f"polymix: {label}: {message} (job {HydraConfig.get().job.num} failed; the sweep goes on)"
+        )
         return FAILED_OBJECTIVE
     _leave(err, status, label)
     return FAILED_OBJECTIVE  # not reached
@@ -120,8 +129,9 @@ def _leave(err: BaseException, status: int, label: str) -> None:
 def _launcher_threads(trainer: dict[str, Any]) -> int | None:
     """``trainer.num_threads``, or this job's share of the cores under a parallel launcher."""
     requested = trainer.get("num_threads")
-    if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int)
-                                  or requested < 1):
+    if requested is not None and (
+        isinstance(requested, bool) or not isinstance(requested, int) or requested < 1
+    ):
         return None  # validation reports it
     launcher = OmegaConf.select(HydraConfig.get(), "launcher")
     launcher = OmegaConf.to_container(launcher, resolve=False) if launcher is not None else {}
@@ -171,7 +181,9 @@ def train_app(cfg: DictConfig) -> float | None:
         plain, config_yaml, state = _train_config(cfg)
         job["threads"] = _launcher_threads(plain.get("trainer") or {})
         ui = ConsoleUI(plain.get("trainer", {}).get("progress", "auto"))
-        metrics = train(plain, _run_dir(), config_yaml, ui, resume=state, max_threads=job["threads"])
+        metrics = train(
+            plain, _run_dir(), config_yaml, ui, resume=state, max_threads=job["threads"]
+        )
         objective = (plain.get("sweep") or {}).get("objective", "test.crps")
         value = score(objective, metric_value(metrics, objective))
         return FAILED_OBJECTIVE if value is None else value
@@ -189,7 +201,9 @@ def evaluate_app(cfg: DictConfig) -> None:
         plain = OmegaConf.to_container(cfg, resolve=True)
         refuse_callables(plain)
         if not isinstance(plain["ckpt"], str) or not plain["ckpt"]:
-            raise ConfigError(f"ckpt must be the path of a polymix checkpoint, got {plain['ckpt']!r}")
+            raise ConfigError(
+                f"ckpt must be the path of a polymix checkpoint, got {plain['ckpt']!r}"
+            )
         ckpt = Path(plain["ckpt"])
         overrides = {k: plain.get(k) for k in ("data", "eval", "trainer", "seed")}
         evaluate_checkpoint(ckpt, overrides, _run_dir(), ConsoleUI("log"), parse_config)
@@ -208,14 +222,21 @@ def predict_app(cfg: DictConfig) -> None:
         validate_predict_config(plain)
         trained = load_trained(plain["ckpt"], parse_config, plain["trainer"]["device"])
         p = plain["predict"]
-        settings = PredictSettings(p["num_samples"], tuple(p["quantiles"]), p["allow_extrapolation"],
-                                   p["save_draws"], plain["seed"], p["include_noise"])
+        settings = PredictSettings(
+            p["num_samples"],
+            tuple(p["quantiles"]),
+            p["allow_extrapolation"],
+            p["save_draws"],
+            plain["seed"],
+            p["include_noise"],
+        )
         result = predict_file(trained, plain["input"], plain["output"], settings)
         quantiles = ", ".join(f"{q:g}" for q in settings.quantiles) or "none"
         logging.getLogger("polymix").info(
             f"wrote {result.output}: {result.rows} row(s); mean, std and quantiles ({quantiles}) of "
             f"{', '.join(trained.output_names)} from {settings.num_samples} draws (seed {result.seed})"
-            + (f"; {result.extrapolated} row(s) extrapolated" if result.extrapolated else ""))
+            + (f"; {result.extrapolated} row(s) extrapolated" if result.extrapolated else "")
+        )
 
     _guarded(body)
 

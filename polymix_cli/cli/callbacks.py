@@ -42,8 +42,13 @@ def _directions(config: DictConfig) -> list[str]:
 def _base_config(config: DictConfig) -> dict[str, Any] | None:
     """The sweep's config without the swept values (Hydra applies those per job)."""
     try:
-        return {str(k): OmegaConf.to_container(config[k], resolve=True) if OmegaConf.is_config(config[k])
-                else config[k] for k in config if k != "hydra"}
+        return {
+            str(k): OmegaConf.to_container(config[k], resolve=True)
+            if OmegaConf.is_config(config[k])
+            else config[k]
+            for k in config
+            if k != "hydra"
+        }
     except OmegaConfBaseException:
         return None  # e.g. a value that every job sets; the jobs report their own errors
 
@@ -62,8 +67,11 @@ class SweepSummary(Callback):
                 _error(f"{key} must be one of {list(METRICS)}, got {value!r}", 2)
         directions = _directions(config)
         if directions and directions != ["minimize"]:
-            _error(f"hydra.sweeper.direction must be minimize (sweep.objective is lower-is-better), "
-                   f"got {directions if len(directions) > 1 else directions[0]!r}", 2)
+            _error(
+                f"hydra.sweeper.direction must be minimize (sweep.objective is lower-is-better), "
+                f"got {directions if len(directions) > 1 else directions[0]!r}",
+                2,
+            )
         base = _base_config(config)
         if base is not None and "trainer" in base:
             from ..run import prepare
@@ -91,4 +99,7 @@ class SweepSummary(Callback):
             return
         sweep_table(summary, files)
         if summary.counts()["ok"] == 0:
-            _error(f"all {len(summary.rows)} jobs of the sweep failed; see {sweep_dir / 'summary.csv'}", 1)
+            _error(
+                f"all {len(summary.rows)} jobs of the sweep failed; see {sweep_dir / 'summary.csv'}",
+                1,
+            )

@@ -35,10 +35,17 @@ class ConsoleUI:
         self._muted: list[tuple[logging.Handler, int]] = []
 
     def groups(self, specs: list[GroupSpec], num_params: int) -> None:
-        table = Table(title=f"Parameter groups: {num_params} parameters in {len(specs)} groups",
-                      title_justify="left")
-        for col, justify in (("#", "right"), ("group", "left"), ("kind", "left"), ("size", "right"),
-                             ("rule", "left")):
+        table = Table(
+            title=f"Parameter groups: {num_params} parameters in {len(specs)} groups",
+            title_justify="left",
+        )
+        for col, justify in (
+            ("#", "right"),
+            ("group", "left"),
+            ("kind", "left"),
+            ("size", "right"),
+            ("rule", "left"),
+        ):
             table.add_column(col, justify=justify)  # type: ignore[arg-type]
         for i, s in enumerate(specs):
             table.add_row(str(i), s.name, s.kind, str(s.size), s.rule)
@@ -54,15 +61,28 @@ class ConsoleUI:
                 handler.setLevel(logging.WARNING)
         total = trainer.settings.epochs
         self._progress = Progress(
-            TextColumn("epoch"), MofNCompleteColumn(), BarColumn(bar_width=10),
+            TextColumn("epoch"),
+            MofNCompleteColumn(),
+            BarColumn(bar_width=10),
             TextColumn("{task.fields[rate]:>4.0f}/s"),
-            TextColumn("data {task.fields[data]:.4g} dist {task.fields[dist]:.4g} "
-                       "total {task.fields[loss]:.4g} lr {task.fields[lr]:.1e}"),
+            TextColumn(
+                "data {task.fields[data]:.4g} dist {task.fields[dist]:.4g} "
+                "total {task.fields[loss]:.4g} lr {task.fields[lr]:.1e}"
+            ),
             TimeElapsedColumn(),
-            console=self.console, refresh_per_second=8,
+            console=self.console,
+            refresh_per_second=8,
         )
-        task = self._progress.add_task("train", total=total, completed=trainer.epoch,
-                                       rate=0.0, data=0.0, dist=0.0, loss=0.0, lr=0.0)
+        task = self._progress.add_task(
+            "train",
+            total=total,
+            completed=trainer.epoch,
+            rate=0.0,
+            data=0.0,
+            dist=0.0,
+            loss=0.0,
+            lr=0.0,
+        )
         self._progress.start()
         every = max(1, total // 500)
 
@@ -70,9 +90,15 @@ class ConsoleUI:
             if tr.epoch % every == 0 or tr.epoch == total:
                 last = tr.history.last()
                 elapsed = self._progress.tasks[task].elapsed or 0.0
-                self._progress.update(task, completed=tr.epoch, data=last["data"], dist=last["distribution"],
-                                      loss=last["total"], lr=tr.current_lr(),
-                                      rate=tr.epoch / elapsed if elapsed > 0 else 0.0)
+                self._progress.update(
+                    task,
+                    completed=tr.epoch,
+                    data=last["data"],
+                    dist=last["distribution"],
+                    loss=last["total"],
+                    lr=tr.current_lr(),
+                    rate=tr.epoch / elapsed if elapsed > 0 else 0.0,
+                )
 
         return update
 
@@ -100,8 +126,11 @@ class ConsoleUI:
         noise = metrics.get("noise_std")
         if noise is not None:  # the rows above are of the predictive band; add the epistemic one
             for level, value in metrics["test"]["epistemic"]["coverage"].items():
-                table.add_row(f"epistemic coverage {level}", fmt(metrics["train"]["epistemic"]["coverage"][level]),
-                              fmt(value))
+                table.add_row(
+                    f"epistemic coverage {level}",
+                    fmt(metrics["train"]["epistemic"]["coverage"][level]),
+                    fmt(value),
+                )
         losses, timing = metrics["losses"], metrics["timing"]
         self.console.print(table)
         if noise is not None:
@@ -113,7 +142,8 @@ class ConsoleUI:
         self.console.print(
             f"final losses: data {fmt(losses['data'])}, distribution {fmt(losses['distribution'])}, "
             f"total {fmt(losses['total'])} | {metrics['num_params']} parameters | "
-            f"trained in {timing['train_seconds']:.1f} s" + (f" ({eps:.0f} epochs/s)" if eps else "")
+            f"trained in {timing['train_seconds']:.1f} s"
+            + (f" ({eps:.0f} epochs/s)" if eps else "")
         )
         self.console.print(f"outputs: {run_dir}")
 
@@ -121,20 +151,38 @@ class ConsoleUI:
 def _sobol_table(sens: Mapping[str, Any]) -> Table:
     """First-order and total Sobol indices per input (rows) and output, mean +- std over draws."""
     how = "closed form" if sens["method"] == "pce" else "Monte Carlo"
-    table = Table(title=f"Sobol indices ({how})", title_justify="left",
-                  caption=f"mean +- std over {sens['num_samples']} parameter draws", caption_justify="left")
+    table = Table(
+        title=f"Sobol indices ({how})",
+        title_justify="left",
+        caption=f"mean +- std over {sens['num_samples']} parameter draws",
+        caption_justify="left",
+    )
     table.add_column("input")
     for out in sens["outputs"]:
         for label in ("first order", "total"):
-            table.add_column(label if len(sens["outputs"]) == 1 else f"{out} {label}", justify="right")
+            table.add_column(
+                label if len(sens["outputs"]) == 1 else f"{out} {label}", justify="right"
+            )
 
     def cell(entry: Mapping[str, Any]) -> str:
         mean, std = entry.get("mean"), entry.get("std")
-        return "-" if mean is None else f"{mean:.4f} +- {std:.4f}" if std is not None else f"{mean:.4f}"
+        return (
+            "-"
+            if mean is None
+            else f"{mean:.4f} +- {std:.4f}"
+            if std is not None
+            else f"{mean:.4f}"
+        )
 
     for name in sens["inputs"]:
-        table.add_row(name, *(cell(sens[key][out][name]) for out in sens["outputs"]
-                              for key in ("first_order", "total")))
+        table.add_row(
+            name,
+            *(
+                cell(sens[key][out][name])
+                for out in sens["outputs"]
+                for key in ("first_order", "total")
+            ),
+        )
     return table
 
 
@@ -172,9 +220,12 @@ def sweep_table(summary: SweepSummary, files: list[Path], console: Console | Non
     columns = dict(SWEEP_COLUMNS)
     if summary.sort_by not in columns:
         columns = {summary.sort_by: summary.sort_by, **columns}
-    table = Table(title=f"Sweep summary: {len(summary.rows)} jobs ({counts['ok']} ok, "
-                        f"{counts['failed']} failed, {counts['incomplete']} incomplete), "
-                        f"sorted by {summary.sort_by}", title_justify="left")
+    table = Table(
+        title=f"Sweep summary: {len(summary.rows)} jobs ({counts['ok']} ok, "
+        f"{counts['failed']} failed, {counts['incomplete']} incomplete), "
+        f"sorted by {summary.sort_by}",
+        title_justify="left",
+    )
     table.add_column("job", justify="right")
     for key in summary.swept:
         table.add_column(_short(key, summary.swept), justify="right")
@@ -183,8 +234,12 @@ def sweep_table(summary: SweepSummary, files: list[Path], console: Console | Non
         table.add_column(label + (" *" if key == summary.sort_by else ""), justify="right")
     for row in summary.ranked():
         style = STATUS_STYLE.get(row["status"], "")
-        table.add_row(str(row["job"]), *(_cell(row[k]) for k in summary.swept),
-                      f"[{style}]{row['status']}[/]", *(_cell(row[k]) for k in columns))
+        table.add_row(
+            str(row["job"]),
+            *(_cell(row[k]) for k in summary.swept),
+            f"[{style}]{row['status']}[/]",
+            *(_cell(row[k]) for k in columns),
+        )
     console.print(table)
     for row in summary.rows:
         if row["status"] != "ok":
@@ -192,14 +247,17 @@ def sweep_table(summary: SweepSummary, files: list[Path], console: Console | Non
     best = summary.best()
     if best is not None:
         values = " ".join(f"{k}={_cell(best[k])}" for k in summary.swept)
-        console.print(f"best: job {best['job']} {values} ({summary.sort_by} "
-                      f"{_cell(best[summary.sort_by])}) -> {summary.sweep_dir / best['dir']}",
-                      markup=False)
+        console.print(
+            f"best: job {best['job']} {values} ({summary.sort_by} "
+            f"{_cell(best[summary.sort_by])}) -> {summary.sweep_dir / best['dir']}",
+            markup=False,
+        )
     study = summary.study
     if study is not None:
         params = " ".join(f"{k}={_cell(v)}" for k, v in study["best_params"].items())
-        console.print(f"optuna best trial: value {_cell(study['best_value'])} with {params}",
-                      markup=False)
+        console.print(
+            f"optuna best trial: value {_cell(study['best_value'])} with {params}", markup=False
+        )
         if study["config"]:
             console.print(f"its config: {summary.sweep_dir / study['config']}", markup=False)
     if files:

@@ -11,7 +11,16 @@ import os
 import sys
 from typing import NoReturn
 
-__all__ = ["RUNTIME", "USAGE", "debug", "describe_hydra_error", "fail", "first_line", "leave", "one_line"]
+__all__ = [
+    "RUNTIME",
+    "USAGE",
+    "debug",
+    "describe_hydra_error",
+    "fail",
+    "first_line",
+    "leave",
+    "one_line",
+]
 
 USAGE, RUNTIME = 2, 1
 
@@ -62,7 +71,11 @@ def _unknown_key(err: Exception) -> str | None:
     except Exception:  # noqa: BLE001 - the list of keys is a courtesy
         keys = []
     where = f"in {parent_path}" if parent_path else "at the top level"
-    allowed = f"; allowed keys {where}: {', '.join(keys)}" if keys else f"; {parent_path or 'it'} has no keys"
+    allowed = (
+        f"; allowed keys {where}: {', '.join(keys)}"
+        if keys
+        else f"; {parent_path or 'it'} has no keys"
+    )
     return f"unknown option {full_key}{allowed}"
 
 
@@ -76,8 +89,14 @@ def describe_hydra_error(err: BaseException) -> tuple[int, str | None, str]:
         missing = err.missing_cfg_file or ""
         group, _, name = missing.rpartition("/")
         if group and err.options:
-            return USAGE, None, (f"{group}={name} is not an option of config group {group!r}; "
-                           f"allowed: {', '.join(err.options)}")
+            return (
+                USAGE,
+                None,
+                (
+                    f"{group}={name} is not an option of config group {group!r}; "
+                    f"allowed: {', '.join(err.options)}"
+                ),
+            )
         message = one_line(err)
         for app in ("train", "evaluate", "predict"):
             message = message.removeprefix(f"In '{app}': ")
@@ -94,8 +113,14 @@ def describe_hydra_error(err: BaseException) -> tuple[int, str | None, str]:
         return USAGE, None, first_line(err)
     if isinstance(err, OSError):
         where = f" {err.filename}" if err.filename else ""
-        return USAGE, None, (f"cannot create or write the output directory{where}: {err.strerror or err}; "
-                       f"choose a writable folder with hydra.run.dir=PATH")
+        return (
+            USAGE,
+            None,
+            (
+                f"cannot create or write the output directory{where}: {err.strerror or err}; "
+                f"choose a writable folder with hydra.run.dir=PATH"
+            ),
+        )
     if isinstance(err, ValueError):  # e.g. Hydra's own flag checks (--resolve without --cfg)
         return USAGE, None, first_line(err)
     return RUNTIME, type(err).__name__, first_line(err) or type(err).__name__

@@ -81,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command = args[0]
     if command not in COMMANDS:
-        print(f"polymix: unknown command {command!r}; commands: {', '.join(COMMANDS)} (see polymix --help)",
-              file=sys.stderr)
+        print(
+            f"polymix: unknown command {command!r}; commands: {', '.join(COMMANDS)} (see polymix --help)",
+            file=sys.stderr,
+        )
         return 2
     if command == "summarize":
         from .summarize import main as summarize
@@ -90,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         return summarize(args[1:])
     refused = _callable_override(args[1:])
     if refused:
-        errors.fail(f"override {refused!r} is refused: polymix never imports or calls a callable named "
-                    f"in a config or on the command line", errors.USAGE)
+        errors.fail(
+            f"override {refused!r} is refused: polymix never imports or calls a callable named "
+            f"in a config or on the command line",
+            errors.USAGE,
+        )
     if argv is None:
         _reexec_with_malloc_tunables(args)
     return _run_app(command, args[1:])
@@ -106,7 +111,11 @@ def _callable_override(args: list[str]) -> str | None:
     for arg in args:
         key, _, value = arg.partition("=")
         parts = key.lstrip("+~").split("@")[0].split(".")
-        if any(p in CALLABLE_KEYS for p in parts) or parts[:2] == ["hydra", "callbacks"] or in_value.search(value):
+        if (
+            any(p in CALLABLE_KEYS for p in parts)
+            or parts[:2] == ["hydra", "callbacks"]
+            or in_value.search(value)
+        ):
             return arg
     return None
 

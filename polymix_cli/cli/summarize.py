@@ -17,7 +17,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line and exit status 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"polymix: error: summarize: {message} (see polymix summarize --help)", file=sys.stderr)
+        print(
+            f"polymix: error: summarize: {message} (see polymix summarize --help)", file=sys.stderr
+        )
         raise SystemExit(2)
 
 
@@ -25,13 +27,22 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="polymix summarize",
         description="Rebuild summary.csv, summary.json and plots/sweep.png of a sweep dir "
-                    "and print its table (jobs without metrics.json are 'incomplete').",
+        "and print its table (jobs without metrics.json are 'incomplete').",
     )
-    p.add_argument("sweep_dir", metavar="DIR", type=Path,
-                   help="a sweep dir, e.g. outputs/moe_sign/multirun/<timestamp>")
-    p.add_argument("--sort-by", choices=list(METRICS), default=None, metavar="METRIC",
-                   help="rank by this metric (default: the sweep's sweep.sort_by, else test.crps); "
-                        f"one of {', '.join(METRICS)}")
+    p.add_argument(
+        "sweep_dir",
+        metavar="DIR",
+        type=Path,
+        help="a sweep dir, e.g. outputs/moe_sign/multirun/<timestamp>",
+    )
+    p.add_argument(
+        "--sort-by",
+        choices=list(METRICS),
+        default=None,
+        metavar="METRIC",
+        help="rank by this metric (default: the sweep's sweep.sort_by, else test.crps); "
+        f"one of {', '.join(METRICS)}",
+    )
     p.add_argument("--no-plot", action="store_true", help="do not write plots/sweep.png")
     return p
 

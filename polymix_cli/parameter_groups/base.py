@@ -47,7 +47,9 @@ class ParameterGroup(nn.Module):
         """A scalar regulariser: KL(q || prior), or ``-log prior`` of a point estimate."""
         raise NotImplementedError
 
-    def _noise(self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    def _noise(
+        self, shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
         return torch.randn(shape, dtype=like.dtype, device=like.device, generator=generator)
 
     def extra_repr(self) -> str:

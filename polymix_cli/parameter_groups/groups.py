@@ -75,7 +75,9 @@ class IIDGaussianGroup(_Packable):
 
     _packed_names = ("mean", "log_std")
 
-    def __init__(self, name: str, num_params: int, prior: Prior | None = None, init_log_std: float = -0.5):
+    def __init__(
+        self, name: str, num_params: int, prior: Prior | None = None, init_log_std: float = -0.5
+    ):
         super().__init__(name, num_params, prior)
         self.mean = nn.Parameter(torch.randn(num_params))
         self.log_std = nn.Parameter(torch.full((num_params,), float(init_log_std)))
@@ -98,9 +100,15 @@ class IIDGaussianGroup(_Packable):
             p_loc, p_scale = self.prior.loc.expand(n), self.prior.scale.expand(n)
             var_ratio = torch.exp(2 * (self.log_std - p_scale.log()))
             mahalanobis = ((self.mean - p_loc) / p_scale) ** 2
-            return 0.5 * (var_ratio + mahalanobis - 1.0).sum() - (self.log_std - p_scale.log()).sum()
+            return (
+                0.5 * (var_ratio + mahalanobis - 1.0).sum() - (self.log_std - p_scale.log()).sum()
+            )
         q = MultivariateNormal(self.mean, scale_tril=torch.diag(self.log_std.exp()))
-        latest = None if self._latest_noise is None else self.mean + self.log_std.exp() * self._latest_noise
+        latest = (
+            None
+            if self._latest_noise is None
+            else self.mean + self.log_std.exp() * self._latest_noise
+        )
         return kl_to_prior(q, self.prior, self.num_params(), latest)
 
 
@@ -160,7 +168,9 @@ class LowRankGaussianGroup(ParameterGroup):
     def __init__(self, name: str, num_params: int, rank: int = 1, prior: Prior | None = None):
         super().__init__(name, num_params, prior)
         if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= num_params:
-            raise ValueError(f"rank of group {name!r} must be an integer in [1, {num_params}], got {rank!r}")
+            raise ValueError(
+                f"rank of group {name!r} must be an integer in [1, {num_params}], got {rank!r}"
+            )
         self.rank = rank
         self.mean = nn.Parameter(torch.zeros(num_params))
         self.cov_factor = nn.Parameter(torch.randn(num_params, rank) * (0.1 / math.sqrt(rank)))

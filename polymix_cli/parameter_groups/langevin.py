@@ -21,8 +21,14 @@ class ScoreNetwork(nn.Module):
     """A small MLP ``(S, num_inputs) -> (S, num_outputs)`` with its own weights, to serve
     as a Langevin score model (``num_outputs = num_inputs``) or energy (``num_outputs = 1``)."""
 
-    def __init__(self, num_inputs: int, num_outputs: int, width: int = 32, depth: int = 2,
-                 activation: str | Callable[[Tensor], Tensor] = "tanh"):
+    def __init__(
+        self,
+        num_inputs: int,
+        num_outputs: int,
+        width: int = 32,
+        depth: int = 2,
+        activation: str | Callable[[Tensor], Tensor] = "tanh",
+    ):
         super().__init__()
         if width < 1 or depth < 1:
             raise ValueError(f"ScoreNetwork width and depth must be >= 1, got {width} and {depth}")
@@ -69,7 +75,9 @@ class LangevinGroup(ParameterGroup):
     ):
         super().__init__(name, num_params, prior)
         if (score_model is None) == (energy_model is None):
-            raise ValueError(f"LangevinGroup {name!r} needs exactly one of score_model or energy_model")
+            raise ValueError(
+                f"LangevinGroup {name!r} needs exactly one of score_model or energy_model"
+            )
         if num_diffusion_steps < 1:
             raise ValueError(f"num_diffusion_steps must be >= 1, got {num_diffusion_steps}")
         if step_size <= 0 or init_std <= 0:
@@ -98,7 +106,9 @@ class LangevinGroup(ParameterGroup):
             if not theta.requires_grad:
                 theta = theta.detach().requires_grad_(True)
             energy = self.energy_model(theta).sum()
-            keep = torch.is_grad_enabled() and any(p.requires_grad for p in self.energy_model.parameters())
+            keep = torch.is_grad_enabled() and any(
+                p.requires_grad for p in self.energy_model.parameters()
+            )
             (grad,) = torch.autograd.grad(energy, theta, create_graph=keep)
         return -grad
 

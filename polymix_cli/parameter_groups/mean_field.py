@@ -41,8 +41,10 @@ class MeanFieldParameters(nn.Module):
     def __init__(self, groups: Sequence[ParameterGroup]):
         super().__init__()
         if not is_mean_field(groups):
-            raise ValueError("MeanFieldParameters needs deterministic or i.i.d. Gaussian groups "
-                             "with i.i.d. Gaussian priors")
+            raise ValueError(
+                "MeanFieldParameters needs deterministic or i.i.d. Gaussian groups "
+                "with i.i.d. Gaussian priors"
+            )
         locs, log_stds, index, prior_loc, prior_scale, stochastic_scale = [], [], [], [], [], []
         const, offset = 0.0, 0
         half_log_2pi = 0.5 * math.log(2 * math.pi)
@@ -68,8 +70,11 @@ class MeanFieldParameters(nn.Module):
             self.log_std = nn.Parameter(torch.cat(log_stds).clone())
         else:  # all deterministic: nothing to learn here
             self.register_buffer("log_std", torch.zeros(0), persistent=False)
-        self.register_buffer("stochastic_index", torch.cat(index) if index else torch.zeros(0, dtype=torch.long),
-                             persistent=False)
+        self.register_buffer(
+            "stochastic_index",
+            torch.cat(index) if index else torch.zeros(0, dtype=torch.long),
+            persistent=False,
+        )
         self.register_buffer("prior_loc", torch.cat(prior_loc).clone(), persistent=False)
         self.register_buffer("prior_inv_scale", 1.0 / torch.cat(prior_scale), persistent=False)
         inv = 1.0 / torch.cat(stochastic_scale) if stochastic_scale else torch.zeros(0)
@@ -92,11 +97,17 @@ class MeanFieldParameters(nn.Module):
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
         """``(num_samples, P)`` draws: ``loc`` plus scaled noise at the stochastic entries."""
         loc = self.loc
-        noise = torch.randn((num_samples, self.log_std.shape[0]), dtype=loc.dtype, device=loc.device,
-                            generator=generator)
+        noise = torch.randn(
+            (num_samples, self.log_std.shape[0]),
+            dtype=loc.dtype,
+            device=loc.device,
+            generator=generator,
+        )
         return _Draw.apply(loc, self.log_std, noise, self.stochastic_index)
 
-    def sample_with_loss(self, num_samples: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def sample_with_loss(
+        self, num_samples: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """:meth:`sample` and :meth:`distribution_loss` as one autograd node (a training
         step needs both; sharing them saves operations): ``((num_samples, P), scalar)``."""
         return _DrawWithLoss.apply(*self._draw_inputs(num_samples, generator))
@@ -104,29 +115,52 @@ class MeanFieldParameters(nn.Module):
     def _draw_inputs(self, num_samples: int, generator: torch.Generator | None) -> tuple:
         """The arguments of :func:`draw_with_loss`, with fresh standard normal noise."""
         loc = self.loc
-        noise = torch.randn((num_samples, self.log_std.shape[0]), dtype=loc.dtype, device=loc.device,
-                            generator=generator)
-        return (loc, self.log_std, noise, self.stochastic_index, self.prior_loc, self.prior_inv_scale,
-                self.stochastic_inv_scale, self.loss_const)
+        noise = torch.randn(
+            (num_samples, self.log_std.shape[0]),
+            dtype=loc.dtype,
+            device=loc.device,
+            generator=generator,
+        )
+        return (
+            loc,
+            self.log_std,
+            noise,
+            self.stochastic_index,
+            self.prior_loc,
+            self.prior_inv_scale,
+            self.stochastic_inv_scale,
+            self.loss_const,
+        )
 
     @torch.no_grad()
-    def draw_with_loss_terms(self, num_samples: int) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+    def draw_with_loss_terms(
+        self, num_samples: int
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
         """:meth:`sample_with_loss` without autograd, plus what :meth:`gradients` needs (for a
         step that computes its gradients by hand): ``(theta (S, P), loss, saved)``."""
         return draw_with_loss(*self._draw_inputs(num_samples, None))
 
-    def gradients(self, grad: Tensor, grad_loss: Tensor, saved: tuple[Tensor, Tensor, Tensor]
-                  ) -> tuple[Tensor, Tensor | None]:
+    def gradients(
+        self, grad: Tensor, grad_loss: Tensor, saved: tuple[Tensor, Tensor, Tensor]
+    ) -> tuple[Tensor, Tensor | None]:
         """Gradients of ``loc`` and ``log_std`` (``None`` when it is not learned) from those of
         the draw ``grad`` ``(S, P)`` and of the loss ``grad_loss`` (0-dim), given
         :meth:`draw_with_loss_terms`'s ``saved``."""
-        return draw_with_loss_backward(grad, grad_loss, self.stochastic_index, saved, self.log_std.requires_grad)
+        return draw_with_loss_backward(
+            grad, grad_loss, self.stochastic_index, saved, self.log_std.requires_grad
+        )
 
     def distribution_loss(self) -> Tensor:
         """Sum of the groups' losses: KL to the prior for the Gaussian groups plus
         ``-log prior`` of the deterministic values, in closed form."""
-        return _Loss.apply(self.loc, self.log_std, self.prior_loc, self.prior_inv_scale,
-                           self.stochastic_inv_scale, self.loss_const)
+        return _Loss.apply(
+            self.loc,
+            self.log_std,
+            self.prior_loc,
+            self.prior_inv_scale,
+            self.stochastic_inv_scale,
+            self.loss_const,
+        )
 
 
 # Both functions below are one autograd node each with a hand-written backward: the
@@ -146,7 +180,9 @@ class _Draw(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         scaled, index = ctx.saved_tensors
         # d theta / d log_std = noise * exp(log_std) = scaled, at the stochastic columns
-        grad_log_std = (grad.index_select(1, index) * scaled).sum(0) if ctx.needs_input_grad[1] else None
+        grad_log_std = (
+            (grad.index_select(1, index) * scaled).sum(0) if ctx.needs_input_grad[1] else None
+        )
         return grad.sum(0), grad_log_std, None, None
 
 
@@ -155,8 +191,15 @@ class _Loss(torch.autograd.Function):
     ``z = (loc - prior_loc) / prior_scale``: the summed KL and negative log priors."""
 
     @staticmethod
-    def forward(ctx, loc: Tensor, log_std: Tensor, prior_loc: Tensor, prior_inv_scale: Tensor,
-                stochastic_inv_scale: Tensor, const: float) -> Tensor:
+    def forward(
+        ctx,
+        loc: Tensor,
+        log_std: Tensor,
+        prior_loc: Tensor,
+        prior_inv_scale: Tensor,
+        stochastic_inv_scale: Tensor,
+        const: float,
+    ) -> Tensor:
         z = (loc - prior_loc) * prior_inv_scale
         ratio = log_std.exp() * stochastic_inv_scale
         ctx.save_for_backward(z, prior_inv_scale, ratio)
@@ -170,9 +213,16 @@ class _Loss(torch.autograd.Function):
         return grad_loc, grad_log_std, None, None, None, None
 
 
-def draw_with_loss(loc: Tensor, log_std: Tensor, noise: Tensor, index: Tensor, prior_loc: Tensor,
-                   prior_inv_scale: Tensor, stochastic_inv_scale: Tensor, const: float
-                   ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+def draw_with_loss(
+    loc: Tensor,
+    log_std: Tensor,
+    noise: Tensor,
+    index: Tensor,
+    prior_loc: Tensor,
+    prior_inv_scale: Tensor,
+    stochastic_inv_scale: Tensor,
+    const: float,
+) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
     """The draw ``theta`` ``(S, P)`` and the distribution loss (a scalar), with what
     :func:`draw_with_loss_backward` needs: ``(scaled noise (S, K), dloss/dloc (P,), dloss/dlog_std (K,))``."""
     std = log_std.exp()
@@ -181,19 +231,33 @@ def draw_with_loss(loc: Tensor, log_std: Tensor, noise: Tensor, index: Tensor, p
     z = (loc - prior_loc) * prior_inv_scale
     ratio = std * stochastic_inv_scale
     # 0.5 |z|^2 + sum(0.5 ratio^2 - log_std) + const
-    loss = torch.dot(z, z).mul_(0.5).sub_(torch.addcmul(log_std, ratio, ratio, value=-0.5).sum()).add_(const)
+    loss = (
+        torch.dot(z, z)
+        .mul_(0.5)
+        .sub_(torch.addcmul(log_std, ratio, ratio, value=-0.5).sum())
+        .add_(const)
+    )
     return theta, loss, (scaled, z * prior_inv_scale, torch.mul(ratio, ratio).sub_(1.0))
 
 
-def draw_with_loss_backward(grad: Tensor, grad_loss: Tensor, index: Tensor, saved: tuple[Tensor, Tensor, Tensor],
-                            log_std_grad: bool = True) -> tuple[Tensor, Tensor | None]:
+def draw_with_loss_backward(
+    grad: Tensor,
+    grad_loss: Tensor,
+    index: Tensor,
+    saved: tuple[Tensor, Tensor, Tensor],
+    log_std_grad: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """The gradients of ``loc`` and ``log_std`` from those of the draw ``grad`` ``(S, P)``
     and of the loss ``grad_loss`` (a 0-dim tensor), given :func:`draw_with_loss`'s ``saved``."""
     scaled, dz, dratio = saved
     grad_loc = torch.addcmul(grad.sum(0), grad_loss, dz)
     grad_log_std = None
-    if log_std_grad:  # d theta / d log_std = noise * exp(log_std) = scaled, at the stochastic columns
-        grad_log_std = torch.addcmul((grad.index_select(1, index) * scaled).sum(0), grad_loss, dratio)
+    if (
+        log_std_grad
+    ):  # d theta / d log_std = noise * exp(log_std) = scaled, at the stochastic columns
+        grad_log_std = torch.addcmul(
+            (grad.index_select(1, index) * scaled).sum(0), grad_loss, dratio
+        )
     return grad_loc, grad_log_std
 
 
@@ -201,16 +265,27 @@ class _DrawWithLoss(torch.autograd.Function):
     """:class:`_Draw` and :class:`_Loss` in one node: ``(theta (S, P), loss ())``."""
 
     @staticmethod
-    def forward(ctx, loc: Tensor, log_std: Tensor, noise: Tensor, index: Tensor, prior_loc: Tensor,
-                prior_inv_scale: Tensor, stochastic_inv_scale: Tensor, const: float) -> tuple[Tensor, Tensor]:
-        theta, loss, saved = draw_with_loss(loc, log_std, noise, index, prior_loc, prior_inv_scale,
-                                            stochastic_inv_scale, const)
+    def forward(
+        ctx,
+        loc: Tensor,
+        log_std: Tensor,
+        noise: Tensor,
+        index: Tensor,
+        prior_loc: Tensor,
+        prior_inv_scale: Tensor,
+        stochastic_inv_scale: Tensor,
+        const: float,
+    ) -> tuple[Tensor, Tensor]:
+        theta, loss, saved = draw_with_loss(
+            loc, log_std, noise, index, prior_loc, prior_inv_scale, stochastic_inv_scale, const
+        )
         ctx.save_for_backward(index, *saved)
         return theta, loss
 
     @staticmethod
     def backward(ctx, grad: Tensor, grad_loss: Tensor):
         index, *saved = ctx.saved_tensors
-        grad_loc, grad_log_std = draw_with_loss_backward(grad, grad_loss, index, tuple(saved),
-                                                         ctx.needs_input_grad[1])
+        grad_loc, grad_log_std = draw_with_loss_backward(
+            grad, grad_loss, index, tuple(saved), ctx.needs_input_grad[1]
+        )
         return grad_loc, grad_log_std, None, None, None, None, None, None

@@ -123,7 +123,9 @@ class SurrogateModel(nn.Module):
             return self.evaluate(x, params)
         takes = self.__dict__.get("_takes_shared")
         if takes is None:
-            takes = self.__dict__["_takes_shared"] = "shared" in inspect.signature(self.evaluate).parameters
+            takes = self.__dict__["_takes_shared"] = (
+                "shared" in inspect.signature(self.evaluate).parameters
+            )
         return self.evaluate(x, params, shared) if takes else self.evaluate(x, params)
 
     def work_width(self) -> int:
@@ -137,9 +139,7 @@ class SurrogateModel(nn.Module):
                 f"x and params must be tensors, got {type(x).__name__} and {type(params).__name__}"
             )
         if x.dim() != 2 or x.shape[1] != self.num_inputs:
-            raise ValueError(
-                f"x must have shape (batch, {self.num_inputs}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"x must have shape (batch, {self.num_inputs}), got {tuple(x.shape)}")
         if params.dim() != 2 or params.shape[1] != self.num_params():
             raise ValueError(
                 f"params must have shape (num_samples, {self.num_params()}), "

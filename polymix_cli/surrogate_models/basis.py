@@ -55,14 +55,23 @@ def prefix_plan(indices: Tensor) -> list[tuple[Tensor, Tensor]]:
     plan, previous = [], {(): 0}
     for k in range(1, d + 1):
         prefixes = rows if k == d else sorted({r[:k] for r in rows})
-        plan.append((torch.tensor([previous[p[:-1]] for p in prefixes], dtype=torch.long),
-                     torch.tensor([p[-1] for p in prefixes], dtype=torch.long)))
+        plan.append(
+            (
+                torch.tensor([previous[p[:-1]] for p in prefixes], dtype=torch.long),
+                torch.tensor([p[-1] for p in prefixes], dtype=torch.long),
+            )
+        )
         previous = {p: i for i, p in enumerate(prefixes)}
     return plan
 
 
-def multivariate_basis(x: Tensor, indices: Tensor, basis: str,
-                       plan: list[tuple[Tensor, Tensor]] | None = None, degree: int | None = None) -> Tensor:
+def multivariate_basis(
+    x: Tensor,
+    indices: Tensor,
+    basis: str,
+    plan: list[tuple[Tensor, Tensor]] | None = None,
+    degree: int | None = None,
+) -> Tensor:
     """Evaluate every multivariate basis term at every point.
 
     x: ``(batch, d)``; indices: ``(num_terms, d)`` long; ``plan``: :func:`prefix_plan` of
@@ -72,7 +81,9 @@ def multivariate_basis(x: Tensor, indices: Tensor, basis: str,
     """
     if degree is None:
         degree = int(indices.max()) if indices.numel() else 0
-    table = univariate_table(x.T, degree, basis).permute(0, 2, 1).contiguous()  # (d, degree + 1, batch)
+    table = (
+        univariate_table(x.T, degree, basis).permute(0, 2, 1).contiguous()
+    )  # (d, degree + 1, batch)
     plan = prefix_plan(indices) if plan is None else plan
     phi = None
     for k, (parent, deg) in enumerate(plan):

@@ -31,7 +31,9 @@ class MixtureOfExperts(SurrogateModel):
             raise ValueError("experts must contain at least one surrogate")
         for m, expert in enumerate(experts):
             if not isinstance(expert, SurrogateModel):
-                raise TypeError(f"experts[{m}] must be a SurrogateModel, got {type(expert).__name__}")
+                raise TypeError(
+                    f"experts[{m}] must be a SurrogateModel, got {type(expert).__name__}"
+                )
         if not isinstance(gating_network, GatingNetwork):
             raise TypeError(
                 f"gating_network must be a GatingNetwork, got {type(gating_network).__name__}"
@@ -73,7 +75,9 @@ class MixtureOfExperts(SurrogateModel):
             for m, expert in enumerate(self.experts)
             for name, shape in expert.param_shapes()
         ]
-        return shapes + [(f"gate.{name}", shape) for name, shape in self.gating_network.param_shapes()]
+        return shapes + [
+            (f"gate.{name}", shape) for name, shape in self.gating_network.param_shapes()
+        ]
 
     def work_width(self) -> int:
         widths = [e.work_width() for e in self.experts] + [self.gating_network.work_width()]
@@ -109,8 +113,13 @@ class MixtureOfExperts(SurrogateModel):
         offsets = self._expert_offsets
         if self._shared_pce:
             first: PolynomialChaosExpansion = self.experts[0]  # type: ignore[assignment]
-            return expand_in_basis(first.basis_matrix(x), params[:, : offsets[-1]],
-                                   self.num_experts, first.num_terms, self.num_outputs)
+            return expand_in_basis(
+                first.basis_matrix(x),
+                params[:, : offsets[-1]],
+                self.num_experts,
+                first.num_terms,
+                self.num_outputs,
+            )
         outputs = [
             expert.evaluate_shared(x, params[:, offsets[m] : offsets[m + 1]], shared[m])
             for m, expert in enumerate(self.experts)
@@ -123,9 +132,13 @@ class MixtureOfExperts(SurrogateModel):
         gate_params = self.gate_params(params)
         if self.num_experts == 2:
             # softmax over two = sigmoid of the logit difference: f0 + p1 (f1 - f0)
-            p1 = torch.sigmoid(self.gating_network.logit_difference(x, gate_params, gate_shared))  # (S', B)
+            p1 = torch.sigmoid(
+                self.gating_network.logit_difference(x, gate_params, gate_shared)
+            )  # (S', B)
             f0, f1 = experts.unbind(1)
             return torch.addcmul(f0, p1.unsqueeze(1), f1 - f0).transpose(1, 2)
-        weights = torch.softmax(self.gating_network.logits_by_expert(x, gate_params, gate_shared), dim=1)
+        weights = torch.softmax(
+            self.gating_network.logits_by_expert(x, gate_params, gate_shared), dim=1
+        )
         # a weighted sum over the few experts: elementwise, no batched GEMM and no copies
         return (weights.unsqueeze(2) * experts).sum(1).transpose(1, 2)  # (S, B, O)

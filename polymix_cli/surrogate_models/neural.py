@@ -94,19 +94,30 @@ class NeuralNetwork(SurrogateModel):
     def param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         shapes, fan_in = [], self.num_inputs
         for i in range(self.depth):
-            shapes += [(f"hidden.{i}.weight", (fan_in, self.width)), (f"hidden.{i}.bias", (self.width,))]
+            shapes += [
+                (f"hidden.{i}.weight", (fan_in, self.width)),
+                (f"hidden.{i}.bias", (self.width,)),
+            ]
             fan_in = self.width
-        shapes += [("output.weight", (fan_in, self.num_outputs)), ("output.bias", (self.num_outputs,))]
+        shapes += [
+            ("output.weight", (fan_in, self.num_outputs)),
+            ("output.bias", (self.num_outputs,)),
+        ]
         return shapes
 
     def work_width(self) -> int:
         return max(self.width, self.num_outputs)
 
-    def _layer(self, h: Tensor, shared_in: bool, params: Tensor, layer: int,
-               shared: Shared) -> tuple[Tensor, bool]:
-        return affine(h, shared_in, params, self._blocks[2 * layer], self._blocks[2 * layer + 1], shared)
+    def _layer(
+        self, h: Tensor, shared_in: bool, params: Tensor, layer: int, shared: Shared
+    ) -> tuple[Tensor, bool]:
+        return affine(
+            h, shared_in, params, self._blocks[2 * layer], self._blocks[2 * layer + 1], shared
+        )
 
-    def features(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> tuple[Tensor, bool]:
+    def features(
+        self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED
+    ) -> tuple[Tensor, bool]:
         """The last hidden layer: ``(B, width)`` if the same for all draws, else ``(S, B, width)``."""
         h, same = x, True
         for layer in range(self.depth):
