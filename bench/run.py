@@ -66,7 +66,7 @@ def median_time(fn, repeats: int, warmup: int = 1) -> float:
 
 def worker(args: list[str]) -> dict:
     """Run one measurement in a fresh process: ``python bench/run.py --worker KIND ...``."""
-    from polymix_cli.cli.main import MALLOC_TUNABLES  # as `polymix` runs; the peer gets the same
+    from polymix_cli.cli.main import MALLOC_TUNABLES
 
     out = subprocess.run(
         [sys.executable, __file__, "--worker", *args],
@@ -88,8 +88,8 @@ def config_trainer(overrides: list[str], gradients: str = "auto", scheduler: boo
     with no epoch limit; with ``scheduler``, the config's schedule over 1e9 steps."""
     from conftest import compose_train
 
-    from polymix_cli.run import prepare
-    from polymix_cli.training import Trainer, TrainSettings, build_optimizer, build_scheduler
+    from polymix_cli.runs.prepare import prepare
+    from polymix_cli.training.loop import Trainer, TrainSettings, build_optimizer, build_scheduler
 
     p = prepare(compose_train(overrides))
     t = p.cfg["trainer"]
@@ -228,7 +228,7 @@ def pce_worker(
         from polymix_cli import StochasticModel
         from polymix_cli.parameter_groups import IIDGaussianGroup
         from polymix_cli.surrogate_models import PolynomialChaosExpansion
-        from polymix_cli.training import Trainer, TrainSettings, build_optimizer
+        from polymix_cli.training.loop import Trainer, TrainSettings, build_optimizer
 
         pce = PolynomialChaosExpansion(d, 1, degree)
         model = StochasticModel(pce, [IIDGaussianGroup("coeffs", pce.num_params())])
@@ -371,8 +371,8 @@ def eval_worker(n: int, draws: int, threads: int) -> dict:
     import torch
     from conftest import compose_train
 
-    from polymix_cli.report import evaluate
-    from polymix_cli.run import prepare
+    from polymix_cli.reporting.evaluation import evaluate
+    from polymix_cli.runs.prepare import prepare
 
     torch.set_num_threads(threads)
     p = prepare(
@@ -398,7 +398,7 @@ def profile_seed_step(steps: int = 3000) -> dict:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from polymix_cli.training import get_rng_state
+    from polymix_cli.training.loop import get_rng_state
 
     torch.set_num_threads(1)
     step = seed_polymix()

@@ -1,4 +1,4 @@
-"""The hand-derived gradient step (polymix_cli.analytic_step) against autograd: the same
+"""The hand-derived gradient step (polymix_cli.training.analytic_step) against autograd: the same
 losses and gradients for every model it accepts, the same training trajectory, and a
 fallback with its reason for every model it does not."""
 
@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import compose_train
 
-from polymix_cli.analytic_step import AnalyticStep, unsupported_reason
-from polymix_cli.run import prepare
-from polymix_cli.training import Trainer, TrainSettings, build_optimizer, build_scheduler
+from polymix_cli.runs.prepare import prepare
+from polymix_cli.training.analytic_step import AnalyticStep, unsupported_reason
+from polymix_cli.training.loop import Trainer, TrainSettings, build_optimizer, build_scheduler
 
 SUPPORTED = {
     "moe_sign": ["experiment=moe_sign"],

@@ -130,7 +130,7 @@ def test_moe_sign_resolves_to_the_seed():
     assert cfg["optimizer"] == {"name": "adamw", "lr": 0.01, "weight_decay": 0.0001}
     assert cfg["scheduler"]["name"] == "onecycle" and cfg["scheduler"]["max_lr_factor"] == 10.0
     assert cfg["data"]["num_train"] == 50 and cfg["data"]["noise_std"] == 0.05
-    from polymix_cli.run import prepare
+    from polymix_cli.runs.prepare import prepare
 
     p = prepare(cfg)
     assert p.model.num_params() == 74 and len(p.specs) == 8
@@ -146,14 +146,14 @@ def test_moe_sign_resolves_to_the_seed():
     ],
 )
 def test_sweepable_names_change_the_model(override, expected):
-    from polymix_cli.run import prepare
+    from polymix_cli.runs.prepare import prepare
 
     assert prepare(compose_train(override)).model.num_params() == expected
 
 
 @pytest.mark.parametrize("experiment", ["pce_sine", "nn_sincos"])
 def test_other_experiments_build(experiment):
-    from polymix_cli.run import prepare
+    from polymix_cli.runs.prepare import prepare
 
     p = prepare(compose_train([f"experiment={experiment}"]))
     assert p.model.num_params() > 0 and p.data.num_outputs == (

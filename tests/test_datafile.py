@@ -11,11 +11,11 @@ import pytest
 import torch
 from conftest import compose_train
 
-from polymix_cli import plots
-from polymix_cli.config import ConfigError, validate_train_config
-from polymix_cli.datafile import describe_rows, open_table
-from polymix_cli.report import slice_points
-from polymix_cli.run import prepare
+from polymix_cli.config.validation import ConfigError, validate_train_config
+from polymix_cli.data.files import describe_rows, open_table
+from polymix_cli.reporting import plots
+from polymix_cli.reporting.evaluation import slice_points
+from polymix_cli.runs.prepare import prepare
 
 N = 60
 
@@ -424,7 +424,7 @@ def test_plot_shapes_are_checked(tmp_path):
 
 
 def test_one_input_file_data_keep_the_prediction_plot_named_by_its_columns(tmp_path):
-    from polymix_cli.report import evaluate, write_plots
+    from polymix_cli.reporting.evaluation import evaluate, write_plots
 
     rows = [f"{t},{20 + t * t / 10}" for t in range(0, 100, 3)]
     path = write_csv(tmp_path / "d.csv", "time,temperature", rows)

@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from polymix_cli import StochasticModel
-from polymix_cli.evaluation import interval_probs, summarize
 from polymix_cli.parameter_groups import DeterministicGroup, GaussianGroup, IIDGaussianGroup
 from polymix_cli.priors import IIDGaussianPrior
+from polymix_cli.reporting.metrics import interval_probs, summarize
 from polymix_cli.surrogate_models import (
     GatingNetwork,
     MixtureOfExperts,
     NeuralNetwork,
     PolynomialChaosExpansion,
 )
-from polymix_cli.training import Trainer, TrainSettings, build_optimizer
+from polymix_cli.training.loop import Trainer, TrainSettings, build_optimizer
 
 
 def seed_groups(width: int = 16, prior=None):
@@ -148,7 +148,7 @@ def test_chunked_summary_equals_unchunked(monkeypatch):
     params = model.sample_parameters(64)
     probs = interval_probs((0.5, 0.8))
     whole = summarize(lambda xs: model.predict(xs, params), x, probs, y=y)
-    monkeypatch.setattr("polymix_cli.evaluation._CHUNK_ELEMENTS", 64 * 7)  # chunks of 7 points
+    monkeypatch.setattr("polymix_cli.reporting.metrics._CHUNK_ELEMENTS", 64 * 7)  # chunks of 7 points
     chunked = summarize(lambda xs: model.predict(xs, params), x, probs, y=y, per_point=64)
     for name in ("mean", "std", "quantiles", "crps"):
         torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))
@@ -302,7 +302,7 @@ def test_chunked_predictive_summary_equals_unchunked(monkeypatch):
         )
 
     whole = run()
-    monkeypatch.setattr("polymix_cli.evaluation._CHUNK_ELEMENTS", 64 * 7)  # chunks of 7 points
+    monkeypatch.setattr("polymix_cli.reporting.metrics._CHUNK_ELEMENTS", 64 * 7)  # chunks of 7 points
     chunked = run(per_point=64)
     for name in ("mean", "std", "quantiles", "crps", "nll"):
         torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from polymix_cli.build import build_model, build_surrogate, layout_groups
+from polymix_cli.config.build import build_model, build_surrogate, layout_groups
 from polymix_cli.layout import Rule, resolve_layout
 from polymix_cli.surrogate_models import ParamBlock
 

@@ -11,15 +11,21 @@ import torch
 from conftest import TINY, QuietUI, compose_train, run_cli
 
 from polymix_cli import GaussianNoise, StochasticModel
-from polymix_cli.build import build_model
-from polymix_cli.checkpoint import load_checkpoint
-from polymix_cli.config import ConfigError, validate_train_config
-from polymix_cli.evaluation import CALIBRATION_LEVELS, LEVELS, interval_probs, metrics, summarize
+from polymix_cli.config.build import build_model
+from polymix_cli.config.validation import ConfigError, validate_train_config
 from polymix_cli.likelihoods import HalfCauchyNoisePrior, LogNormalNoisePrior
 from polymix_cli.parameter_groups import IIDGaussianGroup
-from polymix_cli.run import train
+from polymix_cli.reporting.metrics import (
+    CALIBRATION_LEVELS,
+    LEVELS,
+    interval_probs,
+    metrics,
+    summarize,
+)
+from polymix_cli.runs.checkpoint import load_checkpoint
+from polymix_cli.runs.train import train
 from polymix_cli.surrogate_models import PolynomialChaosExpansion
-from polymix_cli.training import Trainer, TrainSettings, build_optimizer
+from polymix_cli.training.loop import Trainer, TrainSettings, build_optimizer
 
 PROBS = interval_probs(LEVELS + CALIBRATION_LEVELS)
 

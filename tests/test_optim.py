@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from polymix_cli.optim import SGD, Adam, Constant, Cosine, OneCycle
+from polymix_cli.training.optim import SGD, Adam, Constant, Cosine, OneCycle
 
 
 def _params(seed: int = 0) -> list[torch.nn.Parameter]:

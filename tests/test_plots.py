@@ -1,4 +1,4 @@
-"""Tests for polymix_cli.plots: real PNGs are written, shapes are validated."""
+"""Tests for polymix_cli.reporting.plots: real PNGs are written, shapes are validated."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from polymix_cli import plots
+from polymix_cli.reporting import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 G, N, K, M = 40, 15, 30, 2

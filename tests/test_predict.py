@@ -14,11 +14,10 @@ import pytest
 import torch
 from conftest import REPO, run_cli
 
-from polymix_cli.checkpoint import load_checkpoint
 from polymix_cli.cli.apps import parse_config
-from polymix_cli.config import ConfigError
-from polymix_cli.predict import PredictSettings, output_columns, predict_file
-from polymix_cli.run import load_trained
+from polymix_cli.config.validation import ConfigError
+from polymix_cli.runs.checkpoint import load_checkpoint, load_trained
+from polymix_cli.runs.predict import PredictSettings, output_columns, predict_file
 
 # the inputs live on [0, 10] and [100, 200], the outputs around 1000 and 6
 TRAIN = [
@@ -389,7 +388,7 @@ def test_predict_reads_checkpoints_whose_config_predates_later_options(
 ):
     """A stored config without the eval options added later (eval.sensitivity, ...) and a
     checkpoint without column names (x1, x2 are then expected) still predict."""
-    from polymix_cli.checkpoint import save_checkpoint
+    from polymix_cli.runs.checkpoint import save_checkpoint
 
     state = load_checkpoint(file_run / "checkpoints" / "last.pt")
     state["config"] = "\n".join(

@@ -21,12 +21,13 @@ import pytest
 import torch
 from conftest import REPO, TINY, compose_train, run_cli
 
-from polymix_cli.checkpoint import load_checkpoint, save_checkpoint
 from polymix_cli.cli.apps import parse_config
-from polymix_cli.config import ConfigError, validate_train_config
-from polymix_cli.interrupts import stop_on_signals
-from polymix_cli.run import RunInterrupted, check_output_dir, prepare, resume_config, train
-from polymix_cli.training import (
+from polymix_cli.config.validation import ConfigError, validate_train_config
+from polymix_cli.runs.checkpoint import load_checkpoint, save_checkpoint
+from polymix_cli.runs.prepare import check_output_dir, prepare
+from polymix_cli.runs.train import RunInterrupted, resume_config, train
+from polymix_cli.training.interrupts import stop_on_signals
+from polymix_cli.training.loop import (
     History,
     NonFiniteLoss,
     Trainer,

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import compose_train, run_cli
 
-from polymix_cli.checkpoint import load_checkpoint
-from polymix_cli.config import ConfigError
-from polymix_cli.run import prepare, stored_maps
-from polymix_cli.scaling import AffineMap, DataMaps, fit_maps, input_domain
+from polymix_cli.config.validation import ConfigError
+from polymix_cli.data.scaling import AffineMap, DataMaps, fit_maps, input_domain
+from polymix_cli.runs.checkpoint import load_checkpoint, stored_maps
+from polymix_cli.runs.prepare import prepare
 
 
 def test_interval_map_sends_bounds_to_unit_interval_and_back():
@@ -141,7 +141,7 @@ def test_tiny_default_run_stores_identity_maps(tiny_run):
 def test_checkpoint_without_maps_is_evaluated_on_raw_inputs():
     """A checkpoint written before maps were stored holds a model trained on raw data:
     its maps are identities even where the config would now map the inputs."""
-    from polymix_cli.run import checkpoint_maps
+    from polymix_cli.runs.checkpoint import checkpoint_maps
 
     cfg = compose_train(["data=sine", "data.bounds=[[0.0,4.0]]", "data.output_scaling=standardize"])
     assert checkpoint_maps({"extra": {}}, cfg, "old.pt") is None

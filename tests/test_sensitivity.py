@@ -13,12 +13,15 @@ import yaml
 from conftest import TINY, QuietUI, compose_train, run_cli
 
 from polymix_cli import StochasticModel
-from polymix_cli.config import ConfigError, validate_train_config
-from polymix_cli.data import GENERATORS, Dataset, ishigami_indices, make_dataset
+from polymix_cli.config.validation import ConfigError, validate_train_config
+from polymix_cli.data.dataset import Dataset
+from polymix_cli.data.scaling import AffineMap, DataMaps
+from polymix_cli.data.synthetic import GENERATORS, ishigami_indices, make_dataset
 from polymix_cli.parameter_groups import DeterministicGroup, IIDGaussianGroup
-from polymix_cli.report import sensitivity_report
-from polymix_cli.run import evaluate_checkpoint, prepare, train
-from polymix_cli.scaling import AffineMap, DataMaps
+from polymix_cli.reporting.evaluation import sensitivity_report
+from polymix_cli.runs.evaluate import evaluate_checkpoint
+from polymix_cli.runs.prepare import prepare
+from polymix_cli.runs.train import train
 from polymix_cli.sensitivity import (
     SobolIndices,
     basis_norms,
@@ -593,7 +596,7 @@ def _sobol_args(d: int, o: int) -> dict:
 def test_plot_sobol_writes_one_panel_per_output(tmp_path):
     import matplotlib.image as mpimg
 
-    from polymix_cli import plots
+    from polymix_cli.reporting import plots
 
     one = plots.plot_sobol(
         tmp_path / "one.png",
@@ -624,7 +627,7 @@ def test_plot_sobol_writes_one_panel_per_output(tmp_path):
 def test_plot_sobol_names_bad_arguments(tmp_path, change, pattern):
     import matplotlib.pyplot as plt
 
-    from polymix_cli import plots
+    from polymix_cli.reporting import plots
 
     before = len(plt.get_fignums())
     with pytest.raises(ValueError, match=pattern):

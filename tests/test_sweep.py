@@ -16,14 +16,8 @@ import pytest
 import yaml
 from conftest import REPO, compose_train, run_cli
 
-from polymix_cli.sweep import (
-    METRICS,
-    available_cores,
-    metric_value,
-    score,
-    swept_keys_from_config,
-    threads_per_job,
-)
+from polymix_cli.reporting.sweep import METRICS, metric_value, score, swept_keys_from_config
+from polymix_cli.runs.threads import available_cores, threads_per_job
 
 # A job of a few epochs: each sweep test costs mostly the interpreter and torch imports.
 SWEEP_TINY = [
@@ -336,8 +330,8 @@ def test_slurm_launcher_config_composes():
 
 
 def test_sweep_options_are_validated():
-    from polymix_cli.config import ConfigError
-    from polymix_cli.run import prepare
+    from polymix_cli.config.validation import ConfigError
+    from polymix_cli.runs.prepare import prepare
 
     cfg = compose_train()
     assert cfg["sweep"] == {"sort_by": "test.crps", "objective": "test.crps"}
@@ -401,7 +395,7 @@ def test_metric_values_and_scores():
 
 
 def test_plot_sweep_line_and_heatmap(tmp_path):
-    from polymix_cli.plots import plot_sweep
+    from polymix_cli.reporting.plots import plot_sweep
 
     line = plot_sweep(
         tmp_path / "line.png",

@@ -26,8 +26,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..sweep import metric_value, score, threads_per_job, write_status
-from . import errors
+from polymix_cli.cli import errors
+from polymix_cli.reporting.sweep import metric_value, score, write_status
+from polymix_cli.runs.threads import threads_per_job
 
 # configs/hydra/launcher/{joblib,submitit_local}.yaml restate the plugins' configs of the
 # same name, with polymix's defaults and comments; Hydra validates them against those
@@ -66,9 +67,9 @@ def _guarded(body: Callable[[], Any], job: dict[str, Any] | None = None) -> Any:
     """Run ``body`` and record ``status.json``; turn expected errors into a one-line
     message and an exit status (single run), or into a failed status and the worst
     objective (multirun). ``job`` collects what ``body`` learns for the status file."""
-    from ..checkpoint import CheckpointError
-    from ..config import ConfigError
-    from ..run import RunDiverged, RunInterrupted
+    from polymix_cli.config.validation import ConfigError
+    from polymix_cli.runs.checkpoint import CheckpointError
+    from polymix_cli.runs.train import RunDiverged, RunInterrupted
 
     job = {} if job is None else job
     start = time.perf_counter()
@@ -145,10 +146,10 @@ def parse_config(text: str) -> dict[str, Any]:
 
 def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
     """The run's config, its YAML and, with ``resume=PATH``, the loaded checkpoint."""
-    from ..checkpoint import load_checkpoint
-    from ..config import ConfigError, refuse_callables
-    from ..datafile import FILE_GENERATOR, resolve_data_paths
-    from ..run import checkpoint_config, resume_config
+    from polymix_cli.config.validation import ConfigError, refuse_callables
+    from polymix_cli.data.files import FILE_GENERATOR, resolve_data_paths
+    from polymix_cli.runs.checkpoint import checkpoint_config, load_checkpoint
+    from polymix_cli.runs.train import resume_config
 
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     refuse_callables(plain)
@@ -172,8 +173,8 @@ def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], str, dict[str, Any] 
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> float | None:
     """Train one model; return ``sweep.objective`` (lower is better) for sweepers."""
-    from ..run import train
-    from .console import ConsoleUI
+    from polymix_cli.cli.console import ConsoleUI
+    from polymix_cli.runs.train import train
 
     job: dict[str, Any] = {}
 
@@ -193,9 +194,9 @@ def train_app(cfg: DictConfig) -> float | None:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="evaluate", version_base="1.3")
 def evaluate_app(cfg: DictConfig) -> None:
-    from ..config import ConfigError, refuse_callables
-    from ..run import evaluate_checkpoint
-    from .console import ConsoleUI
+    from polymix_cli.cli.console import ConsoleUI
+    from polymix_cli.config.validation import ConfigError, refuse_callables
+    from polymix_cli.runs.evaluate import evaluate_checkpoint
 
     def body() -> None:
         plain = OmegaConf.to_container(cfg, resolve=True)
@@ -213,9 +214,9 @@ def evaluate_app(cfg: DictConfig) -> None:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")
 def predict_app(cfg: DictConfig) -> None:
-    from ..config import validate_predict_config
-    from ..predict import PredictSettings, predict_file
-    from ..run import load_trained
+    from polymix_cli.config.validation import validate_predict_config
+    from polymix_cli.runs.checkpoint import load_trained
+    from polymix_cli.runs.predict import PredictSettings, predict_file
 
     def body() -> None:
         plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]

@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..sweep import METRICS, summarize, write_summary
+from polymix_cli.reporting.sweep import METRICS, summarize, write_summary
 
 log = logging.getLogger("polymix")
 
@@ -59,7 +59,7 @@ class SweepSummary(Callback):
     summary.json and plots/sweep.png in the sweep dir (exit 1 if no job succeeded)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from ..config import ConfigError
+        from polymix_cli.config.validation import ConfigError
 
         for key in ("sweep.sort_by", "sweep.objective"):
             value = _option(config, key, "test.crps")
@@ -74,7 +74,7 @@ class SweepSummary(Callback):
             )
         base = _base_config(config)
         if base is not None and "trainer" in base:
-            from ..run import prepare
+            from polymix_cli.runs.prepare import prepare
 
             try:  # an invalid shared option would fail every job: say so once, up front
                 prepare(base)
@@ -88,7 +88,7 @@ class SweepSummary(Callback):
             OmegaConf.save(config, sweep_dir / "multirun.yaml")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from .console import sweep_table
+        from polymix_cli.cli.console import sweep_table
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:

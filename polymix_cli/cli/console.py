@@ -19,9 +19,9 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:  # the sweep table (polymix summarize) needs no torch
-    from ..layout import GroupSpec
-    from ..sweep import SweepSummary
-    from ..training import Trainer
+    from polymix_cli.layout import GroupSpec
+    from polymix_cli.reporting.sweep import SweepSummary
+    from polymix_cli.training.loop import Trainer
 
 
 class ConsoleUI:

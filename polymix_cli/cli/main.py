@@ -8,8 +8,8 @@ import os
 import re
 import sys
 
-from ..safety import CALLABLE_KEYS
-from . import errors
+from polymix_cli.cli import errors
+from polymix_cli.config.safety import CALLABLE_KEYS
 
 COMMANDS = {
     "train": "train a stochastic surrogate from configs (Hydra app: overrides, -m, --cfg job, --help)",
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if args[0] == "--version":
-        from .. import __version__
+        from polymix_cli import __version__
 
         print(f"polymix {__version__}")
         return 0
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if command == "summarize":
-        from .summarize import main as summarize
+        from polymix_cli.cli.summarize import main as summarize
 
         return summarize(args[1:])
     refused = _callable_override(args[1:])
@@ -124,7 +124,7 @@ def _run_app(command: str, args: list[str]) -> int:
     """Run the Hydra app of ``command``. Hydra's own errors (an unknown config option or
     key, a malformed override, a run dir that cannot be created) are re-raised by Hydra
     (``HYDRA_FULL_ERROR``) and reported here as one line with exit status 2."""
-    from . import apps
+    from polymix_cli.cli import apps
 
     sys.argv = [f"polymix {command}", *args]
     previous = os.environ.get("HYDRA_FULL_ERROR")

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..sweep import METRICS, summarize, write_summary
+from polymix_cli.reporting.sweep import METRICS, summarize, write_summary
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    from .console import sweep_table
+    from polymix_cli.cli.console import sweep_table
 
     try:
         summary = summarize(args.sweep_dir, args.sort_by)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import Dataset
+from polymix_cli.data.dataset import Dataset
 
 __all__ = [
     "FILE_GENERATOR",

@@ -1,6 +1,6 @@
 """Never execute what is read: the config keys with which Hydra's ``instantiate`` would
 import and call an arbitrary callable. polymix builds every component by name from its
-own registries (see :mod:`polymix_cli.build`), so these keys are refused wherever they
+own registries (see :mod:`polymix_cli.config.build`), so these keys are refused wherever they
 appear: on the command line, in a resolved config, in a checkpoint's stored config.
 
 Imports nothing, so that ``polymix`` can check its arguments before loading torch or Hydra.

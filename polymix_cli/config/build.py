@@ -9,10 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import StochasticModel
-from .layout import GroupSpec, Rule, resolve_layout
-from .likelihoods import NOISE_PRIORS, GaussianNoise, HalfCauchyNoisePrior, LogNormalNoisePrior
-from .parameter_groups import (
+from polymix_cli import StochasticModel
+from polymix_cli.layout import GroupSpec, Rule, resolve_layout
+from polymix_cli.likelihoods import (
+    NOISE_PRIORS,
+    GaussianNoise,
+    HalfCauchyNoisePrior,
+    LogNormalNoisePrior,
+)
+from polymix_cli.parameter_groups import (
     DeterministicGroup,
     GaussianGroup,
     IIDGaussianGroup,
@@ -21,8 +26,8 @@ from .parameter_groups import (
     ParameterGroup,
     ScoreNetwork,
 )
-from .priors import IIDGaussianPrior, LaplacePrior, Prior
-from .surrogate_models import (
+from polymix_cli.priors import IIDGaussianPrior, LaplacePrior, Prior
+from polymix_cli.surrogate_models import (
     GatingNetwork,
     MixtureOfExperts,
     NeuralNetwork,

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import StochasticModel
-from .analytic_step import AnalyticStep, unsupported_reason
-from .optim import SGD, Adam, Constant, Cosine, OneCycle
+from polymix_cli import StochasticModel
+from polymix_cli.training.analytic_step import AnalyticStep, unsupported_reason
+from polymix_cli.training.optim import SGD, Adam, Constant, Cosine, OneCycle
 
 __all__ = [
     "GRADIENTS",
@@ -93,7 +93,7 @@ def set_rng_state(state: Mapping[str, Tensor], device: torch.device) -> None:
 class TrainSettings:
     """The ``trainer`` config's numeric part. ``batch_size`` ``None`` (or >= the number
     of points) trains on all points at every step. ``gradients``: ``auto`` takes the
-    hand-derived gradients of :mod:`~polymix_cli.analytic_step` where the model supports
+    hand-derived gradients of :mod:`~polymix_cli.training.analytic_step` where the model supports
     them (the same numbers up to rounding, in about half the time of a small step),
     ``autograd`` always autograd; ``compile`` implies autograd."""
 

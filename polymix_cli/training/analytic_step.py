@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .stochastic_model import StochasticModel
-from .surrogate_models import MixtureOfExperts, NeuralNetwork, PolynomialChaosExpansion
-from .surrogate_models.pce import expand_in_basis
+from polymix_cli.stochastic_model import StochasticModel
+from polymix_cli.surrogate_models import MixtureOfExperts, NeuralNetwork, PolynomialChaosExpansion
+from polymix_cli.surrogate_models.pce import expand_in_basis
 
 __all__ = ["AnalyticStep", "unsupported_reason"]
 

@@ -1,7 +1,7 @@
 """``polymix predict``: a trained model's predictive distribution at new inputs, in the
 user's units (Hydra-free; the CLI resolves the config and calls :func:`predict_file`).
 
-The input is a CSV or NPZ table (see :mod:`polymix_cli.datafile`) with a column for each
+The input is a CSV or NPZ table (see :mod:`polymix_cli.data.files`) with a column for each
 of the model's inputs, in any order; other columns are ignored. It is read twice, block
 by block: a first pass checks every row (fields, numbers, training bounds) and reports
 all bad rows in one message before anything is computed; the second pass predicts and
@@ -29,11 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError
-from .datafile import BLOCK_ROWS, LISTED, DataFileError, Table, describe_rows, open_table
-from .evaluation import chunk_points, point_major_normal, summarize_draws
-from .report import draw_function, noise_std
-from .run import Trained
+from polymix_cli.config.validation import ConfigError
+from polymix_cli.data.files import (
+    BLOCK_ROWS,
+    LISTED,
+    DataFileError,
+    Table,
+    describe_rows,
+    open_table,
+)
+from polymix_cli.reporting.evaluation import draw_function, noise_std
+from polymix_cli.reporting.metrics import chunk_points, point_major_normal, summarize_draws
+from polymix_cli.runs.checkpoint import Trained
 
 __all__ = ["PredictResult", "PredictSettings", "output_columns", "predict_file"]
 

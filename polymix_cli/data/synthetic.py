@@ -1,30 +1,19 @@
-"""Datasets: synthetic generators with a known noiseless function and a held-out test set,
-or the user's own data from a file (``data.generator: file``, see :mod:`polymix_cli.datafile`).
+"""Synthetic generators with a known noiseless function and a held-out test set.
 
 Every generator draws inputs uniformly within ``bounds`` and adds Gaussian noise of
 standard deviation ``noise_std`` to each output. Training and test sets come from
-independent ``torch.Generator`` streams seeded with ``seed`` and ``test_seed``.
-"""
+independent ``torch.Generator`` streams seeded with ``seed`` and ``test_seed``."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = [
-    "GENERATORS",
-    "ISHIGAMI_A",
-    "ISHIGAMI_B",
-    "Dataset",
-    "dataset_from_config",
-    "ishigami_indices",
-    "make_dataset",
-]
+from polymix_cli.data.dataset import Dataset
 
 
 def _sign_sine(x: Tensor) -> Tensor:
@@ -66,54 +55,6 @@ GENERATORS: dict[str, Generator] = {
     "sincos": Generator(_sincos, 1, 2, "y = (sin(pi x), cos(pi x))"),
     "ishigami": Generator(_ishigami, 3, 1, "y = sin x1 + 7 sin^2 x2 + 0.1 x3^4 sin x1"),
 }
-
-
-@dataclass
-class Dataset:
-    """Training and test data. ``x_*`` ``(N, num_inputs)``, ``y_*`` ``(N, num_outputs)``;
-    ``true_fn`` is the noiseless function where known (else ``None``)."""
-
-    name: str
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
-    bounds: Tensor  # (num_inputs, 2): low, high
-    true_fn: Callable[[Tensor], Tensor] | None = None
-    input_names: tuple[str, ...] = ()  # default: x1, x2, ...
-    output_names: tuple[str, ...] = ()  # default: y1, y2, ...
-    source: dict[str, Any] | None = None  # data from files: their paths, sha256, rows and split
-
-    def __post_init__(self) -> None:
-        if not self.input_names:
-            self.input_names = tuple(f"x{i + 1}" for i in range(self.num_inputs))
-        if not self.output_names:
-            self.output_names = tuple(f"y{j + 1}" for j in range(self.num_outputs))
-
-    @property
-    def num_inputs(self) -> int:
-        return self.x_train.shape[1]
-
-    @property
-    def num_outputs(self) -> int:
-        return self.y_train.shape[1]
-
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Dataset:
-        def move(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype or t.dtype)
-
-        return Dataset(
-            self.name,
-            move(self.x_train),
-            move(self.y_train),
-            move(self.x_test),
-            move(self.y_test),
-            self.bounds,
-            self.true_fn,
-            self.input_names,
-            self.output_names,
-            self.source,
-        )
 
 
 def ishigami_indices(a: float = ISHIGAMI_A, b: float = ISHIGAMI_B) -> dict[str, object]:
@@ -165,21 +106,3 @@ def make_dataset(
     x_train, y_train = _draw(gen, num_train, bounds_t, noise_std, seed)
     x_test, y_test = _draw(gen, num_test, bounds_t, noise_std, test_seed)
     return Dataset(generator, x_train, y_train, x_test, y_test, bounds_t, gen.fn)
-
-
-def dataset_from_config(d: Mapping[str, Any]) -> Dataset:
-    """The dataset a validated ``data`` config describes: a generator's draws, or the
-    user's file (``generator: file``). Raises ``ValueError`` with a one-line message."""
-    from .datafile import FILE_GENERATOR, load_file_dataset
-
-    if d["generator"] == FILE_GENERATOR:
-        return load_file_dataset(d)
-    return make_dataset(
-        d["generator"],
-        d["num_train"],
-        d["num_test"],
-        d["noise_std"],
-        d["bounds"],
-        d["seed"],
-        d["test_seed"],
-    )

@@ -5,8 +5,7 @@ parallel jobs.
 A sweep dir holds one run dir per job, each with ``.hydra/overrides.yaml`` and
 ``.hydra/config.yaml`` (written by Hydra), ``metrics.json`` and ``status.json``
 (written by polymix). :func:`summarize` reads them back, so it also works on a sweep
-that was cut short: a job without ``metrics.json`` is ``incomplete``.
-"""
+that was cut short: a job without ``metrics.json`` is ``incomplete``."""
 
 from __future__ import annotations
 
@@ -22,20 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-__all__ = [
-    "METRICS",
-    "STATUS_FILE",
-    "SweepSummary",
-    "metric_value",
-    "read_status",
-    "score",
-    "summarize",
-    "swept_keys_from_config",
-    "threads_per_job",
-    "write_status",
-    "write_summary",
-]
 
 STATUS_FILE = "status.json"
 SUMMARY_CSV = "summary.csv"
@@ -139,39 +124,6 @@ def _read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return None
-
-
-# --------------------------------------------------------------------------- threads
-
-
-def threads_per_job(
-    requested: int | None, launcher: Mapping[str, Any] | None, cores: int | None = None
-) -> int | None:
-    """Torch threads for one job, so that parallel jobs x threads <= cores.
-
-    ``requested`` (``trainer.num_threads``) wins; else a submitit launcher's
-    ``cpus_per_task``; else, under joblib (``n_jobs``), the cores divided among the
-    parallel jobs; else None (torch's default)."""
-    if requested is not None:
-        return int(requested)
-    launcher = launcher or {}
-    if launcher.get("cpus_per_task"):
-        return int(launcher["cpus_per_task"])
-    n_jobs = launcher.get("n_jobs")
-    if n_jobs is None or "submitit" in str(launcher.get("_target_", "")):
-        return None
-    cores = cores or available_cores()
-    n_jobs = int(n_jobs)
-    parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
-    return max(1, cores // max(1, min(parallel, cores)))
-
-
-def available_cores() -> int:
-    """Cores this process may use (its CPU affinity where the OS reports it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 # --------------------------------------------------------------------------- jobs
@@ -452,7 +404,7 @@ def write_summary(summary: SweepSummary, plot: bool = True) -> list[Path]:
 def plot_summary(summary: SweepSummary, path: Path) -> Path:
     """The ranking metric against one swept value (a line), a heatmap over the first two
     swept values, or against the trial number for a study or a sweep of nothing."""
-    from .plots import plot_sweep  # matplotlib only when a plot is written
+    from polymix_cli.reporting.plots import plot_sweep
 
     name = summary.sort_by
     values = [r[name] for r in summary.rows]

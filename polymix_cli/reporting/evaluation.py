@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import StochasticModel
-from .config import EVAL_DEFAULTS
-from .data import Dataset
-from .evaluation import (
+from polymix_cli import StochasticModel
+from polymix_cli.config.validation import EVAL_DEFAULTS
+from polymix_cli.data.dataset import Dataset
+from polymix_cli.data.scaling import DataMaps
+from polymix_cli.reporting.metrics import (
     _CHUNK_ELEMENTS,
     CALIBRATION_LEVELS,
     Summary,
@@ -31,9 +32,8 @@ from .evaluation import (
     sample_quantiles,
     summarize,
 )
-from .scaling import DataMaps
-from .sensitivity import SobolIndices, input_distribution, monte_carlo_sobol, pce_sobol
-from .surrogate_models import MixtureOfExperts, PolynomialChaosExpansion
+from polymix_cli.sensitivity import SobolIndices, input_distribution, monte_carlo_sobol, pce_sobol
+from polymix_cli.surrogate_models import MixtureOfExperts, PolynomialChaosExpansion
 
 __all__ = [
     "Evaluation",
@@ -373,7 +373,7 @@ def _np(t: Tensor):
 
 
 def _plot_sensitivity(path: Path, sens: Sensitivity) -> Path:
-    from . import plots
+    from polymix_cli.reporting import plots
 
     st = sens.stats()
     how = (
@@ -408,7 +408,7 @@ def write_plots(
     """loss.png and calibration.png; with one input prediction.png, and gating.png and
     experts.png (mixtures); with several inputs parity.png, slices.png and sobol.png
     (sensitivity analysis)."""
-    from . import plots  # matplotlib is imported only when plots are written
+    from polymix_cli.reporting import plots
 
     written = []
     if ev.sensitivity is not None and data.num_inputs > 1:  # with one input, both indices are 1
@@ -509,7 +509,7 @@ def write_plots(
 
 def _write_multi_input_plots(plot_dir: Path, ev: Evaluation, data: Dataset) -> list[Path]:
     """parity.png (both splits) and slices.png of a model with several inputs."""
-    from . import plots
+    from polymix_cli.reporting import plots
 
     assert ev.slices is not None and ev.slice_summary is not None
     parity: dict[str, Any] = {}

@@ -7,13 +7,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .build import NOISE_PRIOR_KINDS
-from .data import GENERATORS
-from .datafile import FILE_GENERATOR
-from .safety import find_callable_key
-from .scaling import INPUT_SCALINGS, OUTPUT_SCALINGS
-from .sweep import METRICS
-from .training import GRADIENTS, LOSSES, OPTIMIZERS, SCHEDULERS
+from polymix_cli.config.build import NOISE_PRIOR_KINDS
+from polymix_cli.config.safety import find_callable_key
+from polymix_cli.data.files import FILE_GENERATOR
+from polymix_cli.data.scaling import INPUT_SCALINGS, OUTPUT_SCALINGS
+from polymix_cli.data.synthetic import GENERATORS
+from polymix_cli.reporting.sweep import METRICS
+from polymix_cli.training.loop import GRADIENTS, LOSSES, OPTIMIZERS, SCHEDULERS
 
 __all__ = [
     "DATA_DEFAULTS",
@@ -94,7 +94,7 @@ def check_choice(cfg: Mapping[str, Any], option: str, allowed: tuple[str, ...]) 
 
 def refuse_callables(cfg: Mapping[str, Any]) -> None:
     """Raise :class:`ConfigError` naming the first key that would name a callable
-    (``_target_`` and friends) anywhere in ``cfg``; see :mod:`polymix_cli.safety`."""
+    (``_target_`` and friends) anywhere in ``cfg``; see :mod:`polymix_cli.config.safety`."""
     found = find_callable_key(cfg)
     if found is not None:
         where, value = found
@@ -213,7 +213,7 @@ def check_bounds(cfg: Mapping[str, Any], option: str, nullable: bool = False) ->
 
 def validate_file_data(cfg: Mapping[str, Any]) -> None:
     """data=file: the file, its columns, the test set and the bounds (the file itself is
-    read later, by :func:`polymix_cli.datafile.load_file_dataset`)."""
+    read later, by :func:`polymix_cli.data.files.load_file_dataset`)."""
     for key in cfg["data"]:
         if key not in FILE_DATA_KEYS:
             raise ConfigError(

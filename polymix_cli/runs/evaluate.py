@@ -1,0 +1,73 @@
+"""``polymix evaluate``: rebuild a model from its checkpoint and write its metrics and plots,
+optionally on other data or with other evaluation settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from polymix_cli.runs.checkpoint import (
+    CheckpointError,
+    checkpoint_config,
+    checkpoint_maps,
+    load_checkpoint,
+    warn_changed_files,
+)
+from polymix_cli.runs.outputs import write_run_outputs
+from polymix_cli.runs.prepare import UI, check_output_dir, prepare
+from polymix_cli.training.loop import (
+    History,
+)
+
+
+def _override(base: dict[str, Any], overrides: Mapping[str, Any] | None) -> None:
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            base[key] = value
+
+
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    overrides: Mapping[str, Any],
+    run_dir: Path,
+    ui: UI,
+    parse_config: Callable[[str], dict[str, Any]],
+) -> dict[str, Any]:
+    """Rebuild a model from a checkpoint alone and write its metrics and plots.
+
+    ``overrides`` holds non-null ``data``, ``eval``, ``seed`` and ``trainer.device`` values
+    that replace the checkpoint's own; ``parse_config`` turns the stored YAML into a dict."""
+    state = load_checkpoint(ckpt)
+    cfg = checkpoint_config(state, ckpt, parse_config)
+    for group in ("data", "eval", "trainer"):
+        if not isinstance(cfg.get(group), dict):
+            raise CheckpointError(f"checkpoint {ckpt} holds a config without a {group} section")
+        _override(cfg[group], overrides.get(group))
+    if overrides.get("seed") is not None:
+        cfg["seed"] = overrides["seed"]
+    p = prepare(cfg, checkpoint_maps(state, cfg, ckpt))
+    warn_changed_files(p.data, state)
+    check_output_dir(run_dir, ("plots",), ("metrics.json",))
+    try:
+        p.model.load_state_dict(state["model"])
+        hist = History.from_state(state["history"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"checkpoint {ckpt} does not match the model its config describes "
+            f"({str(err).strip().splitlines()[0][:200]})"
+        ) from None
+    rows = hist.rows()
+    losses = hist.last()
+    ui.groups(p.specs, p.model.num_params())
+    seconds = float((state.get("extra") or {}).get("train_seconds", 0.0))
+    source = {
+        "path": str(ckpt),
+        "epoch": state["epoch"],
+        "polymix_version": state.get("polymix_version"),
+    }
+    metrics = write_run_outputs(
+        p, run_dir, rows, losses, seconds, state["epoch"], {"checkpoint": source}
+    )
+    ui.summary(metrics, run_dir)
+    return metrics

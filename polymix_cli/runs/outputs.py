@@ -1,0 +1,58 @@
+"""The files a finished (or diverged) run leaves in its run dir: ``metrics.json``,
+``history.csv`` and the plots."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from polymix_cli import __version__
+from polymix_cli.reporting.evaluation import evaluate, write_metrics, write_plots
+from polymix_cli.runs.prepare import Prepared, group_table
+
+
+def metrics_payload(
+    p: Prepared,
+    losses: Mapping[str, float],
+    train_seconds: float,
+    epochs: int,
+    splits: Mapping[str, Any],
+    noise_std: list[float] | None = None,
+) -> dict[str, Any]:
+    return {
+        "polymix_version": __version__,
+        "num_params": p.model.num_params(),
+        "groups": group_table(p.specs),
+        "losses": dict(losses),
+        "noise_std": noise_std,
+        "timing": {
+            "train_seconds": train_seconds,
+            "epochs_per_second": epochs / train_seconds if train_seconds > 0 else None,
+        },
+        **splits,
+    }
+
+
+def write_run_outputs(
+    p: Prepared,
+    run_dir: Path,
+    history_rows: list[tuple],
+    losses: Mapping[str, float],
+    train_seconds: float,
+    epochs: int,
+    extra: Mapping[str, Any] | None = None,
+    gradients: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate, then write metrics.json (with ``extra`` keys; ``gradients``: the trainer's
+    gradient path, recorded under ``timing``) and the plots."""
+    ev = evaluate(p.model, p.data, p.cfg["eval"], p.cfg["seed"], p.maps)
+    payload = metrics_payload(p, losses, train_seconds, epochs, ev.splits, ev.noise_std)
+    if gradients is not None:
+        payload["timing"]["gradients"] = gradients
+    if ev.sensitivity is not None:
+        payload["sensitivity"] = ev.sensitivity.to_json()
+    payload.update(extra or {})
+    write_metrics(run_dir / "metrics.json", payload)
+    write_plots(run_dir / "plots", ev, p.data, history_rows)
+    return payload

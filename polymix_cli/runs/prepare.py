@@ -1,0 +1,171 @@
+"""Preparing a run: validate the config, draw or read the data, build the model and check
+the run dir, all before any file is written."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from polymix_cli import StochasticModel
+from polymix_cli.config.build import build_model
+from polymix_cli.config.validation import (
+    DATA_DEFAULTS,
+    EVAL_DEFAULTS,
+    ConfigError,
+    validate_train_config,
+)
+from polymix_cli.data.dataset import Dataset
+from polymix_cli.data.scaling import DataMaps, fit_maps, input_domain
+from polymix_cli.data.sources import dataset_from_config
+from polymix_cli.layout import GroupSpec
+from polymix_cli.training.loop import (
+    Trainer,
+)
+
+log = logging.getLogger("polymix")
+
+
+class UI(Protocol):
+    def groups(self, specs: list[GroupSpec], num_params: int) -> None: ...
+    def training(self, trainer: Trainer) -> Callable[[Trainer], None] | None: ...
+    def finished(self) -> None: ...
+    def summary(self, metrics: Mapping[str, Any], run_dir: Path) -> None: ...
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (cuda when available)."""
+    name = name or "cpu"
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA device is available; use cpu or auto")
+    return torch.device(name)
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, built and validated before any file is written."""
+
+    cfg: dict[str, Any]
+    data: Dataset
+    model: StochasticModel
+    specs: list[GroupSpec]
+    device: torch.device
+    maps: DataMaps  # user units <-> the model's domain
+    x_train: torch.Tensor  # (N, D) training inputs in the model's domain
+    y_train: torch.Tensor  # (N, O) training outputs in the model's domain
+
+
+def with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``cfg`` with the data and eval options added after the first release
+    (configs stored in older checkpoints lack them) set to their defaults where missing."""
+    cfg = copy.deepcopy(dict(cfg))
+    if isinstance(cfg.get("data"), dict):
+        cfg["data"] = {**DATA_DEFAULTS, **cfg["data"]}
+    if isinstance(cfg.get("eval"), dict):
+        cfg["eval"] = {**EVAL_DEFAULTS, **cfg["eval"]}
+    return cfg
+
+
+def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
+    """Validate ``cfg``, draw the data and build the model (initialised from ``cfg['seed']``).
+    ``maps``: the data maps of a trained model (default: fitted to the training data).
+
+    Raises :class:`ConfigError` naming the offending option."""
+    cfg = with_defaults(cfg)
+    validate_train_config(cfg)
+    device = resolve_device(cfg["trainer"]["device"])
+    d = cfg["data"]
+    try:
+        data = dataset_from_config(d)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    torch.manual_seed(cfg["seed"])
+    try:
+        model, specs = build_model(
+            cfg["model"], cfg["layout"], data.num_inputs, data.num_outputs, cfg["trainer"]
+        )
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None
+    if maps is None:
+        maps = fit_maps(
+            data.x_train,
+            data.y_train,
+            data.bounds,
+            input_domain(cfg["model"]),
+            d["input_scaling"],
+            d["output_scaling"],
+        )
+    elif maps.inputs.dim != data.num_inputs or maps.outputs.dim != data.num_outputs:
+        raise ConfigError(
+            f"the data have {data.num_inputs} input(s) and {data.num_outputs} output(s), but the "
+            f"model was trained on {maps.inputs.dim} and {maps.outputs.dim}"
+        )
+    else:  # the bounds the model was trained within (plots and checks use them)
+        data.bounds = maps.bounds.to(data.bounds.dtype)
+    _warn_outside(data)
+    data = data.to(device)
+    # mapped in the data's dtype (float64 for data files: large offsets keep their digits),
+    # then trained in the default dtype
+    dtype = torch.get_default_dtype()
+    x_train = maps.inputs.forward(data.x_train).to(dtype)
+    y_train = maps.outputs.forward(data.y_train).to(dtype)
+    return Prepared(cfg, data, model.to(device), specs, device, maps, x_train, y_train)
+
+
+def _warn_outside(data: Dataset) -> None:
+    """Log a warning when test inputs lie outside the bounds (the model extrapolates there)."""
+    bounds = data.bounds.to(data.x_test.dtype)
+    outside = ((data.x_test < bounds[:, 0]) | (data.x_test > bounds[:, 1])).any(1)
+    count = int(outside.sum())
+    if count:
+        log.warning(
+            "polymix: warning: %d of the %d test rows lie outside the input bounds of the training "
+            "data; the model extrapolates there",
+            count,
+            data.x_test.shape[0],
+        )
+
+
+def check_output_dir(run_dir: Path, subdirs: Iterable[str] = (), files: Iterable[str] = ()) -> None:
+    """Raise :class:`ConfigError` unless ``run_dir`` and its ``subdirs`` exist (or can be
+    created) and are writable, and none of ``files`` is a folder. Run before training, so
+    that a run never fails at its end for want of a place to write its results."""
+    folder = run_dir
+    try:
+        for folder in (run_dir, *(run_dir / d for d in subdirs)):
+            if folder.exists() and not folder.is_dir():
+                raise NotADirectoryError(20, "exists and is not a folder", str(folder))
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, probe = tempfile.mkstemp(prefix=".polymix-write-test-", dir=folder)
+            os.close(handle)
+            os.unlink(probe)
+        for name in files:
+            if (run_dir / name).is_dir():
+                raise IsADirectoryError(21, "is a folder", str(run_dir / name))
+    except OSError as err:
+        where = err.filename or folder
+        raise ConfigError(
+            f"output directory {run_dir} is not writable: {where}: {err.strerror or err}; "
+            f"choose another with hydra.run.dir=PATH"
+        ) from None
+
+
+def group_table(specs: list[GroupSpec]) -> list[dict[str, Any]]:
+    return [
+        {"name": s.name, "kind": s.kind, "size": s.size, "block": s.block, "rule": s.rule}
+        for s in specs
+    ]
+
+
+def data_columns(data: Dataset) -> dict[str, list[str]]:
+    """The names of the inputs and outputs (stored in checkpoints for ``polymix predict``)."""
+    return {"inputs": list(data.input_names), "outputs": list(data.output_names)}

@@ -1,0 +1,62 @@
+"""Torch threads per run: one thread for small steps, and a parallel launcher's share of
+the cores (joblib's ``n_jobs``, submitit's ``cpus_per_task``) for the jobs of a sweep."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from polymix_cli.runs.prepare import Prepared
+
+
+def set_threads(requested: int | None, p: Prepared, max_threads: int | None = None) -> int:
+    """Set torch's intra-op threads: ``requested``, or with ``None`` one thread for small
+    steps (where threading costs more than it saves) and otherwise ``max_threads`` (a
+    parallel launcher's share of the cores) or torch's default."""
+    if requested is None:
+        t = p.cfg["trainer"]
+        points = min(t["batch_size"] or p.data.x_train.shape[0], p.data.x_train.shape[0])
+        work = points * t["num_samples"] * p.model.num_params()  # ~ multiply-adds per step
+        requested = 1 if work < _SMALL_STEP else (max_threads or _DEFAULT_THREADS)
+    torch.set_num_threads(requested)
+    return torch.get_num_threads()
+
+
+_SMALL_STEP = 1 << 22  # points x draws x parameters below which one thread is faster
+_DEFAULT_THREADS = torch.get_num_threads()
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def threads_per_job(
+    requested: int | None, launcher: Mapping[str, Any] | None, cores: int | None = None
+) -> int | None:
+    """Torch threads for one job, so that parallel jobs x threads <= cores.
+
+    ``requested`` (``trainer.num_threads``) wins; else a submitit launcher's
+    ``cpus_per_task``; else, under joblib (``n_jobs``), the cores divided among the
+    parallel jobs; else None (torch's default)."""
+    if requested is not None:
+        return int(requested)
+    launcher = launcher or {}
+    if launcher.get("cpus_per_task"):
+        return int(launcher["cpus_per_task"])
+    n_jobs = launcher.get("n_jobs")
+    if n_jobs is None or "submitit" in str(launcher.get("_target_", "")):
+        return None
+    cores = cores or available_cores()
+    n_jobs = int(n_jobs)
+    parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
+    return max(1, cores // max(1, min(parallel, cores)))
+
+
+def available_cores() -> int:
+    """Cores this process may use (its CPU affinity where the OS reports it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

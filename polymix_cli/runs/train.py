@@ -1,0 +1,289 @@
+"""``polymix train``: train, checkpoint and evaluate one run; resume from a checkpoint.
+
+During training, SIGINT/SIGTERM save ``checkpoints/last.pt`` and raise
+:class:`RunInterrupted`; a non-finite loss saves the last good state, writes its metrics
+and plots and raises :class:`RunDiverged`. :func:`resume_config` and
+``train(..., resume=state)`` continue a run from a checkpoint, bit for bit on CPU."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polymix_cli.config.validation import (
+    ConfigError,
+)
+from polymix_cli.reporting.evaluation import write_history
+from polymix_cli.runs.checkpoint import (
+    CheckpointError,
+    checkpoint_maps,
+    checkpoint_payload,
+    save_checkpoint,
+    warn_changed_files,
+)
+from polymix_cli.runs.outputs import write_run_outputs
+from polymix_cli.runs.prepare import UI, check_output_dir, prepare
+from polymix_cli.runs.threads import set_threads
+from polymix_cli.training.interrupts import stop_on_signals
+from polymix_cli.training.loop import (
+    History,
+    NonFiniteLoss,
+    Trainer,
+    TrainSettings,
+    build_optimizer,
+    build_scheduler,
+    set_rng_state,
+)
+
+log = logging.getLogger("polymix")
+
+
+class RunInterrupted(Exception):
+    """Training was stopped by signal ``signum`` after ``epoch`` epochs; ``checkpoint`` holds
+    that state. The process should exit with ``128 + signum`` (130 SIGINT, 143 SIGTERM)."""
+
+    def __init__(self, signum: int, epoch: int, checkpoint: Path):
+        super().__init__(
+            f"interrupted at epoch {epoch}; resume with: polymix train resume={checkpoint}"
+        )
+        self.signum, self.epoch, self.checkpoint = signum, epoch, checkpoint
+        self.exit_status = 128 + signum
+
+
+class RunDiverged(Exception):
+    """A non-finite loss at ``epoch``; ``checkpoint`` holds the last good state (``good_epoch``)."""
+
+    def __init__(self, epoch: int, checkpoint: Path, good_epoch: int):
+        super().__init__(
+            f"non-finite loss at epoch {epoch}; last good checkpoint: {checkpoint} "
+            f"(epoch {good_epoch}); try a smaller optimizer.lr"
+        )
+        self.epoch, self.checkpoint, self.good_epoch = epoch, checkpoint, good_epoch
+
+
+def _restore(trainer: Trainer, state: Mapping[str, Any], device: torch.device, path: Any) -> None:
+    """Load a checkpoint's model, optimizer, scheduler, history and RNG states into ``trainer``."""
+    try:
+        for key in ("optimizer", "rng") + (("scheduler",) if trainer.scheduler is not None else ()):
+            if not isinstance(state.get(key), dict):
+                raise TypeError(f"it holds no {key} state")
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        if trainer.scheduler is not None:
+            trainer.scheduler.load_state_dict(state["scheduler"])
+        history = History.from_state(state["history"], device)
+        if len(history.epochs) != state["epoch"]:
+            raise ValueError(f"its history has {len(history.epochs)} epochs, not {state['epoch']}")
+        trainer.history, trainer.epoch = history, state["epoch"]
+        trainer.train_seconds = float((state.get("extra") or {}).get("train_seconds", 0.0))
+        set_rng_state(state["rng"], device)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be resumed: {reason}") from None
+
+
+def train(
+    cfg: Mapping[str, Any],
+    run_dir: Path,
+    config_yaml: str,
+    ui: UI,
+    resume: Mapping[str, Any] | None = None,
+    max_threads: int | None = None,
+) -> dict[str, Any]:
+    """Train, checkpoint and evaluate one run; return its metrics. ``max_threads``: the
+    torch threads this job may use (a parallel launcher's share of the cores).
+
+    ``resume`` is a loaded checkpoint whose states continue training (``cfg`` must be its
+    config, see :func:`resume_config`). Raises :class:`RunInterrupted` after saving
+    ``last.pt`` on SIGINT/SIGTERM, and :class:`RunDiverged` on a non-finite loss."""
+    maps = None
+    if resume is not None:  # continue in the domain the checkpoint's model was trained in
+        cfg = copy.deepcopy(dict(cfg))
+        maps = checkpoint_maps(resume, cfg, cfg.get("resume"))
+    p = prepare(cfg, maps)
+    if resume is not None:
+        warn_changed_files(p.data, resume)
+    check_output_dir(run_dir, ("checkpoints", "plots"), ("history.csv", "metrics.json"))
+    t = p.cfg["trainer"]
+    settings = TrainSettings(
+        t["epochs"],
+        t["num_samples"],
+        t["weight_factor"],
+        t["loss"],
+        t["batch_size"],
+        t["compile"],
+        t.get("gradients", "auto"),
+    )
+    threads = set_threads(t["num_threads"], p, max_threads)
+    optimizer = build_optimizer(p.cfg["optimizer"], p.model.parameters())
+    trainer = Trainer(p.model, p.x_train, p.y_train, settings, optimizer)
+    trainer.scheduler = build_scheduler(
+        p.cfg["scheduler"], optimizer, t["epochs"] * trainer.steps_per_epoch
+    )
+    if resume is not None:
+        # after building the model, which drew from the RNG: the RNG is the checkpoint's again
+        _restore(trainer, resume, p.device, p.cfg.get("resume"))
+    ui.groups(p.specs, p.model.num_params())
+    start = f" at epoch {trainer.epoch} of {settings.epochs}" if resume is not None else ""
+    log.info(
+        "%s %s%s: %d parameters in %d groups on %s",
+        "Resuming" if resume is not None else "Training",
+        p.cfg.get("name", "run"),
+        start,
+        p.model.num_params(),
+        len(p.specs),
+        p.device,
+    )
+    log.info(
+        "torch threads: %d; %d step(s) per epoch; gradients: %s; allocator: %s",
+        threads,
+        trainer.steps_per_epoch,
+        trainer.gradient_path,
+        os.environ.get("POLYMIX_MALLOC", "system"),
+    )
+    ckpt_dir = run_dir / "checkpoints"
+
+    def log_line(tr: Trainer) -> None:
+        if tr.epoch % t["log_every"] == 0 or tr.epoch == settings.epochs:
+            last = tr.history.last()
+            log.info(
+                f"Epoch {tr.epoch:5d} | learning rate = {tr.current_lr():.6f} | "
+                f"data loss = {last['data']:.4f} | distribution loss = {last['distribution']:.4f} | "
+                f"total loss = {last['total']:.4f}"
+            )
+
+    def periodic_checkpoint(tr: Trainer) -> None:
+        every = t["checkpoint_every"]
+        if every and tr.epoch % every == 0:
+            save_checkpoint(
+                ckpt_dir / f"epoch_{tr.epoch}.pt", checkpoint_payload(p, tr, config_yaml)
+            )
+
+    def stop(signum: int) -> None:
+        trainer.stop_requested = True
+
+    hooks = [log_line, periodic_checkpoint]
+    progress = ui.training(trainer)
+    if progress is not None:
+        hooks.append(progress)
+    fault: NonFiniteLoss | None = None
+    # Signals only stop the loop; the state is saved below, still under the handlers, so
+    # that a signal during the final save cannot leave a run without its last.pt.
+    with stop_on_signals(stop) as received:
+        try:
+            trainer.fit(hooks)
+        except NonFiniteLoss as err:  # the trainer kept the last good state
+            fault = err
+        finally:
+            ui.finished()
+        last = save_checkpoint(ckpt_dir / "last.pt", checkpoint_payload(p, trainer, config_yaml))
+        rows = trainer.history.rows()
+        write_history(run_dir / "history.csv", rows, History.COLUMNS)
+    if fault is not None:
+        log.error(
+            "non-finite loss at epoch %d; kept the state of epoch %d in %s",
+            fault.epoch,
+            trainer.epoch,
+            last,
+        )
+        try:
+            write_run_outputs(
+                p,
+                run_dir,
+                rows,
+                trainer.history.last(),
+                trainer.train_seconds,
+                trainer.epoch,
+                gradients=trainer.gradient_path,
+            )
+        except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
+            log.error("could not write the metrics and plots of epoch %d: %s", trainer.epoch, err)
+        raise RunDiverged(fault.epoch, last, trainer.epoch)
+    if received:
+        log.warning("interrupted at epoch %d; saved %s", trainer.epoch, last)
+        raise RunInterrupted(received[0], trainer.epoch, last)
+    metrics = write_run_outputs(
+        p,
+        run_dir,
+        rows,
+        trainer.history.last(),
+        trainer.train_seconds,
+        trainer.epoch,
+        gradients=trainer.gradient_path,
+    )
+    ui.summary(metrics, run_dir)
+    return metrics
+
+
+# Options that may be set on the command line when resuming: they change where and how a
+# run reports, never its numbers (trainer.device: only CPU runs are reproducible bit for bit).
+RESUME_FREE = (
+    "name",
+    "trainer.progress",
+    "trainer.log_every",
+    "trainer.checkpoint_every",
+    "trainer.device",
+)
+
+
+def _lookup(cfg: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return False, None
+        node = node[key]
+    return True, node
+
+
+def resume_config(
+    stored: Mapping[str, Any], requested: Mapping[str, Any], overridden: Iterable[str], epoch: int
+) -> dict[str, Any]:
+    """The config of a run resumed from a checkpoint at ``epoch``: the checkpoint's own
+    (``stored``), with the options of :data:`RESUME_FREE` that the user set on the command
+    line (``overridden`` keys, values from ``requested``). ``trainer.epochs`` may be raised
+    when the scheduler is ``none``. Any other override raises :class:`ConfigError`, since
+    it would silently not apply."""
+    cfg = copy.deepcopy(dict(stored))
+    cfg["resume"] = requested.get("resume")
+    for key in overridden:
+        if key == "resume":
+            continue
+        has_new, new = _lookup(requested, key)
+        has_old, old = _lookup(stored, key)
+        if key in RESUME_FREE or (has_new and has_old and new == old):
+            if has_new:
+                _set(cfg, key, new)
+            continue
+        if key == "trainer.epochs" and has_new:
+            scheduler = cfg.get("scheduler", {}).get("name")
+            if scheduler != "none":
+                raise ConfigError(
+                    f"trainer.epochs={new} cannot change on resume: the {scheduler} "
+                    f"scheduler spans the checkpoint's {old} epochs (only scheduler none can be extended)"
+                )
+            if not isinstance(new, int) or new < epoch:
+                raise ConfigError(
+                    f"trainer.epochs={new} must be >= the checkpoint's epoch {epoch} on resume"
+                )
+            _set(cfg, key, new)
+            continue
+        raise ConfigError(
+            f"{key} cannot be changed on resume: resume=PATH continues the checkpoint's run "
+            f"with its own config; allowed overrides: trainer.epochs (scheduler none), "
+            f"{', '.join(RESUME_FREE)}"
+        )
+    return cfg
+
+
+def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = cfg
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
