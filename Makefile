@@ -32,8 +32,10 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# ruff's lint rules and its formatting (line length 100): both must pass (.ci/run runs this)
 lint: $(STAMP)
 	$(BIN)/ruff check polymix_cli tests bench
+	$(BIN)/ruff format --check polymix_cli tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache
