@@ -40,8 +40,10 @@ warnings.filterwarnings(
     message=r"\s*'hydra/launcher/(joblib|submitit_local)' is validated against ConfigStore schema",
 )
 
-# The repository's configs/ folder (polymix is installed in editable mode from the repo).
-CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "configs")
+# The configs/ folder at the top of the repository, installed as the package
+# polymix_cli.configs (pyproject.toml): read from the wheel, or from the checkout itself
+# with an editable install. `--config-dir DIR` adds a folder of the user's own configs.
+CONFIG_PATH = "pkg://polymix_cli.configs"
 
 # What a failed job (or one without its objective) returns to the sweeper: the worst value.
 FAILED_OBJECTIVE = float("inf")
