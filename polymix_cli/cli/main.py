@@ -50,6 +50,15 @@ def usage() -> str:
     return USAGE.format(commands=lines)
 
 
+def _use_noninteractive_backend() -> None:
+    """Have matplotlib draw the plots with Agg (files only, no window), in this process and
+    in the ones it starts (launcher workers), unless the user chose a backend in
+    ``MPLBACKEND``. Set before matplotlib is imported, which reads it then; importing
+    polymix never changes the backend."""
+    if not os.environ.get("MPLBACKEND"):
+        os.environ["MPLBACKEND"] = "Agg"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -67,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    _use_noninteractive_backend()
     if command == "summarize":
         from polymix_cli.cli.summarize import main as summarize
 
