@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 
 MINE = """\
 # @package _global_

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY
+from helpers import TINY
 
 from polymix_cli.cli import allocator
 
