@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import REPO, compose_train, run_cli
 
-from polymix_cli.reporting.sweep import METRICS, metric_value, score, swept_keys_from_config
+from polymix_cli.reporting.sweep import METRICS, metric_value, ranking_score, swept_keys_from_config
 from polymix_cli.runs.threads import available_cores, threads_per_job
 
 # A job of a few epochs: each sweep test costs mostly the interpreter and torch imports.
@@ -224,7 +224,7 @@ def test_a_bad_shared_option_exits_2_before_any_job(tmp_path):
 def test_multirun_start_checks_the_sweep_options(overrides, message, tmp_path, capsys):
     from hydra import compose, initialize_config_dir
 
-    from polymix_cli.cli.callbacks import SweepSummary
+    from polymix_cli.cli.callbacks import SweepSummaryCallback
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose(
@@ -233,11 +233,11 @@ def test_multirun_start_checks_the_sweep_options(overrides, message, tmp_path, c
             return_hydra_config=True,
         )
     if message is None:
-        SweepSummary().on_multirun_start(cfg)
+        SweepSummaryCallback().on_multirun_start(cfg)
         assert (tmp_path / "multirun.yaml").is_file()  # read back by polymix summarize
         return
     with pytest.raises(SystemExit) as exit_info:
-        SweepSummary().on_multirun_start(cfg)
+        SweepSummaryCallback().on_multirun_start(cfg)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
@@ -388,8 +388,8 @@ def test_metric_values_and_scores():
     assert (
         metric_value(metrics, "test.rmse_true") is None and metric_value(None, "test.crps") is None
     )
-    assert score("test.coverage.0.8", 0.7) == pytest.approx(0.1)  # distance to the level
-    assert score("test.crps", 0.5) == 0.5
+    assert ranking_score("test.coverage.0.8", 0.7) == pytest.approx(0.1)  # distance to the level
+    assert ranking_score("test.crps", 0.5) == 0.5
     with pytest.raises(ValueError, match="metric must be one of"):
         metric_value(metrics, "accuracy")
 
