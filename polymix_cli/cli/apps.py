@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from polymix_cli.cli import errors
-from polymix_cli.reporting.sweep import metric_value, score, write_status
+from polymix_cli.reporting.sweep import metric_value, ranking_score, write_status
 from polymix_cli.runs.threads import threads_per_job
 
 # configs/hydra/launcher/{joblib,submitit_local}.yaml restate the plugins' configs of the
@@ -188,7 +188,7 @@ def train_app(cfg: DictConfig) -> float | None:
             plain, _run_dir(), config_yaml, ui, resume=state, max_threads=job["threads"]
         )
         objective = (plain.get("sweep") or {}).get("objective", "test.crps")
-        value = score(objective, metric_value(metrics, objective))
+        value = ranking_score(objective, metric_value(metrics, objective))
         return FAILED_OBJECTIVE if value is None else value
 
     return _guarded(body, job)

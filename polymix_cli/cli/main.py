@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _use_noninteractive_backend()
     if command == "summarize":
-        from polymix_cli.cli.summarize import main as summarize
+        from polymix_cli.cli.summarize import summarize_command
 
-        return summarize(args[1:])
+        return summarize_command(args[1:])
     refused = _callable_override(args[1:])
     if refused:
         errors.fail(

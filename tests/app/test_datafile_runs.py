@@ -311,14 +311,15 @@ def test_cli_file_data_errors_are_one_line_with_status_2(cli, tmp_path, csv_file
 
 
 def test_one_input_file_data_keep_the_prediction_plot_named_by_its_columns(tmp_path):
-    from polymix_cli.reporting.evaluation import evaluate, write_plots
+    from polymix_cli.reporting.evaluation import evaluate_model
+    from polymix_cli.reporting.run_plots import write_plots
 
     rows = [f"{t},{20 + t * t / 10}" for t in range(0, 100, 3)]
     path = write_csv(tmp_path / "d.csv", "time,temperature", rows)
     p = prepare(
         compose_train(["experiment=pce_file", f"data.path={path}", "data.outputs=[temperature]"])
     )
-    ev = evaluate(
+    ev = evaluate_model(
         p.model, p.data, {**p.cfg["eval"], "num_samples": 16, "grid_points": 20}, 0, p.maps
     )
     assert ev.slices is None and ev.grid is not None

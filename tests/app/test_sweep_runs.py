@@ -24,7 +24,7 @@ from polymix_cli.runs.threads import threads_per_job
 def test_multirun_start_checks_the_sweep_options(overrides, message, tmp_path, capsys):
     from hydra import compose, initialize_config_dir
 
-    from polymix_cli.cli.callbacks import SweepSummary
+    from polymix_cli.cli.callbacks import SweepSummaryCallback
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
         cfg = compose(
@@ -33,11 +33,11 @@ def test_multirun_start_checks_the_sweep_options(overrides, message, tmp_path, c
             return_hydra_config=True,
         )
     if message is None:
-        SweepSummary().on_multirun_start(cfg)
+        SweepSummaryCallback().on_multirun_start(cfg)
         assert (tmp_path / "multirun.yaml").is_file()  # read back by polymix summarize
         return
     with pytest.raises(SystemExit) as exit_info:
-        SweepSummary().on_multirun_start(cfg)
+        SweepSummaryCallback().on_multirun_start(cfg)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1

@@ -15,8 +15,8 @@ from polymix_cli.reporting.metrics import (
     CALIBRATION_LEVELS,
     LEVELS,
     interval_probs,
-    metrics,
-    summarize,
+    summarize_predictive,
+    summary_metrics,
 )
 from polymix_cli.surrogate_models import PolynomialChaosExpansion
 from polymix_cli.training.loop import Trainer, TrainSettings, build_optimizer
@@ -189,7 +189,7 @@ def _summary(model, x, y, seed=0, num_samples=400, noise=True):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         params = model.sample_parameters(num_samples, generator=gen)
-        return summarize(
+        return summarize_predictive(
             lambda xs: model.predict(xs, params),
             x,
             PROBS,
@@ -201,7 +201,7 @@ def _summary(model, x, y, seed=0, num_samples=400, noise=True):
 
 def test_calibration_of_a_well_specified_model(fitted):
     x, y = _polynomial_data(2000, 0.2, seed=2)  # fresh data from the same process
-    result = metrics(_summary(fitted, x, y), y, levels=(0.5, 0.8), y_true=_poly(x))
+    result = summary_metrics(_summary(fitted, x, y), y, levels=(0.5, 0.8), y_true=_poly(x))
     assert result["calibration_error"] < 0.03
     assert abs(result["coverage"]["0.8"] - 0.8) < 0.03
     assert result["rmse_true"] < 0.03
@@ -222,7 +222,7 @@ def test_nll_against_a_hand_computation():
     y = torch.tensor([[0.2, 2.5], [1.5, 0.4]])
     sigma = torch.tensor([0.5, 2.0])
     x = torch.zeros(2, 1)
-    summary = summarize(
+    summary = summarize_predictive(
         lambda xs: draws, x, PROBS, y=y, noise_std=sigma, generator=torch.Generator()
     )
 
@@ -241,10 +241,10 @@ def test_nll_against_a_hand_computation():
         )
         for n in range(2)
     ]
-    assert metrics(summary, y)["nll"] == pytest.approx(sum(per_point) / 2, rel=1e-5)
+    assert summary_metrics(summary, y)["nll"] == pytest.approx(sum(per_point) / 2, rel=1e-5)
 
     # without noise: the Gaussian moment match of the draws (unbiased variance)
-    plain = summarize(lambda xs: draws, x, PROBS, y=y)
+    plain = summarize_predictive(lambda xs: draws, x, PROBS, y=y)
     expected = 0.0
     for n in range(2):
         for o in range(2):
@@ -252,7 +252,7 @@ def test_nll_against_a_hand_computation():
             mean = sum(values) / 3
             var = sum((v - mean) ** 2 for v in values) / 2
             expected += -math.log(normal(y[n, o].item(), mean, math.sqrt(var)))
-    assert metrics(plain, y)["nll"] == pytest.approx(expected / 2, rel=1e-5)
+    assert summary_metrics(plain, y)["nll"] == pytest.approx(expected / 2, rel=1e-5)
 
 
 def test_predictive_band_is_draws_plus_noise():
@@ -260,7 +260,7 @@ def test_predictive_band_is_draws_plus_noise():
     f = torch.tensor([[1.0, -2.0], [0.0, 5.0]])
     draws = f.expand(20000, 2, 2)
     sigma = torch.tensor([0.1, 2.0])
-    summary = summarize(
+    summary = summarize_predictive(
         lambda xs: draws,
         torch.zeros(2, 1),
         PROBS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from helpers import is_png
 
-from polymix_cli.reporting.sweep import metric_value, score, swept_keys_from_config
+from polymix_cli.reporting.sweep import metric_value, ranking_score, swept_keys_from_config
 from polymix_cli.runs.threads import threads_per_job
 
 
@@ -54,8 +54,8 @@ def test_metric_values_and_scores():
     assert (
         metric_value(metrics, "test.rmse_true") is None and metric_value(None, "test.crps") is None
     )
-    assert score("test.coverage.0.8", 0.7) == pytest.approx(0.1)  # distance to the level
-    assert score("test.crps", 0.5) == 0.5
+    assert ranking_score("test.coverage.0.8", 0.7) == pytest.approx(0.1)  # distance to the level
+    assert ranking_score("test.crps", 0.5) == 0.5
     with pytest.raises(ValueError, match="metric must be one of"):
         metric_value(metrics, "accuracy")
 
