@@ -9,8 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -27,10 +25,11 @@ TINY = [
 
 
 def compose_train(overrides: list[str] | None = None) -> dict:
-    """The resolved train config as a plain dict, as `polymix train` would see it."""
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides or [])
-    return OmegaConf.to_container(cfg, resolve=True)
+    """The resolved train config as a plain dict, as `polymix train` would see it (a
+    ConfigError listing every option that Hydra refuses while composing)."""
+    from polymix_cli.config.compose import compose
+
+    return compose("train", overrides or [], str(CONFIGS))
 
 
 def run_cli(

@@ -3,6 +3,7 @@ the plots of models with several inputs. No training here (see test_predict.py).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -293,8 +294,10 @@ def test_npz_rows_are_numbered_from_one_and_2d_arrays_are_refused(tmp_path, tabl
     ],
 )
 def test_file_data_options_are_validated(overrides, needle):
-    cfg = compose_train(["experiment=pce_file", "data.path=d.csv", "data.outputs=[y1]", *overrides])
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigError) as err:  # a wrong type is refused while composing
+        cfg = compose_train(
+            ["experiment=pce_file", "data.path=d.csv", "data.outputs=[y1]", *overrides]
+        )
         validate_train_config(cfg)
     assert needle in str(err.value)
 
@@ -431,9 +434,7 @@ def test_one_input_file_data_keep_the_prediction_plot_named_by_its_columns(tmp_p
     p = prepare(
         compose_train(["experiment=pce_file", f"data.path={path}", "data.outputs=[temperature]"])
     )
-    ev = evaluate(
-        p.model, p.data, {**p.cfg["eval"], "num_samples": 16, "grid_points": 20}, 0, p.maps
-    )
+    ev = evaluate(p.model, p.data, replace(p.cfg.eval, num_samples=16, grid_points=20), 0, p.maps)
     assert ev.slices is None and ev.grid is not None
     assert (
         ev.grid[0, 0] == 0 and ev.grid[-1, 0] == 99

@@ -9,8 +9,10 @@ import pytest
 import torch
 from conftest import compose_train, run_cli
 
-from polymix_cli.config.validation import ConfigError
-from polymix_cli.data.scaling import AffineMap, DataMaps, fit_maps, input_domain
+from polymix_cli.config.schema import ModelConfig
+from polymix_cli.config.validation import ConfigError, parse_config
+from polymix_cli.data.scaling import AffineMap, DataMaps, fit_maps
+from polymix_cli.data.scaling import input_domain as _input_domain
 from polymix_cli.runs.checkpoint import load_checkpoint, stored_maps
 from polymix_cli.runs.prepare import prepare
 
@@ -59,6 +61,9 @@ def test_state_round_trip_and_refusal_of_bad_states():
 
 
 def test_input_domain_follows_the_basis():
+    def input_domain(model):  # the model section as a typed config
+        return _input_domain(parse_config(ModelConfig, model, "model"))
+
     assert input_domain({"kind": "pce", "basis": "hermite"}) == "hermite"
     assert input_domain({"kind": "pce", "basis": "legendre"}) == "interval"
     assert input_domain({"kind": "nn"}) == "interval"
