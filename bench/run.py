@@ -373,7 +373,7 @@ def eval_worker(n: int, draws: int, threads: int) -> dict:
     import torch
     from conftest import compose_train
 
-    from polymix_cli.reporting.evaluation import evaluate
+    from polymix_cli.reporting.evaluation import evaluate_model
     from polymix_cli.runs.prepare import prepare
 
     torch.set_num_threads(threads)
@@ -383,7 +383,7 @@ def eval_worker(n: int, draws: int, threads: int) -> dict:
     base = rss_mib()
     reset_peak()
     start = time.perf_counter()
-    ev = evaluate(p.model, p.data, p.cfg.eval, seed=0)
+    ev = evaluate_model(p.model, p.data, p.cfg.eval, seed=0)
     return {
         "points": n,
         "draws": draws,

@@ -1,52 +1,45 @@
-"""Shared fixtures: composing the real Hydra configs and running the real CLI."""
+"""Fixtures shared by the three levels of tests, and their markers.
+
+- tests/unit: the library and pure functions (no Hydra, no runs);
+- tests/app: in-process runs (``compose_train``, ``prepare``, ``train`` with ``QuietUI``,
+  and the ``cli`` fixture, which calls ``polymix_cli.cli.main.main``);
+- tests/e2e: the real command in a subprocess (``run_cli``, ``tiny_run``), sweeps and
+  launchers; a test that needs a subprocess run, even through a fixture, is e2e.
+
+Every test is marked with its level (``pytest -m unit``, ``-m "not e2e"``). The settings
+and helpers shared by all (``TINY``, ``compose_train``, ``run_cli``, ``QuietUI``, ...) are
+in tests/helpers.py; they are imported here too, so ``from conftest import ...`` keeps
+working, but new tests should import them from ``helpers``. There is one conftest.py on
+purpose: a conftest.py in a subfolder would take over the module name ``conftest``.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from helpers import (  # noqa: F401 (re-exported for ``from conftest import ...``)
+    CONFIGS,
+    REPO,
+    TINY,
+    QuietUI,
+    compose_train,
+    run_cli,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
-
-# Tiny settings that keep an end-to-end run to a few seconds.
-TINY = [
-    "trainer.epochs=30",
-    "trainer.num_samples=8",
-    "trainer.log_every=10",
-    "eval.num_samples=64",
-    "eval.grid_points=25",
-    "data.num_test=200",
-]
-
-
-def compose_train(overrides: list[str] | None = None) -> dict:
-    """The resolved train config as a plain dict, as `polymix train` would see it (a
-    ConfigError listing every option that Hydra refuses while composing)."""
-    from polymix_cli.config.compose import compose
-
-    return compose("train", overrides or [], str(CONFIGS))
+LEVELS = ("unit", "app", "e2e")
+TESTS = Path(__file__).resolve().parent
 
 
-def run_cli(
-    *args: str, cwd: Path | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess:
-    """Run `python -m polymix_cli ARGS` in a subprocess (the real console entry)."""
-    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
-    env.pop("POLYMIX_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "polymix_cli", *args],
-        check=False,
-        cwd=cwd or REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its level: the name of its folder under tests/."""
+    for item in items:
+        parts = Path(item.path).resolve().relative_to(TESTS).parts
+        if len(parts) > 1 and parts[0] in LEVELS:
+            item.add_marker(parts[0])
 
 
 @pytest.fixture(scope="session")
@@ -86,17 +79,12 @@ def cli(capsys, monkeypatch):
     return run
 
 
-class QuietUI:
-    """A run's terminal output, silenced: for calling ``run.train`` directly."""
-
-    def groups(self, specs, num_params):
-        pass
-
-    def training(self, trainer):
-        return None
-
-    def finished(self):
-        pass
-
-    def summary(self, metrics, run_dir):
-        pass
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the test, restored after it. The per-step work of tiny
+    models is small: intra-op threads only add overhead (several times slower on a busy
+    two-core machine). Use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -29,7 +29,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from polymix_cli.cli import errors
 from polymix_cli.config import schema
-from polymix_cli.reporting.sweep import metric_value, score, write_status
+from polymix_cli.reporting.sweep import metric_value, ranking_score, write_status
 from polymix_cli.runs.threads import threads_per_job
 
 # the typed schemas that the YAML files name in their defaults lists (schema/<group>/<name>)
@@ -206,7 +206,8 @@ def train_app(cfg: DictConfig) -> float | None:
         metrics = train(
             config, _run_dir(), _config_yaml(config), ui, resume=state, max_threads=job["threads"]
         )
-        value = score(config.sweep.objective, metric_value(metrics, config.sweep.objective))
+        objective = config.sweep.objective
+        value = ranking_score(objective, metric_value(metrics, objective))
         return FAILED_OBJECTIVE if value is None else value
 
     return _guarded(body, job)
@@ -216,14 +217,13 @@ def train_app(cfg: DictConfig) -> float | None:
 def evaluate_app(cfg: DictConfig) -> None:
     from polymix_cli.cli.console import ConsoleUI
     from polymix_cli.config.schema import EvaluateConfig
-    from polymix_cli.config.validation import config_dict, refuse_callables
-    from polymix_cli.config.validation import parse_config as parse_typed
+    from polymix_cli.config.validation import config_dict, parse_section, refuse_callables
     from polymix_cli.runs.evaluate import evaluate_checkpoint
 
     def body() -> None:
         plain = OmegaConf.to_container(cfg, resolve=True)
         refuse_callables(plain)
-        config = parse_typed(EvaluateConfig, plain)
+        config = parse_section(EvaluateConfig, plain)
         overrides = {
             "data": config_dict(config.data),
             "eval": config_dict(config.eval),

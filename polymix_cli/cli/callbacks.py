@@ -16,7 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from polymix_cli.reporting.sweep import METRICS, summarize, write_summary
+from polymix_cli.reporting.sweep import METRICS, summarize_sweep, write_sweep_summary
 
 log = logging.getLogger("polymix")
 
@@ -53,7 +53,7 @@ def _base_config(config: DictConfig) -> dict[str, Any] | None:
         return None  # e.g. a value that every job sets; the jobs report their own errors
 
 
-class SweepSummary(Callback):
+class SweepSummaryCallback(Callback):
     """Before any job: checks ``sweep.*``, a sweeper's direction and the options that
     every job shares (one line, exit 2). After the last job: the table, summary.csv,
     summary.json and plots/sweep.png in the sweep dir (exit 1 if no job succeeded)."""
@@ -92,8 +92,8 @@ class SweepSummary(Callback):
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            summary = summarize(sweep_dir, _option(config, "sweep.sort_by", "test.crps"))
-            files = write_summary(summary)
+            summary = summarize_sweep(sweep_dir, _option(config, "sweep.sort_by", "test.crps"))
+            files = write_sweep_summary(summary)
         except (OSError, ValueError) as err:
             _error(f"sweep summary of {sweep_dir}: {err}", 1)
             return

@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     if command == "summarize":
-        from polymix_cli.cli.summarize import main as summarize
+        from polymix_cli.cli.summarize import summarize_command
 
-        return summarize(args[1:])
+        return summarize_command(args[1:])
     refused = _callable_override(args[1:])
     if refused:
         errors.fail(

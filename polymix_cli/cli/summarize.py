@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from polymix_cli.reporting.sweep import METRICS, summarize, write_summary
+from polymix_cli.reporting.sweep import METRICS, summarize_sweep, write_sweep_summary
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def parser() -> argparse.ArgumentParser:
+def summarize_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="polymix summarize",
         description="Rebuild summary.csv, summary.json and plots/sweep.png of a sweep dir "
@@ -47,12 +47,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+def summarize_command(argv: list[str]) -> int:
+    args = summarize_parser().parse_args(argv)
     from polymix_cli.cli.console import sweep_table
 
     try:
-        summary = summarize(args.sweep_dir, args.sort_by)
+        summary = summarize_sweep(args.sweep_dir, args.sort_by)
     except FileNotFoundError as err:
         print(f"polymix: error: {err}", file=sys.stderr)
         return 2
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
         print(f"polymix: error: {err}", file=sys.stderr)
         return 2
     try:
-        files = write_summary(summary, plot=not args.no_plot)
+        files = write_sweep_summary(summary, plot=not args.no_plot)
     except OSError as err:
         print(f"polymix: error ({type(err).__name__}): {err}", file=sys.stderr)
         return 1

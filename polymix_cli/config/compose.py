@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from polymix_cli.config import schema
-from polymix_cli.config.validation import ConfigError, parse_config
+from polymix_cli.config.validation import ConfigError, parse_section
 
 __all__ = ["SCHEMA_OF", "compose", "explain_composition"]
 
@@ -147,7 +147,7 @@ def explain_composition(
     for override, _ in refused:
         _set(job, override.key_or_group, override.value())
     try:
-        parse_config(cls, job)
+        parse_section(cls, job)
         messages: list[str] = []
     except ConfigError as found:
         messages = list(found.messages)

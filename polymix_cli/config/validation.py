@@ -21,8 +21,8 @@ from polymix_cli.config.schema import MISSING, PredictConfig, TrainConfig
 __all__ = [
     "ConfigError",
     "config_dict",
-    "parse_config",
     "parse_predict_config",
+    "parse_section",
     "parse_train_config",
     "refuse_callables",
     "validate_predict_config",
@@ -230,7 +230,7 @@ def config_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def parse_config(cls: type[T], cfg: Mapping[str, Any], name: str = "") -> T:
+def parse_section(cls: type[T], cfg: Mapping[str, Any], name: str = "") -> T:
     """``cfg`` as an instance of the schema class ``cls`` (options it lacks take their
     defaults); raises :class:`ConfigError` listing every bad option. ``name``: where
     ``cfg`` sits in the whole config (e.g. ``layout``), for the messages."""
@@ -249,13 +249,13 @@ def parse_train_config(cfg: Mapping[str, Any] | TrainConfig) -> TrainConfig:
     if isinstance(cfg, TrainConfig):
         return cfg
     refuse_callables(cfg)
-    return parse_config(TrainConfig, cfg)
+    return parse_section(TrainConfig, cfg)
 
 
 def parse_predict_config(cfg: Mapping[str, Any]) -> PredictConfig:
     """A ``polymix predict`` config as a :class:`~polymix_cli.config.schema.PredictConfig`."""
     refuse_callables(cfg)
-    return parse_config(PredictConfig, cfg)
+    return parse_section(PredictConfig, cfg)
 
 
 def validate_train_config(cfg: Mapping[str, Any]) -> None:

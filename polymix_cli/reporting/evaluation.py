@@ -1,4 +1,5 @@
-"""Evidence of a trained model: metrics on the train and test sets, and the plot data.
+"""The evaluation of a trained model: metrics on the train and test sets, the summaries
+the plots are drawn from, and the sensitivity analysis.
 
 Draws come from a ``torch.Generator`` seeded with the run's seed, so ``train`` and
 ``evaluate`` with the same settings produce the same numbers: first the parameter
@@ -25,27 +26,26 @@ from polymix_cli.data.scaling import DataMaps
 from polymix_cli.reporting.metrics import (
     _CHUNK_ELEMENTS,
     CALIBRATION_LEVELS,
-    Summary,
+    PredictiveSummary,
     coverage,
     interval_probs,
-    metrics,
     sample_quantiles,
-    summarize,
+    summarize_predictive,
+    summary_metrics,
 )
 from polymix_cli.sensitivity import SobolIndices, input_distribution, monte_carlo_sobol, pce_sobol
 from polymix_cli.surrogate_models import MixtureOfExperts, PolynomialChaosExpansion
 
 __all__ = [
     "Evaluation",
-    "Sensitivity",
+    "SensitivityReport",
     "draw_function",
-    "evaluate",
+    "evaluate_model",
     "noise_std",
     "sensitivity_report",
     "slice_points",
     "write_history",
     "write_metrics",
-    "write_plots",
 ]
 
 
@@ -60,15 +60,16 @@ class Evaluation:
     # empirical coverage at CALIBRATION_LEVELS: {split: {"predictive": [...], "epistemic": [...]}}
     calibration: dict[str, dict[str, list[float]]] | None = None
     grid: Tensor | None = None  # (G, 1)
-    grid_summary: Summary | None = None
+    grid_summary: PredictiveSummary | None = None
     grid_true: Tensor | None = None  # (G, O)
-    gating: Summary | None = None  # over (G, M)
-    experts: Summary | None = None  # over (G, M * O)
+    gating: PredictiveSummary | None = None  # over (G, M)
+    experts: PredictiveSummary | None = None  # over (G, M * O)
     num_experts: int = 0
-    sensitivity: Sensitivity | None = None
-    summaries: dict[str, Summary] = field(default_factory=dict)  # per split, at its points
+    sensitivity: SensitivityReport | None = None
+    # per split, at its points
+    summaries: dict[str, PredictiveSummary] = field(default_factory=dict)
     slices: Tensor | None = None  # (D, G, D): G points along input i with the others at the centre
-    slice_summary: Summary | None = None  # over (D * G, O)
+    slice_summary: PredictiveSummary | None = None  # over (D * G, O)
     slice_true: Tensor | None = None  # (D * G, O)
 
 
@@ -117,7 +118,7 @@ def noise_std(model: StochasticModel, maps: DataMaps | None = None) -> Tensor | 
 
 
 @torch.no_grad()
-def evaluate(
+def evaluate_model(
     model: StochasticModel,
     data: Dataset,
     eval_cfg: EvalConfig,
@@ -145,11 +146,11 @@ def evaluate(
     probs = interval_probs(levels + (band,) + CALIBRATION_LEVELS)
     splits, calibration, summaries = {}, {}, {}
     for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
-        summary = summarize(
+        summary = summarize_predictive(
             draw, x, probs, y=y, per_point=per_point, noise_std=sigma, generator=generator
         )
         y_true = data.true_fn(x) if data.true_fn is not None else None
-        splits[split] = metrics(summary, y, levels, y_true)
+        splits[split] = summary_metrics(summary, y, levels, y_true)
         calibration[split] = {
             kind: [coverage(summary.band(kind), y, lv) for lv in CALIBRATION_LEVELS]
             for kind in ("predictive", "epistemic")
@@ -162,7 +163,7 @@ def evaluate(
             data.bounds.to(device=device, dtype=data.x_train.dtype), eval_cfg.grid_points
         )
         flat = result.slices.reshape(-1, data.num_inputs)
-        result.slice_summary = summarize(
+        result.slice_summary = summarize_predictive(
             draw, flat, probs, per_point=per_point, noise_std=sigma, generator=generator
         )
         result.slice_true = data.true_fn(flat) if data.true_fn is not None else None
@@ -173,14 +174,14 @@ def evaluate(
         )
         grid = grid.unsqueeze(1)
         result.grid = grid
-        result.grid_summary = summarize(
+        result.grid_summary = summarize_predictive(
             draw, grid, probs, per_point=per_point, noise_std=sigma, generator=generator
         )
         result.grid_true = data.true_fn(grid) if data.true_fn is not None else None
         if isinstance(surrogate, MixtureOfExperts):
             gate_probs = interval_probs((band,))
             result.num_experts = surrogate.num_experts
-            result.gating = summarize(
+            result.gating = summarize_predictive(
                 lambda g: surrogate.get_gating_weights(to_model(g), params),
                 grid,
                 gate_probs,
@@ -191,7 +192,9 @@ def evaluate(
                 out = to_user(surrogate.get_expert_outputs(to_model(g), params))  # (S, M, G, O)
                 return out.permute(0, 2, 1, 3).reshape(out.shape[0], out.shape[2], -1)
 
-            result.experts = summarize(expert_draws, grid, gate_probs, per_point=per_point)
+            result.experts = summarize_predictive(
+                expert_draws, grid, gate_probs, per_point=per_point
+            )
     result.sensitivity = sensitivity_report(model, params, data, eval_cfg, seed, maps)
     return result
 
@@ -201,7 +204,7 @@ _INDICES = ("first_order", "total")
 
 
 @dataclass
-class Sensitivity:
+class SensitivityReport:
     """Sobol analysis of a model: per-draw moments (user units) and indices, and how they
     were obtained. ``distribution``: the input distribution in the user's units."""
 
@@ -267,7 +270,7 @@ def sensitivity_report(
     eval_cfg: EvalConfig,
     seed: int,
     maps: DataMaps | None = None,
-) -> Sensitivity | None:
+) -> SensitivityReport | None:
     """Sobol analysis of ``model`` over the first ``eval.sensitivity_samples`` of ``params``
     (``None`` with ``eval.sensitivity=off``): in closed form for a polynomial chaos expansion
     (``auto``, ``pce``), else by Monte Carlo over inputs drawn from a generator seeded with
@@ -320,7 +323,7 @@ def sensitivity_report(
         distribution = {"kind": kind, "mean": shift.tolist(), "std": scale.tolist()}
     if maps is not None:
         indices = indices.rescaled(maps.outputs.shift, maps.outputs.scale)
-    return Sensitivity(
+    return SensitivityReport(
         method,
         indices,
         tuple(data.input_names),
@@ -359,194 +362,3 @@ def write_history(path: Path, rows: list[tuple], columns: tuple[str, ...]) -> Pa
         for row in rows:
             handle.write(f"{row[0]}," + ",".join(f"{v:.8g}" for v in row[1:]) + "\n")
     return path
-
-
-_MAX_CURVE_POINTS = 1000
-
-
-def _np(t: Tensor):
-    return t.detach().cpu().double().numpy()
-
-
-def _plot_sensitivity(path: Path, sens: Sensitivity) -> Path:
-    from polymix_cli.reporting import plots
-
-    st = sens.stats()
-    how = (
-        "closed form from the PCE coefficients"
-        if sens.method == "pce"
-        else f"Monte Carlo, base samples of {sens.base_samples} inputs"
-    )
-    notes = [
-        f"mean {float(m):.4g}, variance {float(v):.4g}"
-        for m, v in zip(st["mean"]["mean"], st["variance"]["mean"], strict=True)
-    ]
-    first, total = st["first_order"], st["total"]
-    return plots.plot_sobol(
-        path,
-        _np(first["mean"]),
-        _np(first["lower"]),
-        _np(first["upper"]),
-        _np(total["mean"]),
-        _np(total["lower"]),
-        _np(total["upper"]),
-        input_names=sens.inputs,
-        output_names=sens.outputs,
-        band_level=sens.band,
-        panel_notes=notes,
-        title=f"Sobol indices: {how}\nbars: mean over {sens.indices.mean.shape[0]} parameter draws",
-    )
-
-
-def write_plots(
-    plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: list[tuple]
-) -> list[Path]:
-    """loss.png and calibration.png; with one input prediction.png, and gating.png and
-    experts.png (mixtures); with several inputs parity.png, slices.png and sobol.png
-    (sensitivity analysis)."""
-    from polymix_cli.reporting import plots
-
-    written = []
-    if ev.sensitivity is not None and data.num_inputs > 1:  # with one input, both indices are 1
-        written.append(_plot_sensitivity(plot_dir / "sobol.png", ev.sensitivity))
-    if history_rows:
-        # every k-th epoch (and the last): a figure cannot show more, and drawing 1e4+ points is slow
-        last = len(history_rows) - 1
-        kept = list(range(0, last, max(1, len(history_rows) // _MAX_CURVE_POINTS))) + [last]
-        cols = list(zip(*(history_rows[i] for i in kept)))
-        written.append(
-            plots.plot_loss(plot_dir / "loss.png", cols[0], cols[2], cols[3], cols[4], lr=cols[1])
-        )
-    if ev.calibration:
-        noisy = ev.noise_std is not None
-        written.append(
-            plots.plot_calibration(
-                plot_dir / "calibration.png",
-                CALIBRATION_LEVELS,
-                {split: c["predictive"] for split, c in ev.calibration.items()},
-                epistemic={split: c["epistemic"] for split, c in ev.calibration.items()}
-                if noisy
-                else None,
-                errors={split: ev.splits[split]["calibration_error"] for split in ev.calibration},
-            )
-        )
-    names = {"output_names": list(data.output_names)}
-    if ev.slice_summary is not None and ev.slices is not None:
-        written += _write_multi_input_plots(plot_dir, ev, data)
-    if ev.grid is None or ev.grid_summary is None:
-        return written
-    x_label = data.input_names[0]
-    xg = _np(ev.grid[:, 0])
-    lower, upper = ev.grid_summary.interval(ev.band)
-    inner = (
-        ev.grid_summary.epistemic.interval(ev.band)
-        if ev.grid_summary.epistemic is not None
-        else None
-    )
-    written.append(
-        plots.plot_prediction(
-            plot_dir / "prediction.png",
-            xg,
-            _np(ev.grid_summary.mean),
-            _np(lower),
-            _np(upper),
-            _np(data.x_train[:, 0]),
-            _np(data.y_train),
-            true_y=None if ev.grid_true is None else _np(ev.grid_true),
-            band_level=ev.band,
-            x_test=_np(data.x_test[:, 0]),
-            y_test=_np(data.y_test),
-            x_label=x_label,
-            **names,
-            epistemic_lower=None if inner is None else _np(inner[0]),
-            epistemic_upper=None if inner is None else _np(inner[1]),
-        )
-    )
-    if ev.gating is not None and ev.experts is not None:
-        lo, hi = ev.gating.interval(ev.band)
-        median = (
-            ev.gating.quantiles[ev.gating.probs.index(0.5)]
-            if 0.5 in ev.gating.probs
-            else ev.gating.mean
-        )
-        written.append(
-            plots.plot_gating(
-                plot_dir / "gating.png",
-                xg,
-                _np(median),
-                _np(lo),
-                _np(hi),
-                band_level=ev.band,
-                x_label=x_label,
-            )
-        )
-        m, o = ev.num_experts, data.num_outputs
-
-        def per_expert(t: Tensor):
-            return _np(t.reshape(t.shape[0], m, o).permute(1, 0, 2))
-
-        lo, hi = ev.experts.interval(ev.band)
-        written.append(
-            plots.plot_experts(
-                plot_dir / "experts.png",
-                xg,
-                per_expert(ev.experts.mean),
-                per_expert(lo),
-                per_expert(hi),
-                _np(data.x_train[:, 0]),
-                _np(data.y_train),
-                band_level=ev.band,
-                x_label=x_label,
-                **names,
-            )
-        )
-    return written
-
-
-def _write_multi_input_plots(plot_dir: Path, ev: Evaluation, data: Dataset) -> list[Path]:
-    """parity.png (both splits) and slices.png of a model with several inputs."""
-    from polymix_cli.reporting import plots
-
-    assert ev.slices is not None and ev.slice_summary is not None
-    parity: dict[str, Any] = {}
-    for split, y in (("train", data.y_train), ("test", data.y_test)):
-        summary = ev.summaries[split]
-        lower, upper = summary.interval(ev.band)
-        parity.update(
-            {
-                f"y_{split}": _np(y),
-                f"mean_{split}": _np(summary.mean),
-                f"lower_{split}": _np(lower),
-                f"upper_{split}": _np(upper),
-            }
-        )
-    written = [
-        plots.plot_parity(
-            plot_dir / "parity.png",
-            band_level=ev.band,
-            output_names=list(data.output_names),
-            **parity,
-        )
-    ]
-    d, g = ev.slices.shape[:2]
-
-    def per_slice(t: Tensor):
-        return _np(t.reshape(d, g, -1))
-
-    lower, upper = ev.slice_summary.interval(ev.band)
-    diag = torch.arange(d, device=ev.slices.device)
-    written.append(
-        plots.plot_slices(
-            plot_dir / "slices.png",
-            _np(ev.slices[diag, :, diag]),
-            per_slice(ev.slice_summary.mean),
-            per_slice(lower),
-            per_slice(upper),
-            _np(data.bounds.mean(1)),
-            input_names=list(data.input_names),
-            output_names=list(data.output_names),
-            true_y=None if ev.slice_true is None else per_slice(ev.slice_true),
-            band_level=ev.band,
-        )
-    )
-    return written

@@ -30,15 +30,15 @@ from torch import Tensor
 __all__ = [
     "CALIBRATION_LEVELS",
     "LEVELS",
-    "Summary",
+    "PredictiveSummary",
     "chunk_points",
     "coverage",
     "crps_sorted",
-    "metrics",
     "point_major_normal",
     "sample_quantiles",
-    "summarize",
     "summarize_draws",
+    "summarize_predictive",
+    "summary_metrics",
 ]
 
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -74,7 +74,7 @@ def crps_sorted(sorted_draws: Tensor, y: Tensor) -> Tensor:
 
 
 @dataclass
-class Summary:
+class PredictiveSummary:
     """Per-point summaries of the predictive draws at ``N`` points, ``O`` outputs.
 
     ``mean``, ``std``: ``(N, O)``; ``quantiles``: ``(len(probs), N, O)`` at ``probs``;
@@ -89,9 +89,9 @@ class Summary:
     quantiles: Tensor
     crps: Tensor | None
     nll: Tensor | None = None
-    epistemic: Summary | None = None
+    epistemic: PredictiveSummary | None = None
 
-    def band(self, kind: str = "predictive") -> Summary:
+    def band(self, kind: str = "predictive") -> PredictiveSummary:
         """The summary whose quantiles make the ``predictive`` or ``epistemic`` band."""
         if kind not in ("predictive", "epistemic"):
             raise ValueError(f"kind must be 'predictive' or 'epistemic', got {kind!r}")
@@ -121,7 +121,7 @@ def _moment_nll(mean: Tensor, std: Tensor, y: Tensor) -> Tensor:
     return 0.5 * ((y - mean) / std).square() + std.log() + _HALF_LOG_2PI
 
 
-def summarize(
+def summarize_predictive(
     draw_fn: Callable[[Tensor], Tensor],
     x: Tensor,
     probs: Sequence[float],
@@ -129,7 +129,7 @@ def summarize(
     per_point: int | None = None,
     noise_std: Tensor | None = None,
     generator: torch.Generator | None = None,
-) -> Summary:
+) -> PredictiveSummary:
     """Summaries of ``draw_fn(x_chunk)`` -> ``(S, chunk, O)`` over chunks of ``x`` ``(N, d)``.
 
     ``per_point``: elements a draw function holds per point (draws x widest intermediate);
@@ -168,26 +168,29 @@ def summarize(
     cat = full
     scores = cat[-2:] if y is not None else [None, None]
     if noise_std is None:
-        return Summary(cat[0], cat[1], tuple(probs), cat[2], *scores)
-    epistemic = Summary(cat[0], cat[1], tuple(probs), cat[2], None)
-    return Summary(cat[0], cat[3], tuple(probs), cat[4], *scores, epistemic=epistemic)
+        return PredictiveSummary(cat[0], cat[1], tuple(probs), cat[2], *scores)
+    epistemic = PredictiveSummary(cat[0], cat[1], tuple(probs), cat[2], None)
+    return PredictiveSummary(cat[0], cat[3], tuple(probs), cat[4], *scores, epistemic=epistemic)
 
 
-def coverage(summary: Summary, y: Tensor, level: float) -> float:
+def coverage(summary: PredictiveSummary, y: Tensor, level: float) -> float:
     """The fraction of observations ``y`` ``(N, O)`` inside the central ``level`` interval."""
     lower, upper = summary.interval(level)
     return ((y >= lower) & (y <= upper)).double().mean().item()
 
 
 def calibration_error(
-    summary: Summary, y: Tensor, levels: Sequence[float] = CALIBRATION_LEVELS
+    summary: PredictiveSummary, y: Tensor, levels: Sequence[float] = CALIBRATION_LEVELS
 ) -> float:
     """Mean absolute gap between nominal and empirical coverage over central ``levels``."""
     return sum(abs(coverage(summary, y, lv) - lv) for lv in levels) / len(levels)
 
 
 def _band_metrics(
-    summary: Summary, y: Tensor, levels: Sequence[float], calibration_levels: Sequence[float]
+    summary: PredictiveSummary,
+    y: Tensor,
+    levels: Sequence[float],
+    calibration_levels: Sequence[float],
 ) -> dict[str, object]:
     cov = {str(level): coverage(summary, y, level) for level in levels}
     width = {}
@@ -201,8 +204,8 @@ def _band_metrics(
     }
 
 
-def metrics(
-    summary: Summary,
+def summary_metrics(
+    summary: PredictiveSummary,
     y: Tensor,
     levels: Sequence[float] = LEVELS,
     y_true: Tensor | None = None,
@@ -248,10 +251,12 @@ def chunk_points(per_point: int | None, n: int) -> int:
     return n if per_point is None else max(1, _CHUNK_ELEMENTS // max(1, per_point))
 
 
-def summarize_draws(draws: Tensor, probs: Sequence[float], y: Tensor | None = None) -> Summary:
+def summarize_draws(
+    draws: Tensor, probs: Sequence[float], y: Tensor | None = None
+) -> PredictiveSummary:
     """The summary of draws ``(S, N, O)`` at ``N`` points (and the CRPS against ``y`` ``(N, O)``)."""
     ordered = draws.sort(dim=0).values
     crps = crps_sorted(ordered, y) if y is not None else None
-    return Summary(
+    return PredictiveSummary(
         draws.mean(0), draws.std(0), tuple(probs), sample_quantiles(ordered, probs), crps
     )

@@ -4,7 +4,7 @@ parallel jobs.
 
 A sweep dir holds one run dir per job, each with ``.hydra/overrides.yaml`` and
 ``.hydra/config.yaml`` (written by Hydra), ``metrics.json`` and ``status.json``
-(written by polymix). :func:`summarize` reads them back, so it also works on a sweep
+(written by polymix). :func:`summarize_sweep` reads them back, so it also works on a sweep
 that was cut short: a job without ``metrics.json`` is ``incomplete``."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def metric_value(metrics: Mapping[str, Any] | None, name: str) -> float | int | 
     return node if isinstance(node, int) else float(node)
 
 
-def score(name: str, value: float | None) -> float | None:
+def ranking_score(name: str, value: float | None) -> float | None:
     """Lower is better: the value itself, or for coverage its distance to the level."""
     if value is None:
         return None
@@ -130,7 +130,7 @@ def _read_yaml(path: Path) -> Any:
 
 
 @dataclass
-class Job:
+class SweepJob:
     """One job dir of a sweep, as found on disk."""
 
     num: int
@@ -179,7 +179,7 @@ def _job_number(job_dir: Path, sweep_dir: Path) -> int | None:
     return int(name) if name.isdigit() else None
 
 
-def _load_job(job_dir: Path, sweep_dir: Path, fallback_num: int) -> Job:
+def _load_job(job_dir: Path, sweep_dir: Path, fallback_num: int) -> SweepJob:
     overrides: dict[str, str] = {}
     for item in _read_yaml(job_dir / ".hydra" / "overrides.yaml") or []:
         parsed = _parse_override(item)
@@ -195,7 +195,7 @@ def _load_job(job_dir: Path, sweep_dir: Path, fallback_num: int) -> Job:
     else:
         state, reason = "incomplete", "no metrics.json: the job was cut short or is still running"
     num = _job_number(job_dir, sweep_dir)
-    return Job(
+    return SweepJob(
         fallback_num if num is None else num,
         job_dir,
         overrides,
@@ -206,7 +206,7 @@ def _load_job(job_dir: Path, sweep_dir: Path, fallback_num: int) -> Job:
     )
 
 
-def find_jobs(sweep_dir: Path) -> list[Job]:
+def find_jobs(sweep_dir: Path) -> list[SweepJob]:
     """Every job dir under ``sweep_dir`` (a dir holding ``.hydra/overrides.yaml``)."""
     sweep_dir = Path(sweep_dir)
     dirs = sorted({p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")} - {sweep_dir})
@@ -249,7 +249,7 @@ def swept_keys_from_config(multirun: Mapping[str, Any] | None) -> list[str]:
     return keys
 
 
-def _swept_keys(jobs: Sequence[Job], declared: Sequence[str]) -> list[str]:
+def _swept_keys(jobs: Sequence[SweepJob], declared: Sequence[str]) -> list[str]:
     keys = [k for k in declared if any(k in j.overrides for j in jobs)]
     for job in jobs:
         for key in job.overrides:
@@ -285,7 +285,7 @@ class SweepSummary:
         return ranked[0] if ranked and ranked[0]["rank"] is not None else None
 
 
-def summarize(sweep_dir: Path, sort_by: str | None = None) -> SweepSummary:
+def summarize_sweep(sweep_dir: Path, sort_by: str | None = None) -> SweepSummary:
     """Read every job of a sweep dir into a :class:`SweepSummary`.
 
     ``sort_by`` defaults to the sweep's own ``sweep.sort_by`` (from ``multirun.yaml``),
@@ -314,7 +314,7 @@ def summarize(sweep_dir: Path, sort_by: str | None = None) -> SweepSummary:
         row["dir"] = str(job.dir.relative_to(sweep_dir))
         rows.append(row)
     scored = sorted(
-        (score(sort_by, r[sort_by]), r["job"], i)
+        (ranking_score(sort_by, r[sort_by]), r["job"], i)
         for i, r in enumerate(rows)
         if r["status"] == "ok" and r[sort_by] is not None
     )
@@ -372,7 +372,7 @@ def _csv_cell(value: Any) -> str:
     return str(value)
 
 
-def write_summary(summary: SweepSummary, plot: bool = True) -> list[Path]:
+def write_sweep_summary(summary: SweepSummary, plot: bool = True) -> list[Path]:
     """Write summary.csv, summary.json and (if any job has the metric) plots/sweep.png."""
     out = summary.sweep_dir
     csv_path = out / SUMMARY_CSV
@@ -397,11 +397,11 @@ def write_summary(summary: SweepSummary, plot: bool = True) -> list[Path]:
     json_path.write_text(json.dumps(payload, indent=2) + "\n")
     written = [csv_path, json_path]
     if plot and any(r[summary.sort_by] is not None for r in summary.rows):
-        written.append(plot_summary(summary, out / PLOT))
+        written.append(plot_sweep_summary(summary, out / PLOT))
     return written
 
 
-def plot_summary(summary: SweepSummary, path: Path) -> Path:
+def plot_sweep_summary(summary: SweepSummary, path: Path) -> Path:
     """The ranking metric against one swept value (a line), a heatmap over the first two
     swept values, or against the trial number for a study or a sweep of nothing."""
     from polymix_cli.reporting.plots import plot_sweep

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from polymix_cli import __version__
-from polymix_cli.reporting.evaluation import evaluate, write_metrics, write_plots
+from polymix_cli.reporting.evaluation import evaluate_model, write_metrics
+from polymix_cli.reporting.run_plots import write_plots
 from polymix_cli.runs.prepare import Prepared, group_table
 
 
@@ -46,7 +47,7 @@ def write_run_outputs(
 ) -> dict[str, Any]:
     """Evaluate, then write metrics.json (with ``extra`` keys; ``gradients``: the trainer's
     gradient path, recorded under ``timing``) and the plots."""
-    ev = evaluate(p.model, p.data, p.cfg.eval, p.cfg.seed, p.maps)
+    ev = evaluate_model(p.model, p.data, p.cfg.eval, p.cfg.seed, p.maps)
     payload = metrics_payload(p, losses, train_seconds, epochs, ev.splits, ev.noise_std)
     if gradients is not None:
         payload["timing"]["gradients"] = gradients

@@ -58,7 +58,7 @@ class MixtureOfExperts(SurrogateModel):
         self.gating_network = gating_network
         self.num_inputs = first.num_inputs
         self.num_outputs = first.num_outputs
-        self._shared_pce = isinstance(first, PolynomialChaosExpansion) and all(
+        self._experts_share_basis = isinstance(first, PolynomialChaosExpansion) and all(
             first.same_basis(e) for e in experts[1:]
         )
         sizes = [e.num_params() for e in experts]
@@ -68,6 +68,24 @@ class MixtureOfExperts(SurrogateModel):
     @property
     def num_experts(self) -> int:
         return len(self.experts)
+
+    @property
+    def experts_share_basis(self) -> bool:
+        """Whether every expert is a :class:`PolynomialChaosExpansion` with the same basis
+        terms as expert 0.
+
+        Then all experts are evaluated in one matrix product against one basis matrix
+        ``(batch, num_terms)``, and their coefficients fill columns
+        ``[0, num_experts * num_terms * num_outputs)`` of the parameter vector, expert by
+        expert, each ``(num_terms, num_outputs)`` row-major.
+        """
+        return self._experts_share_basis
+
+    @property
+    def gate_offset(self) -> int:
+        """The first column of the gate's parameters in the parameter vector
+        ``(num_params,)``; the experts' parameters fill the columns before it."""
+        return self._expert_offsets[-1]
 
     def param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         shapes = [
@@ -85,7 +103,7 @@ class MixtureOfExperts(SurrogateModel):
 
     def gate_params(self, params: Tensor) -> Tensor:
         """The gate's slice of ``params`` ``(S, num_params)``."""
-        return params[:, self._expert_offsets[-1] :]
+        return params[:, self.gate_offset :]
 
     def _split_shared(self, shared: Shared) -> tuple[list[Shared], Shared]:
         """The hint for each expert and for the gate (cached for the latest hint)."""
@@ -111,7 +129,7 @@ class MixtureOfExperts(SurrogateModel):
     def _expert_outputs(self, x: Tensor, params: Tensor, shared: list[Shared]) -> Tensor:
         """All experts laid out ``(S, M, O, B)``."""
         offsets = self._expert_offsets
-        if self._shared_pce:
+        if self._experts_share_basis:
             first: PolynomialChaosExpansion = self.experts[0]  # type: ignore[assignment]
             return expand_in_basis(
                 first.basis_matrix(x),

@@ -108,6 +108,17 @@ class NeuralNetwork(SurrogateModel):
     def work_width(self) -> int:
         return max(self.width, self.num_outputs)
 
+    def layer_blocks(self) -> list[tuple[ParamBlock, ParamBlock]]:
+        """The parameter blocks of each dense layer ``h @ W + b``, from the input on.
+
+        Returns:
+            ``depth + 1`` pairs ``(W, b)``: ``W`` of shape ``(fan_in, fan_out)``, stored
+            row-major, and ``b`` of shape ``(fan_out,)``, at their columns of this
+            network's parameter vector. The last pair is the output layer
+            (``fan_out = num_outputs``).
+        """
+        return list(zip(self._blocks[::2], self._blocks[1::2], strict=True))
+
     def _layer(
         self, h: Tensor, shared_in: bool, params: Tensor, layer: int, shared: Shared
     ) -> tuple[Tensor, bool]:
@@ -178,9 +189,26 @@ class GatingNetwork(NeuralNetwork):
         scores = torch.matmul(weight_t, h.transpose(-1, -2))  # (S', E, B)
         return scores + rows[:, n_w:].unsqueeze(-1)
 
-    def _difference_map(self, like: Tensor) -> tuple[Tensor, Tensor]:
-        """``(D, c)`` with ``(h @ D + c) @ row = logit_1 - logit_0`` for an output-layer
-        row ``[W (width, 2) row-major, b (2,)]``: ``D`` ``(width, 2 width + 2)``, ``c`` ``(2 width + 2,)``."""
+    def difference_map(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        """The linear map from the last hidden layer to the difference of the two experts'
+        logits, for a gate of two experts.
+
+        For hidden features ``h`` ``(batch, width)`` and an output-layer row
+        ``row = [W (width, 2) row-major, b (2,)]`` ``(2 width + 2,)``, as laid out in the
+        parameter vector, ``(h @ D + c) @ row = logit_1 - logit_0``.
+
+        Args:
+            like: a tensor whose dtype and device the map takes.
+
+        Returns:
+            ``(D, c)``: ``D`` ``(width, 2 width + 2)`` and ``c`` ``(2 width + 2,)``, with
+            entries in {-1, 0, 1}; cached for the latest dtype and device.
+
+        Raises:
+            ValueError: if the gate does not have two experts.
+        """
+        if self.num_experts != 2:
+            raise ValueError(f"difference_map needs 2 experts, the gate has {self.num_experts}")
         cached = self.__dict__.get("_diff_map")
         if cached is not None and cached[0].dtype == like.dtype and cached[0].device == like.device:
             return cached
@@ -201,7 +229,7 @@ class GatingNetwork(NeuralNetwork):
             raise ValueError(f"logit_difference needs 2 experts, the gate has {self.num_experts}")
         h, same = self.features(x, params, shared)
         rows = self._output_rows(params, shared)  # (S', 2 width + 2)
-        d, c = self._difference_map(h)
+        d, c = self.difference_map(h)
         if same:
             return torch.mm(rows, torch.addmm(c, h, d).T)  # (S', B)
         g = torch.matmul(h, d) + c  # (S, B, 2 width + 2)

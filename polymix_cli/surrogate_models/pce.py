@@ -87,10 +87,11 @@ class PolynomialChaosExpansion(SurrogateModel):
             return multivariate_basis(x, self.multi_indices, self.basis, self._plan, self.degree)
         if x.requires_grad and torch.is_grad_enabled():
             return multivariate_basis(x, self.multi_indices, self.basis, self._plan, self.degree)
-        if cache is not None and cache[0] is x and cache[1] == x._version:
+        version = x._version  # noqa: SLF001 - torch's counter of in-place writes
+        if cache is not None and cache[0] is x and cache[1] == version:
             return cache[2]
         phi = multivariate_basis(x, self.multi_indices, self.basis, self._plan, self.degree)
-        self._cache = (x, x._version, phi)
+        self._cache = (x, version, phi)
         return phi
 
     def evaluate(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:

@@ -70,7 +70,7 @@ def unsupported_reason(model: StochasticModel, loss: str) -> str | None:
         return _activation_reason(sur)
     if type(sur) is not MixtureOfExperts:
         return f"a {type(sur).__name__} surrogate"
-    if not sur._shared_pce or type(sur.experts[0]) is not PolynomialChaosExpansion:
+    if not sur.experts_share_basis or type(sur.experts[0]) is not PolynomialChaosExpansion:
         return "experts that are not expansions with the same basis terms"
     return _activation_reason(sur.gating_network)
 
@@ -103,7 +103,6 @@ class _Network:
         prefix: str,
         per_draw_output: bool = False,
     ):
-        blocks = net._blocks
         self.layers = [
             _Layer(
                 slice(offset + w.start, offset + w.stop),
@@ -111,7 +110,7 @@ class _Network:
                 *w.shape,
                 per_draw=not {prefix + w.name, prefix + b.name} <= constant,
             )
-            for w, b in zip(blocks[::2], blocks[1::2])
+            for w, b in net.layer_blocks()
         ]
         if per_draw_output:
             self.layers[-1] = replace(self.layers[-1], per_draw=True)
@@ -297,9 +296,7 @@ class _MixtureHead(_Head):
     def __init__(self, moe: MixtureOfExperts, constant: frozenset[str]):
         self.experts = _Expansions(moe.experts[0], moe.num_experts)
         self.gate = moe.gating_network
-        self.net = _Network(
-            self.gate, self.experts.columns, constant, "gate.", per_draw_output=True
-        )
+        self.net = _Network(self.gate, moe.gate_offset, constant, "gate.", per_draw_output=True)
         self.hidden = len(self.net.layers) - 1
         self.sigmoid = moe.num_experts == 2 and not any(
             layer.per_draw for layer in self.net.layers[:-1]
@@ -310,7 +307,7 @@ class _MixtureHead(_Head):
         if self.sigmoid:  # softmax over two = sigmoid of the logit difference
             self.acts = self.net.forward(x, theta, loc, layers=self.hidden)
             self.rows = rows = theta[:, self.net.output_columns]  # (S, 2 width + 2)
-            self.diff_map, diff_const = self.gate._difference_map(x)
+            self.diff_map, diff_const = self.gate.difference_map(x)
             self.g = torch.addmm(diff_const, self.acts[-1], self.diff_map)  # (B, 2 width + 2)
             self.p1 = torch.sigmoid(torch.mm(rows, self.g.T))  # (S, B)
             f0, f1 = experts.unbind(1)
@@ -336,7 +333,9 @@ class _MixtureHead(_Head):
             probs = self.probs
             grad_experts = probs.unsqueeze(2) * grad_out.unsqueeze(1)  # (S, M, O, B)
             grad_probs = _sum_dim(grad_out.unsqueeze(1) * self.expert_out, 2)  # (S, M, B)
-            grad_logits = torch._softmax_backward_data(grad_probs, probs, 1, probs.dtype)
+            grad_logits = torch._softmax_backward_data(  # noqa: SLF001 - torch's softmax backward
+                grad_probs, probs, 1, probs.dtype
+            )
             pieces, grad_loc = self.net.backward(self.acts, grad_logits, loc, S)
         return torch.cat([self.experts.backward(grad_experts), *pieces], 1), grad_loc
 

@@ -143,13 +143,13 @@ class Adam(_Optimizer):
             if self.decoupled:
                 torch._foreach_mul_(params, 1 - lr * wd)
             else:
-                grads = torch._foreach_add(grads, params, alpha=wd)
+                grads = torch._foreach_add(grads, params, alpha=wd)  # noqa: SLF001 - foreach
         torch._foreach_lerp_(m, grads, 1 - beta1)
         torch._foreach_mul_(v, beta2)
         torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
         bias1 = 1 - beta1**self.step_count
         bias2 = 1 - beta2**self.step_count
-        denom = torch._foreach_sqrt(v)
+        denom = torch._foreach_sqrt(v)  # noqa: SLF001 - torch's foreach kernels
         torch._foreach_div_(denom, math.sqrt(bias2))
         torch._foreach_add_(denom, eps)
         torch._foreach_addcdiv_(params, m, denom, -lr / bias1)
@@ -179,7 +179,9 @@ class SGD(_Optimizer):
         params = [self.params[i] for i in index]
         grads = [self.params[i].grad for i in index]
         if hp["weight_decay"]:
-            grads = torch._foreach_add(grads, params, alpha=hp["weight_decay"])
+            grads = torch._foreach_add(  # noqa: SLF001 - torch's foreach kernels
+                grads, params, alpha=hp["weight_decay"]
+            )
         if hp["momentum"]:
             bufs = [self.momentum_buffer[i] for i in index]
             if self.step_count == 1:

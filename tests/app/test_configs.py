@@ -8,11 +8,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, REPO, compose_train
+from helpers import CONFIGS, REPO, compose_train
 
 from polymix_cli.config import schema
 from polymix_cli.config.compose import compose
-from polymix_cli.config.validation import ConfigError, parse_config, parse_train_config
+from polymix_cli.config.validation import ConfigError, parse_section, parse_train_config
 from polymix_cli.runs.prepare import prepare
 
 # the train config's groups (folders of configs/ named in train.yaml's defaults list)
@@ -81,9 +81,11 @@ def test_every_hydra_option_composes(choice):
 
 
 def test_evaluate_and_predict_configs_compose_against_their_schemas():
-    evaluate = parse_config(schema.EvaluateConfig, compose("evaluate", ["ckpt=a.pt"], str(CONFIGS)))
+    evaluate = parse_section(
+        schema.EvaluateConfig, compose("evaluate", ["ckpt=a.pt"], str(CONFIGS))
+    )
     assert evaluate.data.num_test is None and evaluate.name == "evaluate"
-    predict = parse_config(
+    predict = parse_section(
         schema.PredictConfig,
         compose("predict", ["ckpt=a.pt", "input=in.csv", "output=out.npz"], str(CONFIGS)),
     )

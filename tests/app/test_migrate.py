@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from helpers import REPO
 
 from polymix_cli.cli.apps import parse_config
 from polymix_cli.config.migrate import CURRENT_VERSION

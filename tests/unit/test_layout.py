@@ -9,7 +9,7 @@ import torch
 
 from polymix_cli.config import build
 from polymix_cli.config.schema import LayoutConfig, ModelConfig
-from polymix_cli.config.validation import parse_config
+from polymix_cli.config.validation import parse_section
 from polymix_cli.layout import Rule, resolve_layout
 from polymix_cli.surrogate_models import ParamBlock
 
@@ -17,19 +17,21 @@ from polymix_cli.surrogate_models import ParamBlock
 def build_model(model, layout, num_inputs, num_outputs):
     """build.build_model from the sections as dicts (each turned into its typed config)."""
     return build.build_model(
-        parse_config(ModelConfig, model, "model"),
-        parse_config(LayoutConfig, layout, "layout"),
+        parse_section(ModelConfig, model, "model"),
+        parse_section(LayoutConfig, layout, "layout"),
         num_inputs,
         num_outputs,
     )
 
 
 def build_surrogate(model, num_inputs, num_outputs):
-    return build.build_surrogate(parse_config(ModelConfig, model, "model"), num_inputs, num_outputs)
+    return build.build_surrogate(
+        parse_section(ModelConfig, model, "model"), num_inputs, num_outputs
+    )
 
 
 def layout_groups(layout, surrogate):
-    return build.layout_groups(parse_config(LayoutConfig, layout, "layout"), surrogate)
+    return build.layout_groups(parse_section(LayoutConfig, layout, "layout"), surrogate)
 
 
 SEED_LAYOUT = {

@@ -1,6 +1,8 @@
-"""User data end to end, in user units: train on a CSV (run from its folder, with a
-relative data.path), evaluate from elsewhere, and `polymix predict`; predict's handling
-of bad input rows (reported with their numbers, nothing written) and of extrapolation."""
+"""User data end to end, in user units: train on a CSV with the real command (run from its
+folder, with a relative data.path), evaluate from elsewhere, and `polymix predict`; predict's
+handling of bad input rows (reported with their numbers, nothing written) and of
+extrapolation, on that run's checkpoint. The README's example runs in
+app/test_predict_runs.py."""
 
 from __future__ import annotations
 
@@ -11,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from conftest import REPO, run_cli
+from helpers import TINY_FILE, read_csv_array, run_cli, truth
 
 from polymix_cli.cli.apps import parse_config
 from polymix_cli.config.validation import ConfigError
@@ -26,16 +27,10 @@ TRAIN = [
     "data.path=train.csv",
     "data.outputs=[y1,y2]",
     "optimizer.lr=0.05",
+    *TINY_FILE,
     "trainer.epochs=600",
-    "trainer.num_samples=8",
-    "eval.num_samples=64",
-    "eval.grid_points=25",
     "trainer.progress=log",
 ]
-
-
-def truth(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.stack([1000 + 2 * np.sin(a / 3) + 0.01 * (b - 150), 5 + (a / 10) * (b / 100)], axis=1)
 
 
 def write(path: Path, text: str) -> Path:
@@ -80,12 +75,6 @@ def file_run(data_dir) -> Path:
 @pytest.fixture(scope="module")
 def trained(file_run):
     return load_trained(file_run / "checkpoints" / "last.pt", parse_config)
-
-
-def read_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    with path.open() as handle:
-        rows = list(csv.reader(handle))
-    return rows[0], np.array(rows[1:], dtype=float)
 
 
 def test_round_trip_in_user_units(cli, file_run, data_dir, tmp_path, monkeypatch, capsys):
@@ -133,7 +122,7 @@ def test_round_trip_in_user_units(cli, file_run, data_dir, tmp_path, monkeypatch
     )
     assert status == 0, err
     assert "wrote pred.csv: 50 row(s)" in (tmp_path / "p" / "predict.log").read_text()
-    header, values = read_csv(out)
+    header, values = read_csv_array(out)
     assert header == output_columns(["a", "b"], ["y1", "y2"], [0.05, 0.5, 0.95])
     assert header[:4] == ["a", "b", "y1_mean", "y1_std"] and header[6] == "y1_q0.95"
     with (data_dir / "new.csv").open() as handle:
@@ -179,7 +168,7 @@ def test_npz_input_and_output_with_draws_agree_with_csv(trained, data_dir, tmp_p
     assert np.allclose(np.quantile(arrays["y2_draws"], 0.9, axis=1), arrays["y2_q0.9"], rtol=1e-12)
     csv_settings = PredictSettings(num_samples=32, quantiles=(0.1, 0.9))
     predict_file(trained, data_dir / "new.csv", tmp_path / "out.csv", csv_settings)
-    header, values = read_csv(tmp_path / "out.csv")
+    header, values = read_csv_array(tmp_path / "out.csv")
     assert header == [k for k in arrays if not k.endswith("_draws")]
     assert np.array_equal(
         values, np.stack([arrays[k] for k in header], 1)
@@ -190,13 +179,13 @@ def test_predict_streams_in_blocks(trained, data_dir, tmp_path):
     settings = PredictSettings(num_samples=16)
     predict_file(trained, data_dir / "new.csv", tmp_path / "one.csv", settings)
     predict_file(trained, data_dir / "new.csv", tmp_path / "blocks.csv", settings, block_rows=7)
-    one, blocks = read_csv(tmp_path / "one.csv"), read_csv(tmp_path / "blocks.csv")
+    one, blocks = read_csv_array(tmp_path / "one.csv"), read_csv_array(tmp_path / "blocks.csv")
     assert one[0] == blocks[0] and one[1].shape == blocks[1].shape == (50, 12)
     # the same draws; only the float32 rounding of products over other batch sizes may differ
     assert np.allclose(one[1], blocks[1], rtol=0, atol=1e-4)
     other = PredictSettings(num_samples=16, seed=5)
     predict_file(trained, data_dir / "new.csv", tmp_path / "seed5.csv", other)
-    assert np.abs(read_csv(tmp_path / "seed5.csv")[1] - one[1]).max() > 1e-3
+    assert np.abs(read_csv_array(tmp_path / "seed5.csv")[1] - one[1]).max() > 1e-3
 
 
 @pytest.mark.parametrize(
@@ -265,7 +254,7 @@ def test_allow_extrapolation_predicts_with_a_warning(trained, tmp_path, caplog):
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert "2 row(s) outside the training bounds are extrapolated" in warning
     assert "line 3: a=12 is outside" in warning and "line 4: b=250 is outside" in warning
-    _, values = read_csv(tmp_path / "out.csv")
+    _, values = read_csv_array(tmp_path / "out.csv")
     assert values.shape == (3, 12) and np.isfinite(values).all()
 
 
@@ -319,38 +308,6 @@ def test_cli_option_errors(cli, file_run, data_dir, tmp_path, monkeypatch, args,
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("polymix: error: ") and needle in lines[0], err
     assert not (tmp_path / "out.csv").exists()
-
-
-def test_readme_example_runs_as_written(cli, tmp_path, monkeypatch):
-    """The README's data=file example (with fewer epochs), from the repository root."""
-    monkeypatch.chdir(REPO)
-    run = tmp_path / "heat"
-    status, err = cli(
-        "train",
-        "experiment=pce_file",
-        "data.path=examples/heat.csv",
-        "data.inputs=[power,flow]",
-        "data.outputs=[temperature,pressure]",
-        "trainer.epochs=50",
-        "eval.num_samples=32",
-        "trainer.progress=log",
-        f"hydra.run.dir={run}",
-    )
-    assert status == 0, err
-    status, err = cli(
-        "predict",
-        f"ckpt={run / 'checkpoints' / 'last.pt'}",
-        "input=examples/heat_new.csv",
-        f"output={tmp_path / 'pred.csv'}",
-        f"hydra.run.dir={tmp_path / 'p'}",
-    )
-    assert status == 0, err
-    header, values = read_csv(tmp_path / "pred.csv")
-    assert header[:3] == ["power", "flow", "temperature_mean"] and values.shape == (5, 12)
-    assert (
-        torch.load(run / "checkpoints" / "last.pt", weights_only=True)["extra"]["data_file"]["rows"]
-        == 120
-    )
 
 
 def test_evaluate_on_a_new_test_file(cli, file_run, tmp_path):
@@ -423,7 +380,7 @@ def test_predict_adds_the_learned_noise_of_a_gaussian_nll_model(data_dir, tmp_pa
         without,
         PredictSettings(num_samples=4000, quantiles=(), include_noise=False),
     )
-    (header, noisy), (_, plain) = read_csv(with_noise), read_csv(without)
+    (header, noisy), (_, plain) = read_csv_array(with_noise), read_csv_array(without)
     for j, name in enumerate(("y1", "y2")):
         std = header.index(f"{name}_std")
         expected = np.sqrt(plain[:, std] ** 2 + sigma[j] ** 2)

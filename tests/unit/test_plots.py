@@ -1,4 +1,5 @@
-"""Tests for polymix_cli.reporting.plots: real PNGs are written, shapes are validated."""
+"""Tests for the package polymix_cli.reporting.plots: real PNGs are written, shapes are
+validated."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 
 from polymix_cli.reporting import plots
+from polymix_cli.reporting.plots.loss import _loss_scale
+from polymix_cli.reporting.plots.style import make_panels
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 G, N, K, M = 40, 15, 30, 2
@@ -150,10 +153,10 @@ def test_loss_scale_choice() -> None:
 
     fig, ax = plt.subplots()
     try:
-        assert plots._loss_scale(ax, np.array([1.0, 10.0, 1000.0])) == "log"
-        assert plots._loss_scale(ax, np.array([-1.0, 0.5, 2.0])) == "linear"
-        assert plots._loss_scale(ax, np.array([-1e4, 0.1, 0.2, 0.3, 1.0])) == "symlog"
-        assert plots._loss_scale(ax, np.array([0.0, 0.0])) == "linear"
+        assert _loss_scale(ax, np.array([1.0, 10.0, 1000.0])) == "log"
+        assert _loss_scale(ax, np.array([-1.0, 0.5, 2.0])) == "linear"
+        assert _loss_scale(ax, np.array([-1e4, 0.1, 0.2, 0.3, 1.0])) == "symlog"
+        assert _loss_scale(ax, np.array([0.0, 0.0])) == "linear"
     finally:
         plt.close(fig)
 
@@ -165,13 +168,13 @@ def test_make_panels_one_axes_per_output() -> None:
     import matplotlib.pyplot as plt
 
     for num in (1, 2, 3):
-        fig, axes = plots._make_panels(num)
+        fig, axes = make_panels(num)
         try:
             assert len(axes) == num == len(fig.axes)
         finally:
             plt.close(fig)
-    fig1, _ = plots._make_panels(1)
-    fig3, _ = plots._make_panels(3)
+    fig1, _ = make_panels(1)
+    fig3, _ = make_panels(3)
     try:
         assert fig3.get_figwidth() > fig1.get_figwidth()
     finally:
@@ -285,17 +288,21 @@ def test_loss_shape_mismatch(tmp_path: Path) -> None:
 
 
 def test_module_imports_neither_torch_nor_hydra() -> None:
+    """Every module of the plots package, imported in a fresh process: no torch, no Hydra,
+    and the backend chosen before the import is left alone."""
     code = (
-        "import sys, importlib.util\n"
-        "spec = importlib.util.spec_from_file_location('plots', sys.argv[1])\n"
-        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        "import sys, importlib, pkgutil\n"
         "import matplotlib\n"
-        "assert matplotlib.get_backend().lower() == 'agg', matplotlib.get_backend()\n"
+        "matplotlib.use('svg')\n"
+        "import polymix_cli.reporting.plots as plots\n"
+        "for info in pkgutil.iter_modules(plots.__path__):\n"
+        "    importlib.import_module('polymix_cli.reporting.plots.' + info.name)\n"
+        "assert matplotlib.get_backend().lower() == 'svg', matplotlib.get_backend()\n"
         "bad = [m for m in ('torch', 'hydra') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, plots.__file__], capture_output=True, text=True, check=False
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
 

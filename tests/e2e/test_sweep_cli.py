@@ -1,5 +1,6 @@
 """Sweeps: Hydra multirun through the real `polymix` command at tiny sizes, the sweep
-summary, the joblib and submitit launchers, an optuna study and `polymix summarize`."""
+summary, the joblib and submitit launchers, an optuna study and `polymix summarize`
+(the sweep's pure functions are in unit/test_sweep.py, its configs in app/test_sweep_runs.py)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib.image as mpimg
 import pytest
 import yaml
-from conftest import REPO, compose_train, run_cli
+from helpers import REPO, TINY, is_png, run_cli
 
-from polymix_cli.reporting.sweep import METRICS, metric_value, score, swept_keys_from_config
-from polymix_cli.runs.threads import available_cores, threads_per_job
+from polymix_cli.reporting.sweep import METRICS
+from polymix_cli.runs.threads import available_cores
 
 # A job of a few epochs: each sweep test costs mostly the interpreter and torch imports.
-SWEEP_TINY = [
-    "trainer.epochs=5",
-    "trainer.num_samples=4",
-    "trainer.log_every=5",
-    "eval.num_samples=16",
-    "eval.grid_points=10",
-    "data.num_test=50",
-]
+SWEEP_TINY = [*TINY, "trainer.epochs=5"]
 
 
 def sweep(sweep_dir: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -47,10 +40,6 @@ def job_config(job_dir: Path) -> dict:
 
 def status(job_dir: Path) -> dict:
     return json.loads((job_dir / "status.json").read_text())
-
-
-def is_png(path: Path) -> bool:
-    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and min(mpimg.imread(path).shape[:2]) > 200
 
 
 @pytest.fixture(scope="module")
@@ -209,40 +198,6 @@ def test_a_bad_shared_option_exits_2_before_any_job(tmp_path):
     assert not (tmp_path / "sweep" / "0").exists()
 
 
-@pytest.mark.parametrize(
-    "overrides,message",
-    [
-        (["sweep.sort_by=accuracy"], "sweep.sort_by must be one of"),
-        (["sweep.objective=r2"], "sweep.objective must be one of"),
-        (["hparams_search=moe_optuna"], None),
-        (
-            ["hparams_search=moe_optuna", "hydra.sweeper.direction=maximize"],
-            "hydra.sweeper.direction must be minimize",
-        ),
-    ],
-)
-def test_multirun_start_checks_the_sweep_options(overrides, message, tmp_path, capsys):
-    from hydra import compose, initialize_config_dir
-
-    from polymix_cli.cli.callbacks import SweepSummary
-
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            overrides=[*overrides, f"hydra.sweep.dir={tmp_path}"],
-            return_hydra_config=True,
-        )
-    if message is None:
-        SweepSummary().on_multirun_start(cfg)
-        assert (tmp_path / "multirun.yaml").is_file()  # read back by polymix summarize
-        return
-    with pytest.raises(SystemExit) as exit_info:
-        SweepSummary().on_multirun_start(cfg)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1
-
-
 def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = sweep(
@@ -310,120 +265,7 @@ def test_optuna_study_reports_the_best_trial(tmp_path):
     assert is_png(sweep_dir / "plots" / "sweep.png")  # the objective by trial
 
 
-# --------------------------------------------------------------------------- configs and units
-
-
-def test_slurm_launcher_config_composes():
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(
-            config_name="train", overrides=["hydra/launcher=slurm"], return_hydra_config=True
-        )
-    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
-    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
-    assert {"partition", "account", "timeout_min", "cpus_per_task", "mem_gb", "setup"} <= set(
-        launcher
-    )
-    assert threads_per_job(None, launcher) == launcher["cpus_per_task"]
-
-
-def test_sweep_options_are_validated():
-    from polymix_cli.config.validation import ConfigError
-    from polymix_cli.runs.prepare import prepare
-
-    cfg = compose_train()
-    assert cfg["sweep"] == {"sort_by": "test.crps", "objective": "test.crps"}
-    assert cfg["trainer"]["num_threads"] is None
-    for override, message in (
-        (["sweep.objective=r2"], "sweep.objective must be one of"),
-        (["trainer.num_threads=0"], "trainer.num_threads must be >= 1"),
-    ):
-        with pytest.raises(ConfigError, match=message):
-            prepare(compose_train(override))
-
-
-def test_threads_per_job_never_oversubscribes():
-    assert threads_per_job(3, {"n_jobs": 8}, cores=16) == 3  # trainer.num_threads wins
-    assert threads_per_job(None, None, cores=16) is None  # torch's default
-    assert threads_per_job(None, {"n_jobs": 2}, cores=16) == 8
-    assert threads_per_job(None, {"n_jobs": -1}, cores=16) == 1
-    assert threads_per_job(None, {"n_jobs": 32}, cores=16) == 1
-    assert threads_per_job(None, {"n_jobs": -2}, cores=16) == 1  # joblib: all cores but one
-    assert threads_per_job(None, {"cpus_per_task": 4, "_target_": "x.SlurmLauncher"}, cores=16) == 4
-    assert (
-        threads_per_job(None, {"cpus_per_task": None, "_target_": "x.submitit.Local"}, cores=16)
-        is None
-    )
-
-
-def test_swept_keys_from_a_multirun_config():
-    cfg = {
-        "hydra": {
-            "overrides": {
-                "task": [
-                    "trainer.epochs=5",
-                    "model.gate.width=8,16",
-                    "model.expert.degree=range(1,4)",
-                    "layout.rules=[{match: a}, {match: b}]",
-                    "name='a,b'",
-                    "experiment=moe_sign",
-                ]
-            },
-            "sweeper": {"params": {"optimizer.lr": "interval(0.001, 0.1)"}},
-        }
-    }
-    assert swept_keys_from_config(cfg) == [
-        "model.gate.width",
-        "model.expert.degree",
-        "optimizer.lr",
-    ]
-    assert swept_keys_from_config(None) == []
-
-
-def test_metric_values_and_scores():
-    metrics = {"test": {"crps": 0.5, "coverage": {"0.8": 0.7}, "rmse_true": None}, "num_params": 74}
-    assert metric_value(metrics, "test.crps") == 0.5 and metric_value(metrics, "num_params") == 74
-    assert (
-        metric_value(metrics, "test.rmse_true") is None and metric_value(None, "test.crps") is None
-    )
-    assert score("test.coverage.0.8", 0.7) == pytest.approx(0.1)  # distance to the level
-    assert score("test.crps", 0.5) == 0.5
-    with pytest.raises(ValueError, match="metric must be one of"):
-        metric_value(metrics, "accuracy")
-
-
-def test_plot_sweep_line_and_heatmap(tmp_path):
-    from polymix_cli.reporting.plots import plot_sweep
-
-    line = plot_sweep(
-        tmp_path / "line.png",
-        "test.crps",
-        "model.gate.width",
-        [8, 16, 32],
-        [0.3, None, 0.25],
-        failed=[False, True, False],
-    )
-    heat = plot_sweep(
-        tmp_path / "heat.png",
-        "test.coverage.0.8",
-        "width",
-        [8, 16, 8, 16],
-        [0.7, 0.9, None, 0.8],
-        failed=[False, False, True, False],
-        y_name="degree",
-        y_values=[2, 2, 3, 3],
-        target=0.8,
-    )
-    trials = plot_sweep(
-        tmp_path / "trials.png", "test.crps", "trial", [0, 1, 2], [0.5, 0.3, 0.4], running_best=True
-    )
-    assert all(is_png(p) for p in (line, heat, trials))
-    with pytest.raises(ValueError, match="one entry per job"):
-        plot_sweep(tmp_path / "bad.png", "test.crps", "w", [1, 2], [0.1])
-    with pytest.raises(ValueError, match="given together"):
-        plot_sweep(tmp_path / "bad.png", "test.crps", "w", [1, 2], [0.1, 0.2], y_name="d")
+# --------------------------------------------------------------------------- help
 
 
 def test_help_lists_summarize_without_torch():

@@ -238,17 +238,8 @@ def test_energy_output_bias_really_has_no_effect_on_samples():
     torch.testing.assert_close(first, second)
 
 
-@pytest.fixture
-def single_thread():
-    """Tiny training steps: intra-op threads only add overhead on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("kind", GROUP_KINDS)
-def test_training_steps_reduce_loss_for_every_group_kind(kind, single_thread):
+def test_training_steps_reduce_loss_for_every_group_kind(kind, one_thread):
     surrogate = PolynomialChaosExpansion(1, 1, degree=3)
     # Langevin particles need enough drift (steps x step size) for the learned score to
     # matter against the initial spread.

@@ -1,42 +1,30 @@
-"""Learned Gaussian noise, the gaussian_nll loss, the predictive band and its metrics."""
+"""Learned Gaussian noise, the gaussian_nll loss, the predictive band and its metrics (the
+library; the configs and runs are in app/test_noise_runs.py and e2e/test_noise_cli.py)."""
 
 from __future__ import annotations
 
-import json
 import math
 
-import matplotlib.image as mpimg
 import pytest
 import torch
-from conftest import TINY, QuietUI, compose_train, run_cli
 
 from polymix_cli import GaussianNoise, StochasticModel
-from polymix_cli.config.build import build_model
 from polymix_cli.config.schema import AdamConfig
-from polymix_cli.config.validation import ConfigError, parse_train_config, validate_train_config
 from polymix_cli.likelihoods import HalfCauchyNoisePrior, LogNormalNoisePrior
 from polymix_cli.parameter_groups import IIDGaussianGroup
 from polymix_cli.reporting.metrics import (
     CALIBRATION_LEVELS,
     LEVELS,
     interval_probs,
-    metrics,
-    summarize,
+    summarize_predictive,
+    summary_metrics,
 )
-from polymix_cli.runs.checkpoint import load_checkpoint
-from polymix_cli.runs.train import train
 from polymix_cli.surrogate_models import PolynomialChaosExpansion
 from polymix_cli.training.loop import Trainer, TrainSettings, build_optimizer
 
 PROBS = interval_probs(LEVELS + CALIBRATION_LEVELS)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _poly(x: torch.Tensor) -> torch.Tensor:
@@ -84,31 +72,6 @@ def test_noise_is_a_parameter_of_the_model():
 def test_bad_noise_arguments_raise(make, message):
     with pytest.raises(ValueError, match=message):
         make()
-
-
-def test_models_without_noise_are_unchanged():
-    """The CLI builds noise only for gaussian_nll: other models keep their state and numbers."""
-    cfg = compose_train([])
-    torch.manual_seed(7)
-    cfg = parse_train_config(cfg)
-    plain, _ = build_model(cfg.model, cfg.layout, 1, 1)
-    torch.manual_seed(7)
-    built, _ = build_model(cfg.model, cfg.layout, 1, 1, cfg.trainer)
-    assert built.noise is None
-    assert list(built.state_dict()) == list(plain.state_dict())
-    assert not any("noise" in key for key in built.state_dict())
-    assert all(
-        torch.equal(a, b) for a, b in zip(plain.state_dict().values(), built.state_dict().values())
-    )
-    assert torch.equal(built.distribution_loss(), plain.distribution_loss())
-    nll_cfg = parse_train_config(compose_train(["experiment=moe_sign_nll"]))
-    torch.manual_seed(7)
-    noisy, _ = build_model(nll_cfg.model, nll_cfg.layout, 1, 1, nll_cfg.trainer)
-    assert list(noisy.state_dict()) == list(plain.state_dict()) + ["noise.log_std"]
-    # building the noise draws nothing from the RNG: the rest of the model is the same
-    assert all(
-        torch.equal(plain.state_dict()[k], noisy.state_dict()[k]) for k in plain.state_dict()
-    )
 
 
 def test_noise_priors_match_torch_distributions():
@@ -208,7 +171,7 @@ def test_batch_of_all_points_is_full_batch_training():
 def fitted():
     """A cubic PCE trained with gaussian_nll on a cubic plus noise 0.2 (a well-specified model)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures run before the function-scoped _one_thread
+    torch.set_num_threads(1)  # module fixtures run before the function-scoped one_thread
     torch.manual_seed(0)
     x, y = _polynomial_data(500, 0.2, seed=1)
     model = _pce_model(GaussianNoise(1, init_std=1.0))
@@ -227,7 +190,7 @@ def _summary(model, x, y, seed=0, num_samples=400, noise=True):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         params = model.sample_parameters(num_samples, generator=gen)
-        return summarize(
+        return summarize_predictive(
             lambda xs: model.predict(xs, params),
             x,
             PROBS,
@@ -239,7 +202,7 @@ def _summary(model, x, y, seed=0, num_samples=400, noise=True):
 
 def test_calibration_of_a_well_specified_model(fitted):
     x, y = _polynomial_data(2000, 0.2, seed=2)  # fresh data from the same process
-    result = metrics(_summary(fitted, x, y), y, levels=(0.5, 0.8), y_true=_poly(x))
+    result = summary_metrics(_summary(fitted, x, y), y, levels=(0.5, 0.8), y_true=_poly(x))
     assert result["calibration_error"] < 0.03
     assert abs(result["coverage"]["0.8"] - 0.8) < 0.03
     assert result["rmse_true"] < 0.03
@@ -260,7 +223,7 @@ def test_nll_against_a_hand_computation():
     y = torch.tensor([[0.2, 2.5], [1.5, 0.4]])
     sigma = torch.tensor([0.5, 2.0])
     x = torch.zeros(2, 1)
-    summary = summarize(
+    summary = summarize_predictive(
         lambda xs: draws, x, PROBS, y=y, noise_std=sigma, generator=torch.Generator()
     )
 
@@ -279,10 +242,10 @@ def test_nll_against_a_hand_computation():
         )
         for n in range(2)
     ]
-    assert metrics(summary, y)["nll"] == pytest.approx(sum(per_point) / 2, rel=1e-5)
+    assert summary_metrics(summary, y)["nll"] == pytest.approx(sum(per_point) / 2, rel=1e-5)
 
     # without noise: the Gaussian moment match of the draws (unbiased variance)
-    plain = summarize(lambda xs: draws, x, PROBS, y=y)
+    plain = summarize_predictive(lambda xs: draws, x, PROBS, y=y)
     expected = 0.0
     for n in range(2):
         for o in range(2):
@@ -290,7 +253,7 @@ def test_nll_against_a_hand_computation():
             mean = sum(values) / 3
             var = sum((v - mean) ** 2 for v in values) / 2
             expected += -math.log(normal(y[n, o].item(), mean, math.sqrt(var)))
-    assert metrics(plain, y)["nll"] == pytest.approx(expected / 2, rel=1e-5)
+    assert summary_metrics(plain, y)["nll"] == pytest.approx(expected / 2, rel=1e-5)
 
 
 def test_predictive_band_is_draws_plus_noise():
@@ -298,7 +261,7 @@ def test_predictive_band_is_draws_plus_noise():
     f = torch.tensor([[1.0, -2.0], [0.0, 5.0]])
     draws = f.expand(20000, 2, 2)
     sigma = torch.tensor([0.1, 2.0])
-    summary = summarize(
+    summary = summarize_predictive(
         lambda xs: draws,
         torch.zeros(2, 1),
         PROBS,
@@ -313,140 +276,3 @@ def test_predictive_band_is_draws_plus_noise():
     lo, hi = summary.band("epistemic").interval(0.8)
     assert torch.equal(lo, f) and torch.equal(hi, f)
     assert summary.band("predictive") is summary
-
-
-# ------------------------------------------------------------------------------ config and CLI
-
-
-@pytest.mark.parametrize(
-    "override, message",
-    [
-        (
-            "trainer.noise.init_std=0",
-            "trainer.noise.init_std must be a number in (0.0, inf), got 0",
-        ),
-        (
-            "trainer.noise.prior=gamma",
-            "trainer.noise.prior must be one of ['none', 'log_normal', 'half_cauchy']",
-        ),
-        (
-            "trainer.noise.prior_scale=-1",
-            "trainer.noise.prior_scale must be a number in (0.0, inf), got -1",
-        ),
-    ],
-)
-def test_noise_options_are_validated(override, message):
-    cfg = compose_train(["experiment=moe_sign_nll", override])
-    with pytest.raises(ConfigError) as err:
-        validate_train_config(cfg)
-    assert str(err.value).startswith(message)
-
-
-def test_unknown_noise_option_and_old_configs():
-    cfg = compose_train(["experiment=moe_sign_nll"])
-    cfg["trainer"]["noise"]["scale"] = 1.0
-    with pytest.raises(
-        ConfigError, match="unknown option trainer.noise.scale; allowed keys in trainer.noise"
-    ):
-        validate_train_config(cfg)
-    old = compose_train([])
-    del old["trainer"]["noise"]  # a config stored before the noise options existed
-    validate_train_config(old)
-
-
-def test_moe_sign_nll_is_the_seed_with_a_likelihood():
-    seed, nll = compose_train(["experiment=moe_sign"]), compose_train(["experiment=moe_sign_nll"])
-    assert seed["trainer"]["loss"] == "mse_sum" and nll["trainer"]["loss"] == "gaussian_nll"
-    changed = {"name", "trainer"}
-    assert {k: v for k, v in nll.items() if k not in changed} == {
-        k: v for k, v in seed.items() if k not in changed
-    }
-    same = {k for k in seed["trainer"] if k not in ("loss", "weight_factor", "noise")}
-    assert all(nll["trainer"][k] == seed["trainer"][k] for k in same)
-
-
-@pytest.fixture(scope="module")
-def nll_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("nll") / "run"
-    result = run_cli("train", "experiment=moe_sign_nll", *TINY, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr + result.stdout
-    return run_dir
-
-
-def test_moe_sign_nll_end_to_end(nll_run):
-    metrics_json = json.loads((nll_run / "metrics.json").read_text())
-    noise = metrics_json["noise_std"]
-    assert isinstance(noise, list) and len(noise) == 1 and 0 < noise[0] < 1
-    state = load_checkpoint(nll_run / "checkpoints" / "last.pt")
-    assert state["model"]["noise.log_std"].exp().tolist() == pytest.approx(noise)
-    for split in ("train", "test"):
-        m = metrics_json[split]
-        assert math.isfinite(m["nll"]) and 0 <= m["calibration_error"] <= 1
-        # the predictive band is wider than the epistemic one
-        for level, width in m["interval_width"].items():
-            assert width > m["epistemic"]["interval_width"][level]
-    for name in ("calibration", "prediction"):
-        image = mpimg.imread(nll_run / "plots" / f"{name}.png")
-        assert min(image.shape[:2]) > 300
-
-
-def test_evaluate_reproduces_the_metrics_with_noise(nll_run, tmp_path):
-    result = run_cli(
-        "evaluate", f"ckpt={nll_run / 'checkpoints' / 'last.pt'}", f"hydra.run.dir={tmp_path}"
-    )
-    assert result.returncode == 0, result.stderr
-    trained = json.loads((nll_run / "metrics.json").read_text())
-    evaluated = json.loads((tmp_path / "metrics.json").read_text())
-    for key in ("train", "test", "losses", "noise_std"):
-        assert evaluated[key] == trained[key], key
-    assert (tmp_path / "plots" / "calibration.png").is_file()
-
-
-def test_resume_with_noise_is_bit_exact(tmp_path):
-    cfg = compose_train(
-        [
-            "experiment=moe_sign_nll",
-            *TINY,
-            "trainer.epochs=40",
-            "trainer.checkpoint_every=15",
-            "eval.num_samples=16",
-            "data.num_test=50",
-        ]
-    )
-    full = train(cfg, tmp_path / "full", "{}", QuietUI())
-    middle = tmp_path / "full" / "checkpoints" / "epoch_15.pt"
-    resumed = train(
-        {**cfg, "resume": str(middle)},
-        tmp_path / "resumed",
-        "{}",
-        QuietUI(),
-        resume=load_checkpoint(middle),
-    )
-    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
-    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
-    assert a["model"].keys() == b["model"].keys() and "noise.log_std" in a["model"]
-    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert full["test"] == resumed["test"] and full["noise_std"] == resumed["noise_std"]
-
-
-def test_noise_is_reported_in_user_units(tmp_path):
-    """Trained on standardised outputs, the noise is learned in model units and reported
-    times the output map's scale; the bands are in user units as well."""
-    cfg = compose_train(
-        [
-            "experiment=moe_sign_nll",
-            *TINY,
-            "trainer.epochs=60",
-            "eval.num_samples=32",
-            "data.num_test=50",
-            "data.output_scaling=standardize",
-        ]
-    )
-    result = train(cfg, tmp_path, "{}", QuietUI())
-    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
-    scale = state["extra"]["data_maps"]["outputs"]["scale"][0]
-    sigma_model = state["model"]["noise.log_std"].exp().item()
-    assert scale == pytest.approx(1.5, abs=0.3)  # sin(pi x) + sign(x) varies by about 1.5
-    assert result["noise_std"][0] == pytest.approx(sigma_model * scale, rel=1e-6)
-    # the predictive band is at least as wide as 2 x 1.28 noise std in user units
-    assert result["test"]["interval_width"]["0.8"] > 2 * 1.28 * sigma_model * scale * 0.9

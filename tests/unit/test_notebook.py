@@ -13,14 +13,9 @@ from polymix_cli.surrogate_models import GatingNetwork, MixtureOfExperts, Polyno
 NUM_EPOCHS = 300
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """The per-step work is tiny; intra-op threads only add overhead (several times slower
-    on a busy two-core machine). Results do not depend on the thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# The per-step work is tiny; intra-op threads only add overhead (several times slower on a
+# busy two-core machine). Results do not depend on the thread count.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_notebook(num_epochs: int = NUM_EPOCHS):

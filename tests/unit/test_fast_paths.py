@@ -11,7 +11,7 @@ from polymix_cli import StochasticModel
 from polymix_cli.config.schema import AdamWConfig
 from polymix_cli.parameter_groups import DeterministicGroup, GaussianGroup, IIDGaussianGroup
 from polymix_cli.priors import IIDGaussianPrior
-from polymix_cli.reporting.metrics import interval_probs, summarize
+from polymix_cli.reporting.metrics import interval_probs, summarize_predictive
 from polymix_cli.surrogate_models import (
     GatingNetwork,
     MixtureOfExperts,
@@ -148,11 +148,13 @@ def test_chunked_summary_equals_unchunked(monkeypatch):
     y = torch.randn(300, 1)
     params = model.sample_parameters(64)
     probs = interval_probs((0.5, 0.8))
-    whole = summarize(lambda xs: model.predict(xs, params), x, probs, y=y)
+    whole = summarize_predictive(lambda xs: model.predict(xs, params), x, probs, y=y)
     monkeypatch.setattr(
         "polymix_cli.reporting.metrics._CHUNK_ELEMENTS", 64 * 7
     )  # chunks of 7 points
-    chunked = summarize(lambda xs: model.predict(xs, params), x, probs, y=y, per_point=64)
+    chunked = summarize_predictive(
+        lambda xs: model.predict(xs, params), x, probs, y=y, per_point=64
+    )
     for name in ("mean", "std", "quantiles", "crps"):
         torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))
 
@@ -294,7 +296,7 @@ def test_chunked_predictive_summary_equals_unchunked(monkeypatch):
     probs = interval_probs((0.5, 0.8))
 
     def run(**kw):
-        return summarize(
+        return summarize_predictive(
             lambda xs: model.predict(xs, params),
             x,
             probs,

@@ -1,34 +1,21 @@
-"""data=file: reading CSV and NPZ tables, the test split, bounds, validation messages, and
-the plots of models with several inputs. No training here (see test_predict.py)."""
+"""data=file through the configs: reading CSV and NPZ tables into a prepared run, the test
+split, bounds, validation messages, and the plots of a one-input file model. No training here
+(see e2e/test_predict_cli.py); the reader and the plots alone are in unit/test_datafile.py."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
-import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import torch
-from conftest import compose_train
+from helpers import compose_train, is_png, truth, write_csv
 
 from polymix_cli.config.validation import ConfigError, validate_train_config
-from polymix_cli.data.files import describe_rows, open_table
-from polymix_cli.reporting import plots
-from polymix_cli.reporting.evaluation import slice_points
 from polymix_cli.runs.prepare import prepare
 
 N = 60
-
-
-def truth(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Two outputs in user units: around 1000 and around 6."""
-    return np.stack([1000 + 2 * np.sin(a / 3) + 0.01 * (b - 150), 5 + (a / 10) * (b / 100)], axis=1)
-
-
-def write_csv(path: Path, header: str, rows: list[str]) -> Path:
-    path.write_text(header + "\n" + "\n".join(rows) + "\n")
-    return path
 
 
 @pytest.fixture
@@ -136,21 +123,6 @@ def test_configured_bounds_are_kept(csv_file):
     p = prepare(file_cfg(csv_file, "data.bounds=[[-5,15],[50,250]]"))
     assert p.data.bounds.tolist() == [[-5.0, 15.0], [50.0, 250.0]]
     assert p.x_train.abs().max() <= 0.51  # [0, 10] inside [-5, 15] maps into [-0.5, 0.5]
-
-
-def test_csv_reader_streams_blocks_with_file_line_numbers(tmp_path):
-    path = write_csv(tmp_path / "d.csv", "x, y", ["", "1,2", "", "3, 4", '"5",6', "7,8"])
-    table = open_table(path, "data.path")
-    assert table.columns == ("x", "y")
-    blocks = list(table.blocks(["y", "x"], block_rows=3))
-    assert [b.rows.tolist() for b in blocks] == [[3, 5, 6], [7]]
-    assert np.concatenate([b.values for b in blocks]).tolist() == [[2, 1], [4, 3], [6, 5], [8, 7]]
-
-
-def test_describe_rows_lists_a_few_and_counts_the_rest():
-    bad = [(i, "x is NaN") for i in range(2, 30)]
-    text = describe_rows(bad, "line")
-    assert text.startswith("line 2: x is NaN; line 3: x is NaN") and text.endswith("and 20 more")
 
 
 # ----------------------------------------------------------------------------- bad files
@@ -338,110 +310,28 @@ def test_cli_file_data_errors_are_one_line_with_status_2(cli, tmp_path, csv_file
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-# ----------------------------------------------------------------------------- several inputs: plots
-
-
-def test_slice_points_vary_one_input_through_the_centre():
-    bounds = torch.tensor([[0.0, 10.0], [100.0, 200.0], [-1.0, 1.0]], dtype=torch.float64)
-    pts = slice_points(bounds, 5)
-    assert pts.shape == (3, 5, 3)
-    assert pts[1, :, 1].tolist() == [100.0, 125.0, 150.0, 175.0, 200.0]
-    assert torch.all(pts[1, :, 0] == 5.0) and torch.all(pts[1, :, 2] == 0.0)
-    assert pts[0, :, 0].tolist() == [0.0, 2.5, 5.0, 7.5, 10.0] and torch.all(pts[0, :, 1] == 150.0)
-
-
-def png_ok(path: Path) -> bool:
-    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and min(mpimg.imread(path).shape[:2]) > 300
-
-
-def test_parity_and_slice_plots(tmp_path):
-    rng = np.random.default_rng(1)
-    y = rng.normal(size=(40, 2)) * [1, 10] + [1000, 0]
-    mean = y + rng.normal(size=y.shape) * 0.1
-    yt = y[:15] + 0.3
-    path = plots.plot_parity(
-        tmp_path / "parity.png",
-        y,
-        mean,
-        mean - 0.2,
-        mean + 0.2,
-        yt,
-        yt,
-        yt - 1,
-        yt + 1,
-        output_names=["t", "p"],
-    )
-    assert png_ok(path)
-    grids = np.stack(
-        [
-            np.linspace(0, 10, 20),
-            np.linspace(100, 200, 20),
-            np.linspace(-1, 1, 20),
-            np.linspace(0, 1, 20),
-            np.linspace(5, 6, 20),
-        ]
-    )
-    mean = np.sin(grids)[:, :, None]
-    path = plots.plot_slices(
-        tmp_path / "slices.png",
-        grids,
-        mean,
-        mean - 0.1,
-        mean + 0.1,
-        grids.mean(1),
-        input_names=list("abcde"),
-        output_names=["t"],
-        true_y=mean + 0.05,
-    )
-    assert png_ok(path)
-    height, width = mpimg.imread(path).shape[:2]
-    assert height > 0.6 * width  # five inputs wrap onto two balanced rows (3 + 2 panels)
-
-
-def test_plot_shapes_are_checked(tmp_path):
-    y = np.zeros((5, 2))
-    with pytest.raises(ValueError, match="must be given together"):
-        plots.plot_parity(tmp_path / "p.png", y, y, y, y, y_test=y)
-    with pytest.raises(ValueError, match=r"mean_train must have shape \(N, O\) = \(5, 2\)"):
-        plots.plot_parity(tmp_path / "p.png", y, np.zeros((4, 2)), y, y)
-    grids = np.zeros((2, 10))
-    with pytest.raises(ValueError, match=r"lower must have shape \(D, G, O\) = \(2, 10, 1\)"):
-        plots.plot_slices(
-            tmp_path / "s.png",
-            grids,
-            np.zeros((2, 10)),
-            np.zeros((2, 9)),
-            np.zeros((2, 10)),
-            np.zeros(2),
-        )
-    with pytest.raises(ValueError, match="input_names must have one name per input"):
-        plots.plot_slices(
-            tmp_path / "s.png",
-            grids,
-            np.zeros((2, 10)),
-            np.zeros((2, 10)),
-            np.zeros((2, 10)),
-            np.zeros(2),
-            input_names=["a"],
-        )
+# ----------------------------------------------------------------------------- plots
 
 
 def test_one_input_file_data_keep_the_prediction_plot_named_by_its_columns(tmp_path):
-    from polymix_cli.reporting.evaluation import evaluate, write_plots
+    from polymix_cli.reporting.evaluation import evaluate_model
+    from polymix_cli.reporting.run_plots import write_plots
 
     rows = [f"{t},{20 + t * t / 10}" for t in range(0, 100, 3)]
     path = write_csv(tmp_path / "d.csv", "time,temperature", rows)
     p = prepare(
         compose_train(["experiment=pce_file", f"data.path={path}", "data.outputs=[temperature]"])
     )
-    ev = evaluate(p.model, p.data, replace(p.cfg.eval, num_samples=16, grid_points=20), 0, p.maps)
+    ev = evaluate_model(
+        p.model, p.data, replace(p.cfg.eval, num_samples=16, grid_points=20), 0, p.maps
+    )
     assert ev.slices is None and ev.grid is not None
     assert (
         ev.grid[0, 0] == 0 and ev.grid[-1, 0] == 99
     )  # the grid spans the data's bounds, in user units
     written = write_plots(tmp_path / "plots", ev, p.data, [])
     assert [w.name for w in written] == ["calibration.png", "prediction.png"] and all(
-        map(png_ok, written)
+        is_png(w, min_side=300) for w in written
     )
 
 

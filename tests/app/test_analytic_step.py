@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import compose_train
+from helpers import compose_train
 
 from polymix_cli.runs.prepare import prepare
 from polymix_cli.training.analytic_step import AnalyticStep, unsupported_reason

@@ -1,5 +1,6 @@
 """Sobol sensitivity: the closed form of a PCE, the Monte Carlo estimator, the report in
-metrics.json and plots/sobol.png, the ishigami generator and experiment, and the options."""
+metrics.json, plots/sobol.png and the ishigami generator (the options and runs are in
+app/test_sensitivity_runs.py and e2e/test_sensitivity_cli.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import TINY, QuietUI, compose_train, run_cli
+from helpers import ISHIGAMI_FIRST, ISHIGAMI_TOTAL
 
 from polymix_cli import StochasticModel
 from polymix_cli.config.schema import EvalConfig
-from polymix_cli.config.validation import ConfigError, validate_train_config
 from polymix_cli.data.dataset import Dataset
 from polymix_cli.data.scaling import AffineMap, DataMaps
 from polymix_cli.data.synthetic import GENERATORS, ishigami_indices, make_dataset
 from polymix_cli.parameter_groups import DeterministicGroup, IIDGaussianGroup
 from polymix_cli.reporting.evaluation import sensitivity_report
-from polymix_cli.runs.evaluate import evaluate_checkpoint
-from polymix_cli.runs.prepare import prepare
-from polymix_cli.runs.train import train
 from polymix_cli.sensitivity import (
     SobolIndices,
     basis_norms,
@@ -35,10 +31,6 @@ from polymix_cli.sensitivity import (
 )
 from polymix_cli.surrogate_models import GatingNetwork, MixtureOfExperts, PolynomialChaosExpansion
 from polymix_cli.surrogate_models.basis import univariate_table
-
-# Published indices of the Ishigami function (a = 7, b = 0.1).
-ISHIGAMI_FIRST = (0.3139, 0.4424, 0.0)
-ISHIGAMI_TOTAL = (0.5576, 0.4424, 0.2437)
 
 
 def _coeffs(
@@ -400,57 +392,6 @@ def test_report_methods_and_off():
     assert sensitivity_report(moe, moe.sample_parameters(2), data, EVAL, 0).method == "monte_carlo"
 
 
-# ----------------------------------------------------------------------------- options
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        (
-            "eval.sensitivity=sobol",
-            "eval.sensitivity must be one of ['auto', 'pce', 'monte_carlo', 'off'], got 'sobol'",
-        ),
-        ("eval.sensitivity=pce", "eval.sensitivity=pce needs model.kind=pce"),
-        (
-            "eval.sensitivity_samples=0",
-            "eval.sensitivity_samples must be null or an integer in [1, eval.num_samples=1000]",
-        ),
-        (
-            "eval.sensitivity_samples=1001",
-            "eval.sensitivity_samples must be null or an integer in [1, eval.num_samples=",
-        ),
-        ("eval.sensitivity_samples=1.5", "eval.sensitivity_samples must be null or an integer"),
-        ("eval.sensitivity_base_samples=1", "eval.sensitivity_base_samples must be >= 2, got 1"),
-        (
-            "eval.sensitivity_base_samples=abc",
-            "eval.sensitivity_base_samples must be an integer >= 2",
-        ),
-    ],
-)
-def test_bad_sensitivity_options_are_named(override, message):
-    with pytest.raises(ConfigError) as err:
-        validate_train_config(compose_train([override]))
-    assert message in str(err.value)
-
-
-def test_sensitivity_options_have_defaults_and_older_configs_get_them():
-    cfg = compose_train()
-    assert (
-        cfg["eval"]["sensitivity"],
-        cfg["eval"]["sensitivity_samples"],
-        cfg["eval"]["sensitivity_base_samples"],
-    ) == ("auto", None, 2048)
-    validate_train_config(
-        compose_train(
-            ["experiment=pce_sine", "eval.sensitivity=pce", "eval.sensitivity_samples=10"]
-        )
-    )
-    old = compose_train([*TINY])
-    for key in ("sensitivity", "sensitivity_samples", "sensitivity_base_samples"):
-        del old["eval"][key]
-    assert prepare(old).cfg.eval.sensitivity == "auto"
-
-
 # ----------------------------------------------------------------------------- ishigami
 
 
@@ -467,115 +408,6 @@ def test_ishigami_generator_and_exact_indices():
     assert bool((data.x_train.abs() <= math.pi).all())
     assert data.y_train.mean().item() == pytest.approx(3.5, abs=0.1)
     assert data.y_train.var().item() == pytest.approx(13.84, rel=0.03)
-
-
-def _ishigami_errors(metrics: dict) -> tuple[float, float]:
-    sens = metrics["sensitivity"]
-    first = [sens["first_order"]["y1"][f"x{i}"]["mean"] for i in (1, 2, 3)]
-    total = [sens["total"]["y1"][f"x{i}"]["mean"] for i in (1, 2, 3)]
-    return (
-        max(abs(a - b) for a, b in zip(first, ISHIGAMI_FIRST, strict=True)),
-        max(abs(a - b) for a, b in zip(total, ISHIGAMI_TOTAL, strict=True)),
-    )
-
-
-def test_ishigami_pce_short_training_recovers_the_indices(tmp_path):
-    """experiment=ishigami_pce for a third of its epochs (about 2 s of training)."""
-    cfg = compose_train(
-        [
-            "experiment=ishigami_pce",
-            "trainer.epochs=1000",
-            "eval.num_samples=200",
-            "data.num_test=200",
-            "trainer.log_every=1000",
-        ]
-    )
-    metrics = train(cfg, tmp_path, "{}", QuietUI())
-    first_err, total_err = _ishigami_errors(metrics)
-    assert first_err < 0.03 and total_err < 0.03, metrics["sensitivity"]
-    sens = metrics["sensitivity"]
-    assert sens["method"] == "pce" and sens["inputs"] == ["x1", "x2", "x3"]
-    assert sens["mean"]["y1"]["mean"] == pytest.approx(
-        3.5, abs=0.1
-    )  # user units: outputs were standardised
-    assert sens["variance"]["y1"]["mean"] == pytest.approx(13.84, rel=0.05)
-    assert sens["input_distribution"]["kind"] == "uniform"
-    assert sens["input_distribution"]["low"] == pytest.approx([-math.pi] * 3)
-    assert (tmp_path / "plots" / "sobol.png").is_file()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [1234, 1, 2])
-def test_ishigami_pce_experiment_recovers_the_indices(tmp_path, seed):
-    """The full experiment through the CLI, as documented in the README."""
-    result = run_cli(
-        "train", "experiment=ishigami_pce", f"seed={seed}", f"hydra.run.dir={tmp_path}"
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    first_err, total_err = _ishigami_errors(metrics)
-    assert first_err < 0.03 and total_err < 0.03, metrics["sensitivity"]
-
-
-# ----------------------------------------------------------------------------- end to end
-
-
-def test_tiny_ishigami_run_writes_sensitivity_and_evaluate_can_switch_method(tmp_path):
-    run = tmp_path / "run"
-    result = run_cli(
-        "train", "experiment=ishigami_pce", *TINY, "data.num_train=200", f"hydra.run.dir={run}"
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert "Sobol indices (closed form" in result.stdout
-    metrics = json.loads((run / "metrics.json").read_text())
-    sens = metrics["sensitivity"]
-    assert sens["method"] == "pce" and sens["num_samples"] == 64 and sens["outputs"] == ["y1"]
-    assert set(sens["first_order"]["y1"]) == {"x1", "x2", "x3"}
-    assert set(sens["total"]["y1"]["x2"]) == {"mean", "std", "lower", "upper"}
-    assert (run / "plots" / "sobol.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    again = tmp_path / "eval"
-    result = run_cli(
-        "evaluate",
-        f"ckpt={run / 'checkpoints' / 'last.pt'}",
-        "eval.sensitivity=monte_carlo",
-        "eval.sensitivity_samples=16",
-        "eval.sensitivity_base_samples=512",
-        f"hydra.run.dir={again}",
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
-    mc = json.loads((again / "metrics.json").read_text())["sensitivity"]
-    assert mc["method"] == "monte_carlo" and mc["num_samples"] == 16 and mc["base_samples"] == 512
-    for name in ("x1", "x2", "x3"):  # the same model: Monte Carlo near the closed form
-        assert mc["total"]["y1"][name]["mean"] == pytest.approx(
-            sens["total"]["y1"][name]["mean"], abs=0.1
-        )
-    off = tmp_path / "off"  # in-process, as `polymix evaluate ... eval.sensitivity=off` runs it
-    metrics = evaluate_checkpoint(
-        run / "checkpoints" / "last.pt",
-        {"eval": {"sensitivity": "off"}},
-        off,
-        QuietUI(),
-        yaml.safe_load,
-    )
-    assert "sensitivity" not in metrics and "sensitivity" not in json.loads(
-        (off / "metrics.json").read_text()
-    )
-    assert not (off / "plots" / "sobol.png").exists()
-
-
-def test_one_input_mixture_reports_moments_and_unit_indices_without_a_plot(tiny_run):
-    sens = json.loads((tiny_run / "metrics.json").read_text())["sensitivity"]
-    assert (
-        sens["method"] == "monte_carlo"
-        and sens["inputs"] == ["x1"]
-        and sens["base_samples"] == 2048
-    )
-    assert (
-        sens["first_order"]["y1"]["x1"]["mean"] == 1.0 and sens["total"]["y1"]["x1"]["std"] == 0.0
-    )
-    assert sens["variance"]["y1"]["mean"] > 0
-    assert sens["input_distribution"] == {"kind": "uniform", "low": [-1.0], "high": [1.0]}
-    assert not (tiny_run / "plots" / "sobol.png").exists()
 
 
 # ----------------------------------------------------------------------------- plot

@@ -1,0 +1,74 @@
+"""Sweeps composed in process: the sweep callback's checks at the start of a multirun, the
+slurm launcher's config and the sweep options."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import REPO, compose_train
+
+from polymix_cli.runs.threads import threads_per_job
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["sweep.sort_by=accuracy"], "sweep.sort_by must be one of"),
+        (["sweep.objective=r2"], "sweep.objective must be one of"),
+        (["hparams_search=moe_optuna"], None),
+        (
+            ["hparams_search=moe_optuna", "hydra.sweeper.direction=maximize"],
+            "hydra.sweeper.direction must be minimize",
+        ),
+    ],
+)
+def test_multirun_start_checks_the_sweep_options(overrides, message, tmp_path, capsys):
+    from hydra import compose, initialize_config_dir
+
+    from polymix_cli.cli.callbacks import SweepSummaryCallback
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[*overrides, f"hydra.sweep.dir={tmp_path}"],
+            return_hydra_config=True,
+        )
+    if message is None:
+        SweepSummaryCallback().on_multirun_start(cfg)
+        assert (tmp_path / "multirun.yaml").is_file()  # read back by polymix summarize
+        return
+    with pytest.raises(SystemExit) as exit_info:
+        SweepSummaryCallback().on_multirun_start(cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            config_name="train", overrides=["hydra/launcher=slurm"], return_hydra_config=True
+        )
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
+    assert {"partition", "account", "timeout_min", "cpus_per_task", "mem_gb", "setup"} <= set(
+        launcher
+    )
+    assert threads_per_job(None, launcher) == launcher["cpus_per_task"]
+
+
+def test_sweep_options_are_validated():
+    from polymix_cli.config.validation import ConfigError
+    from polymix_cli.runs.prepare import prepare
+
+    cfg = compose_train()
+    assert cfg["sweep"] == {"sort_by": "test.crps", "objective": "test.crps"}
+    assert cfg["trainer"]["num_threads"] is None
+    for override, message in (
+        (["sweep.objective=r2"], "sweep.objective must be one of"),
+        (["trainer.num_threads=0"], "trainer.num_threads must be >= 1"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            prepare(compose_train(override))
