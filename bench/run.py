@@ -113,15 +113,15 @@ def config_trainer(overrides: list[str], gradients: str = "auto", scheduler: boo
     from polymix_cli.training.loop import Trainer, TrainSettings, build_optimizer, build_scheduler
 
     p = prepare(compose_train(overrides))
-    t = p.cfg["trainer"]
-    opt = build_optimizer(p.cfg["optimizer"], p.model.parameters())
+    t = p.cfg.trainer
+    opt = build_optimizer(p.cfg.optimizer, p.model.parameters())
     return Trainer(
         p.model,
         p.data.x_train,
         p.data.y_train,
-        TrainSettings(10**9, t["num_samples"], t["weight_factor"], t["loss"], gradients=gradients),
+        TrainSettings(10**9, t.num_samples, t.weight_factor, t.loss, gradients=gradients),
         opt,
-        build_scheduler(p.cfg["scheduler"], opt, 10**9) if scheduler else None,
+        build_scheduler(p.cfg.scheduler, opt, 10**9) if scheduler else None,
     )
 
 
@@ -260,7 +260,9 @@ def pce_worker(
 
         pce = PolynomialChaosExpansion(d, 1, degree)
         model = StochasticModel(pce, [IIDGaussianGroup("coeffs", pce.num_params())])
-        opt = build_optimizer({"name": "adamw", "lr": 1e-3}, model.parameters())
+        from polymix_cli.config.schema import AdamWConfig
+
+        opt = build_optimizer(AdamWConfig(lr=1e-3, weight_decay=0.0), model.parameters())
         trainer = Trainer(model, x, y, TrainSettings(10**9, draws, 0.1, batch_size=batch), opt)
         terms = pce.num_terms
         if batch:
@@ -467,7 +469,7 @@ def eval_worker(n: int, draws: int, threads: int) -> dict:
     base = rss_mib()
     reset_peak()
     start = time.perf_counter()
-    ev = evaluate_model(p.model, p.data, p.cfg["eval"], seed=0)
+    ev = evaluate_model(p.model, p.data, p.cfg.eval, seed=0)
     return {
         "points": n,
         "draws": draws,

@@ -38,13 +38,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def compose_train(overrides: list[str] | None = None) -> dict:
-    """The resolved train config as a plain dict, as `polymix train` would see it."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
+    """The resolved train config as a plain dict, as `polymix train` would see it (a
+    ConfigError listing every option that Hydra refuses while composing)."""
+    from polymix_cli.config.compose import compose
 
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides or [])
-    return OmegaConf.to_container(cfg, resolve=True)
+    return compose("train", overrides or [], str(CONFIGS))
 
 
 def run_cli(

@@ -14,6 +14,7 @@ away from it. Every job writes ``status.json`` (ok or failed, the reason, second
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -27,8 +28,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from polymix_cli.cli import errors
+from polymix_cli.config import schema
 from polymix_cli.reporting.sweep import metric_value, ranking_score, write_status
 from polymix_cli.runs.threads import threads_per_job
+
+# the typed schemas that the YAML files name in their defaults lists (schema/<group>/<name>)
+schema.register()
 
 # configs/hydra/launcher/{joblib,submitit_local}.yaml restate the plugins' configs of the
 # same name, with polymix's defaults and comments; Hydra validates them against those
@@ -90,9 +95,17 @@ def _guarded(body: Callable[[], Any], job: dict[str, Any] | None = None) -> Any:
     return result
 
 
+def _messages(err: BaseException) -> list[str]:
+    """An error's one-line messages: one per bad option of a config error, else its first line."""
+    messages = getattr(err, "messages", None)
+    if isinstance(messages, list) and messages:
+        return [errors.first_line(m) for m in messages]
+    return [errors.first_line(err) or type(err).__name__]
+
+
 def _record(err: BaseException, status: int, start: float, job: dict[str, Any]) -> None:
     """Write the failed ``status.json`` of this job (best effort)."""
-    message = errors.first_line(err) or type(err).__name__
+    message = "; ".join(_messages(err))
     reason = message if status == errors.USAGE else f"{type(err).__name__}: {message}"
     try:
         write_status(
@@ -113,7 +126,7 @@ def _fail(err: BaseException, status: int, start: float, job: dict[str, Any], la
         raise err
     _record(err, status, start, job)
     if _multirun():  # into the job's log (and the terminal) instead of ending the sweep
-        message = errors.first_line(err) or type(err).__name__
+        message = "; ".join(_messages(err))
         logging.getLogger("polymix").error(
             f"polymix: {label}: {message} (job {HydraConfig.get().job.num} failed; the sweep goes on)"
         )
@@ -125,13 +138,13 @@ def _fail(err: BaseException, status: int, start: float, job: dict[str, Any], la
 def _leave(err: BaseException, status: int, label: str) -> None:
     if errors.debug():
         raise err
-    message = errors.first_line(err) or type(err).__name__
-    errors.leave(f"{label}: {message}" if label else message, status)
+    lines = [f"{label}: {m}" if label else m for m in _messages(err)]
+    errors.leave("\n".join(lines), status)
 
 
-def _launcher_threads(trainer: dict[str, Any]) -> int | None:
+def _launcher_threads(trainer: Any) -> int | None:
     """``trainer.num_threads``, or this job's share of the cores under a parallel launcher."""
-    requested = trainer.get("num_threads")
+    requested = trainer["num_threads"] if isinstance(trainer, dict) else None
     if requested is not None and (
         isinstance(requested, bool) or not isinstance(requested, int) or requested < 1
     ):
@@ -146,48 +159,56 @@ def parse_config(text: str) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.create(text), resolve=True)  # type: ignore[return-value]
 
 
-def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], str, dict[str, Any] | None]:
-    """The run's config, its YAML and, with ``resume=PATH``, the loaded checkpoint."""
+def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The run's config as a plain dict and, with ``resume=PATH``, the loaded checkpoint
+    (whose config, brought up to the current schema, the run keeps)."""
     from polymix_cli.config.validation import ConfigError, refuse_callables
-    from polymix_cli.data.files import FILE_GENERATOR, resolve_data_paths
     from polymix_cli.runs.checkpoint import checkpoint_config, load_checkpoint
     from polymix_cli.runs.train import resume_config
 
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     refuse_callables(plain)
-    resume = plain.get("resume")
+    resume = plain["resume"]
     if resume is None:
-        data = plain.get("data")
-        if isinstance(data, dict) and data.get("generator") == FILE_GENERATOR:
-            # the checkpoint's config names the data files absolutely, so that evaluate
-            # finds them from any directory (relative paths start from the current one)
-            plain["data"] = resolve_data_paths(data)
-            return plain, OmegaConf.to_yaml(OmegaConf.create(plain)), None
-        return plain, OmegaConf.to_yaml(cfg, resolve=True), None
+        return plain, None
     if not isinstance(resume, str) or not resume:
         raise ConfigError(f"resume must be the path of a polymix checkpoint, got {resume!r}")
     state = load_checkpoint(resume)
     stored = checkpoint_config(state, resume, parse_config)
-    plain = resume_config(stored, plain, _overridden_keys(), state["epoch"])
-    return plain, OmegaConf.to_yaml(OmegaConf.create(plain)), state
+    return resume_config(stored, plain, _overridden_keys(), state["epoch"]), state
+
+
+def _config_yaml(config: Any) -> str:
+    """The YAML of a config (a schema dataclass), every option present."""
+    from polymix_cli.config.validation import config_dict
+
+    return OmegaConf.to_yaml(OmegaConf.create(config_dict(config)))
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="train", version_base="1.3")
 def train_app(cfg: DictConfig) -> float | None:
     """Train one model; return ``sweep.objective`` (lower is better) for sweepers."""
     from polymix_cli.cli.console import ConsoleUI
+    from polymix_cli.config.schema import FileDataConfig
+    from polymix_cli.config.validation import parse_train_config
+    from polymix_cli.data.files import resolve_data_paths
     from polymix_cli.runs.train import train
 
     job: dict[str, Any] = {}
 
     def body() -> float | None:
-        plain, config_yaml, state = _train_config(cfg)
-        job["threads"] = _launcher_threads(plain.get("trainer") or {})
-        ui = ConsoleUI(plain.get("trainer", {}).get("progress", "auto"))
+        plain, state = _train_config(cfg)
+        job["threads"] = _launcher_threads(plain.get("trainer"))
+        config = parse_train_config(plain)
+        if state is None and isinstance(config.data, FileDataConfig):
+            # the checkpoint's config names the data files absolutely, so that evaluate
+            # finds them from any directory (relative paths start from the current one)
+            config.data = resolve_data_paths(config.data)
+        ui = ConsoleUI(config.trainer.progress)
         metrics = train(
-            plain, _run_dir(), config_yaml, ui, resume=state, max_threads=job["threads"]
+            config, _run_dir(), _config_yaml(config), ui, resume=state, max_threads=job["threads"]
         )
-        objective = (plain.get("sweep") or {}).get("objective", "test.crps")
+        objective = config.sweep.objective
         value = ranking_score(objective, metric_value(metrics, objective))
         return FAILED_OBJECTIVE if value is None else value
 
@@ -197,18 +218,21 @@ def train_app(cfg: DictConfig) -> float | None:
 @hydra.main(config_path=CONFIG_PATH, config_name="evaluate", version_base="1.3")
 def evaluate_app(cfg: DictConfig) -> None:
     from polymix_cli.cli.console import ConsoleUI
-    from polymix_cli.config.validation import ConfigError, refuse_callables
+    from polymix_cli.config.schema import EvaluateConfig
+    from polymix_cli.config.validation import config_dict, parse_section, refuse_callables
     from polymix_cli.runs.evaluate import evaluate_checkpoint
 
     def body() -> None:
         plain = OmegaConf.to_container(cfg, resolve=True)
         refuse_callables(plain)
-        if not isinstance(plain["ckpt"], str) or not plain["ckpt"]:
-            raise ConfigError(
-                f"ckpt must be the path of a polymix checkpoint, got {plain['ckpt']!r}"
-            )
-        ckpt = Path(plain["ckpt"])
-        overrides = {k: plain.get(k) for k in ("data", "eval", "trainer", "seed")}
+        config = parse_section(EvaluateConfig, plain)
+        overrides = {
+            "data": config_dict(config.data),
+            "eval": config_dict(config.eval),
+            "trainer": config_dict(config.trainer),
+            "seed": config.seed,
+        }
+        ckpt = Path(config.ckpt)
         evaluate_checkpoint(ckpt, overrides, _run_dir(), ConsoleUI("log"), parse_config)
 
     _guarded(body)
@@ -216,24 +240,16 @@ def evaluate_app(cfg: DictConfig) -> None:
 
 @hydra.main(config_path=CONFIG_PATH, config_name="predict", version_base="1.3")
 def predict_app(cfg: DictConfig) -> None:
-    from polymix_cli.config.validation import validate_predict_config
+    from polymix_cli.config.validation import parse_predict_config
     from polymix_cli.runs.checkpoint import load_trained
     from polymix_cli.runs.predict import PredictSettings, predict_file
 
     def body() -> None:
         plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        validate_predict_config(plain)
-        trained = load_trained(plain["ckpt"], parse_config, plain["trainer"]["device"])
-        p = plain["predict"]
-        settings = PredictSettings(
-            p["num_samples"],
-            tuple(p["quantiles"]),
-            p["allow_extrapolation"],
-            p["save_draws"],
-            plain["seed"],
-            p["include_noise"],
-        )
-        result = predict_file(trained, plain["input"], plain["output"], settings)
+        config = parse_predict_config(plain)
+        trained = load_trained(config.ckpt, parse_config, config.trainer.device)
+        settings = PredictSettings.from_config(config.predict, config.seed)
+        result = predict_file(trained, config.input, config.output, settings)
         quantiles = ", ".join(f"{q:g}" for q in settings.quantiles) or "none"
         logging.getLogger("polymix").info(
             f"wrote {result.output}: {result.rows} row(s); mean, std and quantiles ({quantiles}) of "
@@ -244,4 +260,42 @@ def predict_app(cfg: DictConfig) -> None:
     _guarded(body)
 
 
-APPS = {"train": train_app, "evaluate": evaluate_app, "predict": predict_app}
+def _explaining(name: str, app: Callable[[], Any]) -> Callable[[], Any]:
+    """``app``, where a composition that Hydra refused (a wrong type, an unknown key) is
+    reported with every bad option at once (see :mod:`polymix_cli.config.compose`)."""
+
+    def run() -> Any:
+        from hydra.errors import ConfigCompositionException
+
+        try:
+            return app()
+        except ConfigCompositionException as err:
+            if errors.debug():
+                raise
+            from hydra._internal.utils import get_args_parser
+
+            from polymix_cli.config.compose import explain_composition
+
+            try:
+                args = get_args_parser().parse_args(sys.argv[1:])
+                explained = explain_composition(
+                    args.config_name or name,
+                    args.overrides,
+                    CONFIG_PATH,
+                    err,
+                    config_dir=args.config_dir,
+                )
+            except Exception:  # noqa: BLE001 - then Hydra's own message says it
+                explained = None
+            if explained is None:
+                raise
+            raise explained from err
+
+    return run
+
+
+APPS = {
+    "train": _explaining("train", train_app),
+    "evaluate": _explaining("evaluate", evaluate_app),
+    "predict": _explaining("predict", predict_app),
+}

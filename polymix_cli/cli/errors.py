@@ -47,15 +47,19 @@ def one_line(text: object, stop: tuple[str, ...] = ("Config search path", "See h
 
 
 def leave(message: str, status: int) -> NoReturn:
-    """Print ``polymix: <message>`` on stderr and exit with ``status``."""
-    sys.stderr.write(f"polymix: {message}\n")
+    """Print ``polymix: <line>`` on stderr for each line of ``message`` and exit with ``status``."""
+    lines = [line for line in message.splitlines() if line.strip()] or [message]
+    sys.stderr.write("".join(f"polymix: {line}\n" for line in lines))
     sys.stderr.flush()
     raise SystemExit(status)
 
 
 def fail(message: str, status: int, kind: str | None = None) -> NoReturn:
-    """``polymix: error: <message>``, or ``polymix: error (<kind>): <message>``."""
-    leave(f"error ({kind}): {message}" if kind else f"error: {message}", status)
+    """``polymix: error: <message>``, or ``polymix: error (<kind>): <message>``; one such
+    line for each line of ``message``."""
+    label = f"error ({kind})" if kind else "error"
+    lines = [line for line in message.splitlines() if line.strip()] or [message]
+    leave("\n".join(f"{label}: {line}" for line in lines), status)
 
 
 def _unknown_key(err: Exception) -> str | None:
@@ -85,6 +89,9 @@ def describe_hydra_error(err: BaseException) -> tuple[int, str | None, str]:
     from hydra.errors import HydraException, MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
+    messages = getattr(err, "messages", None)  # a ConfigError: every bad option, one a line
+    if isinstance(err, ValueError) and isinstance(messages, list) and messages:
+        return USAGE, None, "\n".join(first_line(m) for m in messages)
     if isinstance(err, MissingConfigException):
         missing = err.missing_cfg_file or ""
         group, _, name = missing.rpartition("/")

@@ -1,4 +1,4 @@
-"""Building models from plain config mappings (as resolved from Hydra's YAML).
+"""Building models from the typed sections of a config (see :mod:`polymix_cli.config.schema`).
 
 Only components named in polymix's own registries can be built: a config never names a
 Python callable, so nothing outside polymix is ever imported or called from a config.
@@ -6,13 +6,20 @@ Python callable, so nothing outside polymix is ever imported or called from a co
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from polymix_cli import StochasticModel
+from polymix_cli.config.schema import (
+    ExpertConfig,
+    GroupConfig,
+    LayoutConfig,
+    ModelConfig,
+    MoeModelConfig,
+    NnModelConfig,
+    NoiseConfig,
+    PceModelConfig,
+    TrainerConfig,
+)
 from polymix_cli.layout import GroupSpec, Rule, resolve_layout
 from polymix_cli.likelihoods import (
-    NOISE_PRIORS,
     GaussianNoise,
     HalfCauchyNoisePrior,
     LogNormalNoisePrior,
@@ -36,8 +43,6 @@ from polymix_cli.surrogate_models import (
 )
 
 __all__ = [
-    "MODEL_KINDS",
-    "NOISE_PRIOR_KINDS",
     "build_groups",
     "build_model",
     "build_noise",
@@ -45,82 +50,60 @@ __all__ = [
     "layout_groups",
 ]
 
-MODEL_KINDS = ("pce", "nn", "moe")
-NOISE_PRIOR_KINDS = ("none", *NOISE_PRIORS)
-EXPERT_KINDS = ("pce", "nn")
-
-
-def _choice(value: Any, allowed: tuple[str, ...], option: str) -> str:
-    if value not in allowed:
-        raise ValueError(f"{option} must be one of {list(allowed)}, got {value!r}")
-    return value
-
 
 def _expert(
-    spec: Mapping[str, Any], num_inputs: int, num_outputs: int, option: str
+    spec: PceModelConfig | NnModelConfig | ExpertConfig,
+    num_inputs: int,
+    num_outputs: int,
+    option: str,
 ) -> SurrogateModel:
-    kind = _choice(spec.get("kind"), EXPERT_KINDS, f"{option}.kind")
+    """A PCE or a network from its section (``kind`` pce | nn)."""
     try:
-        if kind == "pce":
+        if spec.kind == "pce":
             return PolynomialChaosExpansion(
-                num_inputs,
-                num_outputs,
-                degree=spec.get("degree", 3),
-                basis=spec.get("basis", "legendre"),
-                q_norm=spec.get("q_norm", 1.0),
+                num_inputs, num_outputs, degree=spec.degree, basis=spec.basis, q_norm=spec.q_norm
             )
         return NeuralNetwork(
-            num_inputs,
-            num_outputs,
-            width=spec.get("width", 16),
-            depth=spec.get("depth", 1),
-            activation=spec.get("activation", "tanh"),
+            num_inputs, num_outputs, width=spec.width, depth=spec.depth, activation=spec.activation
         )
     except (TypeError, ValueError) as err:
         raise ValueError(f"{option}: {err}") from None
 
 
-def build_surrogate(spec: Mapping[str, Any], num_inputs: int, num_outputs: int) -> SurrogateModel:
-    """A surrogate from the ``model`` config: ``kind`` pce | nn | moe."""
-    kind = _choice(spec.get("kind"), MODEL_KINDS, "model.kind")
-    if kind != "moe":
-        return _expert(spec, num_inputs, num_outputs, "model")
-    expert_list = spec.get("experts")
-    if expert_list:
+def build_surrogate(model: ModelConfig, num_inputs: int, num_outputs: int) -> SurrogateModel:
+    """A surrogate from the ``model`` section: a PCE, a network or a mixture of experts."""
+    if not isinstance(model, MoeModelConfig):
+        return _expert(model, num_inputs, num_outputs, "model")  # type: ignore[arg-type]
+    if model.experts:
         experts = [
             _expert(e, num_inputs, num_outputs, f"model.experts[{m}]")
-            for m, e in enumerate(expert_list)
+            for m, e in enumerate(model.experts)
         ]
     else:
-        count = spec.get("num_experts", 2)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"model.num_experts must be an integer >= 1, got {count!r}")
         experts = [
-            _expert(spec["expert"], num_inputs, num_outputs, "model.expert") for _ in range(count)
+            _expert(model.expert, num_inputs, num_outputs, "model.expert")
+            for _ in range(model.num_experts)
         ]
-    gate = spec.get("gate", {})
+    gate = model.gate
     try:
         gating = GatingNetwork(
-            num_inputs,
-            len(experts),
-            width=gate.get("width", 16),
-            depth=gate.get("depth", 1),
-            activation=gate.get("activation", "tanh"),
+            num_inputs, len(experts), width=gate.width, depth=gate.depth, activation=gate.activation
         )
     except (TypeError, ValueError) as err:
         raise ValueError(f"model.gate: {err}") from None
     return MixtureOfExperts(experts, gating)
 
 
-def _prior(spec: Mapping[str, Any], where: str) -> Prior:
+def _prior(spec: dict, where: str) -> Prior:
+    """The prior of a resolved group: ``spec`` holds its ``kind`` and that kind's arguments."""
     spec = dict(spec)
-    kind = spec.pop("kind", "iid_gaussian")
+    kind = spec.pop("kind")
     try:
         if kind == "iid_gaussian":
-            return IIDGaussianPrior(**{"mean": 0.0, "std": 1.0, **spec})
+            return IIDGaussianPrior(**spec)
         if kind == "laplace":
-            return LaplacePrior(**{"loc": 0.0, "scale": 1.0, **spec})
-    except TypeError as err:
+            return LaplacePrior(**spec)
+    except (TypeError, ValueError) as err:
         raise ValueError(f"{where}.prior: {err}") from None
     raise ValueError(f"{where}.prior.kind must be one of ['iid_gaussian', 'laplace'], got {kind!r}")
 
@@ -150,29 +133,23 @@ def _group(spec: GroupSpec) -> ParameterGroup:
     if spec.kind == "gaussian":
         return GaussianGroup(spec.name, n, prior, **opts)
     if spec.kind == "lowrank_gaussian":
-        # the rank is capped at the group's size so that a layout survives smaller models
-        return LowRankGaussianGroup(
-            spec.name, n, rank=min(int(opts.get("rank", 1)), n), prior=prior
-        )
-    score = ScoreNetwork(
-        n,
-        n,
-        width=opts.pop("width", 32),
-        depth=opts.pop("depth", 2),
-        activation=opts.pop("activation", "tanh"),
-    )
+        if "rank" in opts:  # capped at the group's size so that a layout survives smaller models
+            opts["rank"] = min(int(opts["rank"]), n)
+        return LowRankGaussianGroup(spec.name, n, prior=prior, **opts)
+    network = {key: opts.pop(key) for key in ("width", "depth", "activation") if key in opts}
+    score = ScoreNetwork(n, n, **network)
     return LangevinGroup(spec.name, n, score_model=score, prior=prior, **opts)
 
 
-def layout_groups(layout: Mapping[str, Any], surrogate: SurrogateModel) -> list[GroupSpec]:
-    """Resolve the ``layout`` config (``default`` and ``rules``) over the surrogate's blocks."""
-    default = Rule.from_mapping(
-        {"match": "*", **(layout.get("default") or {"kind": "deterministic"})}, "layout.default"
-    )
-    rules = [
-        Rule.from_mapping(r, f"layout.rules[{i}]") for i, r in enumerate(layout.get("rules") or [])
-    ]
-    return resolve_layout(surrogate.param_blocks(), rules, default)
+def _rule(group: GroupConfig, match: str) -> Rule:
+    prior = {"kind": group.prior.kind, **group.prior.arguments()}
+    return Rule(match, group.kind, prior, dict(group.options))
+
+
+def layout_groups(layout: LayoutConfig, surrogate: SurrogateModel) -> list[GroupSpec]:
+    """Resolve the ``layout`` section (``default`` and ``rules``) over the surrogate's blocks."""
+    rules = [_rule(r, r.match) for r in layout.rules]
+    return resolve_layout(surrogate.param_blocks(), rules, _rule(layout.default, "*"))
 
 
 def build_groups(specs: list[GroupSpec]) -> list[ParameterGroup]:
@@ -180,38 +157,34 @@ def build_groups(specs: list[GroupSpec]) -> list[ParameterGroup]:
     return [_group(s) for s in specs]
 
 
-def build_noise(trainer_cfg: Mapping[str, Any] | None, num_outputs: int) -> GaussianNoise | None:
-    """The learned noise of ``trainer.loss=gaussian_nll`` from ``trainer.noise``
-    (``init_std``, ``prior`` none | half_cauchy | log_normal, ``prior_scale``,
-    ``prior_log_std``); ``None`` for any other loss, so those models carry no noise."""
-    if not trainer_cfg or trainer_cfg.get("loss") != "gaussian_nll":
+def build_noise(trainer: TrainerConfig | None, num_outputs: int) -> GaussianNoise | None:
+    """The learned noise of ``trainer.loss=gaussian_nll`` from ``trainer.noise``; ``None``
+    for any other loss (or no ``trainer``), so those models carry no noise."""
+    if trainer is None or trainer.loss != "gaussian_nll":
         return None
-    spec = trainer_cfg.get("noise") or {}
-    kind = _choice(spec.get("prior", "none"), NOISE_PRIOR_KINDS, "trainer.noise.prior")
+    spec: NoiseConfig = trainer.noise
     try:
         prior = None
-        if kind == "half_cauchy":
-            prior = HalfCauchyNoisePrior(scale=spec.get("prior_scale", 1.0))
-        elif kind == "log_normal":
-            prior = LogNormalNoisePrior(
-                median=spec.get("prior_scale", 1.0), log_std=spec.get("prior_log_std", 1.0)
-            )
-        return GaussianNoise(num_outputs, init_std=spec.get("init_std", 0.1), prior=prior)
+        if spec.prior == "half_cauchy":
+            prior = HalfCauchyNoisePrior(scale=spec.prior_scale)
+        elif spec.prior == "log_normal":
+            prior = LogNormalNoisePrior(median=spec.prior_scale, log_std=spec.prior_log_std)
+        return GaussianNoise(num_outputs, init_std=spec.init_std, prior=prior)
     except (TypeError, ValueError) as err:
         raise ValueError(f"trainer.noise: {err}") from None
 
 
 def build_model(
-    model_cfg: Mapping[str, Any],
-    layout_cfg: Mapping[str, Any],
+    model: ModelConfig,
+    layout: LayoutConfig,
     num_inputs: int,
     num_outputs: int,
-    trainer_cfg: Mapping[str, Any] | None = None,
+    trainer: TrainerConfig | None = None,
 ) -> tuple[StochasticModel, list[GroupSpec]]:
-    """The stochastic model and its resolved layout; with ``trainer_cfg`` whose ``loss`` is
-    ``gaussian_nll``, the model carries a learned noise (see :func:`build_noise`)."""
-    surrogate = build_surrogate(model_cfg, num_inputs, num_outputs)
-    specs = layout_groups(layout_cfg, surrogate)
+    """The stochastic model and its resolved layout; with a ``trainer`` section whose
+    ``loss`` is ``gaussian_nll``, the model carries a learned noise (see :func:`build_noise`)."""
+    surrogate = build_surrogate(model, num_inputs, num_outputs)
+    specs = layout_groups(layout, surrogate)
     return StochasticModel(
-        surrogate, build_groups(specs), noise=build_noise(trainer_cfg, num_outputs)
+        surrogate, build_groups(specs), noise=build_noise(trainer, num_outputs)
     ), specs

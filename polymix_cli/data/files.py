@@ -19,8 +19,9 @@ unpickled (``allow_pickle=False``).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from polymix_cli.config.schema import FILE_GENERATOR, FileDataConfig
 from polymix_cli.data.dataset import Dataset
 
 __all__ = [
@@ -43,7 +45,6 @@ __all__ = [
     "resolve_data_paths",
 ]
 
-FILE_GENERATOR = "file"  # data.generator of data=file
 FORMATS = (".csv", ".npz")
 BLOCK_ROWS = 8192  # rows parsed at a time
 MIN_TRAIN_ROWS = 2
@@ -327,14 +328,14 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_data_paths(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``data_cfg`` with ``path`` and ``test_path`` made absolute (from the current
+def resolve_data_paths(data: FileDataConfig) -> FileDataConfig:
+    """``data`` with ``path`` and ``test_path`` made absolute (from the current
     directory), so that a checkpoint's config finds its files from anywhere."""
-    out = dict(data_cfg)
-    for key in ("path", "test_path"):
-        if isinstance(out.get(key), str) and out[key]:
-            out[key] = str(Path(out[key]).expanduser().absolute())
-    return out
+
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else str(Path(path).expanduser().absolute())
+
+    return dataclasses.replace(data, path=absolute(data.path), test_path=absolute(data.test_path))
 
 
 def _read(table: Table, names: list[str], option: str) -> Block:
@@ -362,20 +363,18 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
-def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
+def load_file_dataset(d: FileDataConfig) -> Dataset:
     """The training and test sets of ``data=file`` (``d`` is the validated ``data`` config).
 
-    The test set is ``d['test_path']`` or a seeded random ``d['test_fraction']`` of the rows
-    of ``d['path']`` (both sets keep the file's order). Bounds are ``d['bounds']`` or the
-    min and max of every row of ``d['path']``. Values are read as float64 (bounds stay
+    The test set is ``d.test_path`` or a seeded random ``d.test_fraction`` of the rows
+    of ``d.path`` (both sets keep the file's order). Bounds are ``d.bounds`` or the
+    min and max of every row of ``d.path``. Values are read as float64 (bounds stay
     float64) and kept as float64 tensors (the maps apply in float64; training casts after). Raises :class:`DataFileError`."""
-    table = open_table(d["path"], "data.path")
-    outputs = list(d["outputs"])
+    table = open_table(d.path, "data.path")
+    outputs = list(d.outputs)
     table.check_columns(outputs, "data.outputs")
     inputs = (
-        list(d["inputs"])
-        if d.get("inputs") is not None
-        else [c for c in table.columns if c not in outputs]
+        list(d.inputs) if d.inputs is not None else [c for c in table.columns if c not in outputs]
     )
     if not inputs:
         raise DataFileError(f"{table.label} has no column left for the inputs; set data.inputs")
@@ -387,7 +386,7 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
             f"and in data.outputs"
         )
     block = _read(
-        table, inputs + outputs, "data.inputs" if d.get("inputs") is None else "data.inputs/outputs"
+        table, inputs + outputs, "data.inputs" if d.inputs is None else "data.inputs/outputs"
     )
     n, k = block.values.shape[0], len(inputs)
     if n == 0:
@@ -397,8 +396,8 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
         "sha256": file_sha256(table.path),
         "rows": n,
     }
-    if d.get("test_path") is not None:
-        test_table = open_table(d["test_path"], "data.test_path")
+    if d.test_path is not None:
+        test_table = open_table(d.test_path, "data.test_path")
         test_table.check_columns(inputs + outputs, "data.inputs/outputs")
         test = _read(test_table, inputs + outputs, "data.inputs/outputs")
         if test.values.shape[0] < 1:
@@ -411,16 +410,16 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
         )
         split = f"the test set from {test_table.label}"
     else:
-        num_test = max(1, round(float(d["test_fraction"]) * n))
+        num_test = max(1, round(float(d.test_fraction) * n))
         if n - num_test < MIN_TRAIN_ROWS:
             raise DataFileError(
-                f"{table.label} has {_plural(n, 'data row')}: data.test_fraction={d['test_fraction']} leaves "
+                f"{table.label} has {_plural(n, 'data row')}: data.test_fraction={d.test_fraction} leaves "
                 f"{max(0, n - num_test)} for training; at least {MIN_TRAIN_ROWS} training rows and 1 test row are needed"
             )
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(d["seed"]))).numpy()
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(d.seed)).numpy()
         test_idx, train_idx = np.sort(perm[:num_test]), np.sort(perm[num_test:])
         train_vals, test_vals = block.values[train_idx], block.values[test_idx]
-        split = f"a random {num_test} of its {n} rows (data.seed={d['seed']})"
+        split = f"a random {num_test} of its {n} rows (data.seed={d.seed})"
     if train_vals.shape[0] < MIN_TRAIN_ROWS:
         raise DataFileError(
             f"{table.label} has {_plural(train_vals.shape[0], 'data row')}; at least "
@@ -435,10 +434,10 @@ def load_file_dataset(d: Mapping[str, Any]) -> Dataset:
             f"input column {inputs[j]!r} is constant ({_fmt(low[j])}) in the training rows of "
             f"{table.label}: it cannot be learned from; drop it from data.inputs"
         )
-    if d.get("bounds") is None:
+    if d.bounds is None:
         bounds = np.stack([block.values[:, :k].min(0), block.values[:, :k].max(0)], axis=1)
     else:
-        bounds = np.asarray(d["bounds"], dtype=np.float64).reshape(-1, 2)
+        bounds = np.asarray(d.bounds, dtype=np.float64).reshape(-1, 2)
         if bounds.shape[0] != k:
             raise DataFileError(
                 f"data.bounds must give [low, high] for each of the {k} input(s) "

@@ -16,10 +16,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["INPUT_SCALINGS", "OUTPUT_SCALINGS", "AffineMap", "DataMaps", "fit_maps", "input_domain"]
+from polymix_cli.config.schema import INPUT_SCALINGS, OUTPUT_SCALINGS, ModelConfig, MoeModelConfig
 
-INPUT_SCALINGS = ("auto", "none")
-OUTPUT_SCALINGS = ("none", "standardize")
+__all__ = ["INPUT_SCALINGS", "OUTPUT_SCALINGS", "AffineMap", "DataMaps", "fit_maps", "input_domain"]
 
 
 @dataclass(frozen=True)
@@ -119,14 +118,15 @@ class DataMaps:
         return maps
 
 
-def input_domain(model_cfg: Mapping[str, Any]) -> str:
-    """``hermite`` when every polynomial chaos expansion of the model uses the Hermite
-    basis (inputs are then standardised), else ``interval`` (inputs mapped to [-1, 1])."""
-    if model_cfg.get("kind") == "moe":
-        specs = list(model_cfg.get("experts") or [model_cfg.get("expert") or {}])
+def input_domain(model: ModelConfig) -> str:
+    """``hermite`` when every polynomial chaos expansion of the model (its ``model``
+    section) uses the Hermite basis (inputs are then standardised), else ``interval``
+    (inputs mapped to [-1, 1])."""
+    if isinstance(model, MoeModelConfig):
+        specs: list[Any] = list(model.experts or [model.expert])
     else:
-        specs = [model_cfg]
-    bases = [s.get("basis", "legendre") for s in specs if s.get("kind", "pce") == "pce"]
+        specs = [model]
+    bases = [s.basis for s in specs if s.kind == "pce"]
     return "hermite" if bases and all(b == "hermite" for b in bases) else "interval"
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from polymix_cli import StochasticModel
-from polymix_cli.config.validation import EVAL_DEFAULTS
+from polymix_cli.config.schema import EvalConfig
 from polymix_cli.data.dataset import Dataset
 from polymix_cli.data.scaling import DataMaps
 from polymix_cli.reporting.metrics import (
@@ -121,11 +121,11 @@ def noise_std(model: StochasticModel, maps: DataMaps | None = None) -> Tensor | 
 def evaluate_model(
     model: StochasticModel,
     data: Dataset,
-    eval_cfg: Mapping[str, Any],
+    eval_cfg: EvalConfig,
     seed: int,
     maps: DataMaps | None = None,
 ) -> Evaluation:
-    """Draw ``eval_cfg['num_samples']`` parameter vectors and summarise the predictions:
+    """Draw ``eval_cfg.num_samples`` parameter vectors and summarise the predictions:
     the epistemic band from the draws, and with a learned noise the predictive band.
 
     ``data`` is in the user's units; ``maps`` (default: identities) take inputs to the
@@ -133,8 +133,8 @@ def evaluate_model(
     model.eval()
     device = data.x_train.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    num_samples, band = int(eval_cfg["num_samples"]), float(eval_cfg["band"])
-    levels = tuple(float(v) for v in eval_cfg["levels"])
+    num_samples, band = eval_cfg.num_samples, eval_cfg.band
+    levels = tuple(float(v) for v in eval_cfg.levels)
     params = model.sample_parameters(num_samples, generator=generator)
     surrogate = model.surrogate_model
     to_model = maps.inputs.forward if maps is not None else _same
@@ -160,7 +160,7 @@ def evaluate_model(
     result.summaries = summaries
     if data.num_inputs > 1:
         result.slices = slice_points(
-            data.bounds.to(device=device, dtype=data.x_train.dtype), int(eval_cfg["grid_points"])
+            data.bounds.to(device=device, dtype=data.x_train.dtype), eval_cfg.grid_points
         )
         flat = result.slices.reshape(-1, data.num_inputs)
         result.slice_summary = summarize_predictive(
@@ -170,7 +170,7 @@ def evaluate_model(
     if data.num_inputs == 1:
         low, high = data.bounds[0].tolist()
         grid = torch.linspace(
-            low, high, int(eval_cfg["grid_points"]), device=device, dtype=data.x_train.dtype
+            low, high, eval_cfg.grid_points, device=device, dtype=data.x_train.dtype
         )
         grid = grid.unsqueeze(1)
         result.grid = grid
@@ -267,7 +267,7 @@ def sensitivity_report(
     model: StochasticModel,
     params: Tensor,
     data: Dataset,
-    eval_cfg: Mapping[str, Any],
+    eval_cfg: EvalConfig,
     seed: int,
     maps: DataMaps | None = None,
 ) -> SensitivityReport | None:
@@ -276,11 +276,7 @@ def sensitivity_report(
     (``auto``, ``pce``), else by Monte Carlo over inputs drawn from a generator seeded with
     ``seed``. Moments are in the user's units (the output map undone); inputs follow the
     distribution of the basis in the model's domain, reported in the user's units."""
-
-    def option(key: str) -> Any:
-        return eval_cfg.get(key, EVAL_DEFAULTS[key])
-
-    method = option("sensitivity")
+    method = eval_cfg.sensitivity
     if method == "off":
         return None
     surrogate = model.surrogate_model
@@ -291,13 +287,13 @@ def sensitivity_report(
             f"eval.sensitivity=pce needs a polynomial chaos expansion, "
             f"got {type(surrogate).__name__}"
         )
-    params = params[: option("sensitivity_samples") or params.shape[0]]
+    params = params[: eval_cfg.sensitivity_samples or params.shape[0]]
     base_samples = None
     if method == "pce":
         coeffs = params.reshape(params.shape[0], surrogate.num_terms, surrogate.num_outputs)
         indices = pce_sobol(coeffs, surrogate.multi_indices, surrogate.basis)
     else:
-        base_samples = int(option("sensitivity_base_samples"))
+        base_samples = eval_cfg.sensitivity_base_samples
         generator = torch.Generator(device=params.device).manual_seed(seed)
         indices = monte_carlo_sobol(
             model.predict,
@@ -332,7 +328,7 @@ def sensitivity_report(
         indices,
         tuple(data.input_names),
         tuple(data.output_names),
-        float(eval_cfg["band"]),
+        eval_cfg.band,
         base_samples,
         distribution,
     )

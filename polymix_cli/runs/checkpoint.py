@@ -3,8 +3,11 @@ trained model rebuilt from one alone.
 
 A checkpoint is a dict of tensors and plain data (``torch.load(weights_only=True)``):
 
-- ``format`` ("polymix-checkpoint") and ``format_version`` (int)
-- ``polymix_version``, ``epoch`` (epochs completed), ``config`` (the resolved config as YAML text)
+- ``format`` ("polymix-checkpoint") and ``format_version`` (int: 2; version 1, written
+  before the typed schema, is read too: its config goes through
+  :func:`polymix_cli.config.migrate.migrate`)
+- ``polymix_version``, ``epoch`` (epochs completed), ``config`` (the resolved config as YAML
+  text, every option of the schema present)
 - ``model`` (the StochasticModel ``state_dict``), ``optimizer``, ``scheduler`` (state dicts or None)
 - ``rng`` ({"torch": ByteTensor, and "cuda" on CUDA}), ``history`` ({"epoch", "lr", "losses"} as lists/tensor)
 - ``extra`` (a dict of plain data: the data maps, column names, data file digests, timing)"""
@@ -25,11 +28,10 @@ import torch
 
 from polymix_cli import StochasticModel, __version__
 from polymix_cli.config.build import build_model
+from polymix_cli.config.migrate import CURRENT_VERSION, MigrationError, migrate
 from polymix_cli.config.safety import find_callable_key
-from polymix_cli.config.validation import (
-    ConfigError,
-    validate_train_config,
-)
+from polymix_cli.config.schema import TrainConfig
+from polymix_cli.config.validation import ConfigError, parse_train_config
 from polymix_cli.data.dataset import Dataset
 from polymix_cli.data.scaling import DataMaps
 from polymix_cli.runs.prepare import (
@@ -37,7 +39,6 @@ from polymix_cli.runs.prepare import (
     data_columns,
     group_table,
     resolve_device,
-    with_defaults,
 )
 from polymix_cli.training.loop import (
     Trainer,
@@ -48,7 +49,8 @@ log = logging.getLogger("polymix")
 
 
 FORMAT = "polymix-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = CURRENT_VERSION  # raised whenever the schema of the stored config changes
+READABLE_VERSIONS = tuple(range(1, FORMAT_VERSION + 1))
 # keys every checkpoint must hold, with their types; the rest (optimizer, scheduler, rng,
 # extra) is optional and only needed to resume training
 # how torch names the global that a weights-only load refused to import
@@ -111,10 +113,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a polymix checkpoint")
-    if data.get("format_version") != FORMAT_VERSION:
+    if data.get("format_version") not in READABLE_VERSIONS or isinstance(
+        data.get("format_version"), bool
+    ):
         raise CheckpointError(
             f"checkpoint {path} has format version {data.get('format_version')!r}; this polymix "
-            f"({__version__}) reads version {FORMAT_VERSION}"
+            f"({__version__}) reads versions {READABLE_VERSIONS[0]} to {FORMAT_VERSION}"
         )
     for key, kind in _REQUIRED.items():
         if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
@@ -146,8 +150,10 @@ def checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict[
 def checkpoint_config(
     state: Mapping[str, Any], path: str | Path, parse_config: Callable[[str], dict[str, Any]]
 ) -> dict[str, Any]:
-    """The config stored in a loaded checkpoint, as a dict; refuses a config that names a
-    callable (``_target_`` and friends) before anything is built from it."""
+    """The config stored in a loaded checkpoint, as a dict brought up to the current schema
+    (:func:`~polymix_cli.config.migrate.migrate` from the checkpoint's format version);
+    refuses a config that names a callable (``_target_`` and friends) before anything is
+    built from it."""
     try:
         cfg = parse_config(state["config"])
     except Exception as err:  # noqa: BLE001 - any parse failure means a corrupt checkpoint
@@ -162,7 +168,10 @@ def checkpoint_config(
             f"checkpoint {path} was refused: its config names a callable "
             f"({found[0]}={found[1]!r}); polymix builds models only from its own registry"
         )
-    return cfg
+    try:
+        return migrate(cfg, state["format_version"])
+    except MigrationError as err:
+        raise CheckpointError(f"checkpoint {path}: {err}") from None
 
 
 def stored_maps(state: Mapping[str, Any], path: Any) -> DataMaps | None:
@@ -191,7 +200,7 @@ def checkpoint_maps(state: Mapping[str, Any], cfg: dict[str, Any], path: Any) ->
 class Trained:
     """A trained model rebuilt from its checkpoint alone (no data are read)."""
 
-    cfg: dict[str, Any]
+    cfg: TrainConfig
     model: StochasticModel
     maps: DataMaps  # user units <-> the model's domain, with the training bounds
     input_names: tuple[str, ...]
@@ -206,11 +215,11 @@ def load_trained(
     """Load ``ckpt`` and rebuild its model on ``device`` (cpu | cuda | auto; ``None``: cpu)
     with its stored data maps and column names. Raises :class:`CheckpointError`."""
     state = load_checkpoint(ckpt)
-    cfg = with_defaults(checkpoint_config(state, ckpt, parse_config))
     try:
-        validate_train_config(cfg)
+        cfg = parse_train_config(checkpoint_config(state, ckpt, parse_config))
     except ConfigError as err:
-        raise CheckpointError(f"checkpoint {ckpt} holds an invalid config ({err})") from None
+        reasons = "; ".join(err.messages)
+        raise CheckpointError(f"checkpoint {ckpt} holds an invalid config ({reasons})") from None
     maps = stored_maps(state, ckpt)
     if maps is None:
         raise CheckpointError(
@@ -228,7 +237,7 @@ def load_trained(
         )
     torch_device = resolve_device(device)
     try:
-        model, _ = build_model(cfg["model"], cfg["layout"], num_inputs, num_outputs, cfg["trainer"])
+        model, _ = build_model(cfg.model, cfg.layout, num_inputs, num_outputs, cfg.trainer)
         model.load_state_dict(state["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(

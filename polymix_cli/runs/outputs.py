@@ -47,7 +47,7 @@ def write_run_outputs(
 ) -> dict[str, Any]:
     """Evaluate, then write metrics.json (with ``extra`` keys; ``gradients``: the trainer's
     gradient path, recorded under ``timing``) and the plots."""
-    ev = evaluate_model(p.model, p.data, p.cfg["eval"], p.cfg["seed"], p.maps)
+    ev = evaluate_model(p.model, p.data, p.cfg.eval, p.cfg.seed, p.maps)
     payload = metrics_payload(p, losses, train_seconds, epochs, ev.splits, ev.noise_std)
     if gradients is not None:
         payload["timing"]["gradients"] = gradients

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from polymix_cli.config.schema import PredictOptions
 from polymix_cli.config.validation import ConfigError
 from polymix_cli.data.files import (
     BLOCK_ROWS,
@@ -47,14 +48,31 @@ __all__ = ["PredictResult", "PredictSettings", "output_columns", "predict_file"]
 log = logging.getLogger("polymix")
 
 
+_OPTIONS = PredictOptions()  # the defaults of the ``predict`` section
+
+
 @dataclass(frozen=True)
 class PredictSettings:
-    num_samples: int = 1000  # parameter draws
-    quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
-    allow_extrapolation: bool = False  # predict rows outside the training bounds (with a warning)
-    save_draws: bool = False  # NPZ output: also the raw draws of each output
+    """The ``predict`` section (:class:`~polymix_cli.config.schema.PredictOptions`, whose
+    defaults these are) and the seed, as :func:`predict_file` reads them."""
+
+    num_samples: int = _OPTIONS.num_samples  # parameter draws
+    quantiles: tuple[float, ...] = tuple(_OPTIONS.quantiles)
+    allow_extrapolation: bool = _OPTIONS.allow_extrapolation  # rows outside the training bounds
+    save_draws: bool = _OPTIONS.save_draws  # NPZ output: also the raw draws of each output
     seed: int | None = None  # seed of the parameter draws; None: the training run's seed
-    include_noise: bool = True  # with a learned noise: the distribution of a new observation
+    include_noise: bool = _OPTIONS.include_noise  # with a learned noise: a new observation
+
+    @classmethod
+    def from_config(cls, options: PredictOptions, seed: int | None) -> PredictSettings:
+        return cls(
+            options.num_samples,
+            tuple(options.quantiles),
+            options.allow_extrapolation,
+            options.save_draws,
+            seed,
+            options.include_noise,
+        )
 
 
 @dataclass
@@ -268,7 +286,7 @@ def predict_file(
 
     model, device = trained.model, trained.device
     model.eval()
-    seed = trained.cfg["seed"] if settings.seed is None else settings.seed
+    seed = trained.cfg.seed if settings.seed is None else settings.seed
     generator = torch.Generator(device=device).manual_seed(seed)
     params = model.sample_parameters(settings.num_samples, generator=generator)
     draw = draw_function(model, params, trained.maps)

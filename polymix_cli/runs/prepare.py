@@ -3,7 +3,6 @@ the run dir, all before any file is written."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import tempfile
@@ -16,12 +15,8 @@ import torch
 
 from polymix_cli import StochasticModel
 from polymix_cli.config.build import build_model
-from polymix_cli.config.validation import (
-    DATA_DEFAULTS,
-    EVAL_DEFAULTS,
-    ConfigError,
-    validate_train_config,
-)
+from polymix_cli.config.schema import TrainConfig
+from polymix_cli.config.validation import ConfigError, config_dict, parse_train_config
 from polymix_cli.data.dataset import Dataset
 from polymix_cli.data.scaling import DataMaps, fit_maps, input_domain
 from polymix_cli.data.sources import dataset_from_config
@@ -54,7 +49,7 @@ def resolve_device(name: str | None) -> torch.device:
 class Prepared:
     """Everything a run needs, built and validated before any file is written."""
 
-    cfg: dict[str, Any]
+    cfg: TrainConfig
     data: Dataset
     model: StochasticModel
     specs: list[GroupSpec]
@@ -64,34 +59,23 @@ class Prepared:
     y_train: torch.Tensor  # (N, O) training outputs in the model's domain
 
 
-def with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``cfg`` with the data and eval options added after the first release
-    (configs stored in older checkpoints lack them) set to their defaults where missing."""
-    cfg = copy.deepcopy(dict(cfg))
-    if isinstance(cfg.get("data"), dict):
-        cfg["data"] = {**DATA_DEFAULTS, **cfg["data"]}
-    if isinstance(cfg.get("eval"), dict):
-        cfg["eval"] = {**EVAL_DEFAULTS, **cfg["eval"]}
-    return cfg
+def prepare(cfg: TrainConfig | Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
+    """Validate ``cfg`` (a plain dict as composed, or a :class:`TrainConfig`: checked
+    again), draw the data and build the model (initialised from its ``seed``). ``maps``:
+    the data maps of a trained model (default: fitted to the training data).
 
-
-def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
-    """Validate ``cfg``, draw the data and build the model (initialised from ``cfg['seed']``).
-    ``maps``: the data maps of a trained model (default: fitted to the training data).
-
-    Raises :class:`ConfigError` naming the offending option."""
-    cfg = with_defaults(cfg)
-    validate_train_config(cfg)
-    device = resolve_device(cfg["trainer"]["device"])
-    d = cfg["data"]
+    Raises :class:`ConfigError` naming every offending option."""
+    config = parse_train_config(config_dict(cfg) if isinstance(cfg, TrainConfig) else cfg)
+    device = resolve_device(config.trainer.device)
+    d = config.data
     try:
         data = dataset_from_config(d)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    torch.manual_seed(cfg["seed"])
+    torch.manual_seed(config.seed)
     try:
         model, specs = build_model(
-            cfg["model"], cfg["layout"], data.num_inputs, data.num_outputs, cfg["trainer"]
+            config.model, config.layout, data.num_inputs, data.num_outputs, config.trainer
         )
     except (TypeError, ValueError) as err:
         raise ConfigError(str(err)) from None
@@ -100,9 +84,9 @@ def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
             data.x_train,
             data.y_train,
             data.bounds,
-            input_domain(cfg["model"]),
-            d["input_scaling"],
-            d["output_scaling"],
+            input_domain(config.model),
+            d.input_scaling,
+            d.output_scaling,
         )
     elif maps.inputs.dim != data.num_inputs or maps.outputs.dim != data.num_outputs:
         raise ConfigError(
@@ -118,7 +102,7 @@ def prepare(cfg: Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
     dtype = torch.get_default_dtype()
     x_train = maps.inputs.forward(data.x_train).to(dtype)
     y_train = maps.outputs.forward(data.y_train).to(dtype)
-    return Prepared(cfg, data, model.to(device), specs, device, maps, x_train, y_train)
+    return Prepared(config, data, model.to(device), specs, device, maps, x_train, y_train)
 
 
 def _warn_outside(data: Dataset) -> None:

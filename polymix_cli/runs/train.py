@@ -16,9 +16,8 @@ from typing import Any
 
 import torch
 
-from polymix_cli.config.validation import (
-    ConfigError,
-)
+from polymix_cli.config.schema import TrainConfig
+from polymix_cli.config.validation import ConfigError, config_dict
 from polymix_cli.reporting.evaluation import write_history
 from polymix_cli.runs.checkpoint import (
     CheckpointError,
@@ -35,7 +34,6 @@ from polymix_cli.training.loop import (
     History,
     NonFiniteLoss,
     Trainer,
-    TrainSettings,
     build_optimizer,
     build_scheduler,
     set_rng_state,
@@ -89,7 +87,7 @@ def _restore(trainer: Trainer, state: Mapping[str, Any], device: torch.device, p
 
 
 def train(
-    cfg: Mapping[str, Any],
+    cfg: TrainConfig | Mapping[str, Any],
     run_dir: Path,
     config_yaml: str,
     ui: UI,
@@ -99,42 +97,34 @@ def train(
     """Train, checkpoint and evaluate one run; return its metrics. ``max_threads``: the
     torch threads this job may use (a parallel launcher's share of the cores).
 
+    ``cfg``: the run's config (a :class:`TrainConfig`, or a plain dict as composed).
     ``resume`` is a loaded checkpoint whose states continue training (``cfg`` must be its
     config, see :func:`resume_config`). Raises :class:`RunInterrupted` after saving
     ``last.pt`` on SIGINT/SIGTERM, and :class:`RunDiverged` on a non-finite loss."""
     maps = None
     if resume is not None:  # continue in the domain the checkpoint's model was trained in
-        cfg = copy.deepcopy(dict(cfg))
-        maps = checkpoint_maps(resume, cfg, cfg.get("resume"))
+        cfg = config_dict(cfg) if isinstance(cfg, TrainConfig) else copy.deepcopy(dict(cfg))
+        maps = checkpoint_maps(resume, cfg, cfg["resume"])
     p = prepare(cfg, maps)
     if resume is not None:
         warn_changed_files(p.data, resume)
     check_output_dir(run_dir, ("checkpoints", "plots"), ("history.csv", "metrics.json"))
-    t = p.cfg["trainer"]
-    settings = TrainSettings(
-        t["epochs"],
-        t["num_samples"],
-        t["weight_factor"],
-        t["loss"],
-        t["batch_size"],
-        t["compile"],
-        t.get("gradients", "auto"),
-    )
-    threads = set_threads(t["num_threads"], p, max_threads)
-    optimizer = build_optimizer(p.cfg["optimizer"], p.model.parameters())
+    settings = t = p.cfg.trainer
+    threads = set_threads(t.num_threads, p, max_threads)
+    optimizer = build_optimizer(p.cfg.optimizer, p.model.parameters())
     trainer = Trainer(p.model, p.x_train, p.y_train, settings, optimizer)
     trainer.scheduler = build_scheduler(
-        p.cfg["scheduler"], optimizer, t["epochs"] * trainer.steps_per_epoch
+        p.cfg.scheduler, optimizer, t.epochs * trainer.steps_per_epoch
     )
     if resume is not None:
         # after building the model, which drew from the RNG: the RNG is the checkpoint's again
-        _restore(trainer, resume, p.device, p.cfg.get("resume"))
+        _restore(trainer, resume, p.device, p.cfg.resume)
     ui.groups(p.specs, p.model.num_params())
     start = f" at epoch {trainer.epoch} of {settings.epochs}" if resume is not None else ""
     log.info(
         "%s %s%s: %d parameters in %d groups on %s",
         "Resuming" if resume is not None else "Training",
-        p.cfg.get("name", "run"),
+        p.cfg.name,
         start,
         p.model.num_params(),
         len(p.specs),
@@ -150,7 +140,7 @@ def train(
     ckpt_dir = run_dir / "checkpoints"
 
     def log_line(tr: Trainer) -> None:
-        if tr.epoch % t["log_every"] == 0 or tr.epoch == settings.epochs:
+        if tr.epoch % t.log_every == 0 or tr.epoch == settings.epochs:
             last = tr.history.last()
             log.info(
                 f"Epoch {tr.epoch:5d} | learning rate = {tr.current_lr():.6f} | "
@@ -159,7 +149,7 @@ def train(
             )
 
     def periodic_checkpoint(tr: Trainer) -> None:
-        every = t["checkpoint_every"]
+        every = t.checkpoint_every
         if every and tr.epoch % every == 0:
             save_checkpoint(
                 ckpt_dir / f"epoch_{tr.epoch}.pt", checkpoint_payload(p, tr, config_yaml)
@@ -250,7 +240,7 @@ def resume_config(
     when the scheduler is ``none``. Any other override raises :class:`ConfigError`, since
     it would silently not apply."""
     cfg = copy.deepcopy(dict(stored))
-    cfg["resume"] = requested.get("resume")
+    cfg["resume"] = requested["resume"]
     for key in overridden:
         if key == "resume":
             continue
@@ -261,7 +251,7 @@ def resume_config(
                 _set(cfg, key, new)
             continue
         if key == "trainer.epochs" and has_new:
-            scheduler = cfg.get("scheduler", {}).get("name")
+            scheduler = cfg["scheduler"]["name"]
             if scheduler != "none":
                 raise ConfigError(
                     f"trainer.epochs={new} cannot change on resume: the {scheduler} "

@@ -20,6 +20,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from polymix_cli import StochasticModel
+from polymix_cli.config.schema import (
+    GRADIENTS,
+    LOSSES,
+    OPTIMIZERS,
+    SCHEDULERS,
+    AdamConfig,
+    AdamWConfig,
+    ConstantScheduleConfig,
+    CosineConfig,
+    OneCycleConfig,
+    OptimizerConfig,
+    SchedulerConfig,
+    SGDConfig,
+    TrainerConfig,
+)
 from polymix_cli.training.analytic_step import AnalyticStep, unsupported_reason
 from polymix_cli.training.optim import SGD, Adam, Constant, Cosine, OneCycle
 
@@ -38,40 +53,36 @@ __all__ = [
     "set_rng_state",
 ]
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULERS = ("onecycle", "cosine", "none")
-LOSSES = ("mse_sum", "gaussian_nll")
-GRADIENTS = ("auto", "autograd")
+# the Trainer's settings are the config's ``trainer`` section
+TrainSettings = TrainerConfig
 
 
-def build_optimizer(cfg: Mapping[str, Any], params) -> Adam | SGD:
-    """``optimizer`` config: ``name`` adamw | adam | sgd, ``lr``, ``weight_decay``, ``momentum``."""
-    name, lr = cfg.get("name"), cfg.get("lr", 1e-2)
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer.name must be one of {list(OPTIMIZERS)}, got {name!r}")
-    wd = cfg.get("weight_decay", 0.0)
-    if name in ("adamw", "adam"):
-        return Adam(params, lr=lr, weight_decay=wd, decoupled=name == "adamw")
-    return SGD(params, lr=lr, momentum=cfg.get("momentum", 0.0), weight_decay=wd)
+def build_optimizer(cfg: OptimizerConfig, params) -> Adam | SGD:
+    """The optimizer of the ``optimizer`` section: AdamW, Adam or SGD."""
+    if isinstance(cfg, SGDConfig):
+        return SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if isinstance(cfg, (AdamWConfig, AdamConfig)):
+        decoupled = isinstance(cfg, AdamWConfig)
+        return Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, decoupled=decoupled)
+    raise ValueError(f"optimizer.name must be one of {list(OPTIMIZERS)}, got {cfg.name!r}")
 
 
-def build_scheduler(cfg: Mapping[str, Any], optimizer: Adam | SGD, total_steps: int):
-    """``scheduler`` config: ``name`` onecycle | cosine | none. OneCycle peaks at
-    ``max_lr_factor`` x the optimizer's lr; cosine decays to ``min_lr_factor`` x lr."""
-    name = cfg.get("name")
-    if name not in SCHEDULERS:
-        raise ValueError(f"scheduler.name must be one of {list(SCHEDULERS)}, got {name!r}")
+def build_scheduler(cfg: SchedulerConfig, optimizer: Adam | SGD, total_steps: int):
+    """The schedule of the ``scheduler`` section. OneCycle peaks at ``max_lr_factor`` x the
+    optimizer's lr; cosine decays to ``min_lr_factor`` x lr; none keeps it constant."""
     base_lr = optimizer.param_groups[0]["lr"]
-    if name == "onecycle":
+    if isinstance(cfg, OneCycleConfig):
         return OneCycle(
             optimizer,
-            max_lr=cfg.get("max_lr_factor", 10.0) * base_lr,
+            max_lr=cfg.max_lr_factor * base_lr,
             total_steps=total_steps,
-            pct_start=cfg.get("pct_start", 0.3),
+            pct_start=cfg.pct_start,
         )
-    if name == "cosine":
-        return Cosine(optimizer, total_steps, min_lr=cfg.get("min_lr_factor", 0.0) * base_lr)
-    return Constant(optimizer, total_steps)
+    if isinstance(cfg, CosineConfig):
+        return Cosine(optimizer, total_steps, min_lr=cfg.min_lr_factor * base_lr)
+    if isinstance(cfg, ConstantScheduleConfig):
+        return Constant(optimizer, total_steps)
+    raise ValueError(f"scheduler.name must be one of {list(SCHEDULERS)}, got {cfg.name!r}")
 
 
 def get_rng_state(device: torch.device) -> dict[str, Tensor]:
@@ -87,23 +98,6 @@ def set_rng_state(state: Mapping[str, Tensor], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
-
-
-@dataclass
-class TrainSettings:
-    """The ``trainer`` config's numeric part. ``batch_size`` ``None`` (or >= the number
-    of points) trains on all points at every step. ``gradients``: ``auto`` takes the
-    hand-derived gradients of :mod:`~polymix_cli.training.analytic_step` where the model supports
-    them (the same numbers up to rounding, in about half the time of a small step),
-    ``autograd`` always autograd; ``compile`` implies autograd."""
-
-    epochs: int
-    num_samples: int
-    weight_factor: float = 0.1
-    loss: str = "mse_sum"
-    batch_size: int | None = None
-    compile: bool = False
-    gradients: str = "auto"
 
 
 @dataclass
@@ -159,7 +153,14 @@ class NonFiniteLoss(ArithmeticError):
 
 
 class Trainer:
-    """Minimises ``data_loss + weight_factor * distribution_loss`` over draws of the
+    """Trains with the settings of the ``trainer`` section (:class:`TrainerConfig`, alias
+    :data:`TrainSettings`): ``batch_size`` ``None`` (or >= the number of points) trains on
+    all points at every step; ``gradients`` ``auto`` takes the hand-derived gradients of
+    :mod:`~polymix_cli.training.analytic_step` where the model supports them (the same
+    numbers up to rounding, in about half the time of a small step), ``autograd`` always
+    autograd; ``compile`` implies autograd.
+
+    Minimises ``data_loss + weight_factor * distribution_loss`` over draws of the
     parameters. The data term (``settings.loss``):
 
     - ``mse_sum``, the seed's: the sum of squared errors over points and outputs, divided
@@ -180,7 +181,7 @@ class Trainer:
         model: StochasticModel,
         x: Tensor,
         y: Tensor,
-        settings: TrainSettings,
+        settings: TrainerConfig,
         optimizer: Adam | SGD,
         scheduler=None,
     ):

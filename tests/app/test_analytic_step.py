@@ -72,23 +72,23 @@ SUPPORTED = {
 def _trainer(overrides: list[str], gradients: str, **settings) -> Trainer:
     cfg = compose_train(overrides)
     p = prepare(cfg)
-    t = cfg["trainer"]
-    opt = build_optimizer(cfg["optimizer"], p.model.parameters())
+    t = p.cfg.trainer
+    opt = build_optimizer(p.cfg.optimizer, p.model.parameters())
     trainer = Trainer(
         p.model,
         p.x_train,
         p.y_train,
         TrainSettings(
-            t["epochs"],
-            t["num_samples"],
-            t["weight_factor"],
-            t["loss"],
+            t.epochs,
+            t.num_samples,
+            t.weight_factor,
+            t.loss,
             gradients=gradients,
             **settings,
         ),
         opt,
     )
-    trainer.scheduler = build_scheduler(cfg["scheduler"], opt, t["epochs"])
+    trainer.scheduler = build_scheduler(p.cfg.scheduler, opt, t.epochs)
     return trainer
 
 

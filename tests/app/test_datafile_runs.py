@@ -4,6 +4,7 @@ split, bounds, validation messages, and the plots of a one-input file model. No 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -265,8 +266,10 @@ def test_npz_rows_are_numbered_from_one_and_2d_arrays_are_refused(tmp_path, tabl
     ],
 )
 def test_file_data_options_are_validated(overrides, needle):
-    cfg = compose_train(["experiment=pce_file", "data.path=d.csv", "data.outputs=[y1]", *overrides])
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigError) as err:  # a wrong type is refused while composing
+        cfg = compose_train(
+            ["experiment=pce_file", "data.path=d.csv", "data.outputs=[y1]", *overrides]
+        )
         validate_train_config(cfg)
     assert needle in str(err.value)
 
@@ -320,7 +323,7 @@ def test_one_input_file_data_keep_the_prediction_plot_named_by_its_columns(tmp_p
         compose_train(["experiment=pce_file", f"data.path={path}", "data.outputs=[temperature]"])
     )
     ev = evaluate_model(
-        p.model, p.data, {**p.cfg["eval"], "num_samples": 16, "grid_points": 20}, 0, p.maps
+        p.model, p.data, replace(p.cfg.eval, num_samples=16, grid_points=20), 0, p.maps
     )
     assert ev.slices is None and ev.grid is not None
     assert (

@@ -8,7 +8,7 @@ import torch
 from helpers import TINY, QuietUI, compose_train
 
 from polymix_cli.config.build import build_model
-from polymix_cli.config.validation import ConfigError, validate_train_config
+from polymix_cli.config.validation import ConfigError, parse_train_config, validate_train_config
 from polymix_cli.runs.checkpoint import load_checkpoint
 from polymix_cli.runs.train import train
 
@@ -22,9 +22,10 @@ def test_models_without_noise_are_unchanged():
     """The CLI builds noise only for gaussian_nll: other models keep their state and numbers."""
     cfg = compose_train([])
     torch.manual_seed(7)
-    plain, _ = build_model(cfg["model"], cfg["layout"], 1, 1)
+    cfg = parse_train_config(cfg)
+    plain, _ = build_model(cfg.model, cfg.layout, 1, 1)
     torch.manual_seed(7)
-    built, _ = build_model(cfg["model"], cfg["layout"], 1, 1, cfg["trainer"])
+    built, _ = build_model(cfg.model, cfg.layout, 1, 1, cfg.trainer)
     assert built.noise is None
     assert list(built.state_dict()) == list(plain.state_dict())
     assert not any("noise" in key for key in built.state_dict())
@@ -32,9 +33,9 @@ def test_models_without_noise_are_unchanged():
         torch.equal(a, b) for a, b in zip(plain.state_dict().values(), built.state_dict().values())
     )
     assert torch.equal(built.distribution_loss(), plain.distribution_loss())
-    nll_cfg = compose_train(["experiment=moe_sign_nll"])
+    nll_cfg = parse_train_config(compose_train(["experiment=moe_sign_nll"]))
     torch.manual_seed(7)
-    noisy, _ = build_model(nll_cfg["model"], nll_cfg["layout"], 1, 1, nll_cfg["trainer"])
+    noisy, _ = build_model(nll_cfg.model, nll_cfg.layout, 1, 1, nll_cfg.trainer)
     assert list(noisy.state_dict()) == list(plain.state_dict()) + ["noise.log_std"]
     # building the noise draws nothing from the RNG: the rest of the model is the same
     assert all(

@@ -229,8 +229,8 @@ def test_resume_keeps_the_checkpoint_config():
 def test_non_finite_loss_leaves_the_state_untouched(gradients):
     cfg = compose_train(["trainer.num_samples=4"])
     p = prepare(cfg)
-    optimizer = build_optimizer(cfg["optimizer"], p.model.parameters())
-    scheduler = build_scheduler(cfg["scheduler"], optimizer, 10)
+    optimizer = build_optimizer(p.cfg.optimizer, p.model.parameters())
+    scheduler = build_scheduler(p.cfg.scheduler, optimizer, 10)
     settings = TrainSettings(10, 4, gradients=gradients)
     trainer = Trainer(p.model, p.data.x_train, p.data.y_train, settings, optimizer, scheduler)
     assert trainer.gradient_path == ("analytic" if gradients == "auto" else "autograd")

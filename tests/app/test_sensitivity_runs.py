@@ -60,7 +60,7 @@ def test_sensitivity_options_have_defaults_and_older_configs_get_them():
     old = compose_train([*TINY])
     for key in ("sensitivity", "sensitivity_samples", "sensitivity_base_samples"):
         del old["eval"][key]
-    assert prepare(old).cfg["eval"]["sensitivity"] == "auto"
+    assert prepare(old).cfg.eval.sensitivity == "auto"
 
 
 # ----------------------------------------------------------------------------- ishigami

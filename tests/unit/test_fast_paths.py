@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from polymix_cli import StochasticModel
+from polymix_cli.config.schema import AdamWConfig
 from polymix_cli.parameter_groups import DeterministicGroup, GaussianGroup, IIDGaussianGroup
 from polymix_cli.priors import IIDGaussianPrior
 from polymix_cli.reporting.metrics import interval_probs, summarize_predictive
@@ -163,7 +164,7 @@ def _train(batch_size, epochs=15):
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(40, 1, generator=gen) * 2 - 1
     y = torch.sin(3 * x)
-    opt = build_optimizer({"name": "adamw", "lr": 0.01, "weight_decay": 1e-4}, model.parameters())
+    opt = build_optimizer(AdamWConfig(lr=0.01, weight_decay=1e-4), model.parameters())
     trainer = Trainer(model, x, y, TrainSettings(epochs, 8, 0.1, batch_size=batch_size), opt)
     trainer.fit()
     return model, trainer
@@ -202,7 +203,7 @@ def test_compiled_objective_matches_eager(monkeypatch):
     model = StochasticModel(seed_mixture(), seed_groups())
     x = torch.rand(30, 1) * 2 - 1
     y = torch.sin(3 * x)
-    opt = build_optimizer({"name": "adamw", "lr": 0.01}, model.parameters())
+    opt = build_optimizer(AdamWConfig(lr=0.01, weight_decay=0.0), model.parameters())
     eager = Trainer(model, x, y, TrainSettings(1, 16, 0.1), opt)
     compiled = Trainer(model, x, y, TrainSettings(1, 16, 0.1, compile=True), opt)
     torch.manual_seed(8)
@@ -219,7 +220,7 @@ def test_cuda_training_and_prediction_follow_the_device():
     model = StochasticModel(seed_mixture(), seed_groups()).cuda()
     x = (torch.rand(40, 1) * 2 - 1).cuda()
     y = torch.sin(3 * x)
-    opt = build_optimizer({"name": "adamw", "lr": 0.01}, model.parameters())
+    opt = build_optimizer(AdamWConfig(lr=0.01, weight_decay=0.0), model.parameters())
     trainer = Trainer(model, x, y, TrainSettings(20, 8, 0.1), opt)
     trainer.fit()
     assert torch.isfinite(torch.stack(trainer.history.losses)).all()

@@ -7,9 +7,32 @@ import itertools
 import pytest
 import torch
 
-from polymix_cli.config.build import build_model, build_surrogate, layout_groups
+from polymix_cli.config import build
+from polymix_cli.config.schema import LayoutConfig, ModelConfig
+from polymix_cli.config.validation import parse_section
 from polymix_cli.layout import Rule, resolve_layout
 from polymix_cli.surrogate_models import ParamBlock
+
+
+def build_model(model, layout, num_inputs, num_outputs):
+    """build.build_model from the sections as dicts (each turned into its typed config)."""
+    return build.build_model(
+        parse_section(ModelConfig, model, "model"),
+        parse_section(LayoutConfig, layout, "layout"),
+        num_inputs,
+        num_outputs,
+    )
+
+
+def build_surrogate(model, num_inputs, num_outputs):
+    return build.build_surrogate(
+        parse_section(ModelConfig, model, "model"), num_inputs, num_outputs
+    )
+
+
+def layout_groups(layout, surrogate):
+    return build.layout_groups(parse_section(LayoutConfig, layout, "layout"), surrogate)
+
 
 SEED_LAYOUT = {
     "default": {"kind": "deterministic"},

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from polymix_cli import GaussianNoise, StochasticModel
+from polymix_cli.config.schema import AdamConfig
 from polymix_cli.likelihoods import HalfCauchyNoisePrior, LogNormalNoisePrior
 from polymix_cli.parameter_groups import IIDGaussianGroup
 from polymix_cli.reporting.metrics import (
@@ -107,7 +108,7 @@ def _trainer(
         loss=loss,
         batch_size=batch_size,
     )
-    optimizer = build_optimizer({"name": "adam", "lr": lr}, model.parameters())
+    optimizer = build_optimizer(AdamConfig(lr=lr), model.parameters())
     return Trainer(model, x, y, settings, optimizer)
 
 

@@ -9,7 +9,10 @@ import math
 import pytest
 import torch
 
-from polymix_cli.data.scaling import AffineMap, DataMaps, fit_maps, input_domain
+from polymix_cli.config.schema import ModelConfig
+from polymix_cli.config.validation import parse_section
+from polymix_cli.data.scaling import AffineMap, DataMaps, fit_maps
+from polymix_cli.data.scaling import input_domain as _input_domain
 
 
 def test_interval_map_sends_bounds_to_unit_interval_and_back():
@@ -56,6 +59,9 @@ def test_state_round_trip_and_refusal_of_bad_states():
 
 
 def test_input_domain_follows_the_basis():
+    def input_domain(model):  # the model section as a typed config
+        return _input_domain(parse_section(ModelConfig, model, "model"))
+
     assert input_domain({"kind": "pce", "basis": "hermite"}) == "hermite"
     assert input_domain({"kind": "pce", "basis": "legendre"}) == "interval"
     assert input_domain({"kind": "nn"}) == "interval"

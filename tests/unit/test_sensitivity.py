@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 from helpers import ISHIGAMI_FIRST, ISHIGAMI_TOTAL
 
 from polymix_cli import StochasticModel
+from polymix_cli.config.schema import EvalConfig
 from polymix_cli.data.dataset import Dataset
 from polymix_cli.data.scaling import AffineMap, DataMaps
 from polymix_cli.data.synthetic import GENERATORS, ishigami_indices, make_dataset
@@ -301,7 +303,7 @@ def _dataset(num_inputs: int, num_outputs: int) -> Dataset:
     return Dataset("test", x, y, x, y, bounds, input_names=("a", "b", "c")[:num_inputs])
 
 
-EVAL = {"num_samples": 200, "band": 0.8, "levels": [0.8], "grid_points": 2}
+EVAL = EvalConfig(num_samples=200, band=0.8, levels=[0.8], grid_points=2)
 
 
 def _pce_model(random: bool) -> StochasticModel:
@@ -351,7 +353,7 @@ def test_report_of_random_coefficients_has_a_spread_around_the_closed_form():
     model = _pce_model(random=True)
     params = model.sample_parameters(200, generator=torch.Generator().manual_seed(0))
     js = sensitivity_report(
-        model, params, _dataset(3, 2), {**EVAL, "sensitivity_samples": 150}, 0
+        model, params, _dataset(3, 2), replace(EVAL, sensitivity_samples=150), 0
     ).to_json()
     assert js["num_samples"] == 150
     for key in ("first_order", "total"):
@@ -370,12 +372,12 @@ def test_report_methods_and_off():
     model = _pce_model(random=True)
     params = model.sample_parameters(20, generator=torch.Generator().manual_seed(0))
     data = _dataset(3, 2)
-    assert sensitivity_report(model, params, data, {**EVAL, "sensitivity": "off"}, 0) is None
+    assert sensitivity_report(model, params, data, replace(EVAL, sensitivity="off"), 0) is None
     mc = sensitivity_report(
         model,
         params,
         data,
-        {**EVAL, "sensitivity": "monte_carlo", "sensitivity_base_samples": 1024},
+        replace(EVAL, sensitivity="monte_carlo", sensitivity_base_samples=1024),
         0,
     )
     closed = sensitivity_report(model, params, data, EVAL, 0)
@@ -386,7 +388,7 @@ def test_report_methods_and_off():
     )
     moe = StochasticModel(mixture, [DeterministicGroup("all", mixture.num_params())])
     with pytest.raises(ValueError, match="eval.sensitivity=pce needs a polynomial chaos expansion"):
-        sensitivity_report(moe, moe.sample_parameters(2), data, {**EVAL, "sensitivity": "pce"}, 0)
+        sensitivity_report(moe, moe.sample_parameters(2), data, replace(EVAL, sensitivity="pce"), 0)
     assert sensitivity_report(moe, moe.sample_parameters(2), data, EVAL, 0).method == "monte_carlo"
 
 

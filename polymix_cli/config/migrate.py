@@ -1,0 +1,89 @@
+"""Bringing a config stored in an older checkpoint up to the current schema.
+
+A checkpoint records its ``format_version`` (see :mod:`polymix_cli.runs.checkpoint`);
+the version is raised whenever the schema of the stored config changes, and
+:func:`migrate` knows what each older version means in today's terms:
+
+- version 1 (polymix up to the typed schema): the config as composed from the YAML files
+  of its day. Options added after the first release are absent from the oldest ones and
+  take the values that were in force before they existed: ``data.input_scaling`` auto,
+  ``data.output_scaling`` none (older models trained on raw outputs), ``trainer.batch_size``
+  null, ``trainer.num_threads`` null, ``trainer.compile`` false, ``trainer.gradients``
+  auto, ``trainer.noise`` (the values of its first release; only read with
+  ``loss=gaussian_nll``), ``eval.sensitivity`` auto, ``eval.sensitivity_samples`` null,
+  ``eval.sensitivity_base_samples`` 2048, ``resume`` null and ``sweep`` (test.crps).
+- version 2: the config as the schema writes it, every option present.
+
+These values are what the older versions meant, written here once and never changed, so
+that a later change of a schema default cannot change what an old checkpoint means.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["CURRENT_VERSION", "MigrationError", "migrate"]
+
+CURRENT_VERSION = 2
+
+# version 1: options added after the first release, with the value each had before it existed
+_ADDED_IN_VERSION_1: dict[str, dict[str, Any]] = {
+    "data": {"input_scaling": "auto", "output_scaling": "none"},
+    "trainer": {
+        "batch_size": None,
+        "num_threads": None,
+        "compile": False,
+        "gradients": "auto",
+        "noise": {"init_std": 0.1, "prior": "none", "prior_scale": 1.0, "prior_log_std": 1.0},
+    },
+    "eval": {
+        "sensitivity": "auto",
+        "sensitivity_samples": None,
+        "sensitivity_base_samples": 2048,
+    },
+}
+_TOP_LEVEL_IN_VERSION_1: dict[str, Any] = {
+    "resume": None,
+    "sweep": {"sort_by": "test.crps", "objective": "test.crps"},
+}
+
+
+class MigrationError(ValueError):
+    """A stored config of a format version this polymix cannot read."""
+
+
+def _from_version_1(config: dict[str, Any]) -> dict[str, Any]:
+    for section, added in _ADDED_IN_VERSION_1.items():
+        node = config.get(section)
+        if isinstance(node, dict):  # anything else is reported by validation
+            for key, value in added.items():
+                if key not in node:
+                    node[key] = copy.deepcopy(value)
+    for key, value in _TOP_LEVEL_IN_VERSION_1.items():
+        if key not in config:
+            config[key] = copy.deepcopy(value)
+    return config
+
+
+# each step brings a config of version v to version v + 1
+_STEPS = {1: _from_version_1}
+
+
+def migrate(config: Mapping[str, Any], format_version: int) -> dict[str, Any]:
+    """A copy of ``config`` (a stored train config as a plain dict, written with checkpoint
+    format ``format_version``) brought up to :data:`CURRENT_VERSION`. Raises
+    :class:`MigrationError` for a version this polymix does not know."""
+    if (
+        isinstance(format_version, bool)
+        or not isinstance(format_version, int)
+        or not 1 <= format_version <= CURRENT_VERSION
+    ):
+        raise MigrationError(
+            f"format version {format_version!r}; this polymix reads versions 1 to {CURRENT_VERSION}"
+        )
+    out = copy.deepcopy(dict(config))
+    for version in range(format_version, CURRENT_VERSION):
+        out = _STEPS[version](out)
+    return out

@@ -1,0 +1,920 @@
+# ruff: noqa: RUF009 - option() builds the dataclass fields (default, doc and what is allowed)
+"""The typed schema of every config group: one dataclass per group option.
+
+Each field holds an option's type and default, and in its ``metadata`` a one-line ``doc``
+and what is allowed: ``choices`` (a tuple, or a zero-argument callable for a vocabulary
+owned by a library module that imports torch), a range (``ge``/``gt``/``le``/``lt``; ``le``
+may name a sibling field) or a ``check`` (a function ``(value, option) -> message | None``
+for values a type cannot describe, e.g. a list of column names). :mod:`.validation` reads
+them to check a config and report every bad option at once; :func:`register` stores the
+classes in Hydra's ConfigStore as the schemas of the group YAML files (under
+``schema/<group>/<option>``, named first in each file's ``defaults:``), so that Hydra
+refuses unknown keys and wrong types while composing.
+
+The YAML files set only what differs from these defaults. Imports neither torch nor Hydra
+(``register`` imports Hydra when called).
+"""
+
+import dataclasses
+import importlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+from omegaconf import MISSING
+
+__all__ = [
+    "DEVICES",
+    "EXPERT_KINDS",
+    "GRADIENTS",
+    "INPUT_SCALINGS",
+    "LOSSES",
+    "MODEL_KINDS",
+    "OPTIMIZERS",
+    "OUTPUT_SCALINGS",
+    "PROGRESS",
+    "SCHEDULERS",
+    "SENSITIVITY",
+    "AdamConfig",
+    "AdamWConfig",
+    "ConstantScheduleConfig",
+    "CosineConfig",
+    "DataConfig",
+    "EvalConfig",
+    "EvaluateConfig",
+    "ExpertConfig",
+    "FileDataConfig",
+    "GateConfig",
+    "GroupConfig",
+    "LayoutConfig",
+    "ModelConfig",
+    "MoeModelConfig",
+    "NnModelConfig",
+    "NoiseConfig",
+    "OneCycleConfig",
+    "OptimizerConfig",
+    "PceModelConfig",
+    "PredictConfig",
+    "PredictOptions",
+    "PriorConfig",
+    "RuleConfig",
+    "SGDConfig",
+    "SchedulerConfig",
+    "SweepConfig",
+    "SyntheticDataConfig",
+    "TrainConfig",
+    "TrainerConfig",
+    "option",
+    "register",
+]
+
+# The vocabularies of the application's options (the library's own, such as the bases or
+# the group kinds, are read lazily from the library modules that define them).
+DEVICES = ("cpu", "cuda", "auto")
+PROGRESS = ("auto", "bar", "log")
+SENSITIVITY = ("auto", "pce", "monte_carlo", "off")
+INPUT_SCALINGS = ("auto", "none")
+OUTPUT_SCALINGS = ("none", "standardize")
+MODEL_KINDS = ("pce", "nn", "moe")
+EXPERT_KINDS = ("pce", "nn")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("onecycle", "cosine", "none")
+LOSSES = ("mse_sum", "gaussian_nll")
+GRADIENTS = ("auto", "autograd")
+FILE_GENERATOR = "file"
+
+
+def _lazy(module: str, name: str, transform: Callable[[Any], tuple] = tuple) -> Callable[[], tuple]:
+    """The choices ``module.name`` (imported when first asked for)."""
+    return lambda: transform(getattr(importlib.import_module(module), name))
+
+
+_GENERATORS = _lazy("polymix_cli.data.synthetic", "GENERATORS", lambda g: tuple(sorted(g)))
+_BASES = _lazy("polymix_cli.surrogate_models.basis", "BASES")
+_ACTIVATIONS = _lazy("polymix_cli.surrogate_models.neural", "ACTIVATIONS")
+_GROUP_KINDS = _lazy("polymix_cli.layout", "GROUP_KINDS")
+_PRIOR_KINDS = _lazy("polymix_cli.layout", "PRIOR_KINDS")
+_NOISE_PRIORS = _lazy("polymix_cli.likelihoods", "NOISE_PRIORS", lambda p: ("none", *p))
+_METRICS = _lazy("polymix_cli.reporting.sweep", "METRICS")
+
+
+def option(
+    default: Any,
+    doc: str,
+    *,
+    choices: tuple | Callable[[], tuple] | None = None,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | str | None = None,
+    lt: float | None = None,
+    check: Callable[[Any, str], str | None] | None = None,
+) -> Any:
+    """A dataclass field: ``default`` (lists, dicts and dataclasses are copied per
+    instance), a one-line ``doc`` and what is allowed (see the module's docstring)."""
+    meta = {"doc": doc}
+    for key, value in (
+        ("choices", choices),
+        ("ge", ge),
+        ("gt", gt),
+        ("le", le),
+        ("lt", lt),
+        ("check", check),
+    ):
+        if value is not None:
+            meta[key] = value
+    if dataclasses.is_dataclass(default):
+        return field(default_factory=type(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: _copy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    return value
+
+
+# --------------------------------------------------------------------- value checks
+
+
+def _path(what: str, required: bool = True) -> Callable[[Any, str], str | None]:
+    """A non-empty path string (``???``, Hydra's missing value, is not one)."""
+
+    def check(value: Any, name: str) -> str | None:
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value or value == MISSING:
+            return f"{name} must be the path of {what}, got {value!r}"
+        return None
+
+    return check
+
+
+def _names(nullable: bool) -> Callable[[Any, str], str | None]:
+    def check(value: Any, name: str) -> str | None:
+        if value is None and nullable:
+            return None
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v for v in value)
+        ):
+            null = " or null" if nullable else ""
+            return (
+                f"{name} must be a non-empty list of column names{null}, e.g. {name}=[a,b], "
+                f"got {value!r}"
+            )
+        dupes = sorted({v for v in value if value.count(v) > 1})
+        if dupes:
+            return f"{name} names {', '.join(map(repr, dupes))} more than once"
+        return None
+
+    return check
+
+
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _bounds(nullable: bool) -> Callable[[Any, str], str | None]:
+    def check(value: Any, name: str) -> str | None:
+        if value is None and nullable:
+            return None
+
+        def pair(p: Any) -> bool:
+            return isinstance(p, list) and len(p) == 2 and all(_number(v) for v in p)
+
+        if not isinstance(value, list) or not value or not all(pair(p) for p in value):
+            null = " (or null: the min and max of the data)" if nullable else ""
+            return (
+                f"{name} must be a list of [low, high] pairs, one per input{null}, "
+                f"e.g. {name}=[[0,10],[100,200]], got {value!r}"
+            )
+        for i, (low, high) in enumerate(value):
+            if not low < high:
+                return (
+                    f"{name} must have low < high for every input, got {value[i]} for input {i + 1}"
+                )
+        return None
+
+    return check
+
+
+def _probabilities(what: str, empty: bool) -> Callable[[Any, str], str | None]:
+    """A list of numbers in (0, 1), each named by its index when bad."""
+
+    def check(value: Any, name: str) -> str | None:
+        if not isinstance(value, list) or (not value and not empty):
+            kind = "a list" if empty else "a non-empty list"
+            return f"{name} must be {kind} of {what}, got {value!r}"
+        for i, v in enumerate(value):
+            if not _number(v) or not 0.0 < v < 1.0:
+                return f"{name}.{i} must be a number in (0.0, 1.0), got {v!r}"
+        if len({float(v) for v in value}) != len(value):
+            return f"{name} lists a probability more than once: {value}"
+        return None
+
+    return check
+
+
+def _table_file(what: str) -> Callable[[Any, str], str | None]:
+    """A path ending in .csv or .npz (the format is chosen by the extension)."""
+    path_check = _path(what)
+
+    def check(value: Any, name: str) -> str | None:
+        bad = path_check(value, name)
+        if bad is not None:
+            return bad
+        suffix = "." + value.rpartition(".")[2].lower() if "." in value else ""
+        if suffix not in (".csv", ".npz"):
+            return (
+                f"{name}={value} must end in .csv or .npz (the format is chosen by the extension)"
+            )
+        return None
+
+    return check
+
+
+def _degree(value: Any, name: str) -> str | None:
+    """A polynomial degree: an integer >= 0 (named as the surrogate's own message names it)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{name} must be an integer >= 0, got {value!r}"
+    if value < 0:
+        section, _, key = name.rpartition(".")
+        return f"{section}: {key} must be >= 0, got {value}"
+    return None
+
+
+def _count(value: Any, name: str) -> str | None:
+    """A number of things: an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return f"{name} must be an integer >= 1, got {value!r}"
+    return None
+
+
+def _resume(value: Any, name: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        return f"{name} must be null or the path of a polymix checkpoint, got {value!r}"
+    return None
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class DataConfig:
+    """``data``: where the training and test data come from (``generator`` chooses the
+    option: a synthetic generator, or ``file``)."""
+
+    VARIANT_KEY: ClassVar[str] = "generator"
+
+    generator: str = option(MISSING, "a synthetic generator, or file (the data option)")
+    seed: int = option(1234, "seed of the training set (data=file: of the random test split)", ge=0)
+    input_scaling: str = option(
+        "auto",
+        "auto: inputs mapped from bounds onto [-1, 1] (standardised for Hermite bases) | none",
+        choices=INPUT_SCALINGS,
+    )
+    output_scaling: str = option(
+        "none",
+        "standardize: train on outputs of zero mean and unit variance (reported in your units) | none",
+        choices=OUTPUT_SCALINGS,
+    )
+
+    @staticmethod
+    def variants() -> dict[str, type]:
+        synthetic = dict.fromkeys(_GENERATORS(), SyntheticDataConfig)
+        return {**synthetic, FILE_GENERATOR: FileDataConfig}
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """``data=sign_sine|sine|sincos|ishigami``: draws from a synthetic generator."""
+
+    generator: str = option("sign_sine", "the synthetic generator", choices=_GENERATORS)
+    num_train: int = option(50, "training points", ge=1)
+    num_test: int = option(1000, "held-out test points from the same generator", ge=1)
+    noise_std: float = option(
+        0.05, "standard deviation of the Gaussian noise on each output", ge=0.0
+    )
+    bounds: list[Any] = option(  # Any: integer bounds are numbers too (see _bounds)
+        [[-1.0, 1.0]],
+        "[low, high] of the uniform input distribution, per input",
+        check=_bounds(nullable=False),
+    )
+    test_seed: int = option(4321, "seed of the test set", ge=0)
+
+    @staticmethod
+    def unknown_message(name: str, key: str, section: Mapping[str, Any]) -> str:
+        if key in FILE_ONLY_KEYS:
+            return (
+                f"{name}.{key} applies only to data from a file (data=file); these data come "
+                f"from the generator {section['generator']!r}"
+            )
+        keys = ", ".join(f.name for f in dataclasses.fields(SyntheticDataConfig))
+        return f"unknown option {name}.{key}; allowed keys in {name}: {keys}"
+
+
+@dataclass
+class FileDataConfig(DataConfig):
+    """``data=file``: your own data from a CSV or NPZ file."""
+
+    generator: str = option(FILE_GENERATOR, "fixed for data=file", choices=(FILE_GENERATOR,))
+    path: str | None = option(
+        None,
+        "the CSV or NPZ file (required); relative paths start from where you run polymix",
+        check=_path("a CSV file (with a header row) or an NPZ file, e.g. data.path=data.csv"),
+    )
+    inputs: list[str] | None = option(
+        None,
+        "input column names, e.g. [x1, x2]; null: every column that is not an output",
+        check=_names(nullable=True),
+    )
+    outputs: list[str] | None = option(
+        None, "output column names (required), e.g. [y]", check=_names(nullable=False)
+    )
+    test_path: str | None = option(
+        None,
+        "a test file with the same columns (CSV or NPZ); null: hold out test_fraction of path's rows",
+        check=_path("a CSV or NPZ test file with the same columns, or null", required=False),
+    )
+    test_fraction: float = option(
+        0.2, "share of path's rows held out at random as the test set", gt=0.0, lt=1.0
+    )
+    bounds: list[Any] | None = option(  # Any: see _bounds
+        None,
+        "[low, high] per input, e.g. [[0, 10], [100, 200]]; null: the min and max of path's inputs",
+        check=_bounds(nullable=True),
+    )
+    output_scaling: str = option(
+        "standardize",
+        "standardize: train on outputs of zero mean and unit variance (reported in your units) | none",
+        choices=OUTPUT_SCALINGS,
+    )
+
+    @staticmethod
+    def unknown_message(name: str, key: str, section: Mapping[str, Any]) -> str:
+        options = ", ".join(f.name for f in dataclasses.fields(FileDataConfig)[1:])
+        return (
+            f"{name}.{key} does not apply to data from a file (data.generator=file); "
+            f"its options: {options}"
+        )
+
+
+FILE_ONLY_KEYS = tuple(
+    f.name
+    for f in dataclasses.fields(FileDataConfig)
+    if f.name not in {g.name for g in dataclasses.fields(SyntheticDataConfig)}
+)
+
+
+# -------------------------------------------------------------------------- model
+
+
+@dataclass
+class PceOptions:
+    """The options of a polynomial chaos expansion."""
+
+    degree: int = option(3, "pce: total polynomial degree (>= 0)", check=_degree)
+    basis: str = option(
+        "legendre",
+        "pce: legendre (inputs on [-1, 1]) | hermite (standard normal inputs)",
+        choices=_BASES,
+    )
+    q_norm: float = option(
+        1.0, "pce: 1 = total order, (0, 1) = hyperbolic truncation", gt=0.0, le=1.0
+    )
+
+
+@dataclass
+class NetworkOptions:
+    """The options of a fully connected network (a network surrogate, or the gate)."""
+
+    width: int = option(16, "hidden units per layer", ge=1)
+    depth: int = option(1, "hidden layers", ge=1)
+    activation: str = option(
+        "tanh", "tanh | relu | gelu | silu | elu | sigmoid | softplus", choices=_ACTIVATIONS
+    )
+
+
+@dataclass
+class ModelConfig:
+    """``model``: the surrogate (``kind`` chooses the option)."""
+
+    VARIANT_KEY: ClassVar[str] = "kind"
+
+    kind: str = option(MISSING, "pce | nn | moe (the model option)")
+
+    @staticmethod
+    def variants() -> dict[str, type]:
+        return {"pce": PceModelConfig, "nn": NnModelConfig, "moe": MoeModelConfig}
+
+
+@dataclass
+class PceModelConfig(PceOptions, ModelConfig):
+    """``model=pce``: a single polynomial chaos expansion."""
+
+    kind: str = option("pce", "the surrogate", choices=MODEL_KINDS)
+
+
+@dataclass
+class NnModelConfig(NetworkOptions, ModelConfig):
+    """``model=nn``: a fully connected network."""
+
+    kind: str = option("nn", "the surrogate", choices=MODEL_KINDS)
+
+
+@dataclass
+class _ExpertKind:
+    kind: str = option("pce", "pce | nn", choices=EXPERT_KINDS)
+
+
+@dataclass
+class ExpertConfig(NetworkOptions, PceOptions, _ExpertKind):
+    """One expert of a mixture: a PCE (``kind: pce``) or a network (``kind: nn``); the
+    options of the other kind are ignored."""
+
+
+@dataclass
+class GateConfig(NetworkOptions):
+    """The gating network of a mixture."""
+
+
+@dataclass
+class MoeModelConfig(ModelConfig):
+    """``model=moe``: ``num_experts`` copies of ``expert`` blended by a softmax gate."""
+
+    kind: str = option("moe", "the surrogate", choices=MODEL_KINDS)
+    num_experts: int = option(2, "number of experts (>= 1)", check=_count)
+    expert: ExpertConfig = option(ExpertConfig(), "the shared spec of every expert")
+    experts: list[ExpertConfig] | None = option(
+        None, "optional list of expert specs (each as `expert`) for a heterogeneous mixture"
+    )
+    gate: GateConfig = option(GateConfig(), "the gating network")
+
+
+# ------------------------------------------------------------------------- layout
+
+
+@dataclass
+class PriorConfig:
+    """The prior of a parameter group."""
+
+    kind: str = option(
+        "iid_gaussian", "iid_gaussian (mean, std) | laplace (loc, scale)", choices=_PRIOR_KINDS
+    )
+    mean: float = option(0.0, "iid_gaussian: mean")
+    std: float = option(1.0, "iid_gaussian: standard deviation", gt=0.0)
+    loc: float = option(0.0, "laplace: location")
+    scale: float = option(1.0, "laplace: scale", gt=0.0)
+
+    def arguments(self) -> dict[str, float]:
+        """The keyword arguments of this kind's prior."""
+        if self.kind == "laplace":
+            return {"loc": self.loc, "scale": self.scale}
+        return {"mean": self.mean, "std": self.std}
+
+
+@dataclass
+class GroupConfig:
+    """How the parameters a rule (or the default) claims are treated."""
+
+    kind: str = option(
+        "deterministic",
+        "deterministic | iid_gaussian | gaussian | lowrank_gaussian | langevin",
+        choices=_GROUP_KINDS,
+    )
+    prior: PriorConfig = option(PriorConfig(), "the prior of the group")
+    options: dict[str, Any] = option(
+        {},
+        "kind-specific: iid_gaussian init_log_std; gaussian init_scale, jitter; lowrank_gaussian "
+        "rank; langevin num_diffusion_steps, step_size, init_std, width, depth, activation",
+    )
+
+
+@dataclass
+class RuleConfig(GroupConfig):
+    """A layout rule: the parameter blocks it matches, and their group kind and prior."""
+
+    kind: str = option(
+        MISSING,
+        "deterministic | iid_gaussian | gaussian | lowrank_gaussian | langevin",
+        choices=_GROUP_KINDS,
+    )
+    match: str = option(
+        "*", "glob over block names with an optional [a:b] slice over the block's first axis"
+    )
+
+    @staticmethod
+    def unknown_message(name: str, key: str, section: Mapping[str, Any]) -> str:
+        allowed = sorted(f.name for f in dataclasses.fields(RuleConfig))
+        return f"{name}: unknown key(s) {[key]}; allowed: {allowed}"
+
+
+@dataclass
+class LayoutConfig:
+    """``layout``: which parameter blocks are stochastic, and how."""
+
+    default: GroupConfig = option(GroupConfig(), "everything no rule claims")
+    rules: list[RuleConfig] = option([], "rules over the surrogate's named parameter blocks")
+
+
+# ----------------------------------------------------------------------- optimizer
+
+
+@dataclass
+class OptimizerConfig:
+    """``optimizer`` (``name`` chooses the option)."""
+
+    VARIANT_KEY: ClassVar[str] = "name"
+
+    name: str = option(MISSING, "adamw | adam | sgd (the optimizer option)")
+    lr: float = option(0.01, "learning rate", gt=0.0)
+    weight_decay: float = option(0.0, "weight decay (>= 0)", ge=0.0)
+
+    @staticmethod
+    def variants() -> dict[str, type]:
+        return {"adamw": AdamWConfig, "adam": AdamConfig, "sgd": SGDConfig}
+
+
+@dataclass
+class AdamWConfig(OptimizerConfig):
+    """``optimizer=adamw``: Adam with decoupled weight decay."""
+
+    name: str = option("adamw", "adamw | adam | sgd", choices=OPTIMIZERS)
+    weight_decay: float = option(0.0001, "decoupled weight decay", ge=0.0)
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    """``optimizer=adam``: Adam with an L2 penalty."""
+
+    name: str = option("adam", "adamw | adam | sgd", choices=OPTIMIZERS)
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    """``optimizer=sgd``: stochastic gradient descent with momentum."""
+
+    name: str = option("sgd", "adamw | adam | sgd", choices=OPTIMIZERS)
+    lr: float = option(0.001, "learning rate", gt=0.0)
+    momentum: float = option(0.9, "momentum", ge=0.0, lt=1.0)
+
+
+# ----------------------------------------------------------------------- scheduler
+
+
+@dataclass
+class SchedulerConfig:
+    """``scheduler``: the learning rate over the epochs (``name`` chooses the option)."""
+
+    VARIANT_KEY: ClassVar[str] = "name"
+
+    name: str = option(MISSING, "onecycle | cosine | none (the scheduler option)")
+
+    @staticmethod
+    def variants() -> dict[str, type]:
+        return {"onecycle": OneCycleConfig, "cosine": CosineConfig, "none": ConstantScheduleConfig}
+
+
+@dataclass
+class OneCycleConfig(SchedulerConfig):
+    """``scheduler=onecycle``: warm up to max_lr_factor x lr, then anneal to about 0."""
+
+    name: str = option("onecycle", "onecycle | cosine | none", choices=SCHEDULERS)
+    max_lr_factor: float = option(10.0, "peak learning rate as a multiple of optimizer.lr", gt=0.0)
+    pct_start: float = option(0.3, "fraction of the epochs spent warming up", gt=0.0, lt=1.0)
+
+
+@dataclass
+class CosineConfig(SchedulerConfig):
+    """``scheduler=cosine``: cosine annealing to min_lr_factor x lr over all epochs."""
+
+    name: str = option("cosine", "onecycle | cosine | none", choices=SCHEDULERS)
+    min_lr_factor: float = option(0.0, "final learning rate as a multiple of optimizer.lr", ge=0.0)
+
+
+@dataclass
+class ConstantScheduleConfig(SchedulerConfig):
+    """``scheduler=none``: a constant learning rate."""
+
+    name: str = option("none", "onecycle | cosine | none", choices=SCHEDULERS)
+
+
+# ------------------------------------------------------------------------- trainer
+
+
+@dataclass
+class NoiseConfig:
+    """The learned Gaussian noise of ``trainer.loss=gaussian_nll`` (not built for mse_sum)."""
+
+    init_std: float = option(
+        0.1, "initial noise std of every output, in the model's output units", gt=0.0
+    )
+    prior: str = option(
+        "none",
+        "prior on the noise std, added to the distribution loss: none | half_cauchy | log_normal",
+        choices=_NOISE_PRIORS,
+    )
+    prior_scale: float = option(1.0, "half_cauchy: its scale; log_normal: its median", gt=0.0)
+    prior_log_std: float = option(1.0, "log_normal: the std of log(noise std)", gt=0.0)
+
+
+@dataclass
+class TrainerConfig:
+    """``trainer``: the training loop; also the :class:`~polymix_cli.training.loop.Trainer`'s
+    settings."""
+
+    epochs: int = option(10000, "optimisation steps, each over all training points", ge=1)
+    num_samples: int = option(100, "parameter draws per step", ge=1)
+    weight_factor: float = option(
+        0.1, "weight of the distribution loss (KL to the prior) in the total", ge=0.0
+    )
+    loss: str = option(
+        "mse_sum",
+        "mse_sum: sum of squared errors / draws | gaussian_nll: -log N(y | y_hat, noise^2) "
+        "with a learned noise std per output",
+        choices=LOSSES,
+    )
+    batch_size: int | None = option(
+        None, "points per optimisation step (null: all); the data term is scaled by N / batch", ge=1
+    )
+    compile: bool = option(False, "torch.compile the loss (about 30 s to compile)")
+    gradients: str = option(
+        "auto",
+        "auto: hand-derived gradients where the model allows, autograd elsewhere | autograd",
+        choices=GRADIENTS,
+    )
+    noise: NoiseConfig = option(NoiseConfig(), "the learned noise of loss=gaussian_nll")
+    log_every: int = option(1000, "a log line every this many epochs", ge=1)
+    checkpoint_every: int = option(
+        0, "also keep checkpoints/epoch_<N>.pt every this many epochs (0: only last.pt)", ge=0
+    )
+    num_threads: int | None = option(
+        None,
+        "torch intra-op threads; null: 1 for small steps, else torch's default or the launcher's share",
+        ge=1,
+    )
+    device: str = option("cpu", "cpu | cuda | auto (cuda when available)", choices=DEVICES)
+    progress: str = option(
+        "auto", "auto (a bar on a terminal, log lines otherwise) | bar | log", choices=PROGRESS
+    )
+
+
+# ---------------------------------------------------------------------------- eval
+
+
+@dataclass
+class EvalConfig:
+    """``eval``: metrics on the train and test sets, plots and Sobol indices."""
+
+    num_samples: int = option(1000, "parameter draws", ge=1)
+    band: float = option(0.8, "central probability of the plotted band", gt=0.0, lt=1.0)
+    levels: list[float] = option(
+        [0.5, 0.8, 0.9, 0.95],
+        "central levels reported as coverage and interval_width, in (0, 1)",
+        check=_probabilities("numbers in (0, 1)", empty=False),
+    )
+    grid_points: int = option(200, "points of the plotting grid over the input range", ge=2)
+    sensitivity: str = option(
+        "auto",
+        "auto (closed form for a PCE, Monte Carlo otherwise) | pce (model.kind=pce only) | "
+        "monte_carlo | off",
+        choices=SENSITIVITY,
+    )
+    sensitivity_samples: int | None = option(
+        None,
+        "parameter draws for the indices: the first this many of num_samples (null: all)",
+        ge=1,
+        le="num_samples",
+    )
+    sensitivity_base_samples: int = option(
+        2048,
+        "Monte Carlo: quasi-random input points in each base sample A and B (best a power of 2)",
+        ge=2,
+    )
+
+
+# ---------------------------------------------------------------------- top level
+
+
+@dataclass
+class SweepConfig:
+    """``sweep``: how the jobs of a multirun are ranked and what they return."""
+
+    sort_by: str = option(
+        "test.crps", "rank the jobs of the summary by this metric", choices=_METRICS
+    )
+    objective: str = option(
+        "test.crps", "the value each job returns to the sweeper", choices=_METRICS
+    )
+
+
+@dataclass
+class TrainConfig:
+    """``polymix train``: the primary config."""
+
+    data: DataConfig = option(MISSING, "the data (data=sign_sine|sine|sincos|ishigami|file)")
+    model: ModelConfig = option(MISSING, "the surrogate (model=pce|nn|moe)")
+    layout: LayoutConfig = option(MISSING, "which parameter blocks are stochastic, and how")
+    optimizer: OptimizerConfig = option(MISSING, "the optimizer (optimizer=adamw|adam|sgd)")
+    scheduler: SchedulerConfig = option(
+        MISSING, "the learning rate schedule (scheduler=onecycle|cosine|none)"
+    )
+    trainer: TrainerConfig = option(TrainerConfig(), "the training loop")
+    eval: EvalConfig = option(EvalConfig(), "evaluation")
+    name: str = option("polymix", "name of the study: the run dir is outputs/<name>/<timestamp>")
+    seed: int = option(1234, "seed of model initialisation and parameter draws", ge=0)
+    # Any, not str: resume=3 is reported as not a path rather than read as the file "3"
+    resume: Any = option(
+        None, "a checkpoint to continue training from (null: a fresh run)", check=_resume
+    )
+    sweep: SweepConfig = option(SweepConfig(), "sweeps")
+
+    def problems(self) -> list[str]:
+        """What no single option says: options that contradict each other."""
+        found = []
+        if self.eval.sensitivity == "pce" and self.model.kind != "pce":
+            found.append(
+                f"eval.sensitivity=pce needs model.kind=pce (the closed form reads a PCE's "
+                f"coefficients), got model.kind={self.model.kind!r}; use auto or monte_carlo"
+            )
+        return found
+
+
+def _or_null(check: Callable[[Any, str], str | None]) -> Callable[[Any, str], str | None]:
+    return lambda value, name: None if value is None else check(value, name)
+
+
+def _overrides(name: str, classes: tuple[type, ...], keys: tuple[str, ...], doc: str) -> type:
+    """A dataclass of nullable copies of the options ``keys`` of ``classes`` (the first
+    that defines each), default null: values that replace a checkpoint's own."""
+    found = {}
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            found.setdefault(f.name, f)
+    fields = []
+    for key in keys:
+        f = found[key]
+        meta = {k: v for k, v in f.metadata.items() if k != "le"}
+        meta["doc"] = f"{meta['doc']} (null: the checkpoint's)"
+        if "check" in meta:
+            meta["check"] = _or_null(meta["check"])
+        fields.append((key, Optional[f.type], field(default=None, metadata=meta)))  # noqa: UP045
+    return dataclasses.make_dataclass(name, fields, namespace={"__doc__": doc})
+
+
+DataOverrides = _overrides(
+    "DataOverrides",
+    (SyntheticDataConfig, FileDataConfig),
+    (
+        "num_train",
+        "num_test",
+        "noise_std",
+        "seed",
+        "test_seed",
+        "path",
+        "test_path",
+        "test_fraction",
+    ),
+    "``data`` of polymix evaluate: data settings that replace the checkpoint's.",
+)
+EvalOverrides = _overrides(
+    "EvalOverrides",
+    (EvalConfig,),
+    (
+        "num_samples",
+        "band",
+        "grid_points",
+        "sensitivity",
+        "sensitivity_samples",
+        "sensitivity_base_samples",
+    ),
+    "``eval`` of polymix evaluate: evaluation settings that replace the checkpoint's.",
+)
+DeviceOverride = _overrides(
+    "DeviceOverride",
+    (TrainerConfig,),
+    ("device",),
+    "``trainer`` of polymix evaluate and predict: the device (null: cpu).",
+)
+
+
+@dataclass
+class EvaluateConfig:
+    """``polymix evaluate``: re-evaluate a checkpoint; non-null values replace its own."""
+
+    ckpt: str = option(
+        MISSING,
+        "path to a polymix checkpoint (e.g. outputs/.../checkpoints/last.pt)",
+        check=_path("a polymix checkpoint"),
+    )
+    name: str = option("evaluate", "run dir: outputs/<name>/<timestamp>")
+    seed: int | None = option(
+        None, "seed of the parameter draws (null: the training run's seed)", ge=0
+    )
+    data: DataOverrides = option(DataOverrides(), "override the data settings")  # type: ignore[valid-type]
+    eval: EvalOverrides = option(EvalOverrides(), "override the evaluation settings")  # type: ignore[valid-type]
+    trainer: DeviceOverride = option(DeviceOverride(), "the device")  # type: ignore[valid-type]
+
+
+@dataclass
+class PredictOptions:
+    """``predict``: draws, quantiles and what is written."""
+
+    num_samples: int = option(1000, "parameter draws per row", ge=2)
+    quantiles: list[float] = option(
+        [0.05, 0.5, 0.95],
+        "probabilities in (0, 1) of the quantile columns <output>_q<p> (may be [])",
+        check=_probabilities("probabilities in (0, 1) (may be empty)", empty=True),
+    )
+    allow_extrapolation: bool = option(
+        False, "true: also predict rows outside the training bounds (with a warning)"
+    )
+    save_draws: bool = option(
+        False,
+        "true (.npz output only): also write the raw draws, <output>_draws (rows, num_samples)",
+    )
+    include_noise: bool = option(
+        True,
+        "models with a learned noise: true = the distribution of a new observation; "
+        "false = the surrogate's spread only",
+    )
+
+
+@dataclass
+class PredictConfig:
+    """``polymix predict``: a trained model's predictive distribution at new inputs."""
+
+    ckpt: str = option(
+        MISSING,
+        "path to a polymix checkpoint",
+        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
+    )
+    input: str = option(
+        MISSING,
+        "CSV or NPZ file with a column for each of the model's inputs",
+        check=_table_file("a CSV or NPZ file of input rows, e.g. input=new.csv"),
+    )
+    output: str = option(
+        MISSING,
+        "file to write, .csv or .npz (by its extension)",
+        check=_table_file("the CSV or NPZ file to write, e.g. output=predictions.csv"),
+    )
+    name: str = option("predict", "run dir: outputs/<name>/<timestamp>")
+    seed: int | None = option(
+        None, "seed of the parameter draws (null: the training run's seed)", ge=0
+    )
+    predict: PredictOptions = option(PredictOptions(), "draws, quantiles and outputs")
+    trainer: DeviceOverride = option(DeviceOverride(), "the device")  # type: ignore[valid-type]
+
+    def problems(self) -> list[str]:
+        if self.predict.save_draws and not self.output.lower().endswith(".npz"):
+            message = (
+                f"predict.save_draws=true needs an .npz output (the draws are an array per "
+                f"output), got output={self.output}"
+            )
+            return [message]
+        return []
+
+
+# -------------------------------------------------------------------- ConfigStore
+
+# schema/<group>/<name>: the classes named in the defaults lists of the YAML files
+SCHEMAS: dict[str, type] = {
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "predict": PredictConfig,
+    "data/synthetic": SyntheticDataConfig,
+    "data/file": FileDataConfig,
+    "model/pce": PceModelConfig,
+    "model/nn": NnModelConfig,
+    "model/moe": MoeModelConfig,
+    "layout/layout": LayoutConfig,
+    "optimizer/adamw": AdamWConfig,
+    "optimizer/adam": AdamConfig,
+    "optimizer/sgd": SGDConfig,
+    "scheduler/onecycle": OneCycleConfig,
+    "scheduler/cosine": CosineConfig,
+    "scheduler/none": ConstantScheduleConfig,
+    "trainer/trainer": TrainerConfig,
+    "eval/eval": EvalConfig,
+}
+
+
+def register() -> None:
+    """Store :data:`SCHEMAS` in Hydra's ConfigStore as ``schema/<group>/<name>``."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for key, node in SCHEMAS.items():
+        group, _, name = key.rpartition("/")
+        store.store(group=f"schema/{group}" if group else "schema", name=name, node=node)
+
+
+def fields_of(cls: type) -> Mapping[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
