@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow lint bench clean
+.PHONY: install run test test-slow lint bench docs-figures clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check polymix_cli tests bench
 	$(BIN)/ruff format --check polymix_cli tests bench
+
+# the pictures of docs/tutorial.md: reruns its commands and copies the plots into docs/tutorial/
+docs-figures: $(STAMP)
+	$(BIN)/python docs/scripts/tutorial_figures.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
