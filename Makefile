@@ -47,8 +47,10 @@ docs: $(DOCS_STAMP)
 docs-serve: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
+# ruff's lint rules and its formatting (line length 100): both must pass (.ci/run runs this)
 lint: $(STAMP)
-	$(BIN)/ruff check polymix_cli tests bench
+	$(BIN)/ruff check polymix_cli tests bench docs
+	$(BIN)/ruff format --check polymix_cli tests bench docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache site

@@ -54,27 +54,48 @@ def rss_mib() -> float:
 
 
 def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    return median_times(fn, repeats, warmup)[0]
+
+
+def median_times(fn, repeats: int, warmup: int = 1) -> tuple[float, float]:
+    """Median wall time and median CPU time (all threads of this process, user and system:
+    page faults included) of ``fn``; the CPU time is less disturbed by other processes."""
     for _ in range(warmup):
         fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
-def worker(args: list[str]) -> dict:
-    """Run one measurement in a fresh process: ``python bench/run.py --worker KIND ...``."""
-    from polymix_cli.cli.main import MALLOC_TUNABLES
+# How a worker's malloc is set up (see --allocator): "mallopt", as `polymix` does at start-up
+# (polymix_cli.cli.allocator); "env", the environment variables that polymix's former re-exec
+# set before the process started (glibc reads them then); "system", glibc's defaults.
+MALLOC_MODES = {
+    "mallopt": {},
+    "env": {
+        "MALLOC_MMAP_THRESHOLD_": str(1 << 32),
+        "MALLOC_TRIM_THRESHOLD_": str(1 << 33),
+        "POLYMIX_MALLOC": "env",
+    },
+    "system": {"POLYMIX_MALLOC": "system"},
+}
 
+
+def worker(args: list[str], malloc: str = "mallopt") -> dict:
+    """Run one measurement in a fresh process: ``python bench/run.py --worker KIND ...``,
+    its allocator set up as ``malloc`` says (:data:`MALLOC_MODES`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "POLYMIX_MALLOC"))}
     out = subprocess.run(
         [sys.executable, __file__, "--worker", *args],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
-        env={**os.environ, **MALLOC_TUNABLES},
+        env={**env, **MALLOC_MODES[malloc]},
     )
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
@@ -214,7 +235,14 @@ def bench_train_wall() -> dict:
 
 # -- polynomial chaos scaling ----------------------------------------------------------------------
 def pce_worker(
-    impl: str, d: int, degree: int, n: int, draws: int, batch: int | None, threads: int
+    impl: str,
+    d: int,
+    degree: int,
+    n: int,
+    draws: int,
+    batch: int | None,
+    threads: int,
+    repeats: int = 0,
 ) -> dict:
     import torch
 
@@ -265,8 +293,8 @@ def pce_worker(
     start = time.perf_counter()
     step()  # the first step also builds (and caches) the basis
     first = time.perf_counter() - start
-    repeats = 1 if first > 5 else (3 if first > 0.5 else 10)
-    per_step = median_time(step, repeats, warmup=0)
+    repeats = repeats or (1 if first > 5 else (3 if first > 0.5 else 10))
+    per_step, cpu_per_step = median_times(step, repeats, warmup=0)
     return {
         "impl": impl,
         "d": d,
@@ -278,6 +306,7 @@ def pce_worker(
         "threads": threads,
         "first_step_s": first,
         "step_ms": 1e3 * per_step,
+        "step_cpu_ms": 1e3 * cpu_per_step,
         "peak_mib": peak_mib() - base,
         "data_mib": (x.numel() + y.numel()) * 4 / 2**20,
     }
@@ -304,6 +333,63 @@ def bench_pce(quick: bool, threads: int) -> list[dict]:
     for n in [100000] if quick else [100000, 1000000]:  # mini-batches: memory must not grow with N
         rows.append(worker(["pce", "polymix", "8", "5", str(n), "32", "10000", str(threads)]))
     return rows
+
+
+def bench_allocator(threads: int, rounds: int = 5, steps: int = 10) -> dict:
+    """The mini-batch step at N = 1e5 (d = 8, degree 5: 1287 terms, batches of 1e4, 32
+    draws) under each malloc set-up of :data:`MALLOC_MODES`, side by side: every round runs
+    one fresh process per set-up, in turn; medians over the rounds of each process's
+    median step."""
+    args = ["pce", "polymix", "8", "5", "100000", "32", "10000", str(threads), str(steps)]
+    runs: dict[str, list[dict]] = {mode: [] for mode in MALLOC_MODES}
+    for _ in range(rounds):
+        for mode in MALLOC_MODES:
+            runs[mode].append(worker(args, malloc=mode))
+    out: dict = {"n": 100000, "batch": 10000, "terms": 1287, "threads": threads}
+    out["rounds"], out["steps_per_round"] = rounds, steps
+    for mode, rows in runs.items():
+        ok = [r for r in rows if "error" not in r]
+        if not ok:
+            out[mode] = {"error": rows[-1]["error"]}
+            continue
+        out[mode] = {
+            "step_ms": statistics.median(r["step_ms"] for r in ok),
+            "step_cpu_ms": statistics.median(r["step_cpu_ms"] for r in ok),
+            "step_ms_rounds": [r["step_ms"] for r in ok],
+            "peak_mib": statistics.median(r["peak_mib"] for r in ok),
+        }
+    return out
+
+
+def allocator_lines(a: dict) -> list[str]:
+    lines = [
+        (
+            f"## malloc set-up: the mini-batch step at N = {a['n']} (batch {a['batch']}, "
+            f"{a['terms']} terms, {a['threads']} threads)"
+        ),
+        "",
+        (
+            f"Side by side: {a['rounds']} rounds of one fresh process per set-up, "
+            f"{a['steps_per_round']} steps each; the median over the rounds. CPU ms: all "
+            "threads, user and system time (page faults included)."
+        ),
+        "",
+        "| set-up | step ms | CPU ms per step | peak MiB |",
+        "|---|---|---|---|",
+    ]
+    names = {
+        "mallopt": "`mallopt` at start-up (polymix now)",
+        "env": "environment variables before start (polymix's former re-exec)",
+        "system": "glibc's defaults (`POLYMIX_MALLOC=system`)",
+    }
+    for mode, name in names.items():
+        r = a.get(mode, {})
+        lines.append(
+            f"| {name} | {r['step_ms']:.1f} | {r['step_cpu_ms']:.1f} | {r['peak_mib']:.0f} |"
+            if "step_ms" in r
+            else f"| {name} | error: {r.get('error')} | | |"
+        )
+    return lines
 
 
 # -- mixtures and evaluation --------------------------------------------------------------------
@@ -584,6 +670,8 @@ def markdown(result: dict) -> str:
             if "error" not in r
             else f"| error: {r['error']} |"
         )
+    if "allocator" in result:
+        lines += ["", *allocator_lines(result["allocator"])]
     e = result["eval"]
     lines += [
         "",
@@ -608,8 +696,16 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="only profile one seed step by phase"
     )
+    parser.add_argument(
+        "--allocator",
+        action="store_true",
+        help="only the mini-batch step at N = 1e5 under each malloc set-up, side by side",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.allocator:
+        print("\n".join(allocator_lines(bench_allocator(args.threads))))
+        return
     if args.profile:
         prof = profile_seed_step()
         total = sum(prof["phases_us"].values())
@@ -625,16 +721,24 @@ def main() -> None:
         )
         return
     if args.worker:
+        from polymix_cli.cli.allocator import tune_malloc
+
+        # as `polymix` does at start-up (a no-op unless MALLOC_MODES says mallopt)
+        malloc = tune_malloc()
         kind, *rest = args.worker
         if kind == "pce":
-            impl, d, p, n, draws, batch, threads = rest
-            print(
-                json.dumps(
-                    pce_worker(
-                        impl, int(d), int(p), int(n), int(draws), int(batch) or None, int(threads)
-                    )
-                )
+            impl, d, p, n, draws, batch, threads, *repeats = rest
+            row = pce_worker(
+                impl,
+                int(d),
+                int(p),
+                int(n),
+                int(draws),
+                int(batch) or None,
+                int(threads),
+                int(repeats[0]) if repeats else 0,
             )
+            print(json.dumps({**row, "malloc": malloc}))
         elif kind == "moe":
             print(json.dumps(moe_worker(int(rest[0]), int(rest[1]), int(rest[2]))))
         elif kind == "ab":
@@ -657,6 +761,8 @@ def main() -> None:
     ]
     print("gradient paths ...", flush=True)
     result["gradients"] = [worker(["ab", case, str(args.threads)]) for case in AB_CASES]
+    print("malloc set-ups ...", flush=True)
+    result["allocator"] = bench_allocator(args.threads, rounds=3 if args.quick else 5)
     print("evaluation ...", flush=True)
     result["eval"] = worker(["eval", "100000", "1000", str(args.threads)])
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -45,8 +45,10 @@ warnings.filterwarnings(
     message=r"\s*'hydra/launcher/(joblib|submitit_local)' is validated against ConfigStore schema",
 )
 
-# The repository's configs/ folder (polymix is installed in editable mode from the repo).
-CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "configs")
+# The configs/ folder at the top of the repository, installed as the package
+# polymix_cli.configs (pyproject.toml): read from the wheel, or from the checkout itself
+# with an editable install. `--config-dir DIR` adds a folder of the user's own configs.
+CONFIG_PATH = "pkg://polymix_cli.configs"
 
 # What a failed job (or one without its objective) returns to the sweeper: the worst value.
 FAILED_OBJECTIVE = float("inf")
@@ -258,13 +260,53 @@ def predict_app(cfg: DictConfig) -> None:
     _guarded(body)
 
 
+def _check_before_run(name: str) -> None:
+    """Compose and validate a single run's config before Hydra makes its run dir, so that
+    a bad option is reported (every one, each on its line) with nothing written. Sweeps
+    (checked per job and by the sweep callback), resumed runs (which keep their
+    checkpoint's config) and Hydra's own flags (--cfg, --help, ...) are left to the app.
+    Raises :class:`~polymix_cli.config.validation.ConfigError`."""
+    from hydra._internal.utils import get_args_parser
+
+    from polymix_cli.config.compose import compose
+    from polymix_cli.config.schema import EvaluateConfig
+    from polymix_cli.config.validation import (
+        ConfigError,
+        parse_predict_config,
+        parse_section,
+        parse_train_config,
+        refuse_callables,
+    )
+
+    args = get_args_parser().parse_args(sys.argv[1:])
+    flags = (args.multirun, args.cfg, args.help, args.hydra_help, args.info)
+    if any(flags) or args.shell_completion or args.config_name or args.config_path:
+        return
+    try:
+        job = compose(name, args.overrides, CONFIG_PATH, config_dir=args.config_dir)
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - not about an option's value: the app reports it
+        return
+    if name == "train" and job.get("resume") is None:
+        parse_train_config(job)
+    elif name == "evaluate":
+        refuse_callables(job)
+        parse_section(EvaluateConfig, job)
+    elif name == "predict":
+        parse_predict_config(job)
+
+
 def _explaining(name: str, app: Callable[[], Any]) -> Callable[[], Any]:
-    """``app``, where a composition that Hydra refused (a wrong type, an unknown key) is
-    reported with every bad option at once (see :mod:`polymix_cli.config.compose`)."""
+    """``app``, after :func:`_check_before_run`; a composition that Hydra refused (a wrong
+    type, an unknown key) is reported with every bad option at once (see
+    :mod:`polymix_cli.config.compose`)."""
 
     def run() -> Any:
         from hydra.errors import ConfigCompositionException
 
+        if not errors.debug():
+            _check_before_run(name)
         try:
             return app()
         except ConfigCompositionException as err:

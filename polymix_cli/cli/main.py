@@ -8,7 +8,7 @@ import os
 import re
 import sys
 
-from polymix_cli.cli import errors
+from polymix_cli.cli import allocator, errors
 from polymix_cli.config.safety import CALLABLE_KEYS
 
 COMMANDS = {
@@ -50,23 +50,13 @@ def usage() -> str:
     return USAGE.format(commands=lines)
 
 
-# glibc hands every allocation above ~32 MiB back to the OS when freed, so a large tensor
-# made at every step (a mini-batch's basis matrix, an evaluation chunk) is page-faulted in
-# again each time; these tunables keep freed memory in the heap for reuse (measured: a
-# 2x faster mini-batch step at 1e4 points x 1287 terms). Set POLYMIX_MALLOC=system to opt out.
-MALLOC_TUNABLES = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 33)}
-
-
-def _reexec_with_malloc_tunables(args: list[str]) -> None:
-    """Restart this process once with :data:`MALLOC_TUNABLES` set (glibc reads them only
-    at start-up); a no-op off Linux, when already set, or with POLYMIX_MALLOC=system."""
-    if not sys.platform.startswith("linux") or os.environ.get("POLYMIX_MALLOC"):
-        return
-    env = {**os.environ, **MALLOC_TUNABLES, "POLYMIX_MALLOC": "tuned"}
-    try:
-        os.execve(sys.executable, [sys.executable, "-m", "polymix_cli", *args], env)
-    except OSError:
-        pass  # keep going with the default allocator
+def _use_noninteractive_backend() -> None:
+    """Have matplotlib draw the plots with Agg (files only, no window), in this process and
+    in the ones it starts (launcher workers), unless the user chose a backend in
+    ``MPLBACKEND``. Set before matplotlib is imported, which reads it then; importing
+    polymix never changes the backend."""
+    if not os.environ.get("MPLBACKEND"):
+        os.environ["MPLBACKEND"] = "Agg"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    _use_noninteractive_backend()
     if command == "summarize":
         from polymix_cli.cli.summarize import summarize_command
 
@@ -97,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             f"in a config or on the command line",
             errors.USAGE,
         )
-    if argv is None:
-        _reexec_with_malloc_tunables(args)
+    if argv is None:  # the polymix process itself (not a call from Python, such as a test)
+        allocator.tune_malloc()
     return _run_app(command, args[1:])
 
 

@@ -40,8 +40,14 @@ def _loader(config_path: str, config_dir: str | None = None) -> Any:
     schema.register()
     path = config_path if "://" in config_path else f"file://{config_path}"
     search_path = create_config_search_path(path)
-    if config_dir is not None:
-        search_path.prepend("command-line", f"file://{os.path.abspath(config_dir)}")
+    if config_dir is not None:  # where Hydra puts it: after the shipped configs
+        from hydra.core.config_search_path import SearchPathQuery
+
+        search_path.prepend(
+            "command-line",
+            f"file://{os.path.abspath(config_dir)}",
+            anchor=SearchPathQuery(provider="schema"),
+        )
     return ConfigLoaderImpl(config_search_path=search_path)
 
 
@@ -59,20 +65,26 @@ def _job(cfg: DictConfig) -> dict[str, Any]:
 
 
 def compose(
-    config_name: str, overrides: Sequence[str] = (), config_path: str | None = None
+    config_name: str,
+    overrides: Sequence[str] = (),
+    config_path: str | None = None,
+    config_dir: str | None = None,
 ) -> dict[str, Any]:
-    """The resolved config ``config_name`` (train | evaluate | predict) with ``overrides``,
-    as a plain dict, as the ``polymix`` command composes it; raises :class:`ConfigError`
-    listing every option Hydra refuses (see :func:`explain_composition`)."""
+    """The resolved config ``config_name`` (train | evaluate | predict) with ``overrides``
+    (and the user's ``--config-dir``), as a plain dict, as the ``polymix`` command composes
+    it; raises :class:`ConfigError` listing every option Hydra refuses (see
+    :func:`explain_composition`)."""
     from hydra.errors import ConfigCompositionException
 
     if config_path is None:
         from polymix_cli.cli.apps import CONFIG_PATH as config_path
-    loader = _loader(config_path)
+    loader = _loader(config_path, config_dir)
     try:
         return _job(_load(loader, config_name, overrides))
     except ConfigCompositionException as err:
-        explained = explain_composition(config_name, overrides, config_path, err)
+        explained = explain_composition(
+            config_name, overrides, config_path, err, config_dir=config_dir
+        )
         if explained is None:
             raise
         raise explained from None

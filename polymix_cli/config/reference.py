@@ -14,6 +14,7 @@ owns are read from its modules, which import torch, when rendering).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 import types
 import typing
@@ -35,8 +36,17 @@ from polymix_cli.config.schema import (
 
 __all__ = ["CONFIGS_DIR", "GROUPS", "Row", "Section", "render", "sections"]
 
-# The repository's configs/ folder (polymix is installed in editable mode from the repo).
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+def _configs_dir() -> Path:
+    """The configs the CLI reads: the package ``polymix_cli.configs`` (the repository's
+    configs/ folder with an editable install, its copy in an installed wheel)."""
+    spec = importlib.util.find_spec("polymix_cli.configs")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+CONFIGS_DIR = _configs_dir()
 
 # The config groups of configs/train.yaml, in the order of its defaults list.
 GROUPS = ("data", "model", "layout", "optimizer", "scheduler", "trainer", "eval")

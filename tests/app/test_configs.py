@@ -135,7 +135,7 @@ def test_every_bad_option_is_reported_at_once(cli, tmp_path):
         "model.gate.width=0",
         "trainer.epochs=0",
         "eval.band=2",
-        f"hydra.run.dir={tmp_path}",
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
     lines = err.strip().splitlines()
     assert status == 2 and len(lines) == 3, err
@@ -143,8 +143,8 @@ def test_every_bad_option_is_reported_at_once(cli, tmp_path):
     assert "model.gate.width must be >= 1, got 0" in lines[0]
     assert "trainer.epochs must be >= 1, got 0" in lines[1]
     assert "eval.band must be a number in (0.0, 1.0)" in lines[2]
-    # as today: Hydra's run dir (its .hydra/ and log) and status.json, nothing of the run
-    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
+    # checked before Hydra makes the run dir: nothing is written, not even .hydra/ or a log
+    assert not (tmp_path / "run").exists()
 
 
 def test_type_errors_are_reported_together_with_the_rest(cli, tmp_path):

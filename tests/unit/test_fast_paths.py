@@ -149,9 +149,8 @@ def test_chunked_summary_equals_unchunked(monkeypatch):
     params = model.sample_parameters(64)
     probs = interval_probs((0.5, 0.8))
     whole = summarize_predictive(lambda xs: model.predict(xs, params), x, probs, y=y)
-    monkeypatch.setattr(
-        "polymix_cli.reporting.metrics._CHUNK_ELEMENTS", 64 * 7
-    )  # chunks of 7 points
+    # chunks of 7 points
+    monkeypatch.setattr("polymix_cli.reporting.metrics._CHUNK_ELEMENTS", 64 * 7)
     chunked = summarize_predictive(
         lambda xs: model.predict(xs, params), x, probs, y=y, per_point=64
     )
@@ -307,9 +306,8 @@ def test_chunked_predictive_summary_equals_unchunked(monkeypatch):
         )
 
     whole = run()
-    monkeypatch.setattr(
-        "polymix_cli.reporting.metrics._CHUNK_ELEMENTS", 64 * 7
-    )  # chunks of 7 points
+    # chunks of 7 points
+    monkeypatch.setattr("polymix_cli.reporting.metrics._CHUNK_ELEMENTS", 64 * 7)
     chunked = run(per_point=64)
     for name in ("mean", "std", "quantiles", "crps", "nll"):
         torch.testing.assert_close(getattr(chunked, name), getattr(whole, name))
