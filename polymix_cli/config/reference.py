@@ -14,6 +14,7 @@ owns are read from its modules, which import torch, when rendering).
 from __future__ import annotations
 
 import dataclasses
+import html
 import importlib.util
 import re
 import types
@@ -393,10 +394,12 @@ EXPERIMENTS_NOTE = (
 
 
 def _cell(text: str) -> str:
-    """A table cell on one line, its pipes escaped outside code spans (inside them a
-    table keeps them as they are)."""
+    """A table cell on one line, its pipes and HTML characters escaped outside code spans
+    (inside them a table keeps them as they are): ``outputs/<name>`` must not read as a tag."""
     parts = re.split(r"(`[^`]*`)", " ".join(text.split()))
-    return "".join(p if p.startswith("`") else p.replace("|", "\\|") for p in parts)
+    return "".join(
+        p if p.startswith("`") else html.escape(p, quote=False).replace("|", "\\|") for p in parts
+    )
 
 
 def _anchor(title: str) -> str:
