@@ -62,7 +62,7 @@ def build_optimizer(cfg: OptimizerConfig, params) -> Adam | SGD:
 
     Args:
         cfg: The ``optimizer`` section.
-        params: The parameters to optimise (e.g. ``model.parameters()``).
+        params (Iterable[Tensor]): The parameters to optimise (e.g. ``model.parameters()``).
 
     Returns:
         The optimizer (AdamW is Adam with decoupled weight decay).
@@ -90,7 +90,7 @@ def build_scheduler(cfg: SchedulerConfig, optimizer: Adam | SGD, total_steps: in
         total_steps: The optimisation steps of the whole run.
 
     Returns:
-        The scheduler, stepped once per optimisation step.
+        OneCycle | Cosine | Constant: The scheduler, stepped once per optimisation step.
 
     Raises:
         ValueError: If the section names an unknown schedule.
@@ -246,7 +246,8 @@ class Trainer:
         y: Training outputs in the model's domain, shape ``(N, num_outputs)``.
         settings: The ``trainer`` section.
         optimizer: The optimizer of the model's parameters (:func:`build_optimizer`).
-        scheduler: The learning-rate schedule (:func:`build_scheduler`), or ``None``.
+        scheduler (OneCycle | Cosine | Constant | None): The learning-rate schedule
+            (:func:`build_scheduler`), or ``None``.
 
     Raises:
         ValueError: If ``settings.loss`` or ``settings.gradients`` is unknown, or the
