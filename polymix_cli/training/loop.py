@@ -90,7 +90,8 @@ def build_scheduler(cfg: SchedulerConfig, optimizer: Adam | SGD, total_steps: in
         total_steps: The optimisation steps of the whole run.
 
     Returns:
-        OneCycle | Cosine | Constant: The scheduler, stepped once per optimisation step.
+        scheduler (OneCycle | Cosine | Constant): The scheduler, stepped once per
+            optimisation step.
 
     Raises:
         ValueError: If the section names an unknown schedule.
