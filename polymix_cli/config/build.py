@@ -71,7 +71,25 @@ def _expert(
 
 
 def build_surrogate(model: ModelConfig, num_inputs: int, num_outputs: int) -> SurrogateModel:
-    """A surrogate from the ``model`` section: a PCE, a network or a mixture of experts."""
+    """A surrogate from the ``model`` section: a PCE, a network or a mixture of experts.
+
+    A mixture takes its experts from ``model.experts`` when that list is not empty, else
+    ``model.num_experts`` copies of ``model.expert``, and its gate from ``model.gate``.
+
+    Args:
+        model: The ``model`` section (``kind`` pce, nn or moe).
+        num_inputs: The input dimension.
+        num_outputs: The output dimension.
+
+    Returns:
+        A :class:`~polymix_cli.surrogate_models.PolynomialChaosExpansion`, a
+        :class:`~polymix_cli.surrogate_models.NeuralNetwork` or a
+        :class:`~polymix_cli.surrogate_models.MixtureOfExperts`.
+
+    Raises:
+        ValueError: If a component refuses its options (the message starts with the
+            option, e.g. ``model.experts[1]`` or ``model.gate``).
+    """
     if not isinstance(model, MoeModelConfig):
         return _expert(model, num_inputs, num_outputs, "model")  # type: ignore[arg-type]
     if model.experts:
@@ -147,19 +165,58 @@ def _rule(group: GroupConfig, match: str) -> Rule:
 
 
 def layout_groups(layout: LayoutConfig, surrogate: SurrogateModel) -> list[GroupSpec]:
-    """Resolve the ``layout`` section (``default`` and ``rules``) over the surrogate's blocks."""
+    """Resolve the ``layout`` section (``default`` and ``rules``) over the surrogate's blocks.
+
+    Args:
+        layout: The ``layout`` section.
+        surrogate: The surrogate whose ``param_blocks()`` the rules match.
+
+    Returns:
+        The groups, in vector order, covering the whole parameter vector (see
+        :func:`~polymix_cli.layout.resolve_layout`).
+
+    Raises:
+        ValueError: If a rule's match is malformed or matches no block, a slice is out of
+            range, or two rules claim the same entries.
+    """
     rules = [_rule(r, r.match) for r in layout.rules]
     return resolve_layout(surrogate.param_blocks(), rules, _rule(layout.default, "*"))
 
 
 def build_groups(specs: list[GroupSpec]) -> list[ParameterGroup]:
-    """Parameter groups for resolved specs, initialised from the global torch RNG."""
+    """Parameter groups for resolved specs, initialised from the global torch RNG.
+
+    A ``lowrank_gaussian`` group's ``rank`` is capped at the group's size, so that a
+    layout survives smaller models.
+
+    Args:
+        specs: Resolved groups, e.g. from :func:`layout_groups`.
+
+    Returns:
+        One :class:`~polymix_cli.parameter_groups.ParameterGroup` per spec, in order.
+
+    Raises:
+        ValueError: If a spec has an option its kind does not take, or its prior's kind
+            or arguments are bad (the message names the group and its rule).
+    """
     return [_group(s) for s in specs]
 
 
 def build_noise(trainer: TrainerConfig | None, num_outputs: int) -> GaussianNoise | None:
-    """The learned noise of ``trainer.loss=gaussian_nll`` from ``trainer.noise``; ``None``
-    for any other loss (or no ``trainer``), so those models carry no noise."""
+    """The learned noise of ``trainer.loss=gaussian_nll``, from ``trainer.noise``.
+
+    Args:
+        trainer: The ``trainer`` section, or ``None``.
+        num_outputs: The output dimension (one noise scale per output).
+
+    Returns:
+        The noise; ``None`` for any other loss (or no ``trainer``), so those models carry
+        no noise.
+
+    Raises:
+        ValueError: If the noise refuses its options (the message starts with
+            ``trainer.noise``).
+    """
     if trainer is None or trainer.loss != "gaussian_nll":
         return None
     spec: NoiseConfig = trainer.noise
@@ -181,8 +238,27 @@ def build_model(
     num_outputs: int,
     trainer: TrainerConfig | None = None,
 ) -> tuple[StochasticModel, list[GroupSpec]]:
-    """The stochastic model and its resolved layout; with a ``trainer`` section whose
-    ``loss`` is ``gaussian_nll``, the model carries a learned noise (see :func:`build_noise`)."""
+    """The stochastic model and its resolved layout.
+
+    With a ``trainer`` section whose ``loss`` is ``gaussian_nll``, the model carries a
+    learned noise (see :func:`build_noise`).
+
+    Args:
+        model: The ``model`` section.
+        layout: The ``layout`` section.
+        num_inputs: The input dimension.
+        num_outputs: The output dimension.
+        trainer: The ``trainer`` section, or ``None`` (no noise).
+
+    Returns:
+        The :class:`~polymix_cli.StochasticModel` and the resolved groups (see
+        :func:`layout_groups`).
+
+    Raises:
+        ValueError: If a component refuses its options or the layout does not resolve
+            (see :func:`build_surrogate`, :func:`layout_groups`, :func:`build_groups` and
+            :func:`build_noise`).
+    """
     surrogate = build_surrogate(model, num_inputs, num_outputs)
     specs = layout_groups(layout, surrogate)
     return StochasticModel(

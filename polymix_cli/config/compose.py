@@ -70,10 +70,23 @@ def compose(
     config_path: str | None = None,
     config_dir: str | None = None,
 ) -> dict[str, Any]:
-    """The resolved config ``config_name`` (train | evaluate | predict) with ``overrides``
-    (and the user's ``--config-dir``), as a plain dict, as the ``polymix`` command composes
-    it; raises :class:`ConfigError` listing every option Hydra refuses (see
-    :func:`explain_composition`)."""
+    """Compose a config as the ``polymix`` command does, outside ``@hydra.main``.
+
+    Args:
+        config_name: The primary config: ``train``, ``evaluate`` or ``predict``.
+        overrides: Hydra overrides, e.g. ``["model=pce", "trainer.epochs=10"]``.
+        config_path: The folder (or ``pkg://`` path) of the configs; ``None`` for the ones
+            shipped with polymix.
+        config_dir: The user's ``--config-dir``, or ``None``.
+
+    Returns:
+        The resolved config as a plain dict, without the ``hydra`` section.
+
+    Raises:
+        ConfigError: Listing every option Hydra refuses (see :func:`explain_composition`).
+        hydra.errors.ConfigCompositionException: When the failure is not about the values
+            of options (re-raised as Hydra raised it).
+    """
     from hydra.errors import ConfigCompositionException
 
     if config_path is None:
@@ -123,9 +136,25 @@ def explain_composition(
     err: BaseException,
     config_dir: str | None = None,
 ) -> ConfigError | None:
-    """Every bad option of a composition that failed with ``err``, as one
-    :class:`ConfigError`; ``None`` when the failure is not about the values of options
-    (then ``err`` says best what went wrong)."""
+    """Every bad option of a composition that failed with ``err``, as one error.
+
+    Composes again with the group choices, then with each value override on its own (sweep
+    overrides are skipped), and checks the accepted ones with the refused values put back
+    in place. A refused override the schema's checks let pass is reported in Hydra's words.
+
+    Args:
+        config_name: The primary config: ``train``, ``evaluate`` or ``predict``.
+        overrides: The overrides of the failed composition.
+        config_path: The folder (or ``pkg://`` path) of the configs.
+        err: The error the composition failed with.
+        config_dir: The user's ``--config-dir``, or ``None``.
+
+    Returns:
+        A :class:`~polymix_cli.config.validation.ConfigError` with one message per bad
+        option; ``None`` when the failure is not about the values of options (then
+        ``err`` says best what went wrong), e.g. for an unknown ``config_name``, an
+        unparsable override or a failed config group choice.
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     cls = SCHEMA_OF.get(config_name)

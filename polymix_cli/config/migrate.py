@@ -72,9 +72,23 @@ _STEPS = {1: _from_version_1}
 
 
 def migrate(config: Mapping[str, Any], format_version: int) -> dict[str, Any]:
-    """A copy of ``config`` (a stored train config as a plain dict, written with checkpoint
-    format ``format_version``) brought up to :data:`CURRENT_VERSION`. Raises
-    :class:`MigrationError` for a version this polymix does not know."""
+    """A copy of a stored config brought up to :data:`CURRENT_VERSION`.
+
+    ``config`` itself is not changed. Options an older version lacks are added with the
+    values they had then (see the module's description); a section that is not a dict is
+    left for validation to report.
+
+    Args:
+        config: A stored train config as a plain mapping.
+        format_version: The checkpoint format it was written with.
+
+    Returns:
+        The migrated config, a deep copy.
+
+    Raises:
+        MigrationError: If ``format_version`` is not an integer from 1 to
+            :data:`CURRENT_VERSION`.
+    """
     if (
         isinstance(format_version, bool)
         or not isinstance(format_version, int)

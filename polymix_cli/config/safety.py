@@ -17,8 +17,20 @@ CALLABLE_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 
 
 def find_callable_key(node: Any, path: str = "") -> tuple[str, Any] | None:
-    """The dotted path and value of the first :data:`CALLABLE_KEYS` key in ``node`` (nested
-    dicts and lists), or ``None``."""
+    """The first key of :data:`CALLABLE_KEYS` anywhere in ``node``.
+
+    Searches nested mappings, lists and tuples depth-first, in order.
+
+    Args:
+        node (Any): A config or part of it: a mapping, list or tuple (anything else has
+            no keys).
+        path: The dotted path of ``node`` in the whole config, for the result; empty for
+            the top level.
+
+    Returns:
+        The dotted path (list items as ``[i]``) and the value of the first such key, or
+        ``None`` if there is none.
+    """
     if isinstance(node, Mapping):
         items = node.items()
     elif isinstance(node, (list, tuple)):

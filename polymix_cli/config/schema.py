@@ -267,8 +267,11 @@ def _resume(value: Any, name: str) -> str | None:
 
 @dataclass
 class DataConfig:
-    """``data``: where the training and test data come from (``generator`` chooses the
-    option: a synthetic generator, or ``file``)."""
+    """``data``: where the training and test data come from.
+
+    The key ``generator`` chooses the option, and with it the variant: a synthetic
+    generator (:class:`SyntheticDataConfig`) or ``file`` (:class:`FileDataConfig`).
+    """
 
     VARIANT_KEY: ClassVar[str] = "generator"
 
@@ -403,7 +406,11 @@ class NetworkOptions:
 
 @dataclass
 class ModelConfig:
-    """``model``: the surrogate (``kind`` chooses the option)."""
+    """``model``: the surrogate.
+
+    The key ``kind`` chooses the option, and with it the variant:
+    :class:`PceModelConfig`, :class:`NnModelConfig` or :class:`MoeModelConfig`.
+    """
 
     VARIANT_KEY: ClassVar[str] = "kind"
 
@@ -435,8 +442,10 @@ class _ExpertKind:
 
 @dataclass
 class ExpertConfig(NetworkOptions, PceOptions, _ExpertKind):
-    """One expert of a mixture: a PCE (``kind: pce``) or a network (``kind: nn``); the
-    options of the other kind are ignored."""
+    """One expert of a mixture: a PCE (``kind: pce``) or a network (``kind: nn``).
+
+    It holds the options of both kinds; those of the other kind are ignored.
+    """
 
 
 @dataclass
@@ -528,7 +537,11 @@ class LayoutConfig:
 
 @dataclass
 class OptimizerConfig:
-    """``optimizer`` (``name`` chooses the option)."""
+    """``optimizer``: the optimizer and its learning rate.
+
+    The key ``name`` chooses the option, and with it the variant: :class:`AdamWConfig`,
+    :class:`AdamConfig` or :class:`SGDConfig`.
+    """
 
     VARIANT_KEY: ClassVar[str] = "name"
 
@@ -570,7 +583,11 @@ class SGDConfig(OptimizerConfig):
 
 @dataclass
 class SchedulerConfig:
-    """``scheduler``: the learning rate over the epochs (``name`` chooses the option)."""
+    """``scheduler``: the learning rate over the epochs.
+
+    The key ``name`` chooses the option, and with it the variant: :class:`OneCycleConfig`,
+    :class:`CosineConfig` or :class:`ConstantScheduleConfig`.
+    """
 
     VARIANT_KEY: ClassVar[str] = "name"
 
@@ -626,8 +643,10 @@ class NoiseConfig:
 
 @dataclass
 class TrainerConfig:
-    """``trainer``: the training loop; also the :class:`~polymix_cli.training.loop.Trainer`'s
-    settings."""
+    """``trainer``: the training loop.
+
+    Also the settings of the :class:`~polymix_cli.training.loop.Trainer`.
+    """
 
     epochs: int = option(10000, "optimisation steps, each over all training points", ge=1)
     num_samples: int = option(100, "parameter draws per step", ge=1)

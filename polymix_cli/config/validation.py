@@ -33,8 +33,13 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """Invalid options in a config or on the command line: ``messages`` holds one line
-    for each (``str(err)`` joins them with newlines)."""
+    """Invalid options in a config or on the command line.
+
+    ``messages`` holds one line for each bad option; ``str(err)`` joins them with newlines.
+
+    Args:
+        messages: One message, or a list of them (one per bad option).
+    """
 
     def __init__(self, messages: str | list[str]):
         self.messages = [messages] if isinstance(messages, str) else list(messages)
@@ -42,8 +47,17 @@ class ConfigError(ValueError):
 
 
 def refuse_callables(cfg: Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` naming the first key that would name a callable
-    (``_target_`` and friends) anywhere in ``cfg``; see :mod:`polymix_cli.config.safety`."""
+    """Refuse a config that would name a callable anywhere in it.
+
+    The keys are :data:`~polymix_cli.config.safety.CALLABLE_KEYS` (``_target_`` and
+    friends); see :mod:`polymix_cli.config.safety`.
+
+    Args:
+        cfg: A config as a plain (nested) mapping.
+
+    Raises:
+        ConfigError: Naming the first such key (its dotted path) and its value.
+    """
     found = find_callable_key(cfg)
     if found is not None:
         where, value = found
@@ -226,14 +240,37 @@ def _unknown(name: str, key: str, fields: Mapping[str, Any]) -> str:
 
 
 def config_dict(config: Any) -> dict[str, Any]:
-    """A config (a schema dataclass) as a plain dict, every option present."""
+    """A config (a schema dataclass) as a plain dict, every option present.
+
+    Args:
+        config (Any): An instance of a schema dataclass (e.g.
+            :class:`~polymix_cli.config.schema.TrainConfig`).
+
+    Returns:
+        The nested options as plain dicts and lists (:func:`dataclasses.asdict`).
+    """
     return dataclasses.asdict(config)
 
 
 def parse_section(cls: type[T], cfg: Mapping[str, Any], name: str = "") -> T:
-    """``cfg`` as an instance of the schema class ``cls`` (options it lacks take their
-    defaults); raises :class:`ConfigError` listing every bad option. ``name``: where
-    ``cfg`` sits in the whole config (e.g. ``layout``), for the messages."""
+    """``cfg`` as an instance of the schema class ``cls``.
+
+    Options ``cfg`` lacks take their defaults. A section with variants (told apart by one
+    key) becomes the variant that key names. After the options' own checks, the instance's
+    ``problems()`` (where the class has one) report the checks across options.
+
+    Args:
+        cls: A schema dataclass.
+        cfg: Its options as a plain mapping.
+        name: Where ``cfg`` sits in the whole config (e.g. ``layout``), for the messages;
+            empty for the top level.
+
+    Returns:
+        The instance of ``cls`` (or of the chosen variant).
+
+    Raises:
+        ConfigError: Listing every bad option.
+    """
     errors: list[str] = []
     out = _section(cls, cfg, name, errors)
     if out is not _BAD:
@@ -244,8 +281,18 @@ def parse_section(cls: type[T], cfg: Mapping[str, Any], name: str = "") -> T:
 
 
 def parse_train_config(cfg: Mapping[str, Any] | TrainConfig) -> TrainConfig:
-    """A train config (a plain dict) as a :class:`~polymix_cli.config.schema.TrainConfig`;
-    raises :class:`ConfigError` for a callable anywhere in it, or listing every bad option."""
+    """A train config (a plain dict) as a :class:`~polymix_cli.config.schema.TrainConfig`.
+
+    Args:
+        cfg: The config as a plain mapping; a ``TrainConfig`` is returned as it is.
+
+    Returns:
+        The parsed config.
+
+    Raises:
+        ConfigError: For a callable anywhere in it (see :func:`refuse_callables`), or
+            listing every bad option.
+    """
     if isinstance(cfg, TrainConfig):
         return cfg
     refuse_callables(cfg)
@@ -253,16 +300,41 @@ def parse_train_config(cfg: Mapping[str, Any] | TrainConfig) -> TrainConfig:
 
 
 def parse_predict_config(cfg: Mapping[str, Any]) -> PredictConfig:
-    """A ``polymix predict`` config as a :class:`~polymix_cli.config.schema.PredictConfig`."""
+    """A ``polymix predict`` config as a :class:`~polymix_cli.config.schema.PredictConfig`.
+
+    Args:
+        cfg: The config as a plain mapping.
+
+    Returns:
+        The parsed config.
+
+    Raises:
+        ConfigError: For a callable anywhere in it (see :func:`refuse_callables`), or
+            listing every bad option.
+    """
     refuse_callables(cfg)
     return parse_section(PredictConfig, cfg)
 
 
 def validate_train_config(cfg: Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` listing every invalid option of a train config."""
+    """Check a train config without keeping the result.
+
+    Args:
+        cfg: The config as a plain mapping.
+
+    Raises:
+        ConfigError: Listing every invalid option (or naming a callable key).
+    """
     parse_train_config(cfg)
 
 
 def validate_predict_config(cfg: Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigError` listing every invalid option of a predict config."""
+    """Check a predict config without keeping the result.
+
+    Args:
+        cfg: The config as a plain mapping.
+
+    Raises:
+        ConfigError: Listing every invalid option (or naming a callable key).
+    """
     parse_predict_config(cfg)
