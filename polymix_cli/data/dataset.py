@@ -13,8 +13,24 @@ from torch import Tensor
 
 @dataclass
 class Dataset:
-    """Training and test data. ``x_*`` ``(N, num_inputs)``, ``y_*`` ``(N, num_outputs)``;
-    ``true_fn`` is the noiseless function where known (else ``None``)."""
+    """Training and test data, with the input bounds and what is known of their source.
+
+    ``true_fn`` is the noiseless function where known (else ``None``). Input and output
+    names left empty default to ``x1, x2, ...`` and ``y1, y2, ...``.
+
+    Args:
+        name: The generator's name, or ``"file"``.
+        x_train: Training inputs, shape ``(N_train, num_inputs)``.
+        y_train: Training outputs, shape ``(N_train, num_outputs)``.
+        x_test: Test inputs, shape ``(N_test, num_inputs)``.
+        y_test: Test outputs, shape ``(N_test, num_outputs)``.
+        bounds: The input bounds (low, high), shape ``(num_inputs, 2)``.
+        true_fn: The noiseless function ``(N, num_inputs) -> (N, num_outputs)``, or
+            ``None``.
+        input_names: The input columns' names (default ``x1, x2, ...``).
+        output_names: The output columns' names (default ``y1, y2, ...``).
+        source: For data from files: their paths, sha256, rows and split; else ``None``.
+    """
 
     name: str
     x_train: Tensor
@@ -35,13 +51,27 @@ class Dataset:
 
     @property
     def num_inputs(self) -> int:
+        """The input dimension (columns of ``x_train``)."""
         return self.x_train.shape[1]
 
     @property
     def num_outputs(self) -> int:
+        """The output dimension (columns of ``y_train``)."""
         return self.y_train.shape[1]
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Dataset:
+        """A copy with the training and test tensors on ``device`` (and of ``dtype``).
+
+        ``bounds`` and everything else is shared with this dataset, unchanged.
+
+        Args:
+            device: The target device.
+            dtype: The target dtype; ``None`` keeps each tensor's own.
+
+        Returns:
+            The new :class:`Dataset`.
+        """
+
         def move(t: Tensor) -> Tensor:
             return t.to(device=device, dtype=dtype or t.dtype)
 

@@ -57,9 +57,15 @@ class DataFileError(ValueError):
 
 @dataclass
 class Block:
-    """Consecutive data rows of a table: ``values`` ``(n, k)`` float64 for the columns asked
-    for (NaN in bad rows), ``rows`` ``(n,)`` their line (CSV) or row (NPZ) numbers, and
-    ``bad``: ``(number, reason)`` for each bad row."""
+    """Consecutive data rows of a table, for the ``k`` columns asked for.
+
+    Args:
+        values: The numbers, float64, shape ``(n, k)`` (NaN in bad rows).
+        rows: Their line (CSV) or row (NPZ) numbers, shape ``(n,)``.
+        bad: ``(number, reason)`` for each bad row.
+        text: For each column, the number of cells that are not numbers, shape ``(k,)``
+            (``None``: no such cell).
+    """
 
     values: np.ndarray
     rows: np.ndarray
@@ -70,7 +76,15 @@ class Block:
 
 
 class Table:
-    """A CSV or NPZ table; see :func:`open_table`."""
+    """A CSV or NPZ table; see :func:`open_table`.
+
+    ``unit`` says how rows are numbered in messages: ``"line"`` (CSV) or ``"row"`` (NPZ).
+
+    Args:
+        path: The file.
+        label: How messages name it, e.g. ``data.path=data.csv``.
+        columns: The names of its columns.
+    """
 
     unit = "line"  # how rows are numbered in messages: "line" (CSV) or "row" (NPZ)
 
@@ -79,8 +93,16 @@ class Table:
         self.header_line = 0
 
     def check_columns(self, names: Sequence[str], option: str) -> None:
-        """Raise :class:`DataFileError` naming the first of ``names`` (from ``option``) that
-        the table lacks, with the columns it has."""
+        """Check that the table has the columns ``names``.
+
+        Args:
+            names: Column names.
+            option: The option that gave them (e.g. ``data.outputs``), for the message.
+
+        Raises:
+            DataFileError: Naming the columns the table lacks, with the columns it has
+                (and a hint when a CSV file's first line holds numbers, not names).
+        """
         missing = [n for n in names if n not in self.columns]
         if missing:
             hint = ""
@@ -92,10 +114,33 @@ class Table:
             )
 
     def blocks(self, names: Sequence[str], block_rows: int = BLOCK_ROWS) -> Iterator[Block]:
+        """The data rows of the columns ``names``, ``block_rows`` at a time.
+
+        Args:
+            names: Column names the table has (see :meth:`check_columns`).
+            block_rows: The most rows in one block.
+
+        Yields:
+            The blocks, in file order.
+
+        Raises:
+            DataFileError: If the file cannot be read as its format (an NPZ column that is
+                not a 1-D array of real numbers, or columns of different lengths).
+        """
         raise NotImplementedError
 
     def read(self, names: Sequence[str]) -> Block:
-        """All rows of the columns ``names`` as one block."""
+        """All rows of the columns ``names`` as one block.
+
+        Args:
+            names: Column names the table has.
+
+        Returns:
+            The rows of every :meth:`blocks` joined (an empty block for no rows).
+
+        Raises:
+            DataFileError: As :meth:`blocks`.
+        """
         parts = list(self.blocks(names))
         if not parts:
             return Block(np.empty((0, len(names))), np.empty(0, dtype=np.int64))
@@ -108,6 +153,7 @@ class Table:
         )
 
     def where(self) -> str:
+        """How rows are numbered, in words, for messages."""
         return "line numbers of the file" if self.unit == "line" else "row numbers, from 1"
 
 
@@ -124,7 +170,19 @@ def _plural(n: int, word: str) -> str:
 
 
 def describe_rows(bad: Sequence[tuple[int, str]], unit: str, total: int | None = None) -> str:
-    """``line 4: x2 is not a number ('abc'); line 9: ... and 3 more`` (at most :data:`LISTED`)."""
+    """Bad rows in one line of text for a message.
+
+    For example ``line 4: x2 is not a number ('abc'); line 9: ...; and 3 more``.
+
+    Args:
+        bad: ``(number, reason)`` for each bad row.
+        unit: How rows are named, ``"line"`` or ``"row"``.
+        total: The number of bad rows, if more than ``bad`` lists (default
+            ``len(bad)``).
+
+    Returns:
+        At most :data:`LISTED` rows, then how many more there are.
+    """
     total = len(bad) if total is None else total
     text = "; ".join(f"{unit} {number}: {reason}" for number, reason in bad[:LISTED])
     return text + (
@@ -175,6 +233,19 @@ def _parse_cells(
 
 
 class CsvTable(Table):
+    """A comma-separated text file with a header row of column names.
+
+    Blank lines are skipped; rows are named by their line number in the file.
+
+    Args:
+        path: The file.
+        label: How messages name it.
+
+    Raises:
+        DataFileError: If it cannot be read, is empty, is not UTF-8 text or not CSV, or
+            its header has an empty or a repeated column name.
+    """
+
     unit = "line"
 
     def __init__(self, path: Path, label: str):
@@ -261,6 +332,19 @@ class CsvTable(Table):
 
 
 class NpzTable(Table):
+    """A numpy archive (``np.savez``) of one 1-D array per column, never unpickled.
+
+    Rows are named by their row number, from 1.
+
+    Args:
+        path: The file.
+        label: How messages name it.
+
+    Raises:
+        DataFileError: If it cannot be read, is not an NPZ archive, or holds an object
+            array (a pickle).
+    """
+
     unit = "row"
 
     def __init__(self, path: Path, label: str):
@@ -307,8 +391,20 @@ class NpzTable(Table):
 
 
 def open_table(path: str | Path, option: str) -> Table:
-    """Open the CSV or NPZ table at ``path`` (given by ``option``, e.g. ``data.path``; named
-    so in messages). Raises :class:`DataFileError` if it is missing or unreadable."""
+    """Open the CSV or NPZ table at ``path``; the format is chosen by the extension.
+
+    Args:
+        path: The file (``~`` is expanded).
+        option: The option that gave it (e.g. ``data.path``): messages name the file
+            ``option=path``, or by ``path`` alone when ``option`` is empty.
+
+    Returns:
+        A :class:`CsvTable` or :class:`NpzTable` (its header or arrays read).
+
+    Raises:
+        DataFileError: If the extension is neither .csv nor .npz, or the file is
+            missing, not a file, or unreadable.
+    """
     p = Path(path).expanduser()
     label = f"{option}={path}" if option else str(path)
     if p.suffix.lower() not in FORMATS:
@@ -321,6 +417,14 @@ def open_table(path: str | Path, option: str) -> Table:
 
 
 def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read 1 MiB at a time.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The digest as 64 hex digits.
+    """
     digest = hashlib.sha256()
     with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -329,8 +433,17 @@ def file_sha256(path: str | Path) -> str:
 
 
 def resolve_data_paths(data: FileDataConfig) -> FileDataConfig:
-    """``data`` with ``path`` and ``test_path`` made absolute (from the current
-    directory), so that a checkpoint's config finds its files from anywhere."""
+    """``data`` with ``path`` and ``test_path`` made absolute.
+
+    Paths are taken from the current directory (``~`` expanded), so that a checkpoint's
+    config finds its files from anywhere.
+
+    Args:
+        data: The ``data=file`` section.
+
+    Returns:
+        A copy; a path that is ``None`` stays ``None``.
+    """
 
     def absolute(path: str | None) -> str | None:
         return None if path is None else str(Path(path).expanduser().absolute())
@@ -364,12 +477,28 @@ def _fmt(value: float) -> str:
 
 
 def load_file_dataset(d: FileDataConfig) -> Dataset:
-    """The training and test sets of ``data=file`` (``d`` is the validated ``data`` config).
+    """The training and test sets of ``data=file``.
 
     The test set is ``d.test_path`` or a seeded random ``d.test_fraction`` of the rows
     of ``d.path`` (both sets keep the file's order). Bounds are ``d.bounds`` or the
     min and max of every row of ``d.path``. Values are read as float64 (bounds stay
-    float64) and kept as float64 tensors (the maps apply in float64; training casts after). Raises :class:`DataFileError`."""
+    float64) and kept as float64 tensors (the maps apply in float64; training casts
+    after). The inputs are ``d.inputs``, or every column that is not an output.
+
+    Args:
+        d: The validated ``data`` config.
+
+    Returns:
+        The :class:`~polymix_cli.data.dataset.Dataset` named ``"file"``, without a
+        ``true_fn``; its ``source`` holds the files' absolute paths, sha256 and rows, and
+        how the test set was chosen.
+
+    Raises:
+        DataFileError: If a file is missing or unreadable, lacks a column, holds bad rows
+            or a column of text, a column is both an input and an output, there are too
+            few rows (2 for training, 1 for testing), an input is constant in the
+            training rows, or ``d.bounds`` do not fit the inputs or their training values.
+    """
     table = open_table(d.path, "data.path")
     outputs = list(d.outputs)
     table.check_columns(outputs, "data.outputs")

@@ -23,26 +23,55 @@ __all__ = ["INPUT_SCALINGS", "OUTPUT_SCALINGS", "AffineMap", "DataMaps", "fit_ma
 
 @dataclass(frozen=True)
 class AffineMap:
-    """``z = (v - shift) / scale`` per column; ``shift``, ``scale``: ``(D,)``, scale > 0."""
+    """The per-column affine map ``z = (v - shift) / scale``.
+
+    Args:
+        shift: Shape ``(D,)``.
+        scale: Shape ``(D,)``, > 0.
+    """
 
     shift: Tensor
     scale: Tensor
 
     @classmethod
     def identity(cls, dim: int) -> AffineMap:
+        """The map that changes nothing (float64).
+
+        Args:
+            dim: The number of columns ``D``.
+
+        Returns:
+            Shift 0 and scale 1 per column.
+        """
         return cls(torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64))
 
     @classmethod
     def to_interval(cls, bounds: Tensor) -> AffineMap:
-        """Maps ``bounds`` ``(D, 2)`` (low, high) onto ``[-1, 1]``."""
+        """The map of ``bounds`` onto ``[-1, 1]``.
+
+        Args:
+            bounds: (low, high) per column, shape ``(D, 2)``.
+
+        Returns:
+            The map (float64), shift the midpoints and scale the half-widths.
+        """
         bounds = bounds.to(torch.float64)
         low, high = bounds[:, 0], bounds[:, 1]
         return cls((low + high) / 2, (high - low) / 2)
 
     @classmethod
     def standardize(cls, values: Tensor) -> AffineMap:
-        """Zero mean and unit standard deviation per column of ``values`` ``(N, D)``; a
-        constant column (or a single row) keeps scale 1."""
+        """The map to zero mean and unit standard deviation per column.
+
+        A constant column (or a single row) keeps scale 1.
+
+        Args:
+            values: Shape ``(N, D)``.
+
+        Returns:
+            The map (float64), shift the columns' means and scale their (sample)
+            standard deviations.
+        """
         values = values.to(torch.float64)
         shift = values.mean(0)
         scale = values.std(0) if values.shape[0] > 1 else torch.ones_like(shift)
@@ -51,34 +80,65 @@ class AffineMap:
 
     @property
     def dim(self) -> int:
+        """The number of columns ``D``."""
         return self.shift.shape[0]
 
     @property
     def is_identity(self) -> bool:
+        """Whether every shift is 0 and every scale 1."""
         return bool((self.shift == 0).all() and (self.scale == 1).all())
 
     def _as(self, t: Tensor) -> tuple[Tensor, Tensor]:
         return self.shift.to(t.device, t.dtype), self.scale.to(t.device, t.dtype)
 
     def forward(self, values: Tensor) -> Tensor:
-        """User units to the model's domain: ``(..., D)`` -> ``(..., D)``."""
+        """User units to the model's domain.
+
+        Args:
+            values: Shape ``(..., D)``.
+
+        Returns:
+            The mapped values, shape ``(..., D)``, in the dtype and on the device of
+            ``values`` (``values`` itself for the identity).
+        """
         if self.is_identity:
             return values
         shift, scale = self._as(values)
         return (values - shift) / scale
 
     def inverse(self, values: Tensor) -> Tensor:
-        """The model's domain to user units: ``(..., D)`` -> ``(..., D)``."""
+        """The model's domain to user units.
+
+        Args:
+            values: Shape ``(..., D)``.
+
+        Returns:
+            The values in user units, shape ``(..., D)``, in the dtype and on the device
+            of ``values`` (``values`` itself for the identity).
+        """
         if self.is_identity:
             return values
         shift, scale = self._as(values)
         return values * scale + shift
 
     def state(self) -> dict[str, list[float]]:
+        """The map as plain lists, for a checkpoint: ``{"shift": [...], "scale": [...]}``."""
         return {"shift": self.shift.tolist(), "scale": self.scale.tolist()}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> AffineMap:
+        """The map :meth:`state` wrote.
+
+        Args:
+            state: ``{"shift": [...], "scale": [...]}``.
+
+        Returns:
+            The map (float64).
+
+        Raises:
+            ValueError: If the lists differ in length, a scale is not positive or a shift
+                is not finite.
+        """
         shift = torch.as_tensor(state["shift"], dtype=torch.float64).reshape(-1)
         scale = torch.as_tensor(state["scale"], dtype=torch.float64).reshape(-1)
         if (
@@ -94,13 +154,20 @@ class AffineMap:
 
 @dataclass(frozen=True)
 class DataMaps:
-    """The input and output maps of a run, and the input bounds in user units ``(D, 2)``."""
+    """The input and output maps of a run, and the input bounds in user units.
+
+    Args:
+        inputs: The map of the inputs.
+        outputs: The map of the outputs.
+        bounds: The input bounds (low, high) in user units, shape ``(D, 2)``.
+    """
 
     inputs: AffineMap
     outputs: AffineMap
     bounds: Tensor
 
     def state(self) -> dict[str, Any]:
+        """The maps and bounds as plain lists, for a checkpoint."""
         return {
             "inputs": self.inputs.state(),
             "outputs": self.outputs.state(),
@@ -109,6 +176,18 @@ class DataMaps:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> DataMaps:
+        """The maps :meth:`state` wrote.
+
+        Args:
+            state: ``{"inputs": ..., "outputs": ..., "bounds": ...}``.
+
+        Returns:
+            The maps (bounds float64).
+
+        Raises:
+            ValueError: If a map is bad (see :meth:`AffineMap.from_state`), or the input
+                map and the bounds disagree on the number of inputs.
+        """
         bounds = torch.as_tensor(state["bounds"], dtype=torch.float64).reshape(-1, 2)
         maps = cls(
             AffineMap.from_state(state["inputs"]), AffineMap.from_state(state["outputs"]), bounds
@@ -119,9 +198,16 @@ class DataMaps:
 
 
 def input_domain(model: ModelConfig) -> str:
-    """``hermite`` when every polynomial chaos expansion of the model (its ``model``
-    section) uses the Hermite basis (inputs are then standardised), else ``interval``
-    (inputs mapped to [-1, 1])."""
+    """The domain a model's inputs are mapped to.
+
+    Args:
+        model: The ``model`` section (for a mixture, its experts).
+
+    Returns:
+        ``"hermite"`` when the model has polynomial chaos expansions and every one uses
+        the Hermite basis (inputs are then standardised), else ``"interval"`` (inputs
+        mapped to [-1, 1]).
+    """
     if isinstance(model, MoeModelConfig):
         specs: list[Any] = list(model.experts or [model.expert])
     else:
@@ -138,9 +224,20 @@ def fit_maps(
     input_scaling: str,
     output_scaling: str,
 ) -> DataMaps:
-    """The maps a run trains with: inputs by ``input_scaling`` (``auto``: ``bounds`` onto
-    [-1, 1], or standardised from ``x_train`` when ``domain`` is ``hermite``; ``none``),
-    outputs by ``output_scaling`` (``standardize`` from ``y_train``; ``none``)."""
+    """The maps a run trains with.
+
+    Args:
+        x_train: Training inputs in user units, shape ``(N, D)``.
+        y_train: Training outputs in user units, shape ``(N, num_outputs)``.
+        bounds: The input bounds, shape ``(D, 2)``.
+        domain: ``"hermite"`` or ``"interval"`` (see :func:`input_domain`).
+        input_scaling: ``auto`` (``bounds`` onto [-1, 1], or standardised from
+            ``x_train`` when ``domain`` is ``hermite``) or ``none``.
+        output_scaling: ``standardize`` (from ``y_train``) or ``none``.
+
+    Returns:
+        The maps, with ``bounds`` as float64.
+    """
     d, o = x_train.shape[1], y_train.shape[1]
     if input_scaling == "none":
         inputs = AffineMap.identity(d)

@@ -8,8 +8,21 @@ from polymix_cli.data.synthetic import make_dataset
 
 
 def dataset_from_config(d: DataConfig) -> Dataset:
-    """The dataset a validated ``data`` section describes: a generator's draws, or the
-    user's file (``generator: file``). Raises ``ValueError`` with a one-line message."""
+    """The dataset a validated ``data`` section describes.
+
+    Args:
+        d: The ``data`` section: a generator's draws
+            (:class:`~polymix_cli.config.schema.SyntheticDataConfig`, see
+            :func:`~polymix_cli.data.synthetic.make_dataset`), or the user's file
+            (``generator: file``, see :func:`~polymix_cli.data.files.load_file_dataset`).
+
+    Returns:
+        The training and test sets.
+
+    Raises:
+        ValueError: With a one-line message (a
+            :class:`~polymix_cli.data.files.DataFileError` for a file).
+    """
     if isinstance(d, FileDataConfig):
         from polymix_cli.data.files import load_file_dataset
 

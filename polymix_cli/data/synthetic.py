@@ -41,7 +41,14 @@ def _ishigami(x: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class Generator:
-    """A noiseless function ``fn`` ``(N, num_inputs) -> (N, num_outputs)`` and its sizes."""
+    """A noiseless function and its sizes.
+
+    Args:
+        fn: The function, ``(N, num_inputs) -> (N, num_outputs)``.
+        num_inputs: Its input dimension.
+        num_outputs: Its output dimension.
+        description: Its formula, for people.
+    """
 
     fn: Callable[[Tensor], Tensor]
     num_inputs: int
@@ -58,8 +65,18 @@ GENERATORS: dict[str, Generator] = {
 
 
 def ishigami_indices(a: float = ISHIGAMI_A, b: float = ISHIGAMI_B) -> dict[str, object]:
-    """Exact mean, variance, first-order and total Sobol indices of the Ishigami function
-    for inputs uniform on [-pi, pi]."""
+    """Exact mean, variance and Sobol indices of the Ishigami function.
+
+    For inputs uniform on [-pi, pi]: ``sin x1 + a sin^2 x2 + b x3^4 sin x1``.
+
+    Args:
+        a: The coefficient of ``sin^2 x2``.
+        b: The coefficient of ``x3^4 sin x1``.
+
+    Returns:
+        ``{"mean", "variance", "first_order", "total"}``: two floats, then two tuples of
+        three floats (one index per input).
+    """
     pi = math.pi
     v1 = 0.5 * (1 + b * pi**4 / 5) ** 2
     v2 = a**2 / 8
@@ -92,7 +109,29 @@ def make_dataset(
     seed: int,
     test_seed: int,
 ) -> Dataset:
-    """Draw a training and a test set from a named generator (see :data:`GENERATORS`)."""
+    """Draw a training and a test set from a named generator (see :data:`GENERATORS`).
+
+    Inputs are uniform within ``bounds``; each output gets Gaussian noise of standard
+    deviation ``noise_std``. The two sets come from independent ``torch.Generator``
+    streams seeded with ``seed`` and ``test_seed``.
+
+    Args:
+        generator: The generator's name, a key of :data:`GENERATORS`.
+        num_train: The number of training points.
+        num_test: The number of test points.
+        noise_std: The standard deviation of the noise.
+        bounds: ``[low, high]`` for each input.
+        seed: The seed of the training set.
+        test_seed: The seed of the test set.
+
+    Returns:
+        The :class:`~polymix_cli.data.dataset.Dataset` (float32, ``bounds`` shape
+        ``(num_inputs, 2)``), with the noiseless function as ``true_fn``.
+
+    Raises:
+        ValueError: If ``generator`` is unknown, ``bounds`` do not give ``[low, high]``
+            for each of its inputs, or some ``low >= high``.
+    """
     if generator not in GENERATORS:
         raise ValueError(f"data.generator must be one of {sorted(GENERATORS)}, got {generator!r}")
     gen = GENERATORS[generator]
