@@ -49,8 +49,17 @@ _CHUNK_ELEMENTS = 1 << 22  # draws x points x widest intermediate per chunk (16 
 
 
 def sample_quantiles(sorted_draws: Tensor, q: Sequence[float]) -> Tensor:
-    """Linear-interpolated quantiles of draws sorted along dim 0 ``(S, ...)`` -> ``(len(q), ...)``
-    (the same as ``torch.quantile``'s default)."""
+    """Linear-interpolated quantiles of sorted draws.
+
+    The same as ``torch.quantile``'s default (``interpolation="linear"``).
+
+    Args:
+        sorted_draws: Draws sorted along dim 0, shape ``(S, ...)``.
+        q: Probabilities in [0, 1].
+
+    Returns:
+        The quantiles, shape ``(len(q), ...)``.
+    """
     s = sorted_draws.shape[0]
     pos = torch.tensor(q, dtype=torch.float64) * (s - 1)
     lo, hi = pos.floor().long(), pos.ceil().long()
@@ -61,9 +70,17 @@ def sample_quantiles(sorted_draws: Tensor, q: Sequence[float]) -> Tensor:
 
 
 def crps_sorted(sorted_draws: Tensor, y: Tensor) -> Tensor:
-    """Continuous ranked probability score of the empirical distribution of draws
-    ``(S, ...)`` (sorted along dim 0) at observations ``y`` ``(...)``:
-    ``E|X - y| - E|X - X'| / 2``, computed in O(S) per point from the order statistics."""
+    """Continuous ranked probability score of the empirical distribution of draws.
+
+    ``E|X - y| - E|X - X'| / 2``, computed in O(S) per point from the order statistics.
+
+    Args:
+        sorted_draws: Draws sorted along dim 0, shape ``(S, ...)``.
+        y: Observations, shape ``(...)``.
+
+    Returns:
+        The CRPS at each observation, shape ``(...)``.
+    """
     s = sorted_draws.shape[0]
     weights = (
         2 * torch.arange(1, s + 1, dtype=sorted_draws.dtype, device=sorted_draws.device) - s - 1
@@ -77,11 +94,18 @@ def crps_sorted(sorted_draws: Tensor, y: Tensor) -> Tensor:
 class PredictiveSummary:
     """Per-point summaries of the predictive draws at ``N`` points, ``O`` outputs.
 
-    ``mean``, ``std``: ``(N, O)``; ``quantiles``: ``(len(probs), N, O)`` at ``probs``;
-    ``crps``, ``nll`` (negative log predictive density per point and output): ``(N, O)``
-    or ``None`` without observations. ``epistemic``: the summary of the surrogate's draws
-    alone when noise was added (its ``crps`` and ``nll`` are ``None``); ``None`` when the
-    predictive draws are the surrogate's draws (see :meth:`band`)."""
+    Args:
+        mean: Shape ``(N, O)``.
+        std: Shape ``(N, O)``.
+        probs: The probabilities of the quantiles.
+        quantiles: Shape ``(len(probs), N, O)``, at ``probs``.
+        crps: Shape ``(N, O)``, or ``None`` without observations.
+        nll: The negative log predictive density per point and output, shape
+            ``(N, O)``, or ``None`` without observations.
+        epistemic: The summary of the surrogate's draws alone when noise was added (its
+            ``crps`` and ``nll`` are ``None``); ``None`` when the predictive draws are the
+            surrogate's draws (see :meth:`band`).
+    """
 
     mean: Tensor
     std: Tensor
@@ -92,19 +116,49 @@ class PredictiveSummary:
     epistemic: PredictiveSummary | None = None
 
     def band(self, kind: str = "predictive") -> PredictiveSummary:
-        """The summary whose quantiles make the ``predictive`` or ``epistemic`` band."""
+        """The summary whose quantiles make the ``predictive`` or ``epistemic`` band.
+
+        Args:
+            kind: ``"predictive"`` or ``"epistemic"``.
+
+        Returns:
+            ``self``, or :attr:`epistemic` when ``kind`` is ``"epistemic"`` and there is
+            one (without noise the two bands are the same).
+
+        Raises:
+            ValueError: If ``kind`` is neither.
+        """
         if kind not in ("predictive", "epistemic"):
             raise ValueError(f"kind must be 'predictive' or 'epistemic', got {kind!r}")
         return self.epistemic if kind == "epistemic" and self.epistemic is not None else self
 
     def interval(self, level: float) -> tuple[Tensor, Tensor]:
-        """The central ``level`` interval ``(lower, upper)``, each ``(N, O)``."""
+        """The central ``level`` interval.
+
+        Args:
+            level: The interval's probability, e.g. 0.9 (quantiles 0.05 and 0.95).
+
+        Returns:
+            ``(lower, upper)``, each shape ``(N, O)``.
+
+        Raises:
+            ValueError: If :attr:`probs` lacks the interval's quantiles (see
+                :func:`interval_probs`).
+        """
         lo, hi = round((1 - level) / 2, 10), round((1 + level) / 2, 10)
         return self.quantiles[self.probs.index(lo)], self.quantiles[self.probs.index(hi)]
 
 
 def interval_probs(levels: Sequence[float], extra: Sequence[float] = (0.5,)) -> tuple[float, ...]:
-    """Quantile probabilities for the central intervals at ``levels`` plus ``extra``."""
+    """Quantile probabilities for the central intervals at ``levels`` plus ``extra``.
+
+    Args:
+        levels: Central interval levels, e.g. :data:`LEVELS`.
+        extra: Further probabilities (default the median).
+
+    Returns:
+        The probabilities, rounded to 10 digits, sorted, without repeats.
+    """
     probs = {round(p, 10) for lv in levels for p in ((1 - lv) / 2, (1 + lv) / 2)}
     return tuple(sorted(probs | {round(p, 10) for p in extra}))
 
@@ -130,16 +184,29 @@ def summarize_predictive(
     noise_std: Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> PredictiveSummary:
-    """Summaries of ``draw_fn(x_chunk)`` -> ``(S, chunk, O)`` over chunks of ``x`` ``(N, d)``.
+    """Summaries of ``draw_fn`` over chunks of the points ``x``.
 
-    ``per_point``: elements a draw function holds per point (draws x widest intermediate);
-    chunks are sized to keep that under ``_CHUNK_ELEMENTS``. ``None``: one chunk.
+    With ``noise_std``, the summary is of the predictive draws (each draw plus
+    ``noise_std`` times a standard normal from ``generator``, drawn chunk by chunk), its
+    mean and std are the exact predictive moments, its ``nll`` the exact mixture density,
+    and ``summary.epistemic`` summarises the draws alone. Without it, the ``nll`` is the
+    Gaussian moment match (see the module's description).
 
-    ``noise_std`` ``(O,)``: a Gaussian observation noise, in the units of the draws. The
-    summary is then of the predictive draws (each draw plus ``noise_std`` times a
-    standard normal from ``generator``, drawn chunk by chunk), its mean and std are the
-    exact predictive moments, its ``nll`` the exact mixture density, and
-    ``summary.epistemic`` summarises the draws alone."""
+    Args:
+        draw_fn: Draws at a chunk of points, ``(chunk, d) -> (S, chunk, O)``.
+        x: The points, shape ``(N, d)``.
+        probs: The probabilities of the quantiles.
+        y: Observations, shape ``(N, O)``, for ``crps`` and ``nll``; ``None``: neither.
+        per_point: Elements a draw function holds per point (draws x widest
+            intermediate); chunks are sized to keep that under ``_CHUNK_ELEMENTS``.
+            ``None``: one chunk.
+        noise_std: A Gaussian observation noise, shape ``(O,)``, in the units of the
+            draws; ``None``: none.
+        generator: The generator of the noise (see :func:`point_major_normal`).
+
+    Returns:
+        The :class:`PredictiveSummary` at the ``N`` points.
+    """
     n = x.shape[0]
     chunk = chunk_points(per_point, n)
     # every chunk's results are written into tensors for all points, allocated once: chunks
@@ -174,7 +241,16 @@ def summarize_predictive(
 
 
 def coverage(summary: PredictiveSummary, y: Tensor, level: float) -> float:
-    """The fraction of observations ``y`` ``(N, O)`` inside the central ``level`` interval."""
+    """The fraction of observations inside the central ``level`` interval.
+
+    Args:
+        summary: A summary with the interval's quantiles.
+        y: Observations, shape ``(N, O)``.
+        level: The interval's probability.
+
+    Returns:
+        The fraction over all points and outputs (bounds included).
+    """
     lower, upper = summary.interval(level)
     return ((y >= lower) & (y <= upper)).double().mean().item()
 
@@ -182,7 +258,16 @@ def coverage(summary: PredictiveSummary, y: Tensor, level: float) -> float:
 def calibration_error(
     summary: PredictiveSummary, y: Tensor, levels: Sequence[float] = CALIBRATION_LEVELS
 ) -> float:
-    """Mean absolute gap between nominal and empirical coverage over central ``levels``."""
+    """Mean absolute gap between nominal and empirical coverage over central ``levels``.
+
+    Args:
+        summary: A summary with the intervals' quantiles.
+        y: Observations, shape ``(N, O)``.
+        levels: Central interval levels.
+
+    Returns:
+        The mean of ``|coverage - level|`` over ``levels``.
+    """
     return sum(abs(coverage(summary, y, lv) - lv) for lv in levels) / len(levels)
 
 
@@ -211,13 +296,27 @@ def summary_metrics(
     y_true: Tensor | None = None,
     calibration_levels: Sequence[float] = CALIBRATION_LEVELS,
 ) -> dict[str, object]:
-    """Scalar metrics of a summary against observations ``y`` ``(N, O)`` (averaged over
-    outputs): rmse, mae, r2, crps, rmse_true (against the noiseless ``y_true``), nll
+    """Scalar metrics of a summary against observations (averaged over outputs).
+
+    The metrics: rmse, mae, r2, crps, rmse_true (against the noiseless ``y_true``), nll
     (mean over points of the negative log predictive density, summed over outputs),
     calibration_error, and coverage and interval_width keyed by the central level as a
     string; these three of the predictive band, and again of the epistemic band under
-    ``epistemic`` (the same numbers for a model without noise). The summary needs the
-    quantiles of every level in ``levels`` and ``calibration_levels``."""
+    ``epistemic`` (the same numbers for a model without noise).
+
+    Args:
+        summary: The summary; it needs the quantiles of every level in ``levels`` and
+            ``calibration_levels``.
+        y: Observations, shape ``(N, O)``.
+        levels: The levels of ``coverage`` and ``interval_width``.
+        y_true: The noiseless values, shape ``(N, O)``, or ``None`` (``rmse_true`` is
+            then ``None``).
+        calibration_levels: The levels of ``calibration_error``.
+
+    Returns:
+        The metrics as a dict of floats (``crps``, ``rmse_true`` and ``nll`` ``None`` where
+        the summary or ``y_true`` lacks them) and nested dicts.
+    """
     err = summary.mean - y
     ss_res = err.square().sum(0)
     ss_tot = (y - y.mean(0)).square().sum(0)
@@ -237,24 +336,50 @@ def summary_metrics(
 
 
 def point_major_normal(like: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Standard normal noise shaped like draws ``(S, n, O)``, drawn point by point: the
-    generator's stream is consumed in the order of the points, so that evaluating the
-    points in chunks gives the same numbers as evaluating them at once."""
+    """Standard normal noise shaped like draws, drawn point by point.
+
+    The generator's stream is consumed in the order of the points, so that evaluating the
+    points in chunks gives the same numbers as evaluating them at once.
+
+    Args:
+        like: Draws, shape ``(S, n, O)`` (their dtype and device are used).
+        generator: The generator, or ``None`` for torch's global one.
+
+    Returns:
+        The noise, shape ``(S, n, O)`` (a permuted view).
+    """
     s, n, o = like.shape
     eps = torch.randn((n, s, o), dtype=like.dtype, device=like.device, generator=generator)
     return eps.permute(1, 0, 2)
 
 
 def chunk_points(per_point: int | None, n: int) -> int:
-    """Points per chunk so that a chunk holds about ``_CHUNK_ELEMENTS`` elements when a
-    draw function holds ``per_point`` per point (draws x widest intermediate); ``None``: ``n``."""
+    """Points per chunk, so that a chunk holds about ``_CHUNK_ELEMENTS`` elements.
+
+    Args:
+        per_point: Elements a draw function holds per point (draws x widest
+            intermediate); ``None``: one chunk.
+        n: The number of points.
+
+    Returns:
+        At least 1; ``n`` when ``per_point`` is ``None``.
+    """
     return n if per_point is None else max(1, _CHUNK_ELEMENTS // max(1, per_point))
 
 
 def summarize_draws(
     draws: Tensor, probs: Sequence[float], y: Tensor | None = None
 ) -> PredictiveSummary:
-    """The summary of draws ``(S, N, O)`` at ``N`` points (and the CRPS against ``y`` ``(N, O)``)."""
+    """The summary of draws at ``N`` points, all at once.
+
+    Args:
+        draws: Shape ``(S, N, O)``.
+        probs: The probabilities of the quantiles.
+        y: Observations, shape ``(N, O)``, for the CRPS; ``None``: no CRPS.
+
+    Returns:
+        The :class:`PredictiveSummary` (without ``nll`` or ``epistemic``).
+    """
     ordered = draws.sort(dim=0).values
     crps = crps_sorted(ordered, y) if y is not None else None
     return PredictiveSummary(
