@@ -51,8 +51,35 @@ __all__ = [
 
 @dataclass
 class Evaluation:
-    """Metrics per split, their summaries, and summaries on a plotting grid: over the input
-    range for one-input models, along slices through the centre of the domain otherwise."""
+    """Metrics per split, their summaries, and summaries on a plotting grid.
+
+    The grid spans the input range for one-input models (``grid``, ``grid_summary``,
+    and for a mixture ``gating`` and ``experts``), and runs along slices through the
+    centre of the domain otherwise (``slices``, ``slice_summary``). All in the user's
+    units; ``G`` grid points, ``O`` outputs, ``M`` experts, ``D`` inputs.
+
+    Args:
+        splits: The metrics of each split (``train``, ``test``), see
+            :func:`~polymix_cli.reporting.metrics.summary_metrics`.
+        band: The central probability of the plotted band.
+        noise_std: The learned noise std per output, in the reported units; ``None``
+            without noise.
+        calibration: Empirical coverage at
+            :data:`~polymix_cli.reporting.metrics.CALIBRATION_LEVELS`:
+            ``{split: {"predictive": [...], "epistemic": [...]}}``.
+        grid: The plotting grid, shape ``(G, 1)``.
+        grid_summary: The summary on the grid, over ``(G, O)``.
+        grid_true: The noiseless function on the grid, shape ``(G, O)``.
+        gating: The summary of the gate's weights, over ``(G, M)``.
+        experts: The summary of the experts' outputs, over ``(G, M * O)``.
+        num_experts: ``M`` for a mixture plotted on a grid, else 0.
+        sensitivity: The Sobol analysis, or ``None``.
+        summaries: The summary of each split, at its points.
+        slices: Shape ``(D, G, D)``: ``G`` points along input ``i`` with the others at
+            the centre.
+        slice_summary: The summary along the slices, over ``(D * G, O)``.
+        slice_true: The noiseless function along the slices, shape ``(D * G, O)``.
+    """
 
     splits: dict[str, dict[str, Any]]
     band: float
@@ -76,10 +103,19 @@ class Evaluation:
 def draw_function(
     model: StochasticModel, params: Tensor, maps: DataMaps | None = None
 ) -> Callable[[Tensor], Tensor]:
-    """The predictive draws of ``model`` at given parameter draws ``params`` ``(S, P)``:
-    inputs ``(n, D)`` in the user's units -> ``(S, n, O)`` in the user's units, in the
-    inputs' dtype. ``maps`` (default: identities) are applied in that dtype; the model runs
-    in the parameters' dtype. Every metric, plot and prediction draws through here."""
+    """The predictive draws of ``model`` at given parameter draws, as a function of inputs.
+
+    Every metric, plot and prediction draws through here.
+
+    Args:
+        model: The model.
+        params: Parameter draws, shape ``(S, P)``; the model runs in their dtype.
+        maps: The data maps (default: identities), applied in the inputs' dtype.
+
+    Returns:
+        A function of inputs ``(n, D)`` in the user's units to draws ``(S, n, O)`` in
+        the user's units, in the inputs' dtype.
+    """
     to_model = maps.inputs.forward if maps is not None else _same
     to_user = maps.outputs.inverse if maps is not None else _same
 
@@ -91,8 +127,16 @@ def draw_function(
 
 
 def slice_points(bounds: Tensor, num_points: int) -> Tensor:
-    """``(D, G, D)``: for each input ``i``, ``G`` points from its low to its high bound with
-    every other input at the centre of its bounds (``bounds`` ``(D, 2)``)."""
+    """Points along a slice through the centre of the domain, for each input.
+
+    Args:
+        bounds: (low, high) per input, shape ``(D, 2)``.
+        num_points: ``G``, the points per slice.
+
+    Returns:
+        Shape ``(D, G, D)``: for each input ``i``, ``G`` points from its low to its high
+        bound with every other input at the centre of its bounds.
+    """
     low, high = bounds[:, 0], bounds[:, 1]
     d = bounds.shape[0]
     steps = torch.linspace(0, 1, num_points, dtype=bounds.dtype, device=bounds.device)
@@ -103,12 +147,19 @@ def slice_points(bounds: Tensor, num_points: int) -> Tensor:
 
 
 def noise_std(model: StochasticModel, maps: DataMaps | None = None) -> Tensor | None:
-    """The learned noise std per output ``(O,)`` in the user's units, or ``None`` for a
-    model without noise.
+    """The learned noise std per output, in the user's units.
 
     The model's noise is in the model's output units. This is the one place where it is
     converted to the units in which draws, metrics and plots are reported: with the output
-    map ``y_user = y_model * scale + shift``, ``sigma_user = sigma * scale``."""
+    map ``y_user = y_model * scale + shift``, ``sigma_user = sigma * scale``.
+
+    Args:
+        model: The model.
+        maps: The data maps (default: identities).
+
+    Returns:
+        Shape ``(O,)`` (detached), or ``None`` for a model without noise.
+    """
     if model.noise is None:
         return None
     sigma = model.noise.std.detach()
@@ -125,11 +176,28 @@ def evaluate_model(
     seed: int,
     maps: DataMaps | None = None,
 ) -> Evaluation:
-    """Draw ``eval_cfg.num_samples`` parameter vectors and summarise the predictions:
-    the epistemic band from the draws, and with a learned noise the predictive band.
+    """Draw ``eval_cfg.num_samples`` parameter vectors and summarise the predictions.
 
-    ``data`` is in the user's units; ``maps`` (default: identities) take inputs to the
-    model's domain and its outputs back, so every number is in the user's units."""
+    The epistemic band comes from the draws, and with a learned noise the predictive band.
+    Runs without gradients, with the model in eval mode. The draws come from a generator
+    seeded with ``seed`` (see the module's description).
+
+    Args:
+        model: The trained model.
+        data: The dataset, in the user's units.
+        eval_cfg: The ``eval`` section.
+        seed: The seed of the draws.
+        maps: The data maps (default: identities): they take inputs to the model's
+            domain and its outputs back, so every number is in the user's units.
+
+    Returns:
+        The :class:`Evaluation`, with its sensitivity analysis (see
+        :func:`sensitivity_report`).
+
+    Raises:
+        ValueError: If ``eval.sensitivity=pce`` and the surrogate is not a polynomial
+            chaos expansion.
+    """
     model.eval()
     device = data.x_train.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -205,8 +273,18 @@ _INDICES = ("first_order", "total")
 
 @dataclass
 class SensitivityReport:
-    """Sobol analysis of a model: per-draw moments (user units) and indices, and how they
-    were obtained. ``distribution``: the input distribution in the user's units."""
+    """Sobol analysis of a model: per-draw moments (user units) and indices, and how.
+
+    Args:
+        method: ``pce`` or ``monte_carlo``.
+        indices: The moments and indices of each parameter draw.
+        inputs: The inputs' names.
+        outputs: The outputs' names.
+        band: The central probability of the reported interval over draws.
+        base_samples: The Monte Carlo base samples; ``None`` for ``pce``.
+        distribution: The input distribution in the user's units: ``kind`` and
+            ``low``/``high`` (uniform) or ``mean``/``std``.
+    """
 
     method: str  # pce | monte_carlo
     indices: SobolIndices
@@ -217,8 +295,14 @@ class SensitivityReport:
     distribution: dict[str, Any]
 
     def stats(self) -> dict[str, dict[str, Tensor]]:
-        """Per quantity, the ``mean``, ``std``, ``lower`` and ``upper`` (the central
-        ``band`` interval) over draws: ``(O,)`` for moments, ``(d, O)`` for indices."""
+        """Statistics over the draws of each quantity.
+
+        Returns:
+            ``{quantity: {"mean", "std", "lower", "upper"}}`` (lower and upper bound the
+            central ``band`` interval) for ``mean``, ``variance``, ``first_order`` and
+            ``total``: shape ``(O,)`` for moments, ``(d, O)`` for indices. ``std`` is
+            the unbiased one (0 for a single draw).
+        """
         lo, hi = round((1 - self.band) / 2, 10), round((1 + self.band) / 2, 10)
         out = {}
         for name in _MOMENTS + _INDICES:
@@ -235,9 +319,15 @@ class SensitivityReport:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        """``sensitivity`` of metrics.json: ``mean[output]``, ``variance[output]``,
-        ``first_order[output][input]`` and ``total[output][input]``, each ``{mean, std,
-        lower, upper}`` over the parameter draws."""
+        """``sensitivity`` of metrics.json.
+
+        Returns:
+            ``mean[output]``, ``variance[output]``, ``first_order[output][input]`` and
+            ``total[output][input]``, each ``{mean, std, lower, upper}`` over the
+            parameter draws, keyed by name; with ``method``, ``num_samples``,
+            ``base_samples``, ``interval``, ``input_distribution``, ``inputs`` and
+            ``outputs``.
+        """
         stats = self.stats()
         payload: dict[str, Any] = {
             "method": self.method,
@@ -271,11 +361,28 @@ def sensitivity_report(
     seed: int,
     maps: DataMaps | None = None,
 ) -> SensitivityReport | None:
-    """Sobol analysis of ``model`` over the first ``eval.sensitivity_samples`` of ``params``
-    (``None`` with ``eval.sensitivity=off``): in closed form for a polynomial chaos expansion
-    (``auto``, ``pce``), else by Monte Carlo over inputs drawn from a generator seeded with
-    ``seed``. Moments are in the user's units (the output map undone); inputs follow the
-    distribution of the basis in the model's domain, reported in the user's units."""
+    """Sobol analysis of ``model`` over the first ``eval.sensitivity_samples`` of ``params``.
+
+    In closed form for a polynomial chaos expansion (``auto``, ``pce``), else by Monte
+    Carlo over inputs drawn from a generator seeded with ``seed``. Moments are in the
+    user's units (the output map undone); inputs follow the distribution of the basis in
+    the model's domain, reported in the user's units.
+
+    Args:
+        model: The model.
+        params: Parameter draws, shape ``(S, P)``.
+        data: The dataset (its names, input dimension and dtype).
+        eval_cfg: The ``eval`` section.
+        seed: The seed of the Monte Carlo inputs.
+        maps: The data maps (default: identities).
+
+    Returns:
+        The report; ``None`` with ``eval.sensitivity=off``.
+
+    Raises:
+        ValueError: If ``eval.sensitivity=pce`` and the surrogate is not a polynomial
+            chaos expansion.
+    """
     method = eval_cfg.sensitivity
     if method == "off":
         return None
@@ -350,13 +457,32 @@ def _finite(value: Any) -> Any:
 
 
 def write_metrics(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON, NaN and infinities as ``null``.
+
+    Args:
+        path: The file (its folders are created).
+        payload: The metrics.
+
+    Returns:
+        ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_finite(payload), indent=2) + "\n")
     return path
 
 
 def write_history(path: Path, rows: list[tuple], columns: tuple[str, ...]) -> Path:
-    """CSV of per-epoch values."""
+    """CSV of per-epoch values.
+
+    Args:
+        path: The file.
+        rows: One tuple per epoch: the epoch, then the values (written with 8
+            significant digits).
+        columns: The header.
+
+    Returns:
+        ``path``.
+    """
     with path.open("w") as handle:
         handle.write(",".join(columns) + "\n")
         for row in rows:
