@@ -60,9 +60,25 @@ def _plot_sensitivity(path: Path, sens: SensitivityReport) -> Path:
 def write_plots(
     plot_dir: Path, ev: Evaluation, data: Dataset, history_rows: list[tuple]
 ) -> list[Path]:
-    """loss.png and calibration.png; with one input prediction.png, and gating.png and
+    """Draw the figures of a run into ``plot_dir``.
+
+    loss.png and calibration.png; with one input prediction.png, and gating.png and
     experts.png (mixtures); with several inputs parity.png, slices.png and sobol.png
-    (sensitivity analysis)."""
+    (sensitivity analysis). A figure whose data is missing (no history, no calibration,
+    no sensitivity analysis) is skipped. The loss curves show at most about 1000 epochs
+    (every k-th and the last).
+
+    Args:
+        plot_dir: The folder of the figures.
+        ev: The evaluation (see
+            :func:`~polymix_cli.reporting.evaluation.evaluate_model`).
+        data: The dataset, in the user's units.
+        history_rows: The training history: per epoch ``(epoch, lr, data loss,
+            distribution loss, total loss, ...)``.
+
+    Returns:
+        The paths of the figures written.
+    """
     from polymix_cli.reporting import plots
 
     written = []

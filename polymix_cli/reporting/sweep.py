@@ -51,7 +51,18 @@ _SWEEP_FUNCTIONS = re.compile(r"^\s*(range|choice|interval|glob|tag|sort|shuffle
 
 
 def metric_value(metrics: Mapping[str, Any] | None, name: str) -> float | int | None:
-    """The value of summary metric ``name`` in a metrics.json payload (None if absent)."""
+    """The value of summary metric ``name`` in a metrics.json payload.
+
+    Args:
+        metrics: The payload, or ``None``.
+        name: A key of :data:`METRICS`.
+
+    Returns:
+        The number (an int stays an int); ``None`` if absent, not a number or not finite.
+
+    Raises:
+        ValueError: If ``name`` is not a key of :data:`METRICS`.
+    """
     if name not in METRICS:
         raise ValueError(f"metric must be one of {list(METRICS)}, got {name!r}")
     node: Any = metrics
@@ -65,7 +76,16 @@ def metric_value(metrics: Mapping[str, Any] | None, name: str) -> float | int | 
 
 
 def ranking_score(name: str, value: float | None) -> float | None:
-    """Lower is better: the value itself, or for coverage its distance to the level."""
+    """The score a job is ranked by; lower is better.
+
+    Args:
+        name: A key of :data:`METRICS`.
+        value: The job's value of it, or ``None``.
+
+    Returns:
+        The value itself, or for coverage (:data:`TARGETS`) its distance to the level;
+        ``None`` for ``None``.
+    """
     if value is None:
         return None
     return abs(value - TARGETS[name]) if name in TARGETS else value
@@ -83,9 +103,27 @@ def write_status(
     exit_status: int | None = None,
     threads: int | None = None,
 ) -> Path:
-    """``status.json``: ``ok`` or ``failed`` with its one-line reason and error type, the
-    exit status a single run would have had, the job's seconds, its torch threads, and
-    the host and process that ran it."""
+    """Write the job's ``status.json`` (atomically, through a temporary file).
+
+    It holds ``ok`` or ``failed`` with its one-line reason and error type, the exit status
+    a single run would have had, the job's seconds, its torch threads, and the host and
+    process that ran it.
+
+    Args:
+        run_dir: The job's run dir (created if missing).
+        status: ``"ok"`` or ``"failed"``.
+        seconds: The job's seconds (rounded to ms).
+        reason: The one-line reason of a failure.
+        error: The error's type.
+        exit_status: The exit status a single run would have had.
+        threads: The job's torch threads.
+
+    Returns:
+        The path of ``status.json``.
+
+    Raises:
+        ValueError: If ``status`` is neither ``ok`` nor ``failed``.
+    """
     if status not in ("ok", "failed"):
         raise ValueError(f"status must be 'ok' or 'failed', got {status!r}")
     payload = {
@@ -107,7 +145,14 @@ def write_status(
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:
-    """The job's ``status.json`` as a dict, or None when missing or unreadable."""
+    """The job's ``status.json`` as a dict.
+
+    Args:
+        run_dir: The job's run dir.
+
+    Returns:
+        The dict, or ``None`` when missing, unreadable or not a JSON object.
+    """
     return _read_json(Path(run_dir) / STATUS_FILE)
 
 
@@ -131,7 +176,17 @@ def _read_yaml(path: Path) -> Any:
 
 @dataclass
 class SweepJob:
-    """One job dir of a sweep, as found on disk."""
+    """One job dir of a sweep, as found on disk.
+
+    Args:
+        num: The job's number (Hydra's, else its place among the job dirs).
+        dir: The job dir.
+        overrides: The job's overrides, key to text.
+        config: The job's composed config (``{}`` if unreadable).
+        status: ``ok``, ``failed`` or ``incomplete`` (no metrics.json).
+        reason: Why it failed or is incomplete; ``None`` when ``ok``.
+        metrics: Its metrics.json, or ``None``.
+    """
 
     num: int
     dir: Path
@@ -142,8 +197,16 @@ class SweepJob:
     metrics: dict[str, Any] | None
 
     def value(self, key: str) -> Any:
-        """The job's value of an override key: from its config when the key names a
-        scalar option, else the override's text (e.g. a config group choice)."""
+        """The job's value of an override key.
+
+        Args:
+            key: A dotted override key, e.g. ``trainer.epochs`` or ``model``.
+
+        Returns:
+            The value in its config when the key names a scalar option, else the
+            override's text read as a scalar (e.g. a config group choice); ``None`` if
+            neither.
+        """
         node: Any = self.config
         for part in key.split("."):
             if not isinstance(node, Mapping) or part not in node:
@@ -207,7 +270,14 @@ def _load_job(job_dir: Path, sweep_dir: Path, fallback_num: int) -> SweepJob:
 
 
 def find_jobs(sweep_dir: Path) -> list[SweepJob]:
-    """Every job dir under ``sweep_dir`` (a dir holding ``.hydra/overrides.yaml``)."""
+    """Every job dir under ``sweep_dir`` (a dir holding ``.hydra/overrides.yaml``).
+
+    Args:
+        sweep_dir: The sweep dir (searched recursively; itself is not a job).
+
+    Returns:
+        The jobs, by number (then dir).
+    """
     sweep_dir = Path(sweep_dir)
     dirs = sorted({p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")} - {sweep_dir})
     jobs = [_load_job(d, sweep_dir, i) for i, d in enumerate(dirs)]
@@ -235,8 +305,16 @@ def _is_sweep(value: str) -> bool:
 
 
 def swept_keys_from_config(multirun: Mapping[str, Any] | None) -> list[str]:
-    """Keys that a multirun config sweeps: sweep overrides on the command line and the
-    sweeper's ``params`` (e.g. an optuna search space)."""
+    """Keys that a multirun config sweeps.
+
+    Args:
+        multirun: The sweep's ``multirun.yaml`` as a dict, or ``None``.
+
+    Returns:
+        The keys of sweep overrides on the command line (``a,b,c`` or a sweep function
+        such as ``range(...)``), then those of the sweeper's ``params`` (e.g. an optuna
+        search space), each once, in order.
+    """
     hydra = (multirun or {}).get("hydra") or {}
     keys: list[str] = []
     for item in (hydra.get("overrides") or {}).get("task") or []:
@@ -263,7 +341,17 @@ def _swept_keys(jobs: Sequence[SweepJob], declared: Sequence[str]) -> list[str]:
 
 @dataclass
 class SweepSummary:
-    """One row per job (in job order), the swept keys and the ranking metric."""
+    """One row per job (in job order), the swept keys and the ranking metric.
+
+    Args:
+        sweep_dir: The sweep dir.
+        swept: The swept keys.
+        rows: One dict per job, keyed by :attr:`columns`.
+        sort_by: The ranking metric, a key of :data:`METRICS`.
+        study: An optuna study's best trial, or ``None``.
+        sweeper: ``"basic"`` or ``"optuna"``.
+        columns: The columns of summary.csv.
+    """
 
     sweep_dir: Path
     swept: list[str]
@@ -274,6 +362,7 @@ class SweepSummary:
     columns: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
+        """The number of jobs of each status (:data:`STATUSES`)."""
         return {s: sum(r["status"] == s for r in self.rows) for s in STATUSES}
 
     def ranked(self) -> list[dict[str, Any]]:
@@ -281,6 +370,7 @@ class SweepSummary:
         return sorted(self.rows, key=lambda r: (r["rank"] is None, r["rank"] or 0, r["job"]))
 
     def best(self) -> dict[str, Any] | None:
+        """The row ranked first, or ``None`` when no job is ranked."""
         ranked = self.ranked()
         return ranked[0] if ranked and ranked[0]["rank"] is not None else None
 
@@ -288,8 +378,21 @@ class SweepSummary:
 def summarize_sweep(sweep_dir: Path, sort_by: str | None = None) -> SweepSummary:
     """Read every job of a sweep dir into a :class:`SweepSummary`.
 
-    ``sort_by`` defaults to the sweep's own ``sweep.sort_by`` (from ``multirun.yaml``),
-    else ``test.crps``."""
+    Jobs with status ``ok`` and the metric are ranked from 1 (best); the others get no
+    rank.
+
+    Args:
+        sweep_dir: The sweep dir.
+        sort_by: The ranking metric, a key of :data:`METRICS`; defaults to the sweep's
+            own ``sweep.sort_by`` (from ``multirun.yaml``), else ``test.crps``.
+
+    Returns:
+        The summary.
+
+    Raises:
+        FileNotFoundError: If ``sweep_dir`` does not exist or holds no job dirs.
+        ValueError: If ``sort_by`` is not a key of :data:`METRICS`.
+    """
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep dir {sweep_dir} does not exist")
@@ -373,7 +476,15 @@ def _csv_cell(value: Any) -> str:
 
 
 def write_sweep_summary(summary: SweepSummary, plot: bool = True) -> list[Path]:
-    """Write summary.csv, summary.json and (if any job has the metric) plots/sweep.png."""
+    """Write summary.csv, summary.json and (if any job has the metric) plots/sweep.png.
+
+    Args:
+        summary: The summary; the files go to its ``sweep_dir``.
+        plot: Whether to draw plots/sweep.png.
+
+    Returns:
+        The paths written.
+    """
     out = summary.sweep_dir
     csv_path = out / SUMMARY_CSV
     with csv_path.open("w", newline="") as handle:
@@ -402,8 +513,18 @@ def write_sweep_summary(summary: SweepSummary, plot: bool = True) -> list[Path]:
 
 
 def plot_sweep_summary(summary: SweepSummary, path: Path) -> Path:
-    """The ranking metric against one swept value (a line), a heatmap over the first two
-    swept values, or against the trial number for a study or a sweep of nothing."""
+    """Plot the ranking metric of a sweep.
+
+    Against one swept value (a line), a heatmap over the first two swept values, or
+    against the trial number for a study or a sweep of nothing.
+
+    Args:
+        summary: The summary.
+        path: The PNG to write.
+
+    Returns:
+        The path of the figure.
+    """
     from polymix_cli.reporting.plots import plot_sweep
 
     name = summary.sort_by

@@ -191,6 +191,14 @@ def check_output_dir(run_dir: Path, subdirs: Iterable[str] = (), files: Iterable
 
 
 def group_table(specs: list[GroupSpec]) -> list[dict[str, Any]]:
+    """The resolved layout as a table, one row per group.
+
+    Args:
+        specs: The resolved groups (see :func:`~polymix_cli.config.build.layout_groups`).
+
+    Returns:
+        ``{"name", "kind", "size", "block", "rule"}`` for each group, in order.
+    """
     return [
         {"name": s.name, "kind": s.kind, "size": s.size, "block": s.block, "rule": s.rule}
         for s in specs
