@@ -34,8 +34,8 @@ bench: $(STAMP)
 
 # ruff's lint rules and its formatting (line length 100): both must pass (.ci/run runs this)
 lint: $(STAMP)
-	$(BIN)/ruff check polymix_cli tests bench
-	$(BIN)/ruff format --check polymix_cli tests bench
+	$(BIN)/ruff check polymix_cli hydra_plugins tests bench
+	$(BIN)/ruff format --check polymix_cli hydra_plugins tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache
