@@ -389,7 +389,8 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 gone[job] = gone.get(job, 0) + 1
                 if gone[job] >= 2 and not job.paths.result_pickle.exists():
                     state, reason = slurm_end(job.job_id)
-                    ended[job] = end_reason(state, reason, job.paths.stderr)
+                    log_file = job.paths.stderr if job.paths.stderr.exists() else None
+                    ended[job] = end_reason(state, reason, log_file)
             waiting = [j for j in waiting if j not in ended]
         return ended
 
