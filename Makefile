@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-slow lint bench clean
+.PHONY: install run test test-slow lint bench docs docs-serve docs-figures clean
 
 install: $(STAMP)
 
@@ -32,10 +32,29 @@ bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# the documentation site (docs/, mkdocs.yml) into site/; --strict: a broken link, a missing
+# page or a docstring warning fails the build. reference/config.md is generated from the
+# config schema by docs/hooks.py. `make docs-serve` serves it on http://127.0.0.1:8000.
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 # ruff's lint rules and its formatting (line length 100): both must pass (.ci/run runs this)
 lint: $(STAMP)
-	$(BIN)/ruff check polymix_cli hydra_plugins tests bench
-	$(BIN)/ruff format --check polymix_cli hydra_plugins tests bench
+	$(BIN)/ruff check polymix_cli hydra_plugins tests bench docs
+	$(BIN)/ruff format --check polymix_cli hydra_plugins tests bench docs
+
+# the pictures of docs/tutorial.md: reruns its commands and copies the plots into docs/tutorial/
+docs-figures: $(STAMP)
+	$(BIN)/python docs/scripts/tutorial_figures.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site

@@ -38,6 +38,18 @@ class StochasticModel(nn.Module):
     default) the model's state and numbers are exactly those of a model built before
     noise existed. :meth:`forward` and :meth:`predict` always return the noiseless
     surrogate draws.
+
+    Args:
+        surrogate_model: the surrogate, a deterministic function of a parameter vector.
+        parameter_groups: groups whose sizes add up to ``surrogate_model.num_params()``,
+            in vector order.
+        noise: a learned observation noise with one standard deviation per output of the
+            surrogate, or ``None``.
+
+    Raises:
+        TypeError: a surrogate, group or noise of another type.
+        ValueError: group sizes that do not add up to the surrogate's parameters, or a
+            noise with another number of outputs.
     """
 
     def __init__(
@@ -99,12 +111,21 @@ class StochasticModel(nn.Module):
 
     # -- the public API ------------------------------------------------------------------------
     def num_params(self) -> int:
+        """The length of the surrogate's parameter vector."""
         return self.surrogate_model.num_params()
 
     def sample_parameters(
         self, num_samples: int, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Draw ``(num_samples, num_params)`` parameter vectors, one block per group."""
+        """Draw parameter vectors, one block per group.
+
+        Args:
+            num_samples: the number of draws ``S`` (>= 1).
+            generator: the random generator of the draws (``None``: torch's global one).
+
+        Returns:
+            The draws, shape ``(S, num_params)``.
+        """
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
         if self.mean_field is not None:
@@ -116,7 +137,15 @@ class StochasticModel(nn.Module):
         self, num_samples: int, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         """``(sample_parameters(num_samples), distribution_loss())``, computed together
-        (one autograd node for a mean-field layout): what a training step needs."""
+        (one autograd node for a mean-field layout): what a training step needs.
+
+        Args:
+            num_samples: the number of draws ``S`` (>= 1).
+            generator: the random generator of the draws (``None``: torch's global one).
+
+        Returns:
+            The draws ``(S, num_params)`` and the distribution loss (a scalar).
+        """
         if self.mean_field is None:
             return self.sample_parameters(num_samples, generator), self.distribution_loss()
         params, loss = self.mean_field.sample_with_loss(num_samples, generator)
@@ -139,11 +168,27 @@ class StochasticModel(nn.Module):
         return loss
 
     def predict(self, x: Tensor, params: Tensor) -> Tensor:
-        """Evaluate the surrogate at given draws ``(S, num_params)``, computing blocks that
-        are the same in every draw only once: ``(S, batch, num_outputs)`` (may be a view)."""
+        """Evaluate the surrogate at given draws, computing blocks that are the same in
+        every draw only once.
+
+        Args:
+            x: the inputs, shape ``(batch, num_inputs)``, in the model's domain.
+            params: parameter draws, shape ``(S, num_params)``.
+
+        Returns:
+            The outputs, shape ``(S, batch, num_outputs)`` (may be a view).
+        """
         params = self.surrogate_model.check_inputs(x, params)
         return self.surrogate_model.evaluate_shared(x, params, self._shared)
 
     def forward(self, x: Tensor, num_samples: int = 1) -> Tensor:
-        """Draw ``num_samples`` parameter vectors and evaluate: ``(num_samples, batch, num_outputs)``."""
+        """Draw ``num_samples`` parameter vectors and evaluate the surrogate at ``x``.
+
+        Args:
+            x: the inputs, shape ``(batch, num_inputs)``, in the model's domain.
+            num_samples: the number of draws ``S`` (>= 1).
+
+        Returns:
+            The outputs, shape ``(S, batch, num_outputs)``.
+        """
         return self.predict(x, self.sample_parameters(num_samples))

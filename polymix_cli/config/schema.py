@@ -750,9 +750,16 @@ def _or_null(check: Callable[[Any, str], str | None]) -> Callable[[Any, str], st
     return lambda value, name: None if value is None else check(value, name)
 
 
-def _overrides(name: str, classes: tuple[type, ...], keys: tuple[str, ...], doc: str) -> type:
+def _overrides(
+    name: str,
+    classes: tuple[type, ...],
+    keys: tuple[str, ...],
+    doc: str,
+    null: str = "the checkpoint's",
+) -> type:
     """A dataclass of nullable copies of the options ``keys`` of ``classes`` (the first
-    that defines each), default null: values that replace a checkpoint's own."""
+    that defines each), default null (which means ``null``): values that replace a
+    checkpoint's own."""
     found = {}
     for cls in classes:
         for f in dataclasses.fields(cls):
@@ -761,7 +768,7 @@ def _overrides(name: str, classes: tuple[type, ...], keys: tuple[str, ...], doc:
     for key in keys:
         f = found[key]
         meta = {k: v for k, v in f.metadata.items() if k != "le"}
-        meta["doc"] = f"{meta['doc']} (null: the checkpoint's)"
+        meta["doc"] = f"{meta['doc']} (null: {null})"
         if "check" in meta:
             meta["check"] = _or_null(meta["check"])
         fields.append((key, Optional[f.type], field(default=None, metadata=meta)))  # noqa: UP045
@@ -801,6 +808,7 @@ DeviceOverride = _overrides(
     (TrainerConfig,),
     ("device",),
     "``trainer`` of polymix evaluate and predict: the device (null: cpu).",
+    null="cpu",
 )
 
 

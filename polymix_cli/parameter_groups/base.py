@@ -18,6 +18,12 @@ class ParameterGroup(nn.Module):
     Subclasses implement :meth:`sample` -> ``(num_samples, num_params)`` and
     :meth:`distribution_loss` -> a scalar (a KL divergence to the prior, or a negative
     log prior density for point estimates). The default prior is i.i.d. standard normal.
+
+    Args:
+        name: the group's name (non-empty).
+        num_params: the number of parameters it covers (>= 1).
+        prior: the prior over them (``None``: i.i.d. standard normal), of size
+            ``num_params`` or i.i.d.
     """
 
     def __init__(self, name: str, num_params: int, prior: Prior | None = None):
@@ -37,10 +43,19 @@ class ParameterGroup(nn.Module):
         self.prior = prior
 
     def num_params(self) -> int:
+        """The number of parameters the group covers."""
         return self._num_params
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``(num_samples, num_params)`` parameter vectors (reparameterised)."""
+        """Draw parameter vectors (reparameterised: differentiable in the group's tensors).
+
+        Args:
+            num_samples: the number of draws ``S``.
+            generator: the random generator of the draws (``None``: torch's global one).
+
+        Returns:
+            The draws, shape ``(S, num_params)``.
+        """
         raise NotImplementedError
 
     def distribution_loss(self) -> Tensor:

@@ -101,8 +101,17 @@ class SurrogateModel(nn.Module):
     def forward(self, x: Tensor, params: Tensor) -> Tensor:
         """Evaluate for every parameter draw.
 
-        x: ``(batch, num_inputs)``; params: ``(num_samples, num_params)``.
-        Returns ``(num_samples, batch, num_outputs)`` in ``x``'s dtype and device.
+        Args:
+            x: the inputs, shape ``(batch, num_inputs)``.
+            params: parameter draws, shape ``(num_samples, num_params)``.
+
+        Returns:
+            The outputs, shape ``(num_samples, batch, num_outputs)``, in ``x``'s dtype and
+            device.
+
+        Raises:
+            TypeError: ``x`` or ``params`` not a tensor, or ``x`` not floating point.
+            ValueError: ``x`` or ``params`` of the wrong shape.
         """
         params = self.check_inputs(x, params)
         return self.evaluate(x, params)

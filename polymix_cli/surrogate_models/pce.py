@@ -36,7 +36,8 @@ class PolynomialChaosExpansion(SurrogateModel):
     Terms are ordered by total degree (see :func:`~polymix_cli.surrogate_models.basis.multi_indices`).
 
     Args:
-        num_inputs, num_outputs: input and output dimensions (>= 1).
+        num_inputs: input dimension (>= 1).
+        num_outputs: output dimension (>= 1).
         degree: maximal total degree (>= 0).
         basis: ``"legendre"`` (inputs on [-1, 1], plain ``P_n``) or ``"hermite"``
             (probabilists' ``He_n``, standard-normal inputs).
