@@ -31,7 +31,16 @@ _PATTERN = re.compile(r"^(?P<glob>[^\[\]]+?)(?:\[(?P<slice>[^\[\]]*)\])?$")
 
 @dataclass(frozen=True)
 class Rule:
-    """One layout rule: which blocks (and rows), which group kind, which prior."""
+    """One layout rule: which blocks (and rows), which group kind, which prior.
+
+    Args:
+        match: A glob over block names with an optional slice over the block's first
+            axis, e.g. ``experts.*.coeffs[:2]``.
+        kind: The group kind, one of :data:`GROUP_KINDS`.
+        prior: The prior's settings, with ``kind`` one of :data:`PRIOR_KINDS` (default
+            ``{"kind": "iid_gaussian"}``).
+        options: Kind-specific options of the group.
+    """
 
     match: str
     kind: str
@@ -40,6 +49,20 @@ class Rule:
 
     @classmethod
     def from_mapping(cls, spec: Mapping[str, Any], where: str) -> Rule:
+        """Build a rule from a config mapping, checking its keys and kinds.
+
+        Args:
+            spec: A mapping with keys among ``match`` (default ``"*"``), ``kind``,
+                ``prior`` and ``options``.
+            where: Where the rule is, for the messages (e.g. ``"layout.rules[0]"``).
+
+        Returns:
+            The rule.
+
+        Raises:
+            ValueError: If ``spec`` has an unknown key, or its ``kind`` or prior kind is
+                not allowed.
+        """
         unknown = set(spec) - _RULE_KEYS
         if unknown:
             raise ValueError(
@@ -58,7 +81,19 @@ class Rule:
 
 @dataclass
 class GroupSpec:
-    """A resolved group: the flat range ``[start, stop)`` it covers, inside one block."""
+    """A resolved group: the flat range ``[start, stop)`` it covers, inside one block.
+
+    Args:
+        name: The group's name: the block's name, with a ``[a:b]`` row range when the
+            group covers part of the block.
+        kind: The group kind, one of :data:`GROUP_KINDS`.
+        start: The group's first entry in the parameter vector.
+        stop: One past its last entry.
+        block: The name of the block it lies in.
+        prior: The prior's settings.
+        options: Kind-specific options.
+        rule: The ``match`` of the rule that claimed it, or ``"default"``.
+    """
 
     name: str
     kind: str
@@ -71,6 +106,7 @@ class GroupSpec:
 
     @property
     def size(self) -> int:
+        """The number of entries, ``stop - start``."""
         return self.stop - self.start
 
 
@@ -99,8 +135,33 @@ def resolve_layout(
 ) -> list[GroupSpec]:
     """Resolve rules over ``blocks`` into groups covering the whole vector, in order.
 
-    Raises ``ValueError`` for a rule that matches no block, a slice out of range, or two
-    rules claiming the same entries.
+    Each maximal run of one block claimed by one rule (or by the default) becomes one
+    group.
+
+    Args:
+        blocks: The surrogate's parameter blocks, in vector order (``param_blocks()``).
+        rules: The rules.
+        default: The rule for whatever no rule claims.
+
+    Returns:
+        The groups, in vector order, covering ``[0, blocks[-1].stop)`` exactly.
+
+    Raises:
+        ValueError: If a rule's match is malformed or matches no block, a slice is out of
+            range, or two rules claim the same entries.
+
+    Example:
+        ```python
+        from polymix_cli.layout import Rule, resolve_layout
+        from polymix_cli.surrogate_models import PolynomialChaosExpansion
+
+        pce = PolynomialChaosExpansion(1, 1, degree=3)  # one block "coeffs" (4, 1)
+        groups = resolve_layout(
+            pce.param_blocks(), [Rule("coeffs[:2]", "iid_gaussian")], Rule("*", "deterministic")
+        )
+        [(g.name, g.kind, g.start, g.stop) for g in groups]
+        # [('coeffs[0:2]', 'iid_gaussian', 0, 2), ('coeffs[2:4]', 'deterministic', 2, 4)]
+        ```
     """
     total = blocks[-1].stop if blocks else 0
     owner: list[int] = [-1] * total

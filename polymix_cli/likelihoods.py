@@ -47,17 +47,40 @@ def _positive(value: float, name: str) -> float:
 
 
 class NoisePrior:
-    """A prior over a noise standard deviation, evaluated on its logarithm."""
+    """Base class: a prior over a noise standard deviation, evaluated on its logarithm.
+
+    Subclasses set ``kind`` (their name in :data:`NOISE_PRIORS`) and implement
+    :meth:`neg_log_prob`.
+    """
 
     kind = ""
 
     def neg_log_prob(self, log_std: Tensor) -> Tensor:
-        """``-log p(log sigma)`` summed over outputs: a scalar."""
+        """The negative log prior density of ``log sigma``, summed over outputs.
+
+        Args:
+            log_std: The log noise standard deviations ``log sigma``, shape ``(O,)``.
+
+        Returns:
+            ``-sum log p(log sigma)``, a scalar (0-dim tensor), including the change of
+            variables from ``sigma`` to ``log sigma``.
+        """
         raise NotImplementedError
 
 
 class LogNormalNoisePrior(NoisePrior):
-    """``log sigma ~ N(log median, log_std^2)``: sigma is log-normal with that median."""
+    """A log-normal prior: ``log sigma ~ N(log median, log_std^2)``.
+
+    Sigma is log-normal with that median; on ``log sigma`` (what is optimised) the density
+    is simply a Gaussian.
+
+    Args:
+        median: The prior median of sigma, in the model's output units (> 0, finite).
+        log_std: The standard deviation of ``log sigma`` (> 0, finite).
+
+    Raises:
+        ValueError: If ``median`` or ``log_std`` is not a positive finite number.
+    """
 
     kind = "log_normal"
 
@@ -74,8 +97,19 @@ class LogNormalNoisePrior(NoisePrior):
 
 
 class HalfCauchyNoisePrior(NoisePrior):
-    """``sigma ~ half-Cauchy(scale)``: ``p(sigma) = 2 / (pi scale (1 + (sigma / scale)^2))``
-    for ``sigma > 0``; a weakly informative prior with a heavy tail."""
+    """A half-Cauchy prior: ``sigma ~ half-Cauchy(scale)``.
+
+    ``p(sigma) = 2 / (pi scale (1 + (sigma / scale)^2))`` for ``sigma > 0``: a weakly
+    informative prior with a heavy tail. On ``log sigma`` the density vanishes both as
+    ``sigma -> 0`` and ``sigma -> inf`` (it keeps the noise from collapsing) and is
+    maximal at ``sigma = scale``.
+
+    Args:
+        scale: The scale of the half-Cauchy, in the model's output units (> 0, finite).
+
+    Raises:
+        ValueError: If ``scale`` is not a positive finite number.
+    """
 
     kind = "half_cauchy"
 
@@ -97,12 +131,30 @@ NOISE_PRIORS = {"log_normal": LogNormalNoisePrior, "half_cauchy": HalfCauchyNois
 
 
 class GaussianNoise(nn.Module):
-    """Additive Gaussian observation noise ``y = f(x) + sigma * eps`` with a learned
-    ``sigma`` per output.
+    """Additive Gaussian observation noise with a learned standard deviation per output.
 
-    ``num_outputs``: the surrogate's outputs ``O``; ``init_std``: the initial sigma (a
-    number, or one per output); ``prior``: a :class:`NoisePrior` or ``None`` (maximum
-    likelihood for sigma). The only state is the parameter ``log_std`` ``(O,)``.
+    The model is ``y = f(x) + sigma * eps`` with ``eps ~ N(0, 1)``. The only state is the
+    parameter ``log_std``, shape ``(O,)``; ``sigma = exp(log_std)`` stays positive.
+
+    Args:
+        num_outputs: The surrogate's number of outputs ``O`` (>= 1).
+        init_std: The initial sigma: a number, or a list of ``O`` numbers (each > 0).
+        prior: A :class:`NoisePrior` over sigma, or ``None`` (maximum likelihood for sigma).
+
+    Raises:
+        ValueError: If ``num_outputs`` is not a positive integer, or ``init_std`` has
+            another length than ``O`` or a value that is not a positive finite number.
+        TypeError: If ``prior`` is neither a :class:`NoisePrior` nor ``None``.
+
+    Example:
+        ```python
+        import torch
+        from polymix_cli.likelihoods import GaussianNoise, HalfCauchyNoisePrior
+
+        noise = GaussianNoise(2, init_std=0.1, prior=HalfCauchyNoisePrior(scale=0.5))
+        y_hat, y = torch.zeros(8, 50, 2), torch.zeros(50, 2)  # (S, B, O) and (B, O)
+        loss = noise.neg_log_likelihood(y_hat, y) + noise.distribution_loss()  # scalar
+        ```
     """
 
     def __init__(
@@ -124,35 +176,65 @@ class GaussianNoise(nn.Module):
 
     @property
     def num_outputs(self) -> int:
+        """The number of outputs ``O``, one standard deviation each."""
         return self.log_std.shape[0]
 
     @property
     def std(self) -> Tensor:
-        """The noise standard deviation per output ``(O,)``."""
+        """The noise standard deviation per output, ``exp(log_std)``, shape ``(O,)``."""
         return self.log_std.exp()
 
     def neg_log_likelihood(self, y_hat: Tensor, y: Tensor) -> Tensor:
-        """``-sum log N(y | y_hat, sigma^2)`` over every draw, point and output: a scalar.
+        """The Gaussian negative log likelihood, summed over every draw, point and output.
 
-        ``y_hat`` ``(S, B, O)`` (draws of the surrogate), ``y`` ``(B, O)``. Vectorised: one
-        squared residual, its sum over draws and points, and an ``(O,)`` dot product."""
+        ``-sum log N(y | y_hat, sigma^2)``. Vectorised: one squared residual, its sum over
+        draws and points, and an ``(O,)`` dot product.
+
+        Args:
+            y_hat: Draws of the surrogate, shape ``(S, B, O)``.
+            y: Observations, shape ``(B, O)``, in the same units.
+
+        Returns:
+            The negative log likelihood, a scalar (0-dim tensor).
+        """
         sq = (y_hat - y).square().sum((0, 1))  # (O,)
         return self.nll_from_squared_errors(sq, y_hat.shape[0] * y_hat.shape[1])
 
     def nll_from_squared_errors(self, sq: Tensor, count: int) -> Tensor:
-        """:meth:`neg_log_likelihood` from the squared residuals summed per output ``sq``
-        ``(O,)`` over ``count`` (draw, point) pairs."""
+        """:meth:`neg_log_likelihood` from squared residuals already summed per output.
+
+        Args:
+            sq: The squared residuals ``(y_hat - y)^2`` summed over draws and points, per
+                output, shape ``(O,)``.
+            count: The number of (draw, point) pairs summed over, ``S * B``.
+
+        Returns:
+            The negative log likelihood, a scalar (0-dim tensor).
+        """
         return 0.5 * (sq * torch.exp(-2 * self.log_std)).sum() + count * (
             self.log_std.sum() + self.num_outputs * _HALF_LOG_2PI
         )
 
     def log_prob(self, y: Tensor, mean: Tensor) -> Tensor:
-        """Elementwise ``log N(y | mean, sigma^2)``, broadcast over leading axes of ``mean``."""
+        """The elementwise Gaussian log density ``log N(y | mean, sigma^2)``.
+
+        Args:
+            y: Observations, shape ``(..., O)``, e.g. ``(B, O)``.
+            mean: Means, broadcastable with ``y``, e.g. draws ``(S, B, O)``.
+
+        Returns:
+            The log densities, the broadcast shape of ``y`` and ``mean`` (e.g.
+            ``(S, B, O)``); not summed.
+        """
         z = (y - mean) * torch.exp(-self.log_std)
         return -0.5 * z.square() - self.log_std - _HALF_LOG_2PI
 
     def distribution_loss(self) -> Tensor | None:
-        """``-log p(log sigma)`` under the prior (a scalar), or ``None`` without a prior."""
+        """The negative log prior of the noise level, ``-log p(log sigma)``.
+
+        Returns:
+            A scalar (0-dim tensor) summed over outputs, or ``None`` without a prior.
+        """
         return None if self.prior is None else self.prior.neg_log_prob(self.log_std)
 
     def extra_repr(self) -> str:

@@ -25,20 +25,52 @@ def _as_vector(value: float | Tensor, name: str) -> Tensor:
 
 
 class Prior(nn.Module):
-    """Base class: a distribution over a vector of ``size`` parameters."""
+    """Base class: a distribution over a vector of ``size`` parameters.
+
+    ``size`` is ``None`` for a prior that broadcasts to any group size. Subclasses
+    implement :meth:`distribution`.
+    """
 
     size: int | None = None
 
     def distribution(self, size: int) -> Distribution:
-        """The prior as a ``torch.distributions`` object with event shape ``(size,)``."""
+        """The prior as a ``torch.distributions`` object.
+
+        Args:
+            size: The number of parameters it describes.
+
+        Returns:
+            A distribution with event shape ``(size,)``.
+
+        Raises:
+            ValueError: If the prior has a fixed size other than ``size``.
+        """
         raise NotImplementedError
 
     def log_prob(self, theta: Tensor) -> Tensor:
-        """Log density of ``theta`` ``(num_samples, size)`` -> ``(num_samples,)``."""
+        """The log density of parameter vectors.
+
+        Args:
+            theta: Parameter vectors, shape ``(num_samples, size)``.
+
+        Returns:
+            The log densities, shape ``(num_samples,)``.
+
+        Raises:
+            ValueError: If the prior has a fixed size other than ``size``.
+        """
         return self.distribution(theta.shape[-1]).log_prob(theta)
 
     def check_size(self, size: int, owner: str = "group") -> None:
-        """Raise ``ValueError`` if this prior cannot describe ``size`` parameters."""
+        """Check that this prior can describe ``size`` parameters.
+
+        Args:
+            size: The number of parameters.
+            owner: What has them, for the message (e.g. ``"group 'coeffs'"``).
+
+        Raises:
+            ValueError: If the prior has a fixed size other than ``size``.
+        """
         if self.size is not None and self.size != size:
             raise ValueError(
                 f"{type(self).__name__} has size {self.size} but {owner} has {size} parameters"
@@ -69,17 +101,31 @@ class _LocScalePrior(Prior):
 
 
 class IIDGaussianPrior(_LocScalePrior):
-    """Independent ``N(mean, std^2)`` per coordinate; scalars broadcast to any size."""
+    """Independent ``N(mean, std^2)`` per coordinate.
+
+    Scalars broadcast to any size; vectors fix the size. :meth:`log_prob` is computed in
+    closed form.
+
+    Args:
+        mean: The mean, a scalar or a vector of shape ``(size,)``.
+        std: The standard deviation (> 0), a scalar or a vector of shape ``(size,)``.
+
+    Raises:
+        ValueError: If ``std`` is not positive, an argument has more than one dimension,
+            or the two vectors differ in size.
+    """
 
     def __init__(self, mean: float | Tensor = 0.0, std: float | Tensor = 1.0):
         super().__init__(mean, std, "mean", "std")
 
     @property
     def mean(self) -> Tensor:
+        """The mean, shape ``()`` or ``(size,)`` (the buffer ``loc``)."""
         return self.loc
 
     @property
     def std(self) -> Tensor:
+        """The standard deviation, shape ``()`` or ``(size,)`` (the buffer ``scale``)."""
         return self.scale
 
     def distribution(self, size: int) -> Distribution:
@@ -94,7 +140,16 @@ class IIDGaussianPrior(_LocScalePrior):
 
 
 class LaplacePrior(_LocScalePrior):
-    """Independent ``Laplace(loc, scale)`` per coordinate (a sparsity-promoting prior)."""
+    """Independent ``Laplace(loc, scale)`` per coordinate (a sparsity-promoting prior).
+
+    Args:
+        loc: The location, a scalar or a vector of shape ``(size,)``.
+        scale: The scale (> 0), a scalar or a vector of shape ``(size,)``.
+
+    Raises:
+        ValueError: If ``scale`` is not positive, an argument has more than one dimension,
+            or the two vectors differ in size.
+    """
 
     def __init__(self, loc: float | Tensor = 0.0, scale: float | Tensor = 1.0):
         super().__init__(loc, scale, "loc", "scale")
@@ -104,8 +159,22 @@ class LaplacePrior(_LocScalePrior):
 
 
 class GaussianPrior(Prior):
-    """Multivariate normal with a full covariance, given by exactly one of
-    ``covariance_matrix`` ``(size, size)`` or ``scale_tril`` ``(size, size)``."""
+    """A multivariate normal with a full covariance.
+
+    The covariance is given by exactly one of ``covariance_matrix`` or its Cholesky factor
+    ``scale_tril``; the prior's size is fixed by ``mean``.
+
+    Args:
+        mean: The mean, shape ``(size,)``.
+        covariance_matrix: The covariance, shape ``(size, size)``, positive definite.
+        scale_tril: The lower-triangular Cholesky factor of the covariance, shape
+            ``(size, size)`` (only its lower triangle is used).
+
+    Raises:
+        ValueError: If both or neither of ``covariance_matrix`` and ``scale_tril`` are
+            given, the matrix is not ``(size, size)``, or the covariance is not positive
+            definite.
+    """
 
     def __init__(
         self,
@@ -139,6 +208,7 @@ class GaussianPrior(Prior):
 
     @property
     def mean(self) -> Tensor:
+        """The mean, shape ``(size,)`` (the buffer ``loc``)."""
         return self.loc
 
     def distribution(self, size: int) -> Distribution:

@@ -56,7 +56,13 @@ DISTRIBUTIONS = {"legendre": "uniform", "hermite": "normal"}  # uniform: U[-1, 1
 class SobolIndices:
     """Moments and Sobol indices per parameter draw (``S`` draws, ``d`` inputs, ``O`` outputs).
 
-    ``mean``, ``variance``: ``(S, O)``; ``first_order``, ``total``: ``(S, d, O)``.
+    Indices are NaN for a draw whose variance is zero.
+
+    Args:
+        mean: The mean of the output over the inputs, shape ``(S, O)``.
+        variance: Its variance, shape ``(S, O)``.
+        first_order: The first-order indices ``S_i``, shape ``(S, d, O)``.
+        total: The total indices ``S_Ti``, shape ``(S, d, O)``.
     """
 
     mean: Tensor
@@ -65,9 +71,19 @@ class SobolIndices:
     total: Tensor
 
     def rescaled(self, shift: Tensor, scale: Tensor) -> SobolIndices:
-        """The moments of ``f * scale + shift`` (``shift``, ``scale``: ``(O,)``), e.g. an
-        output map back to the user's units. The indices do not change: they are ratios
-        of variances, and per-input affine maps of the inputs leave them unchanged too."""
+        """The moments of ``f * scale + shift``, e.g. an output map back to the user's units.
+
+        The indices do not change: they are ratios of variances, and per-input affine maps
+        of the inputs leave them unchanged too.
+
+        Args:
+            shift: The shift per output, shape ``(O,)``.
+            scale: The scale per output, shape ``(O,)``.
+
+        Returns:
+            A new :class:`SobolIndices` with ``mean * scale + shift`` and
+            ``variance * scale^2``, and the same indices.
+        """
         shift = shift.to(self.mean.device, self.mean.dtype)
         scale = scale.to(self.mean.device, self.mean.dtype)
         return SobolIndices(
@@ -76,11 +92,21 @@ class SobolIndices:
 
 
 def basis_norms(indices: Tensor, basis: str) -> Tensor:
-    """Squared norms ``E[Phi_t(X)^2]`` of the multivariate terms ``(T,)`` (float64).
+    """Squared norms ``E[Phi_t(X)^2]`` of the multivariate basis terms.
 
-    indices: ``(T, d)`` multi-indices. The bases are not normalised: under ``U[-1, 1]``
-    ``E[P_n^2] = 1 / (2n + 1)``; under ``N(0, 1)`` ``E[He_n^2] = n!``. A term's norm is the
-    product over its inputs (the inputs are independent).
+    The bases are not normalised: under ``U[-1, 1]`` ``E[P_n^2] = 1 / (2n + 1)``; under
+    ``N(0, 1)`` ``E[He_n^2] = n!``. A term's norm is the product over its inputs (the
+    inputs are independent).
+
+    Args:
+        indices: Multi-indices of the terms, shape ``(T, d)``.
+        basis: ``"legendre"`` or ``"hermite"``.
+
+    Returns:
+        The squared norms, shape ``(T,)``, float64.
+
+    Raises:
+        ValueError: If ``basis`` is unknown.
     """
     if basis not in BASES:
         raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
@@ -104,9 +130,32 @@ def _masks(indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def pce_sobol(coeffs: Tensor, indices: Tensor, basis: str) -> SobolIndices:
     """Closed-form moments and Sobol indices of polynomial chaos expansions.
 
-    coeffs: ``(S, T, O)`` coefficient draws (``S`` draws, ``T`` terms, ``O`` outputs);
-    indices: ``(T, d)`` multi-indices of the terms; basis: ``legendre`` | ``hermite``.
-    Computed in float64; the moments are in the expansion's output units.
+    Computed in float64 (detached); the moments are in the expansion's output units, for
+    inputs distributed as the basis is orthogonal under (:data:`DISTRIBUTIONS`).
+
+    Args:
+        coeffs: Coefficient draws, shape ``(S, T, O)`` (``S`` draws, ``T`` terms, ``O``
+            outputs), e.g. a PCE's parameter draws reshaped.
+        indices: Multi-indices of the terms, shape ``(T, d)``.
+        basis: ``"legendre"`` or ``"hermite"``.
+
+    Returns:
+        The moments ``(S, O)`` and indices ``(S, d, O)`` of every draw, float64.
+
+    Raises:
+        ValueError: If the shapes do not match or ``basis`` is unknown.
+
+    Example:
+        ```python
+        import torch
+        from polymix_cli.sensitivity import pce_sobol
+        from polymix_cli.surrogate_models import PolynomialChaosExpansion
+
+        pce = PolynomialChaosExpansion(2, 1, degree=2)
+        coeffs = torch.randn(100, pce.num_params()).view(100, pce.num_terms, 1)
+        sobol = pce_sobol(coeffs, pce.multi_indices, pce.basis)
+        sobol.first_order.shape  # (100, 2, 1)
+        ```
     """
     if coeffs.dim() != 3 or indices.dim() != 2 or coeffs.shape[1] != indices.shape[0]:
         raise ValueError(
@@ -134,8 +183,17 @@ def pce_sobol(coeffs: Tensor, indices: Tensor, basis: str) -> SobolIndices:
 
 
 def input_distribution(surrogate: SurrogateModel) -> str:
-    """``normal`` (N(0, 1) inputs) when every polynomial chaos expansion in ``surrogate`` uses
-    the Hermite basis, else ``uniform`` (U[-1, 1] inputs), the domain the inputs are mapped to."""
+    """The input distribution of a surrogate, in the domain its inputs are mapped to.
+
+    Args:
+        surrogate: A surrogate (its submodules are searched for polynomial chaos
+            expansions).
+
+    Returns:
+        ``"normal"`` (N(0, 1) inputs) when every polynomial chaos expansion in
+        ``surrogate`` uses the Hermite basis (and there is at least one), else
+        ``"uniform"`` (U[-1, 1] inputs).
+    """
     bases = [m.basis for m in surrogate.modules() if isinstance(m, PolynomialChaosExpansion)]
     return "normal" if bases and all(b == "hermite" for b in bases) else "uniform"
 
@@ -148,10 +206,27 @@ def sample_inputs(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> Tensor:
-    """``(num, num_inputs)`` independent inputs, ``uniform`` on [-1, 1] or standard ``normal``:
-    a scrambled Sobol' sequence (quasi-random, so sample means converge faster than with
+    """Independent inputs, ``uniform`` on [-1, 1] or standard ``normal``, quasi-random.
+
+    A scrambled Sobol' sequence (quasi-random, so sample means converge faster than with
     independent points; best with ``num`` a power of 2), scrambled with a seed drawn from
-    ``generator``."""
+    ``generator``.
+
+    Args:
+        num: The number of points.
+        num_inputs: The number of inputs (columns).
+        distribution: ``"uniform"`` (U[-1, 1]) or ``"normal"`` (N(0, 1)).
+        generator: The generator the scrambling seed is drawn from (``None``: torch's
+            global one).
+        dtype: The result's dtype.
+        device: The result's device.
+
+    Returns:
+        The inputs, shape ``(num, num_inputs)``.
+
+    Raises:
+        ValueError: If ``distribution`` is unknown.
+    """
     if distribution not in ("uniform", "normal"):
         raise ValueError(f"distribution must be one of ['uniform', 'normal'], got {distribution!r}")
     where = generator.device if generator is not None else "cpu"
@@ -168,9 +243,18 @@ def sample_inputs(
 
 
 def sobol_design(a: Tensor, b: Tensor) -> Tensor:
-    """The pick-freeze design ``[A; B; AB_1; ...; AB_d]`` ``((d + 2) N, d)`` from two base
-    samples ``(N, d)``, where ``AB_i`` is ``A`` with column ``i`` from ``B``. With one input
-    the indices are 1 and only the moments are needed: the design is ``A``."""
+    """The pick-freeze design ``[A; B; AB_1; ...; AB_d]``.
+
+    ``AB_i`` is ``A`` with column ``i`` from ``B``. With one input the indices are 1 and
+    only the moments are needed: the design is ``A``.
+
+    Args:
+        a: The base sample ``A``, shape ``(N, d)``.
+        b: The base sample ``B``, shape ``(N, d)``.
+
+    Returns:
+        The design, shape ``((d + 2) N, d)``; ``a`` itself, ``(N, 1)``, when ``d = 1``.
+    """
     n, d = a.shape
     if d == 1:
         return a
@@ -214,13 +298,32 @@ def monte_carlo_sobol(
 ) -> SobolIndices:
     """Monte Carlo moments and Sobol indices of a stochastic surrogate, per parameter draw.
 
-    ``predict(x, params)``: ``(rows, d)``, ``(S', P)`` -> ``(S', rows, O)`` (e.g.
-    :meth:`StochasticModel.predict`); params: ``(S, P)`` draws; ``base_samples``: ``N``,
-    the size of ``A`` and of ``B`` (the design has ``(d + 2) N`` rows, ``N`` for one
-    input); ``distribution``: the inputs, in the model's domain (see
-    :func:`input_distribution`), quasi-random (see :func:`sample_inputs`). Every draw sees the same design,
-    evaluated at once for chunks of draws holding at most ``max_elements`` draws x rows x
-    ``width`` (the model's widest per-point intermediate) values; ``None``: one chunk.
+    Pick-freeze sampling (:func:`sobol_design`) with Saltelli (2010)'s first-order and
+    Jansen (1999)'s total estimators. Every draw sees the same design, evaluated at once
+    for chunks of draws.
+
+    Args:
+        predict: ``predict(x, params)`` maps inputs ``(rows, d)`` and draws ``(S', P)`` to
+            outputs ``(S', rows, O)``, e.g. :meth:`~polymix_cli.StochasticModel.predict`.
+        params: Parameter draws, shape ``(S, P)``.
+        num_inputs: The number of inputs ``d``.
+        base_samples: ``N``, the size of ``A`` and of ``B`` (>= 2); the design has
+            ``(d + 2) N`` rows, ``N`` for one input.
+        distribution: The inputs, in the model's domain (see :func:`input_distribution`),
+            quasi-random (see :func:`sample_inputs`): ``"uniform"`` or ``"normal"``.
+        generator: The generator the design's scrambling seed is drawn from.
+        dtype: The dtype of the design.
+        max_elements: The most draws x rows x ``width`` values a chunk of draws may hold;
+            ``None``: one chunk.
+        width: The model's widest per-point intermediate (e.g.
+            :meth:`~polymix_cli.surrogate_models.SurrogateModel.work_width`).
+
+    Returns:
+        The moments ``(S, O)`` and indices ``(S, d, O)`` of every draw, float64.
+
+    Raises:
+        ValueError: If ``base_samples`` is not an integer >= 2 or ``distribution`` is
+            unknown.
     """
     if isinstance(base_samples, bool) or not isinstance(base_samples, int) or base_samples < 2:
         raise ValueError(f"base_samples must be an integer >= 2, got {base_samples!r}")

@@ -16,8 +16,9 @@ __all__ = ["StochasticModel"]
 
 
 class StochasticModel(nn.Module):
-    """Fuses a surrogate with parameter groups whose sizes add up to its ``num_params()``.
+    """A surrogate whose parameter vector is drawn from parameter groups.
 
+    Fuses a surrogate with parameter groups whose sizes add up to its ``num_params()``.
     The groups are concatenated in the order given: group ``k`` covers entries
     ``[sum of earlier sizes, + its size)`` of the surrogate's parameter vector.
 
@@ -31,25 +32,38 @@ class StochasticModel(nn.Module):
     - surrogate blocks covered entirely by deterministic groups are evaluated once rather
       than once per draw (:meth:`forward` and :meth:`predict`).
 
-    ``noise``: an optional learned observation noise (:class:`~polymix_cli.likelihoods.GaussianNoise`,
-    one standard deviation per output) for a Gaussian likelihood. It is a submodule, so its
-    ``log_std`` is in the ``state_dict`` (``noise.log_std``) and ``parameters()``, and its
-    prior (if any) adds to :meth:`distribution_loss`. Without noise (``None``, the
-    default) the model's state and numbers are exactly those of a model built before
-    noise existed. :meth:`forward` and :meth:`predict` always return the noiseless
-    surrogate draws.
+    The optional ``noise`` (:class:`~polymix_cli.likelihoods.GaussianNoise`, one standard
+    deviation per output) is a learned observation noise for a Gaussian likelihood. It is a
+    submodule, so its ``log_std`` is in the ``state_dict`` (``noise.log_std``) and
+    ``parameters()``, and its prior (if any) adds to :meth:`distribution_loss`. Without
+    noise (``None``, the default) the model's state and numbers are exactly those of a
+    model built before noise existed. :meth:`forward` and :meth:`predict` always return
+    the noiseless surrogate draws.
 
     Args:
-        surrogate_model: the surrogate, a deterministic function of a parameter vector.
-        parameter_groups: groups whose sizes add up to ``surrogate_model.num_params()``,
+        surrogate_model: The surrogate, a deterministic function of a parameter vector
+            (:class:`~polymix_cli.surrogate_models.SurrogateModel`).
+        parameter_groups: Groups whose sizes add up to ``surrogate_model.num_params()``,
             in vector order.
-        noise: a learned observation noise with one standard deviation per output of the
+        noise: A learned observation noise with one standard deviation per output of the
             surrogate, or ``None``.
 
     Raises:
-        TypeError: a surrogate, group or noise of another type.
-        ValueError: group sizes that do not add up to the surrogate's parameters, or a
-            noise with another number of outputs.
+        TypeError: If the surrogate, a group or the noise is of another type.
+        ValueError: If the group sizes do not add up to the surrogate's number of
+            parameters, or the noise has another number of outputs than the surrogate.
+
+    Example:
+        ```python
+        import torch
+        from polymix_cli import StochasticModel
+        from polymix_cli.parameter_groups import IIDGaussianGroup
+        from polymix_cli.surrogate_models import PolynomialChaosExpansion
+
+        surrogate = PolynomialChaosExpansion(2, 1, degree=2)  # 6 coefficients
+        model = StochasticModel(surrogate, [IIDGaussianGroup("coeffs", 6)])
+        y = model(torch.rand(10, 2) * 2 - 1, num_samples=4)  # (4, 10, 1)
+        ```
     """
 
     def __init__(
@@ -111,7 +125,12 @@ class StochasticModel(nn.Module):
 
     # -- the public API ------------------------------------------------------------------------
     def num_params(self) -> int:
-        """The length of the surrogate's parameter vector."""
+        """The length of the surrogate's parameter vector.
+
+        Returns:
+            ``P``, the number of parameters of the surrogate (and the sum of the groups'
+            sizes).
+        """
         return self.surrogate_model.num_params()
 
     def sample_parameters(
@@ -119,12 +138,17 @@ class StochasticModel(nn.Module):
     ) -> Tensor:
         """Draw parameter vectors, one block per group.
 
+        Draws are reparameterised: differentiable in the groups' tensors.
+
         Args:
-            num_samples: the number of draws ``S`` (>= 1).
-            generator: the random generator of the draws (``None``: torch's global one).
+            num_samples: The number of draws ``S`` (>= 1).
+            generator: The random generator of the draws (``None``: torch's global one).
 
         Returns:
             The draws, shape ``(S, num_params)``.
+
+        Raises:
+            ValueError: If ``num_samples`` is not a positive integer.
         """
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
             raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
@@ -136,15 +160,21 @@ class StochasticModel(nn.Module):
     def sample_with_loss(
         self, num_samples: int, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """``(sample_parameters(num_samples), distribution_loss())``, computed together
-        (one autograd node for a mean-field layout): what a training step needs.
+        """Draw parameter vectors and compute the distribution loss together.
+
+        Equal to ``(sample_parameters(num_samples), distribution_loss())``, computed
+        together (one autograd node for a mean-field layout): what a training step needs.
 
         Args:
-            num_samples: the number of draws ``S`` (>= 1).
-            generator: the random generator of the draws (``None``: torch's global one).
+            num_samples: The number of draws ``S`` (>= 1).
+            generator: The random generator of the draws (``None``: torch's global one).
 
         Returns:
-            The draws ``(S, num_params)`` and the distribution loss (a scalar).
+            A pair ``(params, loss)``: the draws, shape ``(S, num_params)``, and the
+            distribution loss, a scalar (0-dim tensor).
+
+        Raises:
+            ValueError: If ``num_samples`` is not a positive integer.
         """
         if self.mean_field is None:
             return self.sample_parameters(num_samples, generator), self.distribution_loss()
@@ -152,9 +182,15 @@ class StochasticModel(nn.Module):
         return params, self._with_noise_prior(loss)
 
     def distribution_loss(self) -> Tensor:
-        """Sum of the groups' distribution losses (a scalar): KL(q || prior) for variational
-        groups, ``-log prior`` for deterministic ones; plus ``-log prior`` of the noise level
-        when the noise has a prior."""
+        """The regulariser of the variational objective: the sum of the groups' losses.
+
+        Each group contributes KL(q || prior) for a variational group, or ``-log prior`` of
+        its value for a deterministic one; ``-log prior`` of the noise level is added when
+        the noise has a prior.
+
+        Returns:
+            The loss, a scalar (0-dim tensor), differentiable in the groups' tensors.
+        """
         if self.mean_field is not None:
             loss = self.mean_field.distribution_loss()
         else:
@@ -168,15 +204,23 @@ class StochasticModel(nn.Module):
         return loss
 
     def predict(self, x: Tensor, params: Tensor) -> Tensor:
-        """Evaluate the surrogate at given draws, computing blocks that are the same in
-        every draw only once.
+        """Evaluate the surrogate at given parameter draws.
+
+        Blocks that are the same in every draw (covered by deterministic groups) are
+        computed only once.
 
         Args:
-            x: the inputs, shape ``(batch, num_inputs)``, in the model's domain.
-            params: parameter draws, shape ``(S, num_params)``.
+            x: Inputs, shape ``(batch, num_inputs)``, in the model's domain.
+            params: Parameter draws, shape ``(S, num_params)``, e.g. from
+                :meth:`sample_parameters`; converted to ``x``'s dtype and device.
 
         Returns:
-            The outputs, shape ``(S, batch, num_outputs)`` (may be a view).
+            The noiseless outputs, shape ``(S, batch, num_outputs)`` (may be a view).
+
+        Raises:
+            TypeError: If ``x`` or ``params`` is not a tensor, or ``x`` is not floating
+                point.
+            ValueError: If ``x`` or ``params`` has the wrong shape.
         """
         params = self.surrogate_model.check_inputs(x, params)
         return self.surrogate_model.evaluate_shared(x, params, self._shared)
@@ -185,10 +229,15 @@ class StochasticModel(nn.Module):
         """Draw ``num_samples`` parameter vectors and evaluate the surrogate at ``x``.
 
         Args:
-            x: the inputs, shape ``(batch, num_inputs)``, in the model's domain.
-            num_samples: the number of draws ``S`` (>= 1).
+            x: Inputs, shape ``(batch, num_inputs)``, in the model's domain.
+            num_samples: The number of draws ``S`` (>= 1).
 
         Returns:
-            The outputs, shape ``(S, batch, num_outputs)``.
+            The noiseless outputs, shape ``(S, batch, num_outputs)``.
+
+        Raises:
+            TypeError: If ``x`` is not a floating-point tensor.
+            ValueError: If ``num_samples`` is not a positive integer or ``x`` has the wrong
+                shape.
         """
         return self.predict(x, self.sample_parameters(num_samples))

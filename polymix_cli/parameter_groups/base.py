@@ -13,17 +13,23 @@ __all__ = ["ParameterGroup"]
 
 
 class ParameterGroup(nn.Module):
-    """Base class for a named block of ``num_params`` parameters.
+    """Base class: a distribution over a named block of ``num_params`` parameters.
 
-    Subclasses implement :meth:`sample` -> ``(num_samples, num_params)`` and
-    :meth:`distribution_loss` -> a scalar (a KL divergence to the prior, or a negative
-    log prior density for point estimates). The default prior is i.i.d. standard normal.
+    Subclasses implement :meth:`sample`, returning ``(num_samples, num_params)``, and
+    :meth:`distribution_loss`, returning a scalar (a KL divergence to the prior, or a
+    negative log prior density for point estimates). The default prior is i.i.d.
+    standard normal.
 
     Args:
-        name: the group's name (non-empty).
-        num_params: the number of parameters it covers (>= 1).
-        prior: the prior over them (``None``: i.i.d. standard normal), of size
-            ``num_params`` or i.i.d.
+        name: The group's name (non-empty).
+        num_params: The number of parameters it covers (>= 1).
+        prior: The prior over them (``None``: i.i.d. standard normal), of size
+            ``num_params`` or broadcasting to any size.
+
+    Raises:
+        TypeError: If ``name`` is not a non-empty string, ``num_params`` not an integer,
+            or ``prior`` not a :class:`~polymix_cli.priors.Prior`.
+        ValueError: If ``num_params`` is below 1 or the prior has another size.
     """
 
     def __init__(self, name: str, num_params: int, prior: Prior | None = None):
@@ -50,8 +56,8 @@ class ParameterGroup(nn.Module):
         """Draw parameter vectors (reparameterised: differentiable in the group's tensors).
 
         Args:
-            num_samples: the number of draws ``S``.
-            generator: the random generator of the draws (``None``: torch's global one).
+            num_samples: The number of draws ``S``.
+            generator: The random generator of the draws (``None``: torch's global one).
 
         Returns:
             The draws, shape ``(S, num_params)``.
@@ -59,7 +65,11 @@ class ParameterGroup(nn.Module):
         raise NotImplementedError
 
     def distribution_loss(self) -> Tensor:
-        """A scalar regulariser: KL(q || prior), or ``-log prior`` of a point estimate."""
+        """The group's regulariser: KL(q || prior), or ``-log prior`` of a point estimate.
+
+        Returns:
+            A scalar (0-dim tensor), differentiable in the group's tensors.
+        """
         raise NotImplementedError
 
     def _noise(
@@ -72,7 +82,17 @@ class ParameterGroup(nn.Module):
 
 
 def prior_as_gaussian(prior: Prior, size: int) -> MultivariateNormal | None:
-    """The prior as a ``MultivariateNormal`` if it is Gaussian, else ``None``."""
+    """The prior as a ``MultivariateNormal`` if it is Gaussian.
+
+    Args:
+        prior: A prior.
+        size: The number of parameters it describes.
+
+    Returns:
+        A ``MultivariateNormal`` with event shape ``(size,)`` for a
+        :class:`~polymix_cli.priors.GaussianPrior` or
+        :class:`~polymix_cli.priors.IIDGaussianPrior`, else ``None``.
+    """
     if isinstance(prior, GaussianPrior):
         return prior.distribution(size)  # type: ignore[return-value]
     if isinstance(prior, IIDGaussianPrior):
@@ -82,8 +102,18 @@ def prior_as_gaussian(prior: Prior, size: int) -> MultivariateNormal | None:
 
 
 def kl_to_prior(q: Distribution, prior: Prior, size: int, latest: Tensor | None) -> Tensor:
-    """KL(q || prior): analytic for Gaussian priors, else a Monte Carlo estimate over the
-    latest draws ``latest`` ``(num_samples, size)`` (or 64 fresh ones if none)."""
+    """KL(q || prior): analytic for Gaussian priors, else a Monte Carlo estimate.
+
+    Args:
+        q: The variational distribution, event shape ``(size,)``.
+        prior: The prior.
+        size: The number of parameters.
+        latest: The latest draws of ``q``, shape ``(num_samples, size)``, for the Monte
+            Carlo estimate (``None``: 64 fresh reparameterised draws).
+
+    Returns:
+        The divergence, a scalar (0-dim tensor).
+    """
     gaussian = prior_as_gaussian(prior, size)
     if gaussian is not None:
         try:

@@ -40,16 +40,33 @@ class _Packable(ParameterGroup):
         return param
 
     def pack(self, views: dict[str, tuple[nn.Module, str, int, int]]) -> None:
-        """Hand this group's tensors over to flat storage: ``views[name] = (store, attr,
-        start, stop)`` makes parameter ``name`` the slice ``store.attr[start:stop]``."""
+        """Hand this group's tensors over to flat storage.
+
+        Args:
+            views: ``views[name] = (store, attr, start, stop)`` makes parameter ``name``
+                the slice ``store.attr[start:stop]``; the group's own parameter is dropped.
+        """
         for name in self._packed_names:
             self._parameters.pop(name, None)
         object.__setattr__(self, "_packed", views)
 
 
 class DeterministicGroup(_Packable):
-    """A point estimate ``theta`` (initialised from N(0, 1)); every draw is ``theta``.
-    Its loss is ``-log p(theta)`` under the prior (MAP regularisation)."""
+    """A point estimate ``theta``: every draw is ``theta``.
+
+    ``value`` ``(num_params,)`` is initialised from N(0, 1). Its loss is ``-log p(theta)``
+    under the prior (MAP regularisation). :meth:`sample` returns an expanded view
+    ``(num_samples, num_params)`` of ``value``.
+
+    Args:
+        name: The group's name (non-empty).
+        num_params: The number of parameters it covers (>= 1).
+        prior: The prior (``None``: i.i.d. standard normal).
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If ``num_params`` is below 1 or the prior has another size.
+    """
 
     _packed_names = ("value",)
 
@@ -69,8 +86,19 @@ class DeterministicGroup(_Packable):
 class IIDGaussianGroup(_Packable):
     """Mean-field ``q = N(mean, exp(log_std)^2)`` per coordinate.
 
-    ``mean`` starts from N(0, 1), ``log_std`` at -0.5. The KL to an i.i.d. Gaussian prior
-    is computed in closed form.
+    ``mean`` ``(num_params,)`` starts from N(0, 1), ``log_std`` ``(num_params,)`` at
+    ``init_log_std``. The KL to an i.i.d. Gaussian prior is computed in closed form;
+    other priors use :func:`~polymix_cli.parameter_groups.base.kl_to_prior`.
+
+    Args:
+        name: The group's name (non-empty).
+        num_params: The number of parameters it covers (>= 1).
+        prior: The prior (``None``: i.i.d. standard normal).
+        init_log_std: The initial log standard deviation of every coordinate.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If ``num_params`` is below 1 or the prior has another size.
     """
 
     _packed_names = ("mean", "log_std")
@@ -87,6 +115,7 @@ class IIDGaussianGroup(_Packable):
     log_std = property(lambda self: self._tensor("log_std"))  # type: ignore[assignment]
 
     def variational(self) -> Independent:
+        """The variational distribution ``q``, event shape ``(num_params,)``."""
         return Independent(Normal(self.mean, self.log_std.exp()), 1)
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
@@ -115,8 +144,21 @@ class IIDGaussianGroup(_Packable):
 class GaussianGroup(ParameterGroup):
     """Full-covariance Gaussian ``q = N(mean, L L^T)``.
 
-    ``L`` is lower triangular with a softplus diagonal plus ``jitter``; it starts as
-    ``0.1 I`` with the mean at zero.
+    ``L`` is lower triangular with a softplus diagonal plus ``jitter`` (its free
+    parameter is ``raw_scale_tril`` ``(num_params, num_params)``); it starts as
+    ``init_scale * I`` with the mean at zero.
+
+    Args:
+        name: The group's name (non-empty).
+        num_params: The number of parameters it covers (>= 1).
+        prior: The prior (``None``: i.i.d. standard normal).
+        init_scale: The initial diagonal of ``L`` (> ``jitter``).
+        jitter: Added to the diagonal of ``L`` to keep it positive.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If ``num_params`` is below 1, the prior has another size, or
+            ``init_scale <= jitter``.
     """
 
     def __init__(
@@ -138,12 +180,13 @@ class GaussianGroup(ParameterGroup):
         self._latest_noise: Tensor | None = None
 
     def scale_tril(self) -> Tensor:
-        """The Cholesky factor ``L`` ``(num_params, num_params)``."""
+        """The Cholesky factor ``L`` of the covariance, shape ``(num_params, num_params)``."""
         raw = self.raw_scale_tril
         diagonal = F.softplus(raw.diagonal()) + self.jitter
         return raw.tril(-1) + torch.diag_embed(diagonal)
 
     def variational(self) -> MultivariateNormal:
+        """The variational distribution ``q``, event shape ``(num_params,)``."""
         return MultivariateNormal(self.mean, scale_tril=self.scale_tril())
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
@@ -161,8 +204,20 @@ class GaussianGroup(ParameterGroup):
 class LowRankGaussianGroup(ParameterGroup):
     """Gaussian with covariance ``U U^T + diag(d)``, ``U`` of shape ``(num_params, rank)``.
 
-    Starts with the mean at zero, ``U`` from N(0, 0.01 / rank) and ``d = 0.01`` (a
-    marginal standard deviation of about 0.14); ``d`` is a softplus of a free parameter.
+    Starts with the mean at zero, ``U`` (``cov_factor``) from N(0, 0.01 / rank) and
+    ``d = 0.01`` (a marginal standard deviation of about 0.14); ``d`` is a softplus of a
+    free parameter (``raw_cov_diag``).
+
+    Args:
+        name: The group's name (non-empty).
+        num_params: The number of parameters it covers (>= 1).
+        rank: The rank of ``U``, an integer in ``[1, num_params]``.
+        prior: The prior (``None``: i.i.d. standard normal).
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If ``num_params`` is below 1, the prior has another size, or
+            ``rank`` is out of range.
     """
 
     def __init__(self, name: str, num_params: int, rank: int = 1, prior: Prior | None = None):
@@ -178,9 +233,11 @@ class LowRankGaussianGroup(ParameterGroup):
         self._latest_noise: tuple[Tensor, Tensor] | None = None
 
     def cov_diag(self) -> Tensor:
+        """The diagonal ``d`` of the covariance, shape ``(num_params,)``."""
         return F.softplus(self.raw_cov_diag)
 
     def variational(self) -> LowRankMultivariateNormal:
+        """The variational distribution ``q``, event shape ``(num_params,)``."""
         return LowRankMultivariateNormal(self.mean, self.cov_factor, self.cov_diag())
 
     def _draw(self, noise: tuple[Tensor, Tensor]) -> Tensor:

@@ -18,8 +18,23 @@ __all__ = ["LangevinGroup", "ScoreNetwork"]
 
 
 class ScoreNetwork(nn.Module):
-    """A small MLP ``(S, num_inputs) -> (S, num_outputs)`` with its own weights, to serve
-    as a Langevin score model (``num_outputs = num_inputs``) or energy (``num_outputs = 1``)."""
+    """A small MLP ``(S, num_inputs) -> (S, num_outputs)`` with its own weights.
+
+    It serves as a Langevin score model (``num_outputs = num_inputs``) or energy
+    (``num_outputs = 1``) of a :class:`LangevinGroup`.
+
+    Args:
+        num_inputs: The input dimension (the group's ``num_params``).
+        num_outputs: The output dimension.
+        width: The units per hidden layer (>= 1).
+        depth: The number of hidden layers (>= 1).
+        activation: The hidden layers' activation, a name in
+            :data:`~polymix_cli.surrogate_models.ACTIVATIONS` or a callable.
+
+    Raises:
+        ValueError: If ``width`` or ``depth`` is below 1, or the activation's name is
+            unknown.
+    """
 
     def __init__(
         self,
@@ -39,6 +54,14 @@ class ScoreNetwork(nn.Module):
         self.activation = resolve_activation(activation)
 
     def forward(self, theta: Tensor) -> Tensor:
+        """Apply the network.
+
+        Args:
+            theta: Parameter vectors, shape ``(S, num_inputs)``.
+
+        Returns:
+            The outputs, shape ``(S, num_outputs)``.
+        """
         h = theta
         for layer in self.hidden:
             h = self.activation(layer(h))
@@ -54,12 +77,30 @@ def _io_sizes(model: nn.Module, num_params: int) -> tuple[int, int]:
 
 
 class LangevinGroup(ParameterGroup):
-    """Particles start at ``N(0, init_std^2)`` and take ``num_diffusion_steps`` steps
-    ``theta <- theta + h s(theta) + sqrt(2 h) xi``.
+    """An implicit variational family: particles moved by unadjusted Langevin dynamics.
 
+    Particles start at ``N(0, init_std^2)`` and take ``num_diffusion_steps`` steps
+    ``theta <- theta + h s(theta) + sqrt(2 h) xi``, ``xi ~ N(0, I)``.
     ``s`` is ``score_model(theta)`` (``num_inputs == num_outputs == num_params``) or
     ``-grad energy_model(theta)`` (``num_outputs == 1``); exactly one is given. The loss is
-    ``-mean log p(theta)`` over the latest particles.
+    ``-mean log p(theta)`` over the latest particles (64 fresh ones if none were drawn).
+
+    Args:
+        name: The group's name (non-empty).
+        num_params: The number of parameters it covers (>= 1).
+        score_model: A module ``(S, num_params) -> (S, num_params)``, e.g. a
+            :class:`ScoreNetwork`.
+        energy_model: A module ``(S, num_params) -> (S, 1)``; the drift is minus its
+            gradient.
+        num_diffusion_steps: The number of Langevin steps (>= 1).
+        step_size: The step size ``h`` (> 0).
+        init_std: The standard deviation of the initial particles (> 0).
+        prior: The prior (``None``: i.i.d. standard normal).
+
+    Raises:
+        ValueError: If both or neither of ``score_model`` and ``energy_model`` are given,
+            the model maps other sizes, or a number is out of range.
+        TypeError: If ``name``, ``num_params`` or ``prior`` has the wrong type.
     """
 
     def __init__(
@@ -99,7 +140,14 @@ class LangevinGroup(ParameterGroup):
         self._particles: Tensor | None = None
 
     def score(self, theta: Tensor) -> Tensor:
-        """The drift ``s(theta)`` ``(S, num_params)``."""
+        """The drift ``s(theta)``: the score model's output, or minus the energy's gradient.
+
+        Args:
+            theta: Particles, shape ``(S, num_params)``.
+
+        Returns:
+            The drift, shape ``(S, num_params)``.
+        """
         if self.score_model is not None:
             return self.score_model(theta)
         with torch.enable_grad():

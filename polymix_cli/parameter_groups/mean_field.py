@@ -22,7 +22,17 @@ __all__ = ["MeanFieldParameters", "is_mean_field"]
 
 
 def is_mean_field(groups: Sequence[ParameterGroup]) -> bool:
-    """Whether every group can be packed into :class:`MeanFieldParameters`."""
+    """Whether every group can be packed into :class:`MeanFieldParameters`.
+
+    Args:
+        groups: Parameter groups.
+
+    Returns:
+        ``True`` if every group is exactly a
+        :class:`~polymix_cli.parameter_groups.DeterministicGroup` or
+        :class:`~polymix_cli.parameter_groups.IIDGaussianGroup` (not a subclass) whose
+        prior is exactly an :class:`~polymix_cli.priors.IIDGaussianPrior`.
+    """
     return all(
         type(g) in (DeterministicGroup, IIDGaussianGroup) and type(g.prior) is IIDGaussianPrior
         for g in groups
@@ -36,6 +46,12 @@ class MeanFieldParameters(nn.Module):
     Gaussian log standard deviations, at positions ``stochastic_index`` ``(K,)`` of the
     vector. Packing takes the groups' current values; afterwards the groups' attributes
     (``value``, ``mean``, ``log_std``) are slices of these two parameters.
+
+    Args:
+        groups: The groups, in vector order; :func:`is_mean_field` must hold.
+
+    Raises:
+        ValueError: If the groups are not a mean-field layout.
     """
 
     def __init__(self, groups: Sequence[ParameterGroup]):
@@ -95,7 +111,15 @@ class MeanFieldParameters(nn.Module):
             offset += n
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
-        """``(num_samples, P)`` draws: ``loc`` plus scaled noise at the stochastic entries."""
+        """Draw parameter vectors: ``loc`` plus scaled noise at the stochastic entries.
+
+        Args:
+            num_samples: The number of draws ``S``.
+            generator: The random generator of the draws (``None``: torch's global one).
+
+        Returns:
+            The draws, shape ``(S, P)``.
+        """
         loc = self.loc
         noise = torch.randn(
             (num_samples, self.log_std.shape[0]),
@@ -108,8 +132,17 @@ class MeanFieldParameters(nn.Module):
     def sample_with_loss(
         self, num_samples: int, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """:meth:`sample` and :meth:`distribution_loss` as one autograd node (a training
-        step needs both; sharing them saves operations): ``((num_samples, P), scalar)``."""
+        """:meth:`sample` and :meth:`distribution_loss` as one autograd node.
+
+        A training step needs both; sharing them saves operations.
+
+        Args:
+            num_samples: The number of draws ``S``.
+            generator: The random generator of the draws (``None``: torch's global one).
+
+        Returns:
+            The draws, shape ``(S, P)``, and the loss, a scalar (0-dim tensor).
+        """
         return _DrawWithLoss.apply(*self._draw_inputs(num_samples, generator))
 
     def _draw_inputs(self, num_samples: int, generator: torch.Generator | None) -> tuple:
@@ -136,23 +169,47 @@ class MeanFieldParameters(nn.Module):
     def draw_with_loss_terms(
         self, num_samples: int
     ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
-        """:meth:`sample_with_loss` without autograd, plus what :meth:`gradients` needs (for a
-        step that computes its gradients by hand): ``(theta (S, P), loss, saved)``."""
+        """:meth:`sample_with_loss` without autograd, plus what :meth:`gradients` needs.
+
+        For a step that computes its gradients by hand; draws from torch's global
+        generator.
+
+        Args:
+            num_samples: The number of draws ``S``.
+
+        Returns:
+            ``(theta, loss, saved)``: the draws ``(S, P)``, the loss (0-dim) and the
+            tensors :meth:`gradients` needs (see :func:`draw_with_loss`).
+        """
         return draw_with_loss(*self._draw_inputs(num_samples, None))
 
     def gradients(
         self, grad: Tensor, grad_loss: Tensor, saved: tuple[Tensor, Tensor, Tensor]
     ) -> tuple[Tensor, Tensor | None]:
-        """Gradients of ``loc`` and ``log_std`` (``None`` when it is not learned) from those of
-        the draw ``grad`` ``(S, P)`` and of the loss ``grad_loss`` (0-dim), given
-        :meth:`draw_with_loss_terms`'s ``saved``."""
+        """The gradients of ``loc`` and ``log_std`` from those of the draw and of the loss.
+
+        Args:
+            grad: The gradient with respect to the draws, shape ``(S, P)``.
+            grad_loss: The gradient with respect to the loss, a 0-dim tensor.
+            saved: The ``saved`` of :meth:`draw_with_loss_terms`.
+
+        Returns:
+            ``(grad_loc, grad_log_std)``: shapes ``(P,)`` and ``(K,)``; ``grad_log_std``
+            is ``None`` when ``log_std`` is not learned.
+        """
         return draw_with_loss_backward(
             grad, grad_loss, self.stochastic_index, saved, self.log_std.requires_grad
         )
 
     def distribution_loss(self) -> Tensor:
-        """Sum of the groups' losses: KL to the prior for the Gaussian groups plus
-        ``-log prior`` of the deterministic values, in closed form."""
+        """The sum of the groups' losses, in closed form.
+
+        KL to the prior for the Gaussian groups plus ``-log prior`` of the deterministic
+        values.
+
+        Returns:
+            The loss, a scalar (0-dim tensor).
+        """
         return _Loss.apply(
             self.loc,
             self.log_std,
@@ -223,8 +280,23 @@ def draw_with_loss(
     stochastic_inv_scale: Tensor,
     const: float,
 ) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
-    """The draw ``theta`` ``(S, P)`` and the distribution loss (a scalar), with what
-    :func:`draw_with_loss_backward` needs: ``(scaled noise (S, K), dloss/dloc (P,), dloss/dlog_std (K,))``."""
+    """The draw and the distribution loss of packed mean-field groups, without autograd.
+
+    Args:
+        loc: The locations, shape ``(P,)``.
+        log_std: The log standard deviations, shape ``(K,)``.
+        noise: Standard normal noise, shape ``(S, K)``.
+        index: The positions of the stochastic entries, shape ``(K,)``, long.
+        prior_loc: The prior means, shape ``(P,)``.
+        prior_inv_scale: The inverse prior standard deviations, shape ``(P,)``.
+        stochastic_inv_scale: Those at the stochastic entries, shape ``(K,)``.
+        const: The loss's constant term.
+
+    Returns:
+        ``(theta, loss, saved)``: the draws ``(S, P)``, the loss (a scalar), and what
+        :func:`draw_with_loss_backward` needs: ``(scaled noise (S, K), dloss/dloc (P,),
+        dloss/dlog_std (K,))``.
+    """
     std = log_std.exp()
     scaled = noise * std
     theta = torch.index_add(loc.expand(noise.shape[0], -1), 1, index, scaled)
@@ -247,8 +319,19 @@ def draw_with_loss_backward(
     saved: tuple[Tensor, Tensor, Tensor],
     log_std_grad: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
-    """The gradients of ``loc`` and ``log_std`` from those of the draw ``grad`` ``(S, P)``
-    and of the loss ``grad_loss`` (a 0-dim tensor), given :func:`draw_with_loss`'s ``saved``."""
+    """The gradients of ``loc`` and ``log_std`` from those of the draw and of the loss.
+
+    Args:
+        grad: The gradient with respect to the draws, shape ``(S, P)``.
+        grad_loss: The gradient with respect to the loss, a 0-dim tensor.
+        index: The positions of the stochastic entries, shape ``(K,)``, long.
+        saved: The ``saved`` of :func:`draw_with_loss`.
+        log_std_grad: Whether to compute the gradient of ``log_std``.
+
+    Returns:
+        ``(grad_loc, grad_log_std)``: shapes ``(P,)`` and ``(K,)``; ``grad_log_std`` is
+        ``None`` unless ``log_std_grad``.
+    """
     scaled, dz, dratio = saved
     grad_loc = torch.addcmul(grad.sum(0), grad_loss, dz)
     grad_log_std = None

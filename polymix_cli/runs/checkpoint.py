@@ -63,8 +63,19 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plus format fields) to ``path`` atomically: a temporary file in
-    the same directory, flushed and fsynced, then renamed over the target."""
+    """Write a checkpoint atomically.
+
+    A temporary file in the same directory, flushed and fsynced, then renamed over the
+    target; the parent folders are created.
+
+    Args:
+        path: The checkpoint's path.
+        payload: Its contents; the format fields (``format``, ``format_version``,
+            ``polymix_version``) are added.
+
+    Returns:
+        ``path``, as a :class:`~pathlib.Path`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {
@@ -87,8 +98,19 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``; raise :class:`CheckpointError` with a
-    one-line reason if it is missing, corrupt, unsafe or of another format."""
+    """Read a checkpoint with ``weights_only=True``.
+
+    Args:
+        path: The checkpoint's path.
+        map_location: Where to load its tensors.
+
+    Returns:
+        The checkpoint's contents.
+
+    Raises:
+        CheckpointError: With a one-line reason if it is missing, corrupt, unsafe,
+            incomplete or of another format or format version.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -129,6 +151,18 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict[str, Any]:
+    """The contents of a run's checkpoint at the trainer's current epoch.
+
+    Args:
+        p: The prepared run.
+        trainer: The trainer (model, optimizer, scheduler, history and epoch).
+        config_yaml: The run's config as YAML.
+
+    Returns:
+        The payload for :func:`save_checkpoint`: the epoch, config, model, optimizer,
+        scheduler and RNG states, the history, and ``extra`` (training time, groups, data
+        maps, column names, data file).
+    """
     return {
         "epoch": trainer.epoch,
         "config": config_yaml,
@@ -150,10 +184,24 @@ def checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict[
 def checkpoint_config(
     state: Mapping[str, Any], path: str | Path, parse_config: Callable[[str], dict[str, Any]]
 ) -> dict[str, Any]:
-    """The config stored in a loaded checkpoint, as a dict brought up to the current schema
-    (:func:`~polymix_cli.config.migrate.migrate` from the checkpoint's format version);
-    refuses a config that names a callable (``_target_`` and friends) before anything is
-    built from it."""
+    """The config stored in a loaded checkpoint, brought up to the current schema.
+
+    Migrated with :func:`~polymix_cli.config.migrate.migrate` from the checkpoint's format
+    version; a config that names a callable (``_target_`` and friends) is refused before
+    anything is built from it.
+
+    Args:
+        state: A loaded checkpoint (:func:`load_checkpoint`).
+        path: Its path, for the messages.
+        parse_config: Turns the stored YAML into a dict.
+
+    Returns:
+        The config, a plain dict.
+
+    Raises:
+        CheckpointError: If the config is unreadable, not a mapping, names a callable or
+            cannot be migrated.
+    """
     try:
         cfg = parse_config(state["config"])
     except Exception as err:  # noqa: BLE001 - any parse failure means a corrupt checkpoint
@@ -175,8 +223,19 @@ def checkpoint_config(
 
 
 def stored_maps(state: Mapping[str, Any], path: Any) -> DataMaps | None:
-    """The data maps a checkpoint's model was trained with (``None`` in checkpoints
-    written before maps were stored; see :func:`checkpoint_maps`)."""
+    """The data maps a checkpoint's model was trained with.
+
+    Args:
+        state: A loaded checkpoint.
+        path: Its path, for the messages.
+
+    Returns:
+        The maps, or ``None`` in checkpoints written before maps were stored (see
+        :func:`checkpoint_maps`).
+
+    Raises:
+        CheckpointError: If the stored maps are unreadable.
+    """
     stored = (state.get("extra") or {}).get("data_maps")
     if stored is None:
         return None
@@ -187,9 +246,23 @@ def stored_maps(state: Mapping[str, Any], path: Any) -> DataMaps | None:
 
 
 def checkpoint_maps(state: Mapping[str, Any], cfg: dict[str, Any], path: Any) -> DataMaps | None:
-    """The data maps of a checkpoint's model. A checkpoint written before maps were stored
-    holds a model trained on raw data: then ``None``, and ``cfg``'s data scaling is set to
-    ``none`` so that :func:`prepare` fits identity maps."""
+    """The data maps of a checkpoint's model, adjusting ``cfg`` for old checkpoints.
+
+    A checkpoint written before maps were stored holds a model trained on raw data: then
+    the result is ``None``, and ``cfg``'s data scaling is set to ``none`` (in place) so
+    that :func:`~polymix_cli.runs.prepare.prepare` fits identity maps.
+
+    Args:
+        state: A loaded checkpoint.
+        cfg: The run's config, a plain dict (modified in place).
+        path: The checkpoint's path, for the messages.
+
+    Returns:
+        The stored maps, or ``None``.
+
+    Raises:
+        CheckpointError: If the stored maps are unreadable.
+    """
     maps = stored_maps(state, path)
     if maps is None and isinstance(cfg.get("data"), dict):
         cfg["data"].update(input_scaling="none", output_scaling="none")
@@ -198,7 +271,18 @@ def checkpoint_maps(state: Mapping[str, Any], cfg: dict[str, Any], path: Any) ->
 
 @dataclass
 class Trained:
-    """A trained model rebuilt from its checkpoint alone (no data are read)."""
+    """A trained model rebuilt from its checkpoint alone (no data are read).
+
+    Args:
+        cfg: The checkpoint's config.
+        model: The model with its trained state, on ``device``.
+        maps: The data maps between the user's units and the model's domain, with the
+            training bounds.
+        input_names: The names of the inputs.
+        output_names: The names of the outputs.
+        device: The torch device.
+        epoch: The checkpoint's epoch.
+    """
 
     cfg: TrainConfig
     model: StochasticModel
@@ -212,8 +296,21 @@ class Trained:
 def load_trained(
     ckpt: str | Path, parse_config: Callable[[str], dict[str, Any]], device: str | None = None
 ) -> Trained:
-    """Load ``ckpt`` and rebuild its model on ``device`` (cpu | cuda | auto; ``None``: cpu)
-    with its stored data maps and column names. Raises :class:`CheckpointError`."""
+    """Load a checkpoint and rebuild its model with its stored data maps and column names.
+
+    Args:
+        ckpt: The checkpoint's path.
+        parse_config: Turns the stored YAML into a dict.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``; ``None``: cpu.
+
+    Returns:
+        The trained model and what goes with it.
+
+    Raises:
+        CheckpointError: If the checkpoint cannot be read, holds an invalid config,
+            predates stored data maps, or does not match the model its config describes.
+        ConfigError: If ``cuda`` is asked for and no CUDA device is available.
+    """
     state = load_checkpoint(ckpt)
     try:
         cfg = parse_train_config(checkpoint_config(state, ckpt, parse_config))
@@ -248,7 +345,12 @@ def load_trained(
 
 
 def warn_changed_files(data: Dataset, state: Mapping[str, Any]) -> None:
-    """Log a warning when a data file the checkpoint was trained on has changed since."""
+    """Log a warning when a data file the checkpoint was trained on has changed since.
+
+    Args:
+        data: The dataset now read (its ``source`` holds the paths and SHA-256 digests).
+        state: A loaded checkpoint.
+    """
     trained = (state.get("extra") or {}).get("data_file")
     if not isinstance(trained, Mapping) or data.source is None:
         return

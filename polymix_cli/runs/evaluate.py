@@ -36,8 +36,21 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Rebuild a model from a checkpoint alone and write its metrics and plots.
 
-    ``overrides`` holds non-null ``data``, ``eval``, ``seed`` and ``trainer.device`` values
-    that replace the checkpoint's own; ``parse_config`` turns the stored YAML into a dict."""
+    Args:
+        ckpt: The checkpoint's path.
+        overrides: Non-null ``data``, ``eval``, ``seed`` and ``trainer.device`` values that
+            replace the checkpoint's own.
+        run_dir: The output folder.
+        ui: The progress display.
+        parse_config: Turns the stored YAML into a dict.
+
+    Returns:
+        The metrics as written to ``metrics.json``.
+
+    Raises:
+        CheckpointError: If the checkpoint cannot be read or does not match its config.
+        ConfigError: If the resulting config is invalid.
+    """
     state = load_checkpoint(ckpt)
     cfg = checkpoint_config(state, ckpt, parse_config)
     for group in ("data", "eval", "trainer"):

@@ -21,6 +21,20 @@ def metrics_payload(
     splits: Mapping[str, Any],
     noise_std: list[float] | None = None,
 ) -> dict[str, Any]:
+    """The contents of a run's ``metrics.json``.
+
+    Args:
+        p: The prepared run.
+        losses: The final losses by name.
+        train_seconds: The training time.
+        epochs: The epochs trained (for ``epochs_per_second``).
+        splits: The metrics of each data split.
+        noise_std: The learned noise standard deviation per output, or ``None``.
+
+    Returns:
+        The payload: version, number of parameters, groups, losses, noise, timing and the
+        splits' metrics.
+    """
     return {
         "polymix_version": __version__,
         "num_params": p.model.num_params(),
@@ -45,8 +59,21 @@ def write_run_outputs(
     extra: Mapping[str, Any] | None = None,
     gradients: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate, then write metrics.json (with ``extra`` keys; ``gradients``: the trainer's
-    gradient path, recorded under ``timing``) and the plots."""
+    """Evaluate a run's model, then write ``metrics.json`` and the plots.
+
+    Args:
+        p: The prepared run, with its trained model.
+        run_dir: The run's output folder.
+        history_rows: The training history's rows (:meth:`History.rows`), for the plots.
+        losses: The final losses by name.
+        train_seconds: The training time.
+        epochs: The epochs trained.
+        extra: Keys added to the metrics.
+        gradients: The trainer's gradient path, recorded under ``timing``.
+
+    Returns:
+        The metrics as written.
+    """
     ev = evaluate_model(p.model, p.data, p.cfg.eval, p.cfg.seed, p.maps)
     payload = metrics_payload(p, losses, train_seconds, epochs, ev.splits, ev.noise_std)
     if gradients is not None:

@@ -53,8 +53,18 @@ _OPTIONS = PredictOptions()  # the defaults of the ``predict`` section
 
 @dataclass(frozen=True)
 class PredictSettings:
-    """The ``predict`` section (:class:`~polymix_cli.config.schema.PredictOptions`, whose
-    defaults these are) and the seed, as :func:`predict_file` reads them."""
+    """The ``predict`` section and the seed, as :func:`predict_file` reads them.
+
+    The defaults are those of :class:`~polymix_cli.config.schema.PredictOptions`.
+
+    Args:
+        num_samples: The number of parameter draws.
+        quantiles: The quantiles to write, each in (0, 1).
+        allow_extrapolation: Whether rows outside the training bounds are predicted.
+        save_draws: NPZ output: also the raw draws of each output.
+        seed: The seed of the parameter draws; ``None``: the training run's seed.
+        include_noise: With a learned noise: predict a new observation (draws plus noise).
+    """
 
     num_samples: int = _OPTIONS.num_samples  # parameter draws
     quantiles: tuple[float, ...] = tuple(_OPTIONS.quantiles)
@@ -65,6 +75,7 @@ class PredictSettings:
 
     @classmethod
     def from_config(cls, options: PredictOptions, seed: int | None) -> PredictSettings:
+        """The settings of a config's ``predict`` section and a seed."""
         return cls(
             options.num_samples,
             tuple(options.quantiles),
@@ -77,6 +88,17 @@ class PredictSettings:
 
 @dataclass
 class PredictResult:
+    """What :func:`predict_file` wrote.
+
+    Args:
+        output: The file written.
+        rows: The number of rows predicted.
+        columns: The columns written (see :func:`output_columns`).
+        extrapolated: The rows outside the training bounds (predicted with
+            ``allow_extrapolation``).
+        seed: The seed of the parameter draws.
+    """
+
     output: Path
     rows: int
     columns: list[str]
@@ -91,7 +113,22 @@ def _q(p: float) -> str:
 def output_columns(
     inputs: Sequence[str], outputs: Sequence[str], quantiles: Sequence[float]
 ) -> list[str]:
-    """``inputs``, then ``o_mean``, ``o_std``, ``o_q<p>`` for each output ``o``."""
+    """The columns of a prediction file.
+
+    Args:
+        inputs: The names of the inputs.
+        outputs: The names of the outputs.
+        quantiles: The quantiles written.
+
+    Returns:
+        ``inputs``, then ``o_mean``, ``o_std``, ``o_q<p>`` for each output ``o``.
+
+    Example:
+        ```python
+        output_columns(["x"], ["y"], [0.05, 0.95])
+        # ['x', 'y_mean', 'y_std', 'y_q0.05', 'y_q0.95']
+        ```
+    """
     return list(inputs) + [
         f"{o}_{s}" for o in outputs for s in ("mean", "std", *map(_q, quantiles))
     ]
@@ -238,8 +275,22 @@ def predict_file(
     settings: PredictSettings,
     block_rows: int = BLOCK_ROWS,
 ) -> PredictResult:
-    """Predict every row of ``input_path`` and write ``output_path`` (CSV or NPZ by its
-    extension). Raises :class:`ConfigError` (with the row numbers) for bad input."""
+    """Predict every row of an input file and write the predictions.
+
+    Args:
+        trained: The trained model (:func:`~polymix_cli.runs.checkpoint.load_trained`).
+        input_path: A CSV or NPZ file of inputs, in the user's units.
+        output_path: The file to write, CSV or NPZ by its extension.
+        settings: The number of draws, quantiles and other options.
+        block_rows: The rows predicted at once.
+
+    Returns:
+        What was written.
+
+    Raises:
+        ConfigError: For bad input (with the row numbers) or an output that cannot be
+            written; nothing is written then.
+    """
     output = Path(output_path).expanduser()
     _check_output(output, Path(input_path).expanduser())
     try:

@@ -29,6 +29,13 @@ log = logging.getLogger("polymix")
 
 
 class UI(Protocol):
+    """What a run reports its progress to (the console, or nothing).
+
+    ``groups(specs, num_params)`` shows the resolved parameter groups; ``training(trainer)``
+    returns an optional hook called after every epoch; ``finished()`` ends the progress
+    display; ``summary(metrics, run_dir)`` shows the results.
+    """
+
     def groups(self, specs: list[GroupSpec], num_params: int) -> None: ...
     def training(self, trainer: Trainer) -> Callable[[Trainer], None] | None: ...
     def finished(self) -> None: ...
@@ -36,7 +43,17 @@ class UI(Protocol):
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (cuda when available)."""
+    """The torch device of a ``trainer.device`` setting.
+
+    Args:
+        name: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available); ``None``: cpu.
+
+    Returns:
+        The device.
+
+    Raises:
+        ConfigError: If ``cuda`` is asked for and no CUDA device is available.
+    """
     name = name or "cpu"
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -47,7 +64,18 @@ def resolve_device(name: str | None) -> torch.device:
 
 @dataclass
 class Prepared:
-    """Everything a run needs, built and validated before any file is written."""
+    """Everything a run needs, built and validated before any file is written.
+
+    Args:
+        cfg: The validated config.
+        data: The data, on ``device``.
+        model: The model, initialised from the config's seed, on ``device``.
+        specs: The resolved parameter groups.
+        device: The torch device.
+        maps: The data maps between the user's units and the model's domain.
+        x_train: Training inputs in the model's domain, shape ``(N, D)``.
+        y_train: Training outputs in the model's domain, shape ``(N, O)``.
+    """
 
     cfg: TrainConfig
     data: Dataset
@@ -60,11 +88,19 @@ class Prepared:
 
 
 def prepare(cfg: TrainConfig | Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
-    """Validate ``cfg`` (a plain dict as composed, or a :class:`TrainConfig`: checked
-    again), draw the data and build the model (initialised from its ``seed``). ``maps``:
-    the data maps of a trained model (default: fitted to the training data).
+    """Validate a config, draw the data and build the model.
 
-    Raises :class:`ConfigError` naming every offending option."""
+    Args:
+        cfg: A plain dict as composed, or a :class:`TrainConfig` (checked again).
+        maps: The data maps of a trained model (``None``: fitted to the training data).
+
+    Returns:
+        The prepared run; the model is initialised from the config's ``seed``.
+
+    Raises:
+        ConfigError: Naming every offending option, or when the data do not match
+            ``maps``.
+    """
     config = parse_train_config(config_dict(cfg) if isinstance(cfg, TrainConfig) else cfg)
     device = resolve_device(config.trainer.device)
     d = config.data
@@ -120,9 +156,20 @@ def _warn_outside(data: Dataset) -> None:
 
 
 def check_output_dir(run_dir: Path, subdirs: Iterable[str] = (), files: Iterable[str] = ()) -> None:
-    """Raise :class:`ConfigError` unless ``run_dir`` and its ``subdirs`` exist (or can be
-    created) and are writable, and none of ``files`` is a folder. Run before training, so
-    that a run never fails at its end for want of a place to write its results."""
+    """Check that a run can write its results, creating the folders.
+
+    Run before training, so that a run never fails at its end for want of a place to
+    write its results.
+
+    Args:
+        run_dir: The run's output folder.
+        subdirs: Its subfolders to create.
+        files: Names of files the run will write in ``run_dir``.
+
+    Raises:
+        ConfigError: Unless ``run_dir`` and its ``subdirs`` exist (or can be created) and
+            are writable, and none of ``files`` is a folder.
+    """
     folder = run_dir
     try:
         for folder in (run_dir, *(run_dir / d for d in subdirs)):
@@ -151,5 +198,12 @@ def group_table(specs: list[GroupSpec]) -> list[dict[str, Any]]:
 
 
 def data_columns(data: Dataset) -> dict[str, list[str]]:
-    """The names of the inputs and outputs (stored in checkpoints for ``polymix predict``)."""
+    """The names of the inputs and outputs (stored in checkpoints for ``polymix predict``).
+
+    Args:
+        data: The dataset.
+
+    Returns:
+        ``{"inputs": [...], "outputs": [...]}``.
+    """
     return {"inputs": list(data.input_names), "outputs": list(data.output_names)}

@@ -13,9 +13,18 @@ from polymix_cli.runs.prepare import Prepared
 
 
 def set_threads(requested: int | None, p: Prepared, max_threads: int | None = None) -> int:
-    """Set torch's intra-op threads: ``requested``, or with ``None`` one thread for small
-    steps (where threading costs more than it saves) and otherwise ``max_threads`` (a
-    parallel launcher's share of the cores) or torch's default."""
+    """Set torch's intra-op threads for a run.
+
+    Args:
+        requested: The threads asked for (``trainer.num_threads``); with ``None``, one
+            thread for small steps (where threading costs more than it saves) and
+            otherwise ``max_threads`` or torch's default.
+        p: The prepared run (its step size decides "small").
+        max_threads: A parallel launcher's share of the cores.
+
+    Returns:
+        The number of threads torch now uses.
+    """
     if requested is None:
         t = p.cfg.trainer
         points = min(t.batch_size or p.data.x_train.shape[0], p.data.x_train.shape[0])
@@ -37,10 +46,18 @@ def threads_per_job(
 ) -> int | None:
     """Torch threads for one job, so that parallel jobs x threads <= cores.
 
-    ``requested`` (``trainer.num_threads``) wins; else, in a job of the Slurm launcher,
-    the CPUs Slurm gave it (``SLURM_CPUS_PER_TASK``); else a submitit launcher's
-    ``cpus_per_task``; else, under joblib (``n_jobs``), the cores divided among the
-    parallel jobs; else None (torch's default)."""
+    Args:
+        requested: ``trainer.num_threads``; wins when set.
+        launcher: The Hydra launcher's settings (``cpus_per_task``, ``n_jobs``,
+            ``_target_``), or ``None``.
+        cores: The cores available (``None``: :func:`available_cores`).
+
+    Returns:
+        ``requested``; else, in a job of the Slurm launcher, the CPUs Slurm gave it
+        (``SLURM_CPUS_PER_TASK``); else a submitit launcher's ``cpus_per_task``; else,
+        under joblib (``n_jobs``, -1 for all cores), the cores divided among the parallel
+        jobs; else ``None`` (torch's default).
+    """
     if requested is not None:
         return int(requested)
     launcher = launcher or {}

@@ -43,8 +43,15 @@ log = logging.getLogger("polymix")
 
 
 class RunInterrupted(Exception):
-    """Training was stopped by signal ``signum`` after ``epoch`` epochs; ``checkpoint`` holds
-    that state. The process should exit with ``128 + signum`` (130 SIGINT, 143 SIGTERM)."""
+    """Training was stopped by a signal; the state so far is saved.
+
+    The process should exit with ``exit_status = 128 + signum`` (130 SIGINT, 143 SIGTERM).
+
+    Args:
+        signum: The signal's number.
+        epoch: The epochs completed.
+        checkpoint: The checkpoint that holds that state (resume from it).
+    """
 
     def __init__(self, signum: int, epoch: int, checkpoint: Path):
         super().__init__(
@@ -55,7 +62,13 @@ class RunInterrupted(Exception):
 
 
 class RunDiverged(Exception):
-    """A non-finite loss at ``epoch``; ``checkpoint`` holds the last good state (``good_epoch``)."""
+    """Training met a non-finite loss; the last good state is saved.
+
+    Args:
+        epoch: The epoch whose loss or gradient was not finite.
+        checkpoint: The checkpoint that holds the last good state.
+        good_epoch: The epoch of that state.
+    """
 
     def __init__(self, epoch: int, checkpoint: Path, good_epoch: int):
         super().__init__(
@@ -94,13 +107,28 @@ def train(
     resume: Mapping[str, Any] | None = None,
     max_threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train, checkpoint and evaluate one run; return its metrics. ``max_threads``: the
-    torch threads this job may use (a parallel launcher's share of the cores).
+    """Train, checkpoint and evaluate one run.
 
-    ``cfg``: the run's config (a :class:`TrainConfig`, or a plain dict as composed).
-    ``resume`` is a loaded checkpoint whose states continue training (``cfg`` must be its
-    config, see :func:`resume_config`). Raises :class:`RunInterrupted` after saving
-    ``last.pt`` on SIGINT/SIGTERM, and :class:`RunDiverged` on a non-finite loss."""
+    Args:
+        cfg: The run's config (a :class:`TrainConfig`, or a plain dict as composed).
+        run_dir: The run's output folder (checkpoints, plots, ``history.csv``,
+            ``metrics.json``).
+        config_yaml: The config as YAML, stored in the checkpoints.
+        ui: The progress display (:class:`~polymix_cli.runs.prepare.UI`).
+        resume: A loaded checkpoint whose states continue training (``cfg`` must be its
+            config, see :func:`resume_config`), or ``None`` for a new run.
+        max_threads: The torch threads this job may use (a parallel launcher's share of
+            the cores).
+
+    Returns:
+        The run's metrics (as written to ``metrics.json``).
+
+    Raises:
+        ConfigError: If the config is invalid or the output folder is not writable.
+        CheckpointError: If ``resume`` cannot be resumed.
+        RunInterrupted: After saving ``last.pt`` on SIGINT/SIGTERM.
+        RunDiverged: On a non-finite loss.
+    """
     maps = None
     if resume is not None:  # continue in the domain the checkpoint's model was trained in
         cfg = config_dict(cfg) if isinstance(cfg, TrainConfig) else copy.deepcopy(dict(cfg))
@@ -234,11 +262,24 @@ def _lookup(cfg: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
 def resume_config(
     stored: Mapping[str, Any], requested: Mapping[str, Any], overridden: Iterable[str], epoch: int
 ) -> dict[str, Any]:
-    """The config of a run resumed from a checkpoint at ``epoch``: the checkpoint's own
-    (``stored``), with the options of :data:`RESUME_FREE` that the user set on the command
-    line (``overridden`` keys, values from ``requested``). ``trainer.epochs`` may be raised
-    when the scheduler is ``none``. Any other override raises :class:`ConfigError`, since
-    it would silently not apply."""
+    """The config of a run resumed from a checkpoint.
+
+    The checkpoint's own config, with the options of :data:`RESUME_FREE` that the user
+    set on the command line. ``trainer.epochs`` may be raised when the scheduler is
+    ``none``.
+
+    Args:
+        stored: The checkpoint's config.
+        requested: The config composed from the command line (its ``resume`` is kept).
+        overridden: The dotted keys the user set on the command line.
+        epoch: The checkpoint's epoch.
+
+    Returns:
+        The config to resume with, a plain dict.
+
+    Raises:
+        ConfigError: For any other override, since it would silently not apply.
+    """
     cfg = copy.deepcopy(dict(stored))
     cfg["resume"] = requested["resume"]
     for key in overridden:

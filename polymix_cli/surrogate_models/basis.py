@@ -21,9 +21,20 @@ BASES = ("legendre", "hermite")
 def univariate_table(x: Tensor, degree: int, basis: str) -> Tensor:
     """Values of the univariate polynomials of degree ``0..degree``.
 
-    x: ``(...)``. Returns ``(..., degree + 1)``.
-    legendre: ``P_n`` on [-1, 1], ``(n+1) P_{n+1} = (2n+1) x P_n - n P_{n-1}``.
-    hermite: probabilists' ``He_n``, ``He_{n+1} = x He_n - n He_{n-1}``.
+    - ``legendre``: ``P_n`` on [-1, 1], ``(n+1) P_{n+1} = (2n+1) x P_n - n P_{n-1}``;
+    - ``hermite``: probabilists' ``He_n``, ``He_{n+1} = x He_n - n He_{n-1}``.
+
+    Args:
+        x: Points, any shape ``(...)``.
+        degree: The largest degree (>= 0).
+        basis: ``"legendre"`` or ``"hermite"``.
+
+    Returns:
+        The values, shape ``(..., degree + 1)``: entry ``n`` of the last axis is the
+        polynomial of degree ``n``.
+
+    Raises:
+        ValueError: If ``basis`` is unknown or ``degree`` is negative.
     """
     if basis not in BASES:
         raise ValueError(f"basis must be one of {BASES}, got {basis!r}")
@@ -43,12 +54,17 @@ def univariate_table(x: Tensor, degree: int, basis: str) -> Tensor:
 def prefix_plan(indices: Tensor) -> list[tuple[Tensor, Tensor]]:
     """How to build the terms one input at a time (see :func:`multivariate_basis`).
 
-    For ``k = 1..d``: ``(parent, degree)``, where row ``i`` of stage ``k`` is row
-    ``parent[i]`` of stage ``k - 1`` times the univariate polynomial of degree
-    ``degree[i]`` in input ``k``. Stage ``k`` holds the distinct ``k``-prefixes of the
-    multi-indices (a downward-closed set has few: 3003 products in all for d = 8,
-    degree 5, against 8 x 1287 for term-by-term products); the last stage is in the
-    order of ``indices``.
+    Stage ``k`` holds the distinct ``k``-prefixes of the multi-indices (a downward-closed
+    set has few: 3003 products in all for d = 8, degree 5, against 8 x 1287 for
+    term-by-term products); the last stage is in the order of ``indices``.
+
+    Args:
+        indices: Multi-indices, shape ``(num_terms, d)``, long.
+
+    Returns:
+        For ``k = 1..d``, a pair ``(parent, degree)`` of long tensors of the stage's number
+        of rows: row ``i`` of stage ``k`` is row ``parent[i]`` of stage ``k - 1`` times
+        the univariate polynomial of degree ``degree[i]`` in input ``k``.
     """
     rows = [tuple(r) for r in indices.tolist()]
     d = indices.shape[1]
@@ -74,10 +90,22 @@ def multivariate_basis(
 ) -> Tensor:
     """Evaluate every multivariate basis term at every point.
 
-    x: ``(batch, d)``; indices: ``(num_terms, d)`` long; ``plan``: :func:`prefix_plan` of
-    ``indices`` (computed if not given); ``degree``: the largest entry of ``indices``
-    (computed if not given). Returns ``(batch, num_terms)``, the transpose of a
-    contiguous ``(num_terms, batch)`` tensor: whole rows are gathered and multiplied.
+    A term is the product over inputs of the univariate polynomials of the degrees in
+    its multi-index.
+
+    Args:
+        x: Points, shape ``(batch, d)``.
+        indices: Multi-indices of the terms, shape ``(num_terms, d)``, long.
+        basis: ``"legendre"`` or ``"hermite"``.
+        plan: :func:`prefix_plan` of ``indices`` (computed if not given).
+        degree: The largest entry of ``indices`` (computed if not given).
+
+    Returns:
+        The basis matrix, shape ``(batch, num_terms)``: the transpose of a contiguous
+        ``(num_terms, batch)`` tensor (whole rows are gathered and multiplied).
+
+    Raises:
+        ValueError: If ``basis`` is unknown.
     """
     if degree is None:
         degree = int(indices.max()) if indices.numel() else 0
@@ -102,7 +130,21 @@ def multi_indices(num_inputs: int, degree: int, q_norm: float = 1.0) -> Tensor:
 
     ``q_norm = 1`` is the total-order set, of size ``C(d + p, p)``; ``q_norm < 1`` the
     hyperbolic set. Ordered by total degree (the constant first), then reverse
-    lexicographically (``(1, 0)`` before ``(0, 1)``). Returns ``(num_terms, d)`` long.
+    lexicographically (``(1, 0)`` before ``(0, 1)``).
+
+    Args:
+        num_inputs: The input dimension ``d``.
+        degree: The largest total degree ``p``.
+        q_norm: The truncation ``q`` in (0, 1].
+
+    Returns:
+        The multi-indices, shape ``(num_terms, d)``, long.
+
+    Example:
+        ```python
+        multi_indices(2, 2).tolist()
+        # [[0, 0], [1, 0], [0, 1], [2, 0], [1, 1], [0, 2]]
+        ```
     """
     rows: list[tuple[int, ...]] = []
 

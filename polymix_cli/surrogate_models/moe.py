@@ -15,13 +15,41 @@ __all__ = ["MixtureOfExperts"]
 
 
 class MixtureOfExperts(SurrogateModel):
-    """Experts blended by a gating network.
+    """Experts blended by a gating network: ``f(x) = sum_m pi_m(x) f_m(x)``.
 
     Parameter vector: expert 0's parameters, expert 1's, ..., then the gate's; block
     names are prefixed ``experts.{m}.`` and ``gate.``. Experts may differ in kind as
     long as their input and output sizes agree. When every expert is a polynomial
     chaos expansion with the same terms, all experts are evaluated in one matrix
-    product against a shared basis matrix.
+    product against a shared basis matrix. With two experts the softmax is computed as
+    the sigmoid of the logit difference.
+
+    Args:
+        experts: The experts (at least one), all with the same ``num_inputs`` and
+            ``num_outputs``.
+        gating_network: The gate, with the experts' ``num_inputs`` and one output per
+            expert.
+
+    Raises:
+        ValueError: If there are no experts, they disagree in inputs or outputs, or the
+            gate does not match them.
+        TypeError: If an expert is not a :class:`SurrogateModel` or the gate not a
+            :class:`GatingNetwork`.
+
+    Example:
+        ```python
+        from polymix_cli.surrogate_models import (
+            GatingNetwork, MixtureOfExperts, PolynomialChaosExpansion
+        )
+
+        moe = MixtureOfExperts(
+            experts=[PolynomialChaosExpansion(1, 1, degree=3) for _ in range(2)],
+            gating_network=GatingNetwork(num_inputs=1, num_experts=2, width=16),
+        )
+        [b.name for b in moe.param_blocks()]
+        # ['experts.0.coeffs', 'experts.1.coeffs', 'gate.hidden.0.weight',
+        #  'gate.hidden.0.bias', 'gate.output.weight', 'gate.output.bias']
+        ```
     """
 
     def __init__(self, experts: Sequence[SurrogateModel], gating_network: GatingNetwork):
@@ -67,6 +95,7 @@ class MixtureOfExperts(SurrogateModel):
 
     @property
     def num_experts(self) -> int:
+        """The number of experts."""
         return len(self.experts)
 
     @property
@@ -102,7 +131,14 @@ class MixtureOfExperts(SurrogateModel):
         return self.num_experts * self.num_outputs + max(widths)
 
     def gate_params(self, params: Tensor) -> Tensor:
-        """The gate's slice of ``params`` ``(S, num_params)``."""
+        """The gate's slice of the parameter draws.
+
+        Args:
+            params: Parameter draws, shape ``(S, num_params)``.
+
+        Returns:
+            The view ``params[:, gate_offset:]``, shape ``(S, gating_network.num_params())``.
+        """
         return params[:, self.gate_offset :]
 
     def _split_shared(self, shared: Shared) -> tuple[list[Shared], Shared]:
@@ -117,12 +153,38 @@ class MixtureOfExperts(SurrogateModel):
         return experts, gate
 
     def get_expert_outputs(self, x: Tensor, params: Tensor) -> Tensor:
-        """Each expert's output: ``(num_samples, num_experts, batch, num_outputs)``."""
+        """Each expert's output, before the gate blends them.
+
+        Args:
+            x: Inputs, shape ``(batch, num_inputs)``.
+            params: Parameter draws of the whole mixture, shape ``(num_samples, num_params)``.
+
+        Returns:
+            The outputs, shape ``(num_samples, num_experts, batch, num_outputs)``.
+
+        Raises:
+            TypeError: If ``x`` or ``params`` is not a tensor, or ``x`` is not floating
+                point.
+            ValueError: If ``x`` or ``params`` has the wrong shape.
+        """
         params = self.check_inputs(x, params)
         return self._expert_outputs(x, params, self._split_shared(NO_SHARED)[0]).transpose(2, 3)
 
     def get_gating_weights(self, x: Tensor, params: Tensor) -> Tensor:
-        """Gate probabilities ``(num_samples, batch, num_experts)``, rows summing to one."""
+        """The gate's probabilities ``pi_m(x)``.
+
+        Args:
+            x: Inputs, shape ``(batch, num_inputs)``.
+            params: Parameter draws of the whole mixture, shape ``(num_samples, num_params)``.
+
+        Returns:
+            The weights, shape ``(num_samples, batch, num_experts)``, rows summing to one.
+
+        Raises:
+            TypeError: If ``x`` or ``params`` is not a tensor, or ``x`` is not floating
+                point.
+            ValueError: If ``x`` or ``params`` has the wrong shape.
+        """
         params = self.check_inputs(x, params)
         return self.gating_network.evaluate(x, self.gate_params(params))
 

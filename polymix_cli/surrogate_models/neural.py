@@ -24,7 +24,18 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 
 
 def resolve_activation(activation: str | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """A callable activation, or its name in :data:`ACTIVATIONS`."""
+    """Resolve an activation given by name or as a callable.
+
+    Args:
+        activation: A name in :data:`ACTIVATIONS` or a callable ``Tensor -> Tensor``.
+
+    Returns:
+        The activation function.
+
+    Raises:
+        ValueError: If the name is not in :data:`ACTIVATIONS`.
+        TypeError: If ``activation`` is neither a string nor callable.
+    """
     if isinstance(activation, str):
         if activation not in ACTIVATIONS:
             raise ValueError(
@@ -41,10 +52,18 @@ def affine(
 ) -> tuple[Tensor, bool]:
     """One dense layer ``h @ W + b`` for every draw, skipping work that draws share.
 
-    h: ``(B, fan_in)`` when ``shared_in`` (the same for all draws), else ``(S, B, fan_in)``;
-    params: ``(S, P)`` with ``W`` ``(fan_in, fan_out)`` and ``b`` in blocks ``w`` and ``b``;
-    when both blocks are in ``shared.names`` their values come from ``shared``.
-    Returns ``(out, shared_out)``: ``(B, fan_out)`` if shared, else ``(S, B, fan_out)``.
+    Args:
+        h: The layer's input: shape ``(B, fan_in)`` when ``shared_in`` (the same for all
+            draws), else ``(S, B, fan_in)``.
+        shared_in: Whether ``h`` is the same for all draws.
+        params: Parameter draws, shape ``(S, P)``.
+        w: The block of ``W``, shape ``(fan_in, fan_out)``.
+        b: The block of ``b``, shape ``(fan_out,)``.
+        shared: When both blocks are in ``shared.names``, their values come from it.
+
+    Returns:
+        ``(out, shared_out)``: ``out`` of shape ``(B, fan_out)`` if ``shared_out`` (the
+        same for all draws), else ``(S, B, fan_out)``.
     """
     fan_in, fan_out = w.shape
     if w.name in shared.names and b.name in shared.names:
@@ -71,8 +90,22 @@ class NeuralNetwork(SurrogateModel):
 
     Parameter blocks, in order: ``hidden.{i}.weight`` ``(fan_in, width)`` and
     ``hidden.{i}.bias`` ``(width,)`` for ``i < depth``, then ``output.weight``
-    ``(width, num_outputs)`` and ``output.bias`` ``(num_outputs,)``.
-    Layers whose blocks are the same in every draw are evaluated once, not per draw.
+    ``(width, num_outputs)`` and ``output.bias`` ``(num_outputs,)``; weights are stored
+    row-major and applied as ``h @ W + b``. Layers whose blocks are the same in every
+    draw are evaluated once, not per draw. The output layer is linear.
+
+    Args:
+        num_inputs: The input dimension (>= 1).
+        num_outputs: The output dimension (>= 1).
+        width: The units per hidden layer (>= 1).
+        depth: The number of hidden layers (>= 1).
+        activation: The hidden layers' activation: a name in :data:`ACTIVATIONS` or a
+            callable.
+
+    Raises:
+        TypeError: If a size is not an integer, or ``activation`` is neither a name nor
+            callable.
+        ValueError: If a size is below 1 or the activation's name is unknown.
     """
 
     def __init__(
@@ -112,9 +145,9 @@ class NeuralNetwork(SurrogateModel):
         """The parameter blocks of each dense layer ``h @ W + b``, from the input on.
 
         Returns:
-            ``depth + 1`` pairs ``(W, b)``: ``W`` of shape ``(fan_in, fan_out)``, stored
-            row-major, and ``b`` of shape ``(fan_out,)``, at their columns of this
-            network's parameter vector. The last pair is the output layer
+            ``depth + 1`` pairs ``(W, b)`` of :class:`ParamBlock`: ``W`` of shape
+            ``(fan_in, fan_out)``, stored row-major, and ``b`` of shape ``(fan_out,)``, at
+            their columns of this network's parameter vector. The last pair is the output layer
             (``fan_out = num_outputs``).
         """
         return list(zip(self._blocks[::2], self._blocks[1::2], strict=True))
@@ -129,7 +162,17 @@ class NeuralNetwork(SurrogateModel):
     def features(
         self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED
     ) -> tuple[Tensor, bool]:
-        """The last hidden layer: ``(B, width)`` if the same for all draws, else ``(S, B, width)``."""
+        """The activations of the last hidden layer.
+
+        Args:
+            x: Inputs, shape ``(B, num_inputs)``.
+            params: Parameter draws, shape ``(S, num_params)``.
+            shared: The blocks that are the same in every draw.
+
+        Returns:
+            ``(h, same)``: ``h`` of shape ``(B, width)`` if ``same`` (the same for all
+            draws), else ``(S, B, width)``.
+        """
         h, same = x, True
         for layer in range(self.depth):
             h, same = self._layer(h, same, params, layer, shared)
@@ -149,7 +192,22 @@ class NeuralNetwork(SurrogateModel):
 class GatingNetwork(NeuralNetwork):
     """A network whose outputs are softmax probabilities over ``num_experts`` experts.
 
-    ``forward(x, params)`` -> ``(num_samples, batch, num_experts)``, rows summing to one.
+    ``forward(x, params)`` returns ``(num_samples, batch, num_experts)``, rows summing to
+    one. Its parameter blocks are those of a :class:`NeuralNetwork` with ``num_experts``
+    outputs.
+
+    Args:
+        num_inputs: The input dimension (>= 1).
+        num_experts: The number of experts, the network's outputs (>= 1).
+        width: The units per hidden layer (>= 1).
+        depth: The number of hidden layers (>= 1).
+        activation: The hidden layers' activation: a name in :data:`ACTIVATIONS` or a
+            callable.
+
+    Raises:
+        TypeError: If a size is not an integer, or ``activation`` is neither a name nor
+            callable.
+        ValueError: If a size is below 1 or the activation's name is unknown.
     """
 
     def __init__(
@@ -164,6 +222,7 @@ class GatingNetwork(NeuralNetwork):
 
     @property
     def num_experts(self) -> int:
+        """The number of experts (``num_outputs``)."""
         return self.num_outputs
 
     def _output_rows(self, params: Tensor, shared: Shared) -> Tensor:
@@ -176,12 +235,36 @@ class GatingNetwork(NeuralNetwork):
         return params[:, w.start : b.stop]
 
     def logits(self, x: Tensor, params: Tensor) -> Tensor:
-        """Unnormalised gate scores ``(num_samples, batch, num_experts)``."""
+        """The unnormalised gate scores.
+
+        Args:
+            x: Inputs, shape ``(batch, num_inputs)``.
+            params: Parameter draws, shape ``(num_samples, num_params)``.
+
+        Returns:
+            The logits, shape ``(num_samples, batch, num_experts)``.
+
+        Raises:
+            TypeError: If ``x`` or ``params`` is not a tensor, or ``x`` is not floating
+                point.
+            ValueError: If ``x`` or ``params`` has the wrong shape.
+        """
         return self.logits_by_expert(x, self.check_inputs(x, params)).transpose(1, 2)
 
     def logits_by_expert(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
-        """Gate scores laid out ``(S', num_experts, batch)``, ``S'`` = 1 when the same for all
-        draws (a softmax over dim 1 of this layout is much faster than over a short last dim)."""
+        """The gate scores, laid out expert-major.
+
+        A softmax over dim 1 of this layout is much faster than over a short last dim.
+
+        Args:
+            x: Inputs, shape ``(batch, num_inputs)``.
+            params: Parameter draws, shape ``(S, num_params)``, already validated.
+            shared: The blocks that are the same in every draw.
+
+        Returns:
+            The logits, shape ``(S', num_experts, batch)``, with ``S' = 1`` when they are
+            the same for all draws, else ``S``.
+        """
         h, _ = self.features(x, params, shared)
         rows = self._output_rows(params, shared)
         n_w = self.width * self.num_experts
@@ -198,14 +281,15 @@ class GatingNetwork(NeuralNetwork):
         parameter vector, ``(h @ D + c) @ row = logit_1 - logit_0``.
 
         Args:
-            like: a tensor whose dtype and device the map takes.
+            like: A tensor whose dtype and device the map takes.
 
         Returns:
-            ``(D, c)``: ``D`` ``(width, 2 width + 2)`` and ``c`` ``(2 width + 2,)``, with
-            entries in {-1, 0, 1}; cached for the latest dtype and device.
+            ``(D, c)``: ``D`` of shape ``(width, 2 width + 2)`` and ``c`` of shape
+            ``(2 width + 2,)``, with entries in {-1, 0, 1}; cached for the latest dtype
+            and device.
 
         Raises:
-            ValueError: if the gate does not have two experts.
+            ValueError: If the gate does not have two experts.
         """
         if self.num_experts != 2:
             raise ValueError(f"difference_map needs 2 experts, the gate has {self.num_experts}")
@@ -222,9 +306,24 @@ class GatingNetwork(NeuralNetwork):
         return d, c
 
     def logit_difference(self, x: Tensor, params: Tensor, shared: Shared = NO_SHARED) -> Tensor:
-        """For two experts: ``logit_1 - logit_0`` laid out ``(S', batch)``; the weight of
-        expert 1 is its sigmoid (a cheaper equivalent of a softmax over two). Computed as
-        one product of the raw output-layer parameters with ``h @ D + c``."""
+        """For two experts, the difference of the logits ``logit_1 - logit_0``.
+
+        The weight of expert 1 is its sigmoid (a cheaper equivalent of a softmax over two).
+        Computed as one product of the raw output-layer parameters with ``h @ D + c`` (see
+        :meth:`difference_map`).
+
+        Args:
+            x: Inputs, shape ``(batch, num_inputs)``.
+            params: Parameter draws, shape ``(S, num_params)``, already validated.
+            shared: The blocks that are the same in every draw.
+
+        Returns:
+            The differences, shape ``(S', batch)``, with ``S' = 1`` when the output layer
+            and the features are the same for all draws.
+
+        Raises:
+            ValueError: If the gate does not have two experts.
+        """
         if self.num_experts != 2:
             raise ValueError(f"logit_difference needs 2 experts, the gate has {self.num_experts}")
         h, same = self.features(x, params, shared)

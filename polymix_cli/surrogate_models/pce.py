@@ -16,12 +16,21 @@ _is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda
 def expand_in_basis(phi: Tensor, params: Tensor, groups: int, terms: int, outputs: int) -> Tensor:
     """Evaluate ``groups`` expansions for every draw in one matrix product.
 
-    phi: ``(B, terms)``; params: ``(S, groups * terms * outputs)``, each group's
-    ``(terms, outputs)`` coefficients row-major. Returns ``(S, groups, outputs, B)``,
-    contiguous: the draws are folded into the rows of a single GEMM
+    The draws are folded into the rows of a single GEMM
     ``(S * groups * outputs, terms) @ (terms, B)``, so the basis matrix is read once, no
-    ``(S, B, terms)`` tensor is formed, and the result is laid out draw-major as the
-    loss and the gate expect (with one output, a view of it is a contiguous ``(S, B, 1)``).
+    ``(S, B, terms)`` tensor is formed, and the result is laid out draw-major as the loss
+    and the gate expect (with one output, a view of it is a contiguous ``(S, B, 1)``).
+
+    Args:
+        phi: The basis matrix, shape ``(B, terms)``.
+        params: Coefficient draws, shape ``(S, groups * terms * outputs)``, each group's
+            ``(terms, outputs)`` coefficients row-major.
+        groups: The number of expansions (e.g. experts).
+        terms: The number of basis terms.
+        outputs: The number of outputs.
+
+    Returns:
+        The expansions' values, shape ``(S, groups, outputs, B)``, contiguous.
     """
     num_samples = params.shape[0]
     coeffs = params.reshape(num_samples, groups, terms, outputs).transpose(2, 3)
@@ -30,18 +39,35 @@ def expand_in_basis(phi: Tensor, params: Tensor, groups: int, terms: int, output
 
 
 class PolynomialChaosExpansion(SurrogateModel):
-    """Polynomial chaos expansion with ``num_terms`` basis terms per output.
+    """Polynomial chaos expansion ``f(x) = sum_t c_t Phi_t(x)`` with ``num_terms`` terms.
 
-    Parameter vector: one block ``coeffs`` of shape ``(num_terms, num_outputs)``, row-major.
-    Terms are ordered by total degree (see :func:`~polymix_cli.surrogate_models.basis.multi_indices`).
+    Parameter vector: one block ``coeffs`` of shape ``(num_terms, num_outputs)``,
+    row-major. Terms are ordered by total degree (see
+    :func:`~polymix_cli.surrogate_models.basis.multi_indices`); the bases are not
+    normalised.
 
     Args:
-        num_inputs: input dimension (>= 1).
-        num_outputs: output dimension (>= 1).
-        degree: maximal total degree (>= 0).
+        num_inputs: The input dimension ``d`` (>= 1).
+        num_outputs: The output dimension (>= 1).
+        degree: The maximal total degree (>= 0).
         basis: ``"legendre"`` (inputs on [-1, 1], plain ``P_n``) or ``"hermite"``
             (probabilists' ``He_n``, standard-normal inputs).
-        q_norm: truncation; 1 is total order, a value in (0, 1) the hyperbolic set.
+        q_norm: The truncation: 1 is total order, a value in (0, 1) the hyperbolic set.
+
+    Raises:
+        TypeError: If ``num_inputs``, ``num_outputs`` or ``degree`` is not an integer.
+        ValueError: If one of them is out of range, ``basis`` is unknown, or ``q_norm``
+            is not in (0, 1].
+
+    Example:
+        ```python
+        import torch
+        from polymix_cli.surrogate_models import PolynomialChaosExpansion
+
+        pce = PolynomialChaosExpansion(num_inputs=2, num_outputs=1, degree=3)
+        pce.num_terms, pce.num_params()  # (10, 10)
+        y = pce(torch.rand(5, 2) * 2 - 1, torch.randn(8, 10))  # (8, 5, 1)
+        ```
     """
 
     def __init__(
@@ -70,16 +96,23 @@ class PolynomialChaosExpansion(SurrogateModel):
 
     @property
     def num_terms(self) -> int:
+        """The number of basis terms (rows of the buffer ``multi_indices``)."""
         return self.multi_indices.shape[0]
 
     def param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         return [("coeffs", (self.num_terms, self.num_outputs))]
 
     def basis_matrix(self, x: Tensor) -> Tensor:
-        """Basis terms at ``x`` ``(batch, num_inputs)`` -> ``(batch, num_terms)``.
+        """The basis terms evaluated at the inputs.
 
         The result for the most recent ``x`` is cached: calling again with the same,
         unmodified tensor (the training inputs at every step) reuses it.
+
+        Args:
+            x: Inputs, shape ``(batch, num_inputs)``.
+
+        Returns:
+            The basis matrix, shape ``(batch, num_terms)``.
         """
         cache = self._cache
         if _is_compiling():  # traced by torch.compile: identity only (versions are not traceable)
@@ -100,7 +133,15 @@ class PolynomialChaosExpansion(SurrogateModel):
         return out[:, 0].transpose(1, 2)
 
     def same_basis(self, other: object) -> bool:
-        """Whether ``other`` is a PCE with the same basis terms (they can share one matrix)."""
+        """Whether ``other`` is a PCE with the same basis terms (they can share one matrix).
+
+        Args:
+            other: Any object.
+
+        Returns:
+            ``True`` if ``other`` is a :class:`PolynomialChaosExpansion` with the same
+            basis, inputs, outputs and multi-indices.
+        """
         return (
             isinstance(other, PolynomialChaosExpansion)
             and other.basis == self.basis

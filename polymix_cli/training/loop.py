@@ -58,7 +58,18 @@ TrainSettings = TrainerConfig
 
 
 def build_optimizer(cfg: OptimizerConfig, params) -> Adam | SGD:
-    """The optimizer of the ``optimizer`` section: AdamW, Adam or SGD."""
+    """The optimizer of the ``optimizer`` section: AdamW, Adam or SGD.
+
+    Args:
+        cfg: The ``optimizer`` section.
+        params (Iterable[Tensor]): The parameters to optimise (e.g. ``model.parameters()``).
+
+    Returns:
+        The optimizer (AdamW is Adam with decoupled weight decay).
+
+    Raises:
+        ValueError: If the section names an unknown optimizer.
+    """
     if isinstance(cfg, SGDConfig):
         return SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if isinstance(cfg, (AdamWConfig, AdamConfig)):
@@ -68,8 +79,23 @@ def build_optimizer(cfg: OptimizerConfig, params) -> Adam | SGD:
 
 
 def build_scheduler(cfg: SchedulerConfig, optimizer: Adam | SGD, total_steps: int):
-    """The schedule of the ``scheduler`` section. OneCycle peaks at ``max_lr_factor`` x the
-    optimizer's lr; cosine decays to ``min_lr_factor`` x lr; none keeps it constant."""
+    """The learning-rate schedule of the ``scheduler`` section.
+
+    OneCycle peaks at ``max_lr_factor`` x the optimizer's lr; cosine decays to
+    ``min_lr_factor`` x lr; none keeps it constant.
+
+    Args:
+        cfg: The ``scheduler`` section.
+        optimizer: The optimizer whose lr it sets (its lr is the base).
+        total_steps: The optimisation steps of the whole run.
+
+    Returns:
+        scheduler (OneCycle | Cosine | Constant): The scheduler, stepped once per
+            optimisation step.
+
+    Raises:
+        ValueError: If the section names an unknown schedule.
+    """
     base_lr = optimizer.param_groups[0]["lr"]
     if isinstance(cfg, OneCycleConfig):
         return OneCycle(
@@ -86,7 +112,14 @@ def build_scheduler(cfg: SchedulerConfig, optimizer: Adam | SGD, total_steps: in
 
 
 def get_rng_state(device: torch.device) -> dict[str, Tensor]:
-    """The global torch RNG state, and the CUDA one when ``device`` is a CUDA device."""
+    """The global torch RNG state, and the CUDA one when ``device`` is a CUDA device.
+
+    Args:
+        device: The device the run uses.
+
+    Returns:
+        ``{"torch": state}``, plus ``"cuda"`` for a CUDA device.
+    """
     state = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
@@ -94,7 +127,12 @@ def get_rng_state(device: torch.device) -> dict[str, Tensor]:
 
 
 def set_rng_state(state: Mapping[str, Tensor], device: torch.device) -> None:
-    """Restore a state from :func:`get_rng_state`."""
+    """Restore a state from :func:`get_rng_state`.
+
+    Args:
+        state: The state.
+        device: The device the run uses (the CUDA state is restored on a CUDA device).
+    """
     torch.set_rng_state(state["torch"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
@@ -102,7 +140,13 @@ def set_rng_state(state: Mapping[str, Tensor], device: torch.device) -> None:
 
 @dataclass
 class History:
-    """Per-epoch learning rate and losses (data, distribution, total)."""
+    """Per-epoch learning rate and losses (data, distribution, total).
+
+    Args:
+        epochs: The epoch numbers, from 1.
+        lr: The learning rate at the end of each epoch.
+        losses: Each epoch's losses, each a detached tensor of shape ``(3,)``.
+    """
 
     epochs: list[int] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
@@ -111,6 +155,7 @@ class History:
     COLUMNS = ("epoch", "lr", "data_loss", "distribution_loss", "total_loss")
 
     def rows(self) -> list[tuple[int, float, float, float, float]]:
+        """The history as rows of :attr:`COLUMNS`: epoch, lr and the three losses."""
         if not self.losses:
             return []
         values = torch.stack(self.losses).cpu().tolist()
@@ -124,13 +169,28 @@ class History:
         return {"data": data, "distribution": dist, "total": total}
 
     def state(self) -> dict[str, Any]:
-        """Plain data and one ``(E, 3)`` CPU tensor, for a checkpoint."""
+        """The history for a checkpoint: plain data and one ``(E, 3)`` CPU tensor.
+
+        Returns:
+            ``{"epoch": [...], "lr": [...], "losses": tensor (E, 3)}``.
+        """
         losses = torch.stack(self.losses).cpu() if self.losses else torch.zeros(0, 3)
         return {"epoch": list(self.epochs), "lr": list(self.lr), "losses": losses}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], device: torch.device | str = "cpu") -> History:
-        """The inverse of :meth:`state`; raises ``ValueError`` if the lengths disagree."""
+        """The inverse of :meth:`state`.
+
+        Args:
+            state: A :meth:`state`.
+            device: Where to put the losses.
+
+        Returns:
+            The history.
+
+        Raises:
+            ValueError: If the losses are not ``(E, 3)`` or the lengths disagree.
+        """
         epochs, lr, losses = list(state["epoch"]), list(state["lr"]), state["losses"]
         if (
             not isinstance(losses, Tensor)
@@ -145,7 +205,11 @@ class History:
 
 
 class NonFiniteLoss(ArithmeticError):
-    """A NaN or infinite loss or gradient at ``epoch``; the update was not applied."""
+    """A NaN or infinite loss or gradient at ``epoch``; the update was not applied.
+
+    Args:
+        epoch: The epoch of the fault.
+    """
 
     def __init__(self, epoch: int):
         super().__init__(f"non-finite loss at epoch {epoch}")
@@ -153,7 +217,9 @@ class NonFiniteLoss(ArithmeticError):
 
 
 class Trainer:
-    """Trains with the settings of the ``trainer`` section (:class:`TrainerConfig`, alias
+    """Trains a :class:`~polymix_cli.StochasticModel` by stochastic variational inference.
+
+    Uses the settings of the ``trainer`` section (:class:`TrainerConfig`, alias
     :data:`TrainSettings`): ``batch_size`` ``None`` (or >= the number of points) trains on
     all points at every step; ``gradients`` ``auto`` takes the hand-derived gradients of
     :mod:`~polymix_cli.training.analytic_step` where the model supports them (the same
@@ -174,6 +240,19 @@ class Trainer:
     permutation of the points, one optimisation step per batch, and the data term of a
     batch is scaled by ``N / batch`` so that it stays an unbiased estimate of the full
     term. The history then records the mean over the epoch's batches.
+
+    Args:
+        model: The model to train.
+        x: Training inputs in the model's domain, shape ``(N, num_inputs)``.
+        y: Training outputs in the model's domain, shape ``(N, num_outputs)``.
+        settings: The ``trainer`` section.
+        optimizer: The optimizer of the model's parameters (:func:`build_optimizer`).
+        scheduler (OneCycle | Cosine | Constant | None): The learning-rate schedule
+            (:func:`build_scheduler`), or ``None``.
+
+    Raises:
+        ValueError: If ``settings.loss`` or ``settings.gradients`` is unknown, or the
+            loss is ``gaussian_nll`` and the model has no noise.
     """
 
     def __init__(
@@ -235,6 +314,7 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
+        """The optimisation steps of one epoch, ``ceil(N / batch_size)``."""
         return math.ceil(self.x.shape[0] / self.batch_size)
 
     def _losses(self, x: Tensor, y: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -248,7 +328,12 @@ class Trainer:
         return data, dist, torch.add(data, dist, alpha=s.weight_factor)
 
     def losses(self) -> tuple[Tensor, Tensor, Tensor]:
-        """One draw of the full-data objective: (data, distribution, total)."""
+        """One draw of the full-data objective.
+
+        Returns:
+            ``(data, distribution, total)``, three scalars (0-dim tensors) with autograd
+            graphs.
+        """
         return self._objective(self.x, self.y, 1.0)
 
     def _finite(self, total: Tensor) -> bool:
@@ -261,11 +346,20 @@ class Trainer:
         return math.isfinite(check.item())
 
     def step(self, x: Tensor | None = None, y: Tensor | None = None) -> Tensor:
-        """One optimisation step on ``(x, y)`` (default: all points); returns the detached
-        losses ``(3,)``, the data term scaled to the full data set.
+        """One optimisation step on a batch.
 
-        Raises :class:`NonFiniteLoss` (for epoch ``self.epoch + 1``) before the update if
-        the loss or a gradient is not finite; the torch RNG is then rewound as well."""
+        Args:
+            x: Batch inputs, shape ``(B, num_inputs)`` (default: all points).
+            y: Batch outputs, shape ``(B, num_outputs)`` (default: all points).
+
+        Returns:
+            The detached losses (data, distribution, total), shape ``(3,)``, the data term
+            scaled to the full data set.
+
+        Raises:
+            NonFiniteLoss: For epoch ``self.epoch + 1``, before the update, if the loss or
+                a gradient is not finite; the torch RNG is then rewound as well.
+        """
         x = self.x if x is None else x
         y = self.y if y is None else y
         rng = get_rng_state(self.x.device)
@@ -288,7 +382,14 @@ class Trainer:
         return losses
 
     def epoch_step(self) -> Tensor:
-        """One epoch: a full-batch step, or one step per mini-batch of a random permutation."""
+        """One epoch: a full-batch step, or one step per mini-batch of a random permutation.
+
+        Returns:
+            The epoch's losses, shape ``(3,)`` (the mean over its batches).
+
+        Raises:
+            NonFiniteLoss: On a non-finite loss or gradient.
+        """
         if self.batch_size >= self.x.shape[0]:
             return self.step()
         order = torch.randperm(self.x.shape[0], device=self.x.device)
@@ -296,11 +397,21 @@ class Trainer:
         return torch.stack(losses).mean(0)
 
     def current_lr(self) -> float:
+        """The optimizer's current learning rate (of its first parameter group)."""
         return float(self.optimizer.param_groups[0]["lr"])
 
     def fit(self, hooks: Sequence[Callable[[Trainer], None]] = ()) -> History:
-        """Train until ``settings.epochs``, or until ``stop_requested`` is set; each hook is
-        called after every epoch. Raises :class:`NonFiniteLoss` on a numerical fault."""
+        """Train until ``settings.epochs``, or until ``stop_requested`` is set.
+
+        Args:
+            hooks: Called with the trainer after every epoch.
+
+        Returns:
+            The history (also ``self.history``).
+
+        Raises:
+            NonFiniteLoss: On a numerical fault.
+        """
         self.model.train()
         start = time.perf_counter()
         try:
