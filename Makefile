@@ -49,8 +49,8 @@ docs-serve: $(DOCS_STAMP)
 
 # ruff's lint rules and its formatting (line length 100): both must pass (.ci/run runs this)
 lint: $(STAMP)
-	$(BIN)/ruff check polymix_cli tests bench docs
-	$(BIN)/ruff format --check polymix_cli tests bench docs
+	$(BIN)/ruff check polymix_cli hydra_plugins tests bench docs
+	$(BIN)/ruff format --check polymix_cli hydra_plugins tests bench docs
 
 # the pictures of docs/tutorial.md: reruns its commands and copies the plots into docs/tutorial/
 docs-figures: $(STAMP)

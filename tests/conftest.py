@@ -30,6 +30,12 @@ from helpers import (  # noqa: F401 (re-exported for ``from conftest import ...`
     run_cli,
 )
 
+from polymix_cli.config.schema import register
+
+# the typed schemas the YAML files name in their defaults lists: tests that compose the
+# configs with Hydra's own API (not through polymix_cli.cli.apps) need them registered
+register()
+
 LEVELS = ("unit", "app", "e2e")
 TESTS = Path(__file__).resolve().parent
 

@@ -35,6 +35,21 @@ from polymix_cli.runs.threads import threads_per_job
 # the typed schemas that the YAML files name in their defaults lists (schema/<group>/<name>)
 schema.register()
 
+
+def _register_slurm_launcher() -> None:
+    """Make ``hydra/launcher=slurm`` (polymix's launcher, hydra_plugins/polymix_slurm_launcher)
+    known to Hydra. Hydra finds plugins by listing the folders of the ``hydra_plugins``
+    namespace package, which sees an installed wheel's copy but not an editable install's
+    (setuptools' import hook cannot be listed); registering the class works for both."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.polymix_slurm_launcher import SlurmLauncher
+
+    Plugins.instance().register(SlurmLauncher)
+
+
+_register_slurm_launcher()
+
 # configs/hydra/launcher/{joblib,submitit_local}.yaml restate the plugins' configs of the
 # same name, with polymix's defaults and comments; Hydra validates them against those
 # schemas and warns that matching by name is deprecated. The match is intended: silence

@@ -107,7 +107,7 @@ def write_status(
 
     It holds ``ok`` or ``failed`` with its one-line reason and error type, the exit status
     a single run would have had, the job's seconds, its torch threads, and the host and
-    process that ran it.
+    process that ran it and, in a Slurm job, its job id and CPUs.
 
     Args:
         run_dir: The job's run dir (created if missing).
@@ -136,12 +136,25 @@ def write_status(
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }
+    slurm = {key: os.environ.get(name) for key, name in _SLURM_ENV.items()}
+    if slurm["job_id"]:
+        payload["slurm"] = slurm
     path = Path(run_dir) / STATUS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)
     return path
+
+
+# what status.json records of a Slurm job's environment
+_SLURM_ENV = {
+    "job_id": "SLURM_JOB_ID",
+    "array_job_id": "SLURM_ARRAY_JOB_ID",
+    "array_task_id": "SLURM_ARRAY_TASK_ID",
+    "cpus_per_task": "SLURM_CPUS_PER_TASK",
+    "node": "SLURMD_NODENAME",
+}
 
 
 def read_status(run_dir: Path) -> dict[str, Any] | None:

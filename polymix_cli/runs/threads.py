@@ -53,13 +53,17 @@ def threads_per_job(
         cores: The cores available (``None``: :func:`available_cores`).
 
     Returns:
-        ``requested``; else a submitit launcher's ``cpus_per_task``; else, under joblib
-        (``n_jobs``, -1 for all cores), the cores divided among the parallel jobs; else
-        ``None`` (torch's default).
+        ``requested``; else, in a job of the Slurm launcher, the CPUs Slurm gave it
+        (``SLURM_CPUS_PER_TASK``); else a submitit launcher's ``cpus_per_task``; else,
+        under joblib (``n_jobs``, -1 for all cores), the cores divided among the parallel
+        jobs; else ``None`` (torch's default).
     """
     if requested is not None:
         return int(requested)
     launcher = launcher or {}
+    slurm_cpus = slurm_cpus_per_task()
+    if slurm_cpus and "slurm" in str(launcher.get("_target_", "")).lower():
+        return slurm_cpus
     if launcher.get("cpus_per_task"):
         return int(launcher["cpus_per_task"])
     n_jobs = launcher.get("n_jobs")
@@ -69,6 +73,14 @@ def threads_per_job(
     n_jobs = int(n_jobs)
     parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
     return max(1, cores // max(1, min(parallel, cores)))
+
+
+def slurm_cpus_per_task() -> int | None:
+    """The CPUs Slurm gave this job's task (``SLURM_CPUS_PER_TASK``), if in one."""
+    try:
+        return int(os.environ["SLURM_CPUS_PER_TASK"]) or None
+    except (KeyError, ValueError):
+        return None
 
 
 def available_cores() -> int:

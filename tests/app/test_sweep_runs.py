@@ -52,10 +52,13 @@ def test_slurm_launcher_config_composes():
             config_name="train", overrides=["hydra/launcher=slurm"], return_hydra_config=True
         )
     launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
-    assert launcher["_target_"].endswith("submitit_launcher.SlurmLauncher")
+    assert launcher["_target_"] == "hydra_plugins.polymix_slurm_launcher.SlurmLauncher"
     assert {"partition", "account", "timeout_min", "cpus_per_task", "mem_gb", "setup"} <= set(
         launcher
     )
+    # defaults that fit a small partition, run with the launching Python (no venv to source)
+    assert (launcher["cpus_per_task"], launcher["mem_gb"], launcher["tasks_per_node"]) == (1, 2, 1)
+    assert launcher["setup"] == [] and launcher["partition"] is None
     assert threads_per_job(None, launcher) == launcher["cpus_per_task"]
 
 
