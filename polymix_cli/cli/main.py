@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"polymix {__version__}")
         return 0
+    if args[0] in COMPLETION_FLAGS:
+        return _shell_completion(args[1:])
     command = args[0]
     if command not in COMMANDS:
         print(
@@ -91,6 +93,42 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the polymix process itself (not a call from Python, such as a test)
         allocator.tune_malloc()
     return _run_app(command, args[1:])
+
+
+COMPLETION_FLAGS = ("-sc", "--shell-completion")
+HYDRA_APPS = ("train", "evaluate", "predict")
+
+
+def _shell_completion(args: list[str]) -> int:
+    """``polymix -sc install=SHELL|uninstall=SHELL|query=SHELL``: the script that
+    ``polymix train -sc install=bash`` prints (Hydra's own, registered for ``polymix``)
+    asks ``polymix -sc query=bash`` for the candidates of ``COMP_LINE``. The first word
+    after ``polymix`` completes to a command; the words after a Hydra app's name are
+    completed by that app (its config groups, options and keys)."""
+    action = args[0] if args else ""
+    what, _, shell = action.partition("=")
+    if what not in ("install", "uninstall", "query") or not shell:
+        errors.fail(
+            "shell completion takes one of install=SHELL, uninstall=SHELL, query=SHELL "
+            "(e.g. eval \"$(polymix -sc install=bash)\")",
+            errors.USAGE,
+        )
+    if what != "query":
+        return _run_app("train", ["--shell-completion", action])
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    completing_command = len(words) < 2 or (len(words) == 2 and not line.endswith(" "))
+    if completing_command:
+        prefix = words[1] if len(words) == 2 else ""
+        print(" ".join(name for name in COMMANDS if name.startswith(prefix)))
+        return 0
+    command = words[1]
+    if command not in HYDRA_APPS:
+        print("")  # summarize's arguments: the shell's default (file names)
+        return 0
+    # the line as the app sees it: its name first, then its own arguments
+    os.environ["COMP_LINE"] = line.lstrip()[len(words[0]) :].lstrip()
+    return _run_app(command, ["--shell-completion", action])
 
 
 def _callable_override(args: list[str]) -> str | None:
@@ -117,7 +155,10 @@ def _run_app(command: str, args: list[str]) -> int:
     (``HYDRA_FULL_ERROR``) and reported here as one line with exit status 2."""
     from polymix_cli.cli import apps
 
-    sys.argv = [f"polymix {command}", *args]
+    completion = any(a in COMPLETION_FLAGS for a in args)
+    # Hydra's completion script registers itself for the program named by argv[0], and
+    # asks it for candidates: that is `polymix` (see _shell_completion), not `train`
+    sys.argv = ["polymix" if completion else f"polymix {command}", *args]
     previous = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
