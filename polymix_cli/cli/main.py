@@ -50,6 +50,22 @@ def usage() -> str:
     return USAGE.format(commands=lines)
 
 
+def _version(with_hydra: bool) -> str:
+    """``polymix X.Y.Z``; for the Hydra apps (whose ``--version`` Hydra would answer with
+    its own version alone), ``polymix X.Y.Z (Hydra A.B.C)``. Imports neither torch nor Hydra."""
+    from polymix_cli import __version__
+
+    if not with_hydra:
+        return f"polymix {__version__}"
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        hydra = version("hydra-core")
+    except PackageNotFoundError:
+        return f"polymix {__version__}"
+    return f"polymix {__version__} (Hydra {hydra})"
+
+
 def _use_noninteractive_backend() -> None:
     """Have matplotlib draw the plots with Agg (files only, no window), in this process and
     in the ones it starts (launcher workers), unless the user chose a backend in
@@ -64,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
-    if args[0] == "--version":
-        from polymix_cli import __version__
-
-        print(f"polymix {__version__}")
+    if args[0] == "--version" or (args[0] in HYDRA_APPS and "--version" in args[1:]):
+        print(_version(with_hydra=args[0] != "--version"))
         return 0
     if args[0] in COMPLETION_FLAGS:
         return _shell_completion(args[1:])

@@ -72,3 +72,18 @@ def test_completion_bad_request_is_a_usage_error(polymix):
     status, out, err = polymix("-sc", "nonsense")
     assert status == 2
     assert err.count("\n") == 1 and err.startswith("polymix: error:")
+
+
+# ------------------------------------------------------------------------------- --version
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+def test_version_of_a_hydra_app_is_polymix_version(polymix, command):
+    import hydra
+
+    from polymix_cli import __version__
+
+    status, out, err = polymix(command, "--version")
+    assert status == 0, err
+    assert out == f"polymix {__version__} (Hydra {hydra.__version__})\n"
+    assert polymix("--version")[1] == f"polymix {__version__}\n"
