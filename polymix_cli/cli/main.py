@@ -75,7 +75,31 @@ def _use_noninteractive_backend() -> None:
         os.environ["MPLBACKEND"] = "Agg"
 
 
+# 128 + SIGPIPE: the status of a Unix tool whose reader went away (`polymix ... | head -1`)
+BROKEN_PIPE = 141
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # stdout's reader closed it (`| head`): not an error to report; exit quietly, as
+        # a Unix tool killed by SIGPIPE does, and keep Python's final flush from failing
+        _silence_stdout()
+        return BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point the file descriptor of stdout at /dev/null (Python's advice for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is no file (e.g. captured)
+        pass
+
+
+def _main(argv: list[str] | None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
@@ -181,6 +205,8 @@ def _run_app(command: str, args: list[str]) -> int:
         if errors.debug():
             raise
         errors.leave("interrupted", 130)
+    except BrokenPipeError:
+        raise  # stdout closed by its reader: see main
     except Exception as err:  # errors of the task itself never get here (see apps)
         if errors.debug():
             raise
