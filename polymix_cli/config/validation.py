@@ -133,6 +133,10 @@ def _check_float(value: Any, name: str, meta: Mapping[str, Any], errors: list) -
     return float(value)
 
 
+# what a string option receives for YAML's `off` (false), or for false itself
+_OFF = (False, "False", "false")
+
+
 def _value(tp: Any, value: Any, name: str, meta: Mapping[str, Any], siblings: dict, errors: list):
     """``value`` checked against the type ``tp`` and the field's ``meta``; :data:`_BAD`
     (with the message in ``errors``) if it fails."""
@@ -175,6 +179,10 @@ def _value(tp: Any, value: Any, name: str, meta: Mapping[str, Any], siblings: di
         return _check_float(value, name, meta, errors)
     if tp is str:
         choices = _choices(meta)
+        if choices is not None and "off" in choices and value in _OFF:
+            # YAML 1.1 reads a bare `off` as false, which a string option receives as
+            # "False": a choice named off means it (`eval.sensitivity: off` in a file)
+            return "off"
         if choices is not None and value not in choices:
             errors.append(f"{name} must be one of {list(choices)}, got {value!r}")
             return _BAD

@@ -87,3 +87,62 @@ def test_version_of_a_hydra_app_is_polymix_version(polymix, command):
     assert status == 0, err
     assert out == f"polymix {__version__} (Hydra {hydra.__version__})\n"
     assert polymix("--version")[1] == f"polymix {__version__}\n"
+
+
+# ------------------------------------------------------------------- YAML's off for "off"
+
+
+@pytest.fixture
+def quiet_experiment(tmp_path):
+    """A user's config dir whose experiment writes ``eval.sensitivity: off`` (YAML: false)."""
+    folder = tmp_path / "configs"
+    (folder / "experiment").mkdir(parents=True)
+    (folder / "experiment" / "quiet.yaml").write_text(
+        "# @package _global_\neval:\n  sensitivity: off\n", encoding="utf-8"
+    )
+    return folder
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["experiment=quiet"], ["eval.sensitivity=off"], ["eval.sensitivity=false"]],
+    ids=["yaml-file", "command-line", "false"],
+)
+def test_sensitivity_off_from_yaml_or_command_line(quiet_experiment, overrides):
+    from polymix_cli.config.compose import compose
+    from polymix_cli.config.validation import parse_train_config
+
+    job = compose("train", overrides, config_dir=str(quiet_experiment))
+    assert parse_train_config(job).eval.sensitivity == "off"
+
+
+def test_sensitivity_on_is_still_refused():
+    from polymix_cli.config.compose import compose
+    from polymix_cli.config.validation import ConfigError, parse_train_config
+
+    with pytest.raises(ConfigError, match="eval.sensitivity must be one of"):
+        parse_train_config(compose("train", ["eval.sensitivity=true"]))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_train_with_sensitivity_off_in_a_user_experiment(polymix, quiet_experiment, tmp_path):
+    import json
+
+    from helpers import TINY
+
+    from polymix_cli.runs.checkpoint import load_checkpoint
+
+    run_dir = tmp_path / "run"
+    status, out, err = polymix(
+        "train",
+        "--config-dir",
+        str(quiet_experiment),
+        "experiment=quiet",
+        *TINY,
+        f"hydra.run.dir={run_dir}",
+    )
+    assert status == 0, err
+    stored = load_checkpoint(run_dir / "checkpoints" / "last.pt")["config"]
+    assert "  sensitivity: 'off'" in stored.splitlines()
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    assert "sensitivity" not in json.dumps(metrics)
