@@ -73,6 +73,18 @@ def _run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def _launch_dir() -> str:
+    """The folder polymix was started in: relative paths on the command line and in the
+    configs start from it, also when ``hydra.job.chdir=true`` made the run dir current."""
+    return HydraConfig.get().runtime.cwd
+
+
+def _from_launch_dir(path: str | None) -> str | None:
+    from polymix_cli.data.files import absolute_path
+
+    return None if not isinstance(path, str) or not path else absolute_path(path, _launch_dir())
+
+
 def _multirun() -> bool:
     return HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -188,6 +200,7 @@ def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any] | Non
         return plain, None
     if not isinstance(resume, str) or not resume:
         raise ConfigError(f"resume must be the path of a polymix checkpoint, got {resume!r}")
+    resume = _from_launch_dir(resume)
     state = load_checkpoint(resume)
     stored = checkpoint_config(state, resume, parse_config)
     return resume_config(stored, plain, _overridden_keys(), state["epoch"]), state
@@ -218,7 +231,7 @@ def train_app(cfg: DictConfig) -> float | None:
         if state is None and isinstance(config.data, FileDataConfig):
             # the checkpoint's config names the data files absolutely, so that evaluate
             # finds them from any directory (relative paths start from the current one)
-            config.data = resolve_data_paths(config.data)
+            config.data = resolve_data_paths(config.data, _launch_dir())
         ui = ConsoleUI(config.trainer.progress)
         metrics = train(
             config, _run_dir(), _config_yaml(config), ui, resume=state, max_threads=job["threads"]
@@ -247,7 +260,7 @@ def evaluate_app(cfg: DictConfig) -> None:
             "trainer": config_dict(config.trainer),
             "seed": config.seed,
         }
-        ckpt = Path(config.ckpt)
+        ckpt = Path(_from_launch_dir(config.ckpt) or config.ckpt)
         evaluate_checkpoint(ckpt, overrides, _run_dir(), ConsoleUI("log"), parse_config)
 
     _guarded(body)
@@ -262,6 +275,8 @@ def predict_app(cfg: DictConfig) -> None:
     def body() -> None:
         plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
         config = parse_predict_config(plain)
+        for key in ("ckpt", "input", "output"):  # from the launch dir, as data.path
+            setattr(config, key, _from_launch_dir(getattr(config, key)) or getattr(config, key))
         trained = load_trained(config.ckpt, parse_config, config.trainer.device)
         settings = PredictSettings.from_config(config.predict, config.seed)
         result = predict_file(trained, config.input, config.output, settings)

@@ -148,7 +148,7 @@ def _shell_completion(args: list[str]) -> int:
     if what not in ("install", "uninstall", "query") or not shell:
         errors.fail(
             "shell completion takes one of install=SHELL, uninstall=SHELL, query=SHELL "
-            "(e.g. eval \"$(polymix -sc install=bash)\")",
+            '(e.g. eval "$(polymix -sc install=bash)")',
             errors.USAGE,
         )
     if what != "query":
@@ -162,7 +162,7 @@ def _shell_completion(args: list[str]) -> int:
         return 0
     command = words[1]
     if command not in HYDRA_APPS:
-        print("")  # summarize's arguments: the shell's default (file names)
+        print()  # summarize's arguments: the shell's default (file names)
         return 0
     # the line as the app sees it: its name first, then its own arguments
     os.environ["COMP_LINE"] = line.lstrip()[len(words[0]) :].lstrip()

@@ -432,23 +432,33 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_data_paths(data: FileDataConfig) -> FileDataConfig:
+def resolve_data_paths(data: FileDataConfig, base: str | Path | None = None) -> FileDataConfig:
     """``data`` with ``path`` and ``test_path`` made absolute.
 
-    Paths are taken from the current directory (``~`` expanded), so that a checkpoint's
-    config finds its files from anywhere.
+    Relative paths are taken from ``base`` (the folder polymix was started in, which
+    ``hydra.job.chdir=true`` is not), else from the current directory (``~`` expanded),
+    so that a checkpoint's config finds its files from anywhere.
 
     Args:
         data: The ``data=file`` section.
+        base: The folder relative paths start from; ``None``: the current directory.
 
     Returns:
         A copy; a path that is ``None`` stays ``None``.
     """
 
     def absolute(path: str | None) -> str | None:
-        return None if path is None else str(Path(path).expanduser().absolute())
+        return None if path is None else absolute_path(path, base)
 
     return dataclasses.replace(data, path=absolute(data.path), test_path=absolute(data.test_path))
+
+
+def absolute_path(path: str | Path, base: str | Path | None = None) -> str:
+    """``path`` (``~`` expanded) made absolute from ``base``, else from the current directory."""
+    expanded = Path(path).expanduser()
+    if base is not None and not expanded.is_absolute():
+        expanded = Path(base) / expanded
+    return str(expanded.absolute())
 
 
 def _read(table: Table, names: list[str], option: str) -> Block:

@@ -69,7 +69,7 @@ def test_completion_install_registers_polymix(polymix, args):
 
 
 def test_completion_bad_request_is_a_usage_error(polymix):
-    status, out, err = polymix("-sc", "nonsense")
+    status, _out, err = polymix("-sc", "nonsense")
     assert status == 2
     assert err.count("\n") == 1 and err.startswith("polymix: error:")
 
@@ -133,7 +133,7 @@ def test_train_with_sensitivity_off_in_a_user_experiment(polymix, quiet_experime
     from polymix_cli.runs.checkpoint import load_checkpoint
 
     run_dir = tmp_path / "run"
-    status, out, err = polymix(
+    status, _out, err = polymix(
         "train",
         "--config-dir",
         str(quiet_experiment),
