@@ -80,9 +80,17 @@ def _launch_dir() -> str:
 
 
 def _from_launch_dir(path: str | None) -> str | None:
+    """``path`` as given when the launch dir is current (messages then name it as the
+    user wrote it); made absolute from the launch dir under ``hydra.job.chdir=true``."""
+    import os
+
     from polymix_cli.data.files import absolute_path
 
-    return None if not isinstance(path, str) or not path else absolute_path(path, _launch_dir())
+    if not isinstance(path, str) or not path:
+        return None
+    if os.path.realpath(os.getcwd()) == os.path.realpath(_launch_dir()):
+        return path
+    return absolute_path(path, _launch_dir())
 
 
 def _multirun() -> bool:
