@@ -57,16 +57,15 @@ def tiny_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """``cli(*args)`` runs ``polymix ARGS`` in this process (the real entry point, without
-    paying an interpreter and torch import per case); returns (exit status, stderr)."""
+def _in_process(capsys, monkeypatch):
+    """``run(*args)`` runs ``polymix ARGS`` in this process (the real entry point, without
+    paying an interpreter and torch import per case); returns (exit status, stdout, stderr)."""
     from polymix_cli.cli.main import main
 
     monkeypatch.delenv("POLYMIX_DEBUG", raising=False)
     monkeypatch.setattr(sys, "argv", list(sys.argv))
 
-    def run(*args: str) -> tuple[int, str]:
+    def run(*args: str) -> tuple[int, str, str]:
         root = logging.getLogger()
         handlers, level = root.handlers[:], root.level
         capsys.readouterr()
@@ -80,9 +79,28 @@ def cli(capsys, monkeypatch):
                     handler.close()
             root.handlers[:] = handlers
             root.setLevel(level)
-        return status, capsys.readouterr().err
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``cli(*args)`` runs ``polymix ARGS`` in this process; returns (exit status, stderr)."""
+    run_with_output = _in_process(capsys, monkeypatch)
+
+    def run(*args: str) -> tuple[int, str]:
+        status, _, err = run_with_output(*args)
+        return status, err
+
+    return run
+
+
+@pytest.fixture
+def cli_output(capsys, monkeypatch):
+    """``cli_output(*args)`` as ``cli``, returning (exit status, stdout, stderr)."""
+    return _in_process(capsys, monkeypatch)
 
 
 @pytest.fixture

@@ -130,3 +130,24 @@ def ishigami_errors(metrics: dict) -> tuple[float, float]:
         max(abs(a - b) for a, b in zip(first, ISHIGAMI_FIRST, strict=True)),
         max(abs(a - b) for a, b in zip(total, ISHIGAMI_TOTAL, strict=True)),
     )
+
+
+def schema_classes() -> set[type]:
+    """Every config schema class: those of the YAML files, their nested sections (found
+    through their defaults) and the layout rule."""
+    import dataclasses
+
+    from polymix_cli.config import schema
+
+    found: set[type] = set()
+    todo = [*schema.SCHEMAS.values(), schema.ExpertConfig, schema.GateConfig, schema.RuleConfig]
+    while todo:
+        cls = todo.pop()
+        if cls in found:
+            continue
+        found.add(cls)
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            if dataclasses.is_dataclass(default):
+                todo.append(type(default))
+    return found

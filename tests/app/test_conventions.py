@@ -4,38 +4,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import pytest
-
-from polymix_cli.cli.main import main
 
 
 @pytest.fixture
-def polymix(capsys, monkeypatch):
+def polymix(cli_output):
     """``polymix(*args)`` runs ``polymix ARGS`` in this process; returns (status, stdout, stderr)."""
-    monkeypatch.delenv("POLYMIX_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", list(sys.argv))
-
-    def run(*args: str) -> tuple[int, str, str]:
-        root = logging.getLogger()
-        handlers, level = root.handlers[:], root.level
-        capsys.readouterr()
-        try:
-            status = main(list(args))
-        except SystemExit as exc:
-            status = exc.code
-        finally:  # Hydra configures logging for each run: undo it
-            for handler in root.handlers:
-                if handler not in handlers:
-                    handler.close()
-            root.handlers[:] = handlers
-            root.setLevel(level)
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
+    return cli_output
 
 
 # ------------------------------------------------------------------------- shell completion

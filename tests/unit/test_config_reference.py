@@ -10,26 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import schema_classes
 
 from polymix_cli.config import reference, schema
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _classes() -> set[type]:
-    """Every schema class: those of the YAML files, their nested sections and the rule."""
-    found: set[type] = set()
-    todo = [*schema.SCHEMAS.values(), schema.RuleConfig]
-    while todo:
-        cls = todo.pop()
-        if cls in found:
-            continue
-        found.add(cls)
-        for f in dataclasses.fields(cls):
-            default = f.default_factory() if callable(f.default_factory) else f.default
-            if dataclasses.is_dataclass(default):
-                todo.append(type(default))
-    return found
 
 
 def _section(title: str) -> reference.Section:
@@ -40,7 +25,7 @@ def test_every_field_of_every_schema_class_is_listed():
     listed = {(row.owner, row.name) for s in reference.sections() for row in s.rows}
     expected = {
         (cls, f.name)
-        for cls in _classes()
+        for cls in schema_classes()
         for f in dataclasses.fields(cls)
         # the config groups of TrainConfig are listed as sections of their own
         if not (cls is schema.TrainConfig and f.name in reference.GROUPS)

@@ -7,29 +7,15 @@ import copy
 import dataclasses
 
 import pytest
+from helpers import schema_classes
 
 from polymix_cli.config import schema
 from polymix_cli.config.migrate import CURRENT_VERSION, MigrationError, migrate
 from polymix_cli.config.validation import ConfigError, config_dict, parse_train_config
 
 
-def _classes() -> set[type]:
-    found: set[type] = set()
-    todo = [*schema.SCHEMAS.values(), schema.ExpertConfig, schema.GateConfig, schema.RuleConfig]
-    while todo:
-        cls = todo.pop()
-        if cls in found:
-            continue
-        found.add(cls)
-        for f in dataclasses.fields(cls):
-            default = f.default_factory() if callable(f.default_factory) else f.default
-            if dataclasses.is_dataclass(default):
-                todo.append(type(default))
-    return found
-
-
 def test_every_option_has_a_one_line_doc():
-    for cls in _classes():
+    for cls in schema_classes():
         for f in dataclasses.fields(cls):
             doc = f.metadata.get("doc")
             assert isinstance(doc, str) and doc and "\n" not in doc, (cls.__name__, f.name)
