@@ -557,18 +557,9 @@ def plot_sweep_summary(summary: SweepSummary, path: Path) -> Path:
             target=target,
             title=f"{name} by {label}",
         )
+    # a line over one swept key, a heatmap over the first two (best over any others)
     x_name = summary.swept[0]
-    if len(summary.swept) == 1:
-        return plot_sweep(
-            path,
-            name,
-            x_name,
-            [r[x_name] for r in summary.rows],
-            values,
-            failed=failed,
-            target=target,
-        )
-    y_name = summary.swept[1]
+    y_name = summary.swept[1] if len(summary.swept) > 1 else None
     others = summary.swept[2:]
     title = f"{name} (best over {', '.join(others)})" if others else None
     return plot_sweep(
@@ -579,7 +570,7 @@ def plot_sweep_summary(summary: SweepSummary, path: Path) -> Path:
         values,
         failed=failed,
         y_name=y_name,
-        y_values=[r[y_name] for r in summary.rows],
+        y_values=None if y_name is None else [r[y_name] for r in summary.rows],
         target=target,
         title=title,
     )
