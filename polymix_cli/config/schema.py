@@ -26,6 +26,8 @@ from omegaconf import MISSING
 
 __all__ = [
     "DEVICES",
+    "DISTRIBUTION_KINDS",
+    "DISTRIBUTION_PARAMETERS",
     "EXPERT_KINDS",
     "GRADIENTS",
     "INPUT_SCALINGS",
@@ -47,6 +49,7 @@ __all__ = [
     "FileDataConfig",
     "GateConfig",
     "GroupConfig",
+    "InputDistributionConfig",
     "LayoutConfig",
     "ModelConfig",
     "MoeModelConfig",
@@ -686,6 +689,75 @@ class TrainerConfig:
 
 # ---------------------------------------------------------------------------- eval
 
+# the parameters of each kind of input distribution (eval.input_distributions)
+DISTRIBUTION_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "uniform": ("low", "high"),
+    "normal": ("mean", "std"),
+    "lognormal": ("log_mean", "log_std"),
+    "truncated_normal": ("mean", "std", "low", "high"),
+    "beta": ("a", "b", "low", "high"),
+    "triangular": ("low", "mode", "high"),
+}
+DISTRIBUTION_KINDS = tuple(DISTRIBUTION_PARAMETERS)
+
+
+@dataclass
+class InputDistributionConfig:
+    """One entry of ``eval.input_distributions``: an input's distribution, in your units.
+
+    ``kind`` names the distribution and with it the parameters it takes (all required,
+    no others): uniform (low, high), normal (mean, std), lognormal (log_mean, log_std:
+    the mean and std of log X), truncated_normal (mean, std, low, high: a normal cut to
+    [low, high]), beta (a, b, low, high: Beta(a, b) stretched onto [low, high]),
+    triangular (low, mode, high).
+    """
+
+    kind: str = option(
+        MISSING,
+        "uniform | normal | lognormal | truncated_normal | beta | triangular",
+        choices=DISTRIBUTION_KINDS,
+    )
+    low: float | None = option(None, "uniform, truncated_normal, beta, triangular: lower end")
+    high: float | None = option(None, "uniform, truncated_normal, beta, triangular: upper end")
+    mean: float | None = option(None, "normal, truncated_normal: mean (before truncation)")
+    std: float | None = option(
+        None, "normal, truncated_normal: standard deviation (before truncation)", gt=0.0
+    )
+    log_mean: float | None = option(None, "lognormal: mean of log X")
+    log_std: float | None = option(None, "lognormal: standard deviation of log X", gt=0.0)
+    a: float | None = option(None, "beta: first shape parameter", gt=0.0)
+    b: float | None = option(None, "beta: second shape parameter", gt=0.0)
+    mode: float | None = option(None, "triangular: the mode, in [low, high]")
+
+    def parameters(self) -> dict[str, float]:
+        """The parameters of this kind, by name."""
+        return {k: getattr(self, k) for k in DISTRIBUTION_PARAMETERS[self.kind]}
+
+    def invalid(self, name: str) -> list[str]:
+        """What is wrong with this entry as a whole (its fields are checked one by one
+        first): a missing parameter of its kind, one of another kind, an empty range."""
+        takes = DISTRIBUTION_PARAMETERS[self.kind]
+        found = []
+        others = ("low", "high", "mean", "std", "log_mean", "log_std", "a", "b", "mode")
+        for key in takes + tuple(k for k in others if k not in takes):
+            value = getattr(self, key)
+            if key in takes and value is None:
+                found.append(f"{name}.{key} is missing: kind {self.kind} takes {', '.join(takes)}")
+            elif key not in takes and value is not None:
+                found.append(
+                    f"{name}.{key} is not a parameter of kind {self.kind}; it takes "
+                    f"{', '.join(takes)}"
+                )
+        if found or "low" not in takes:
+            return found
+        if not self.low < self.high:
+            found.append(f"{name}.high must be > {name}.low ({self.low}), got {self.high}")
+        elif self.kind == "triangular" and not self.low <= self.mode <= self.high:
+            found.append(
+                f"{name}.mode must be in [low, high] = [{self.low}, {self.high}], got {self.mode}"
+            )
+        return found
+
 
 @dataclass
 class EvalConfig:
@@ -715,6 +787,12 @@ class EvalConfig:
         2048,
         "Monte Carlo: quasi-random input points in each base sample A and B (best a power of 2)",
         ge=2,
+    )
+    input_distributions: list[InputDistributionConfig] | None = option(
+        None,
+        "one entry per input, e.g. [{kind: lognormal, log_mean: 0, log_std: 0.25}, {kind: uniform, "
+        "low: 0, high: 1}]: the inputs' distributions for the indices and the output's moments "
+        "(null: uniform over the training bounds, or the Hermite basis's normal)",
     )
 
 
@@ -819,6 +897,7 @@ EvalOverrides = _overrides(
         "sensitivity",
         "sensitivity_samples",
         "sensitivity_base_samples",
+        "input_distributions",
     ),
     "``eval`` of polymix evaluate: evaluation settings that replace the checkpoint's.",
 )
