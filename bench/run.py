@@ -2,6 +2,7 @@
 
     make bench                      # everything (several minutes on 2 cores)
     .venv/bin/python bench/run.py --quick
+    .venv/bin/python bench/run.py --design   # only design/suggest against one-shot designs
 
 Writes ``bench/results/<date>.json``, prints a table and rewrites ``bench/RESULTS.md``.
 Each memory figure comes from a fresh subprocess: the peak resident memory (VmHWM, reset
@@ -684,7 +685,84 @@ def markdown(result: dict) -> str:
         ),
         "",
     ]
+    if "design" in result:
+        lines += design_lines(result["design"])
     return "\n".join(lines)
+
+
+DESIGN_TITLE = "## Choosing the next simulations (design, suggest) against one-shot designs"
+
+
+def design_comparison() -> dict:
+    """bench/active_learning.py over seeds 0 to 9 (both acquisitions)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from active_learning import compare
+
+    return compare(range(10))
+
+
+def design_lines(d: dict) -> list[str]:
+    """The section of RESULTS.md: per seed, the loop's final test rmse_true against the
+    one-shot designs, and how often the loop wins."""
+    acq = ("epistemic_std", "integrated_variance")
+    lines = [
+        "",
+        DESIGN_TITLE,
+        "",
+        (
+            "`experiment=pce_sine` (`data=sine`, noise std 0.05, a stochastic degree-5 PCE), "
+            "the generator as the simulation (`data.train_inputs`). The loop: a 6-point Latin "
+            "hypercube, then 3 rounds of 3 points from `polymix suggest` (retrained on all rows "
+            "after each round): 15 points. Against 15 points of a Latin hypercube and 15 uniform "
+            "random points (same seed, noise, test set). Test `rmse_true` (against the "
+            "noiseless function), seeds 0 to 9; `python bench/run.py --design` "
+            "(`bench/active_learning.py`)."
+        ),
+        "",
+        "| seed | loop, epistemic_std (default) | loop, integrated_variance | Latin hypercube | random |",
+        "|---|---|---|---|---|",
+    ]
+    for r in d["rows"]:
+        lines.append(
+            f"| {r['seed']} | {r[acq[0]][-1]:.4f} | {r[acq[1]][-1]:.4f} | {r['lhs']:.4f} | "
+            f"{r['random']:.4f} |"
+        )
+    med = d["median"]
+    lines.append(
+        f"| median | {d[acq[0]]['median']:.4f} | {d[acq[1]]['median']:.4f} | {med['lhs']:.4f} | "
+        f"{med['random']:.4f} |"
+    )
+    lines.append("")
+    for a in acq:
+        rounds = ", ".join(f"{v:.4f}" for v in d[a]["median_by_round"])
+        lines.append(
+            f"- `suggest.acquisition={a}`: lower than the Latin hypercube in "
+            f"**{d[a]['wins_vs_lhs']} of {len(d['rows'])}** seeds, than random points in "
+            f"**{d[a]['wins_vs_random']} of {len(d['rows'])}**; median by round (6, 9, 12, 15 "
+            f"points): {rounds}."
+        )
+    lines.append("")
+    return lines
+
+
+def bench_design() -> None:
+    """Run the design comparison alone and replace (or add) its section of RESULTS.md."""
+    d = design_comparison()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"design-{dt.date.today().isoformat()}.json"
+    path.write_text(json.dumps(d, indent=2) + "\n")
+    results = ROOT / "bench" / "RESULTS.md"
+    text = results.read_text() if results.exists() else "# Benchmark results\n"
+    section = "\n".join(design_lines(d))
+    if DESIGN_TITLE in text:
+        head, _, rest = text.partition("\n" + DESIGN_TITLE)
+        tail = rest.partition("\n## ")
+        text = head.rstrip("\n") + "\n" + section + ("\n## " + tail[2] if tail[1] else "")
+    else:
+        text = text.rstrip("\n") + "\n" + section
+    results.write_text(text.rstrip("\n") + "\n")
+    print(section)
+    print(f"wrote {path} and bench/RESULTS.md")
 
 
 def main() -> None:
@@ -701,8 +779,17 @@ def main() -> None:
         action="store_true",
         help="only the mini-batch step at N = 1e5 under each malloc set-up, side by side",
     )
+    parser.add_argument(
+        "--design",
+        action="store_true",
+        help="only the design/suggest loop against one-shot designs (about 10 min); updates "
+        "its section of bench/RESULTS.md",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.design:
+        bench_design()
+        return
     if args.allocator:
         print("\n".join(allocator_lines(bench_allocator(args.threads))))
         return
@@ -765,6 +852,8 @@ def main() -> None:
     result["allocator"] = bench_allocator(args.threads, rounds=3 if args.quick else 5)
     print("evaluation ...", flush=True)
     result["eval"] = worker(["eval", "100000", "1000", str(args.threads)])
+    print("design and suggest ...", flush=True)
+    result["design"] = design_comparison()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{dt.date.today().isoformat()}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

@@ -1,4 +1,5 @@
-"""The Hydra apps behind ``polymix train``, ``polymix evaluate`` and ``polymix predict``.
+"""The Hydra apps behind ``polymix train``, ``evaluate``, ``predict``, ``design`` and
+``suggest``.
 
 Errors become one line on stderr and an exit status: 2 for configuration and usage
 errors, 1 for failures while running, 130/143 for a run stopped by SIGINT/SIGTERM (after
@@ -225,7 +226,6 @@ def _config_yaml(config: Any) -> str:
 def train_app(cfg: DictConfig) -> float | None:
     """Train one model; return ``sweep.objective`` (lower is better) for sweepers."""
     from polymix_cli.cli.console import ConsoleUI
-    from polymix_cli.config.schema import FileDataConfig
     from polymix_cli.config.validation import parse_train_config
     from polymix_cli.data.files import resolve_data_paths
     from polymix_cli.runs.train import train
@@ -236,7 +236,7 @@ def train_app(cfg: DictConfig) -> float | None:
         plain, state = _train_config(cfg)
         job["threads"] = _launcher_threads(plain.get("trainer"))
         config = parse_train_config(plain)
-        if state is None and isinstance(config.data, FileDataConfig):
+        if state is None:
             # the checkpoint's config names the data files absolutely, so that evaluate
             # finds them from any directory (relative paths start from the current one)
             config.data = resolve_data_paths(config.data, _launch_dir())
@@ -298,6 +298,60 @@ def predict_app(cfg: DictConfig) -> None:
     _guarded(body)
 
 
+@hydra.main(config_path=CONFIG_PATH, config_name="design", version_base="1.3")
+def design_app(cfg: DictConfig) -> None:
+    from polymix_cli.config.schema import DesignConfig
+    from polymix_cli.config.validation import parse_section, refuse_callables
+    from polymix_cli.runs.design import design_file
+
+    def body() -> None:
+        plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        refuse_callables(plain)
+        config = parse_section(DesignConfig, plain)
+        config.output = _from_launch_dir(config.output) or config.output
+        path, points, names = design_file(config)
+        logging.getLogger("polymix").info(
+            f"wrote {path}: {points.shape[0]} point(s) of {', '.join(names)} "
+            f"({config.method}, seed {config.seed}); add the outputs and train with data=file"
+        )
+
+    _guarded(body)
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="suggest", version_base="1.3")
+def suggest_app(cfg: DictConfig) -> None:
+    from polymix_cli.config.schema import SuggestConfig
+    from polymix_cli.config.validation import ConfigError, parse_section, refuse_callables
+    from polymix_cli.data.sources import dataset_from_config
+    from polymix_cli.runs.checkpoint import load_trained
+    from polymix_cli.runs.design import suggest_file
+
+    def body() -> None:
+        plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        refuse_callables(plain)
+        config = parse_section(SuggestConfig, plain)
+        for key in ("ckpt", "output"):  # from the launch dir, as data.path
+            setattr(config, key, _from_launch_dir(getattr(config, key)) or getattr(config, key))
+        trained = load_trained(config.ckpt, parse_config, config.trainer.device)
+        try:  # the training inputs, which suggestions keep away from
+            data = dataset_from_config(trained.cfg.data)
+        except ValueError as err:
+            raise ConfigError(f"the training data of {config.ckpt}: {err}") from None
+        seed = trained.cfg.seed if config.seed is None else config.seed
+        path, found = suggest_file(
+            trained, data.x_train, config.n, config.output, config.suggest, seed
+        )
+        logging.getLogger("polymix").info(
+            f"wrote {path}: {config.n} point(s) of {', '.join(trained.input_names)} where the "
+            f"model is least sure (epistemic std {found.spread.min():.4g} to "
+            f"{found.spread.max():.4g}, largest over the box {found.max_spread:.4g}), at least "
+            f"{found.used:.3g} apart and from the {data.x_train.shape[0]} training inputs "
+            f"(unit box; seed {seed})"
+        )
+
+    _guarded(body)
+
+
 def _check_before_run(name: str) -> None:
     """Compose and validate a single run's config before Hydra makes its run dir, so that
     a bad option is reported (every one, each on its line) with nothing written. Sweeps
@@ -306,7 +360,7 @@ def _check_before_run(name: str) -> None:
     Raises :class:`~polymix_cli.config.validation.ConfigError`."""
     from hydra._internal.utils import get_args_parser
 
-    from polymix_cli.config.compose import compose
+    from polymix_cli.config.compose import SCHEMA_OF, compose
     from polymix_cli.config.schema import EvaluateConfig
     from polymix_cli.config.validation import (
         ConfigError,
@@ -333,6 +387,9 @@ def _check_before_run(name: str) -> None:
         parse_section(EvaluateConfig, job)
     elif name == "predict":
         parse_predict_config(job)
+    elif name in ("design", "suggest"):
+        refuse_callables(job)
+        parse_section(SCHEMA_OF[name], job)
 
 
 def _explaining(name: str, app: Callable[[], Any]) -> Callable[[], Any]:
@@ -376,4 +433,6 @@ APPS = {
     "train": _explaining("train", train_app),
     "evaluate": _explaining("evaluate", evaluate_app),
     "predict": _explaining("predict", predict_app),
+    "design": _explaining("design", design_app),
+    "suggest": _explaining("suggest", suggest_app),
 }

@@ -11,8 +11,8 @@ the version is raised whenever the schema of the stored config changes, and
   null, ``trainer.num_threads`` null, ``trainer.compile`` false, ``trainer.gradients``
   auto, ``trainer.noise`` (the values of its first release; only read with
   ``loss=gaussian_nll``), ``eval.sensitivity`` auto, ``eval.sensitivity_samples`` null,
-  ``eval.sensitivity_base_samples`` 2048, ``eval.input_distributions`` null, ``resume``
-  null and ``sweep`` (test.crps).
+  ``eval.sensitivity_base_samples`` 2048, ``eval.input_distributions`` null,
+  ``data.train_inputs`` null (synthetic data), ``resume`` null and ``sweep`` (test.crps).
 - version 2: the config as the schema writes it, every option present.
 
 These values are what the older versions meant, written here once and never changed, so
@@ -63,6 +63,9 @@ def _from_version_1(config: dict[str, Any]) -> dict[str, Any]:
             for key, value in added.items():
                 if key not in node:
                     node[key] = copy.deepcopy(value)
+    data = config.get("data")
+    if isinstance(data, dict) and data.get("generator") != "file":  # synthetic data only
+        data.setdefault("train_inputs", None)
     for key, value in _TOP_LEVEL_IN_VERSION_1.items():
         if key not in config:
             config[key] = copy.deepcopy(value)

@@ -43,6 +43,7 @@ __all__ = [
     "ConstantScheduleConfig",
     "CosineConfig",
     "DataConfig",
+    "DesignConfig",
     "EvalConfig",
     "EvaluateConfig",
     "ExpertConfig",
@@ -64,6 +65,8 @@ __all__ = [
     "RuleConfig",
     "SGDConfig",
     "SchedulerConfig",
+    "SuggestConfig",
+    "SuggestOptions",
     "SweepConfig",
     "SyntheticDataConfig",
     "TrainConfig",
@@ -313,6 +316,12 @@ class SyntheticDataConfig(DataConfig):
         check=_bounds(nullable=False),
     )
     test_seed: int = option(4321, "seed of the test set", ge=0)
+    train_inputs: str | None = option(
+        None,
+        "a CSV or NPZ file with a column per input (x1, x2, ...): the generator is evaluated "
+        "there, with its noise, instead of at num_train uniform draws (e.g. a polymix design)",
+        check=_path("a CSV or NPZ file of input rows, or null", required=False),
+    )
 
     @staticmethod
     def unknown_message(name: str, key: str, section: Mapping[str, Any]) -> str:
@@ -988,6 +997,105 @@ class PredictConfig:
         return []
 
 
+# ----------------------------------------------------------------- design, suggest
+
+DESIGN_METHODS = ("lhs", "sobol")
+ACQUISITIONS = ("epistemic_std", "integrated_variance")
+
+
+@dataclass
+class DesignConfig:
+    """``polymix design``: a space-filling design of ``n`` input points over ``bounds``."""
+
+    bounds: list[Any] = option(  # Any: integer bounds are numbers too (see _bounds)
+        MISSING,
+        "[low, high] per input, e.g. [[0, 10], [100, 200]] (required)",
+        check=_bounds(nullable=False),
+    )
+    inputs: list[str] | None = option(
+        None,
+        "the input column names, one per pair of bounds (null: x1, x2, ...)",
+        check=_names(nullable=True),
+    )
+    n: int = option(MISSING, "number of points (required)", ge=1)
+    method: str = option(
+        "lhs",
+        "lhs: Latin hypercube (one point in each of n slices of every input) | sobol: "
+        "scrambled Sobol' points (best n a power of 2)",
+        choices=DESIGN_METHODS,
+    )
+    output: str = option(
+        MISSING,
+        "file to write, .csv or .npz (by its extension)",
+        check=_table_file("the CSV or NPZ file to write, e.g. output=design.csv"),
+    )
+    seed: int = option(1234, "seed of the design", ge=0)
+    name: str = option("design", "run dir: outputs/<name>/<timestamp>")
+
+    def problems(self) -> list[str]:
+        if self.inputs is not None and len(self.inputs) != len(self.bounds):
+            message = (
+                f"inputs names {len(self.inputs)} input(s) but bounds gives {len(self.bounds)} "
+                f"pair(s); give one name per [low, high] pair"
+            )
+            return [message]
+        return []
+
+
+@dataclass
+class SuggestOptions:
+    """``suggest``: where the surrogate is least sure, and how a batch is spread out."""
+
+    acquisition: str = option(
+        "epistemic_std",
+        "epistemic_std: the largest spread (std over parameter draws) of the surrogate's "
+        "output, noise left out | integrated_variance: the largest reduction of that "
+        "variance summed over the box",
+        choices=ACQUISITIONS,
+    )
+    num_samples: int = option(200, "parameter draws the spread is estimated from", ge=2)
+    candidates: int = option(
+        4096, "quasi-random candidate points scored at once (best a power of 2)", ge=1
+    )
+    min_distance: float | None = option(
+        None,
+        "smallest distance between a suggestion and any training input or other suggestion "
+        "(besides the believer update that spreads a batch), "
+        "in the box scaled to [0, 1] per input (null: half the spacing of n_train + n points, "
+        "0.5 (n_train + n)^(-1/d))",
+        ge=0.0,
+    )
+    bounds: list[Any] | None = option(  # Any: see _bounds
+        None,
+        "[low, high] per input to search within, inside the training bounds (null: the "
+        "training bounds)",
+        check=_bounds(nullable=True),
+    )
+
+
+@dataclass
+class SuggestConfig:
+    """``polymix suggest``: the next ``n`` inputs to simulate, where a model is least sure."""
+
+    ckpt: str = option(
+        MISSING,
+        "path to a polymix checkpoint",
+        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
+    )
+    n: int = option(MISSING, "number of points to suggest (required)", ge=1)
+    output: str = option(
+        MISSING,
+        "file to write, .csv or .npz (by its extension): the model's input columns",
+        check=_table_file("the CSV or NPZ file to write, e.g. output=next.csv"),
+    )
+    name: str = option("suggest", "run dir: outputs/<name>/<timestamp>")
+    seed: int | None = option(
+        None, "seed of the parameter draws and candidates (null: the training run's seed)", ge=0
+    )
+    suggest: SuggestOptions = option(SuggestOptions(), "acquisition, draws, candidates, spacing")
+    trainer: DeviceOverride = option(DeviceOverride(), "the device")  # type: ignore[valid-type]
+
+
 # -------------------------------------------------------------------- ConfigStore
 
 # schema/<group>/<name>: the classes named in the defaults lists of the YAML files
@@ -995,6 +1103,8 @@ SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "predict": PredictConfig,
+    "design": DesignConfig,
+    "suggest": SuggestConfig,
     "data/synthetic": SyntheticDataConfig,
     "data/file": FileDataConfig,
     "model/pce": PceModelConfig,

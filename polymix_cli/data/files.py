@@ -432,15 +432,16 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def resolve_data_paths(data: FileDataConfig, base: str | Path | None = None) -> FileDataConfig:
-    """``data`` with ``path`` and ``test_path`` made absolute.
+def resolve_data_paths(data: Any, base: str | Path | None = None) -> Any:
+    """``data`` with ``path`` and ``test_path`` (data=file) or ``train_inputs`` (a
+    synthetic generator) made absolute.
 
     Relative paths are taken from ``base`` (the folder polymix was started in, which
     ``hydra.job.chdir=true`` is not), else from the current directory (``~`` expanded),
     so that a checkpoint's config finds its files from anywhere.
 
     Args:
-        data: The ``data=file`` section.
+        data: The ``data`` section.
         base: The folder relative paths start from; ``None``: the current directory.
 
     Returns:
@@ -450,6 +451,8 @@ def resolve_data_paths(data: FileDataConfig, base: str | Path | None = None) -> 
     def absolute(path: str | None) -> str | None:
         return None if path is None else absolute_path(path, base)
 
+    if not isinstance(data, FileDataConfig):
+        return dataclasses.replace(data, train_inputs=absolute(data.train_inputs))
     return dataclasses.replace(data, path=absolute(data.path), test_path=absolute(data.test_path))
 
 
