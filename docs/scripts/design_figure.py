@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 from active_learning import _parse, loop
 
-from polymix_cli.data.sources import dataset_from_config
+from polymix_cli.data.synthetic import simulate
 from polymix_cli.reporting.evaluation import draw_function
 from polymix_cli.runs.checkpoint import load_trained
 
@@ -28,17 +28,24 @@ TARGET = REPO / "docs" / "design_loop.png"
 SEED = 1234
 
 
-def _band(run: Path, grid: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The mean and 80 % band on the grid, and the training data (noisy, as simulated)."""
+def _band(run: Path, grid: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The mean and 80 % band on the grid, and the training data at ``rows`` (noisy, as
+    simulated for that round: the inputs file grows, so it is simulated again here)."""
     trained = load_trained(run / "checkpoints" / "last.pt", _parse)
-    data = dataset_from_config(trained.cfg.data)
+    d = trained.cfg.data
+    x, y = simulate(d.generator, torch.from_numpy(rows[:, None]), d.noise_std, d.seed)
     generator = torch.Generator().manual_seed(SEED)
     params = trained.model.sample_parameters(500, generator=generator)
     with torch.no_grad():
         draws = draw_function(trained.model, params, trained.maps)(torch.from_numpy(grid))
-    d = draws[:, :, 0].numpy()
-    x, y = data.x_train[:, 0].numpy(), data.y_train[:, 0].numpy()
-    return d.mean(0), np.quantile(d, 0.1, axis=0), np.quantile(d, 0.9, axis=0), x, y
+    draws = draws[:, :, 0].numpy()
+    return (
+        draws.mean(0),
+        np.quantile(draws, 0.1, axis=0),
+        np.quantile(draws, 0.9, axis=0),
+        x[:, 0].numpy(),
+        y[:, 0].numpy(),
+    )
 
 
 def main() -> int:
@@ -58,7 +65,8 @@ def main() -> int:
             (axes[0], 0, "round 0: 6 starting points"),
             (axes[1], 3, "after 3 rounds: 15 points"),
         ):
-            mean, lo, hi, x, y = _band(work / f"epistemic_std{r}", grid)
+            rows = np.concatenate([np.asarray(p) for p in points[: r + 1]])
+            mean, lo, hi, x, y = _band(work / f"epistemic_std{r}", grid, rows)
             ax.fill_between(grid[:, 0], lo, hi, color="C3", alpha=0.3, label="80 % band")
             ax.plot(grid[:, 0], mean, color="C3", label="mean")
             ax.plot(grid[:, 0], truth, "k--", lw=1, label="sin(pi x)")

@@ -194,6 +194,11 @@ def _bounds(nullable: bool) -> Callable[[Any, str], str | None]:
         def pair(p: Any) -> bool:
             return isinstance(p, list) and len(p) == 2 and all(_number(v) for v in p)
 
+        if value == MISSING:
+            return (
+                f"{name} is required: a list of [low, high] pairs, one per input, e.g. "
+                f"'{name}=[[0,10],[100,200]]'"
+            )
         if not isinstance(value, list) or not value or not all(pair(p) for p in value):
             null = " (or null: the min and max of the data)" if nullable else ""
             return (

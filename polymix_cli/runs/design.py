@@ -335,6 +335,8 @@ def suggest_points(
         if options.min_distance is None
         else float(options.min_distance)
     )
+    # the learned noise (trainer.loss=gaussian_nll); none: the believer update conditions
+    # on exact observations
     noise = model.noise.std.detach().double().cpu().square() if model.noise is not None else None
     try:
         picks, used = pick_batch(draws, unit, existing, n, radius, options.acquisition, noise)

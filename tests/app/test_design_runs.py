@@ -145,7 +145,7 @@ def test_suggest_picks_spread_out_points_away_from_the_training_inputs(cli, sine
     ("args", "needle"),
     [
         (["design", "bounds=[[0,1]]", "n=0"], "n must be >= 1, got 0"),
-        (["design", "n=3"], "bounds must be a list of [low, high] pairs"),
+        (["design", "n=3"], "bounds is required: a list of [low, high] pairs"),
         (["design", "bounds=[[1,0]]", "n=3"], "bounds must have low < high"),
         (
             ["design", "bounds=[[0,1]]", "inputs=[a,b]", "n=3"],
@@ -175,3 +175,58 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(cli, sine_run, tmp_pat
     assert status == 2, err
     assert_one_line(err, needle)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ("missing.csv", "missing.csv does not exist"),
+        ("OUTSIDE", "1 row(s) lie outside data.bounds [[-1.0, 1.0]] (data rows 2)"),
+        ("WRONG", "that data.train_inputs="),
+    ],
+)
+def test_bad_train_inputs_are_one_line_exit_2(cli, tmp_path, value, needle):
+    outside = tmp_path / "outside.csv"
+    outside.write_text("x1\n0.5\n3\n")
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("a\n0.5\n")
+    value = value.replace("OUTSIDE", str(outside)).replace("WRONG", str(wrong))
+    run = tmp_path / "run"
+    status, err = cli(
+        "train", "experiment=pce_sine", f"data.train_inputs={value}", *TINY, f"hydra.run.dir={run}"
+    )
+    assert status == 2
+    assert_one_line(err, needle)
+    assert not (run / "checkpoints").exists()
+
+
+def test_train_inputs_do_not_apply_to_data_files(cli, tmp_path):
+    status, err = cli(
+        "train",
+        "data=file",
+        "data.path=x.csv",
+        "data.outputs=[y]",
+        "data.train_inputs=d.csv",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert status == 2
+    assert_one_line(err, "data.train_inputs does not apply to data from a file")
+
+
+def test_suggest_works_for_a_mixture_with_integrated_variance(cli, tiny_run, tmp_path):
+    out = tmp_path / "next.npz"
+    status, err = cli(
+        "suggest",
+        f"ckpt={tiny_run / 'checkpoints' / 'last.pt'}",
+        "n=4",
+        f"output={out}",
+        "suggest.acquisition=integrated_variance",
+        "suggest.num_samples=20",
+        "suggest.candidates=256",
+        "'suggest.bounds=[[0,1]]'".strip("'"),
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert status == 0, err
+    x = np.load(out)["x1"]
+    assert x.shape == (4,) and ((x >= 0) & (x <= 1)).all()
+    assert len(set(x.tolist())) == 4
