@@ -60,7 +60,7 @@ _ADDED_IN_VERSION_2_DATA: dict[str, dict[str, Any]] = {
     "file": {"val_fraction": 0.0, "val_path": None, "val_seed": 5678},
 }
 _ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
-    "early_stopping": {"patience": None, "min_delta": 0.0, "every": 10, "num_samples": 200},
+    "early_stopping": {"patience": None, "min_delta": 0.0, "every": 50, "num_samples": 200},
 }
 
 

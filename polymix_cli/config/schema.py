@@ -694,7 +694,7 @@ class EarlyStoppingConfig:
     min_delta: float = option(
         0.0, "the least decrease of the validation objective that counts as an improvement", ge=0.0
     )
-    every: int = option(10, "check the validation objective every this many epochs", ge=1)
+    every: int = option(50, "check the validation objective every this many epochs", ge=1)
     num_samples: int = option(
         200, "parameter draws of each check (the same draws at every check)", ge=2
     )

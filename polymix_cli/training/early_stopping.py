@@ -76,7 +76,8 @@ class ValidationObjective:
             model: The model.
 
         Returns:
-            ``(draws (S, N, O), noise std (O,) or None)``, detached.
+            ``(draws (S, N, O), noise std (O,) or None)``, detached (with leading
+            dimensions where the model's own draws have them).
         """
         generator = torch.Generator(device=self.x.device).manual_seed(self.seed)
         with torch.no_grad():
@@ -84,6 +85,20 @@ class ValidationObjective:
             draws = model.predict(self.x, params)
         sigma = None if model.noise is None else model.noise.std.detach()
         return draws, sigma
+
+    def values(self, model: StochasticModel) -> Tensor:
+        """The validation NLL as a tensor, one value per leading dimension of the model's
+        draws (a model whose ``predict`` returns ``(..., S, N, O)``, e.g. replicas, and
+        whose noise std is ``(..., O)``).
+
+        Args:
+            model: The model (in its current state).
+
+        Returns:
+            Shape ``(...)``, in the user's units.
+        """
+        draws, sigma = self.draws(model)
+        return predictive_nll(draws, self.y, sigma) + self.log_scale
 
     def __call__(self, model: StochasticModel) -> float:
         """The validation NLL of ``model``.
@@ -95,8 +110,7 @@ class ValidationObjective:
             The NLL in the user's units (``inf`` or ``nan`` when the draws have no
             density, e.g. a model without spread and without noise).
         """
-        draws, sigma = self.draws(model)
-        return float(predictive_nll(draws, self.y, sigma)) + self.log_scale
+        return float(self.values(model))
 
 
 class EarlyStopping:
