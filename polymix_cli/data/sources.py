@@ -19,7 +19,7 @@ def dataset_from_config(d: DataConfig) -> Dataset:
             (``generator: file``, see :func:`~polymix_cli.data.files.load_file_dataset`).
 
     Returns:
-        The training and test sets.
+        The training, test and validation sets.
 
     Raises:
         ValueError: With a one-line message (a
@@ -41,6 +41,8 @@ def dataset_from_config(d: DataConfig) -> Dataset:
         d.bounds,
         d.seed,
         d.test_seed,
+        d.num_val,
+        d.val_seed,
         train_inputs,
     )
 
