@@ -10,7 +10,8 @@ the version is raised whenever the schema of the stored config changes, and
   ``data.output_scaling`` none (older models trained on raw outputs), ``trainer.batch_size``
   null, ``trainer.num_threads`` null, ``trainer.compile`` false, ``trainer.gradients``
   auto, ``trainer.noise`` (the values of its first release; only read with
-  ``loss=gaussian_nll``), ``eval.sensitivity`` auto, ``eval.sensitivity_samples`` null,
+  ``loss=gaussian_nll``), ``trainer.replicas`` 1 (``trainer.replica_selection`` best),
+  ``eval.sensitivity`` auto, ``eval.sensitivity_samples`` null,
   ``eval.sensitivity_base_samples`` 2048, ``resume`` null and ``sweep`` (test.crps).
 - version 2: the config as the schema writes it, every option present.
 
@@ -37,6 +38,8 @@ _ADDED_IN_VERSION_1: dict[str, dict[str, Any]] = {
         "compile": False,
         "gradients": "auto",
         "noise": {"init_std": 0.1, "prior": "none", "prior_scale": 1.0, "prior_log_std": 1.0},
+        "replicas": 1,
+        "replica_selection": "best",
     },
     "eval": {
         "sensitivity": "auto",

@@ -82,6 +82,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("onecycle", "cosine", "none")
 LOSSES = ("mse_sum", "gaussian_nll")
 GRADIENTS = ("auto", "autograd")
+REPLICA_SELECTIONS = ("best", "ensemble")
 FILE_GENERATOR = "file"
 
 
@@ -669,6 +670,21 @@ class TrainerConfig:
         choices=GRADIENTS,
     )
     noise: NoiseConfig = option(NoiseConfig(), "the learned noise of loss=gaussian_nll")
+    replicas: int = option(
+        1,
+        "independent initialisations trained together in one vectorised run (a batch "
+        "dimension of the parameters; mean-field layouts only)",
+        ge=1,
+    )
+    replica_selection: str = option(
+        "best",
+        (
+            "with replicas > 1: best (the replica with the lowest validation NLL when there "
+            "is a validation split, else the lowest final training objective) | ensemble "
+            "(the equal-weight mixture of the replicas' posteriors; loss=mse_sum only)"
+        ),
+        choices=REPLICA_SELECTIONS,
+    )
     log_every: int = option(1000, "a log line every this many epochs", ge=1)
     checkpoint_every: int = option(
         0, "also keep checkpoints/epoch_<N>.pt every this many epochs (0: only last.pt)", ge=0
@@ -682,6 +698,16 @@ class TrainerConfig:
     progress: str = option(
         "auto", "auto (a bar on a terminal, log lines otherwise) | bar | log", choices=PROGRESS
     )
+
+    def problems(self) -> list[str]:
+        """Options of this section that contradict each other."""
+        if self.replicas > 1 and self.replica_selection == "ensemble" and self.loss != "mse_sum":
+            message = (
+                f"trainer.replica_selection=ensemble needs trainer.loss=mse_sum (each replica "
+                f"learns its own noise level), got trainer.loss={self.loss!r}; use best"
+            )
+            return [message]
+        return []
 
 
 # ---------------------------------------------------------------------------- eval
@@ -756,7 +782,7 @@ class TrainConfig:
 
     def problems(self) -> list[str]:
         """What no single option says: options that contradict each other."""
-        found = []
+        found = self.trainer.problems()
         if self.eval.sensitivity == "pce" and self.model.kind != "pce":
             found.append(
                 f"eval.sensitivity=pce needs model.kind=pce (the closed form reads a PCE's "

@@ -8,6 +8,7 @@ and plots and raises :class:`RunDiverged`. :func:`resume_config` and
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -28,6 +29,7 @@ from polymix_cli.runs.checkpoint import (
 )
 from polymix_cli.runs.outputs import write_run_outputs
 from polymix_cli.runs.prepare import UI, check_output_dir, prepare
+from polymix_cli.runs.replicas import build_replicas, choose_replicas, model_for_evaluation
 from polymix_cli.runs.threads import set_threads
 from polymix_cli.training.interrupts import stop_on_signals
 from polymix_cli.training.loop import (
@@ -85,6 +87,10 @@ def _restore(trainer: Trainer, state: Mapping[str, Any], device: torch.device, p
             if not isinstance(state.get(key), dict):
                 raise TypeError(f"it holds no {key} state")
         trainer.model.load_state_dict(state["model"])
+        if trainer.replicas is not None:
+            if not isinstance(state.get("replicas"), dict):
+                raise TypeError("it holds no replicas state")
+            trainer.replicas.load_state_dict(state["replicas"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         if trainer.scheduler is not None:
             trainer.scheduler.load_state_dict(state["scheduler"])
@@ -134,13 +140,15 @@ def train(
         cfg = config_dict(cfg) if isinstance(cfg, TrainConfig) else copy.deepcopy(dict(cfg))
         maps = checkpoint_maps(resume, cfg, cfg["resume"])
     p = prepare(cfg, maps)
+    replicas = build_replicas(p)  # None without replicas; draws their initial states
     if resume is not None:
         warn_changed_files(p.data, resume)
     check_output_dir(run_dir, ("checkpoints", "plots"), ("history.csv", "metrics.json"))
     settings = t = p.cfg.trainer
     threads = set_threads(t.num_threads, p, max_threads)
-    optimizer = build_optimizer(p.cfg.optimizer, p.model.parameters())
-    trainer = Trainer(p.model, p.x_train, p.y_train, settings, optimizer)
+    trained = p.model if replicas is None else replicas
+    optimizer = build_optimizer(p.cfg.optimizer, trained.parameters())
+    trainer = Trainer(p.model, p.x_train, p.y_train, settings, optimizer, replicas=replicas)
     trainer.scheduler = build_scheduler(
         p.cfg.scheduler, optimizer, t.epochs * trainer.steps_per_epoch
     )
@@ -200,9 +208,28 @@ def train(
             fault = err
         finally:
             ui.finished()
-        last = save_checkpoint(ckpt_dir / "last.pt", checkpoint_payload(p, trainer, config_yaml))
-        rows = trainer.history.rows()
-        write_history(run_dir / "history.csv", rows, History.COLUMNS)
+        choice = None
+        if replicas is not None and trainer.history.losses:
+            choice = choose_replicas(p, trainer)
+            log.info(
+                "replicas: kept %s (%s of %d by %s)",
+                "their ensemble" if choice.selection == "ensemble" else f"replica {choice.kept}",
+                choice.selection,
+                replicas.num_replicas,
+                choice.criterion,
+            )
+        kept = choice.kept if choice is not None else None
+        last = save_checkpoint(
+            ckpt_dir / "last.pt", checkpoint_payload(p, trainer, config_yaml, kept)
+        )
+        rows = trainer.history.rows(kept)
+        write_history(run_dir / "history.csv", rows, trainer.history.columns())
+    outputs = p
+    extra = {}
+    if choice is not None:
+        extra["replicas"] = choice.to_json()
+        model = model_for_evaluation(p.model, t, replicas.state_dict())
+        outputs = dataclasses.replace(p, model=model)
     if fault is not None:
         log.error(
             "non-finite loss at epoch %d; kept the state of epoch %d in %s",
@@ -212,12 +239,13 @@ def train(
         )
         try:
             write_run_outputs(
-                p,
+                outputs,
                 run_dir,
                 rows,
-                trainer.history.last(),
+                trainer.history.last(kept),
                 trainer.train_seconds,
                 trainer.epoch,
+                extra,
                 gradients=trainer.gradient_path,
             )
         except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
@@ -227,12 +255,13 @@ def train(
         log.warning("interrupted at epoch %d; saved %s", trainer.epoch, last)
         raise RunInterrupted(received[0], trainer.epoch, last)
     metrics = write_run_outputs(
-        p,
+        outputs,
         run_dir,
         rows,
-        trainer.history.last(),
+        trainer.history.last(kept),
         trainer.train_seconds,
         trainer.epoch,
+        extra,
         gradients=trainer.gradient_path,
     )
     ui.summary(metrics, run_dir)
