@@ -279,11 +279,14 @@ class _ReplicaNetwork(_Network):
     def _affine_backward(self, layer, h, grad, weight, grad_loc, num_samples):
         fan_in, fan_out = layer.fan_in, layer.fan_out
         mode = self._mode[id(layer)]
-        if mode == "replica":  # into the locations (K, P)
-            piece = _Network._affine_backward(  # noqa: SLF001 - the parent's, as a draw
-                self, self._as_draws[id(layer)], h, grad, weight, grad_loc, num_samples
-            )  # (K, fan_in * fan_out + fan_out)
-            grad_loc[:, layer.w.start : layer.b.stop] = piece
+        if mode == "replica":  # into the locations (K, P): grad (K, fan_out, B)
+            K = grad.shape[0]
+            if h.dim() == 2:  # h (B, fan_in)
+                grad_w_t = torch.mm(grad.reshape(K * fan_out, -1), h).view(K, fan_out, fan_in)
+            else:  # h (K, fan_in, B)
+                grad_w_t = torch.bmm(grad, h.transpose(1, 2))
+            grad_loc[:, layer.w].view(K, fan_in, fan_out).copy_(grad_w_t.transpose(1, 2))
+            torch.sum(grad, 2, out=grad_loc[:, layer.b])
             return self._zeros(num_samples, fan_in * fan_out + fan_out, grad)
         if mode == "draw":
             return super()._affine_backward(layer, h, grad, weight, grad_loc, num_samples)
@@ -386,10 +389,10 @@ class _MixtureHead(_Head):
             self.rows = rows = theta[:, self.net.output_columns]  # (S, 2 width + 2)
             self.diff_map, diff_const = self.gate.difference_map(x)
             h = self.acts[-1]
-            if h.dim() == 3:  # replicas: h (K, width, B), g (K, B, 2 width + 2)
+            if h.dim() == 3:  # replicas: h (K, width, B), g transposed (K, 2 width + 2, B)
                 K = h.shape[0]
-                self.g = torch.matmul(h.transpose(1, 2), self.diff_map).add_(diff_const)
-                z = torch.bmm(rows.view(K, -1, rows.shape[1]), self.g.transpose(1, 2))
+                self.g = torch.matmul(self.diff_map.T, h).add_(diff_const.unsqueeze(-1))
+                z = torch.bmm(rows.view(K, -1, rows.shape[1]), self.g)  # (K, S, B)
                 self.p1 = torch.sigmoid(z.view(rows.shape[0], -1))  # (K * S, B)
             else:
                 self.g = torch.addmm(diff_const, h, self.diff_map)  # (B, 2 width + 2)
@@ -414,9 +417,9 @@ class _MixtureHead(_Head):
                 K = self.g.shape[0]
                 grad_z_k = grad_z.view(K, -1, grad_z.shape[1])  # (K, S, B)
                 rows = self.rows.view(K, -1, self.rows.shape[1])
-                grad_g = torch.bmm(grad_z_k.transpose(1, 2), rows)  # (K, B, 2 width + 2)
-                grad_h = torch.matmul(grad_g, self.diff_map.T).transpose(1, 2)  # (K, width, B)
-                grad_rows = torch.bmm(grad_z_k, self.g).view(S, -1)
+                grad_g = torch.bmm(rows.transpose(1, 2), grad_z_k)  # (K, 2 width + 2, B)
+                grad_h = torch.matmul(self.diff_map, grad_g)  # (K, width, B)
+                grad_rows = torch.bmm(grad_z_k, self.g.transpose(1, 2)).view(S, -1)
             else:
                 grad_h = torch.mm(torch.mm(grad_z.T, self.rows), self.diff_map.T)  # (B, width)
                 grad_rows = torch.mm(grad_z, self.g)  # the output layer's rows (S, 2 width + 2)
@@ -558,8 +561,9 @@ class ReplicaStep(AnalyticStep):
         r = self.replicas
         K = r.num_replicas
         if not self.nll:
-            flat = resid.reshape(K, -1)
-            return torch.linalg.vecdot(flat, flat) * factor, resid * (2 * factor), None
+            flat = resid.view(K, 1, -1)
+            squares = torch.bmm(flat, flat.transpose(1, 2)).view(K)  # one kernel
+            return squares.mul_(factor), resid * (2 * factor), None
         grouped = resid.view(K, -1, *resid.shape[1:])  # (K, S, O, B)
         sq = grouped.square().sum((1, 3))  # (K, O)
         count = grouped.shape[1] * grouped.shape[3]
@@ -575,7 +579,7 @@ class ReplicaStep(AnalyticStep):
     def __call__(self, x: Tensor, y: Tensor, scale: float, noise: Tensor | None = None) -> Tensor:
         r, wf = self.replicas, self.weight_factor
         theta, dist, saved = r.draw_with_loss_terms(self.num_samples, noise)
-        loc = r.loc.detach()  # (K, P)
+        loc = r.loc  # (K, P); no graph under no_grad
         resid = self.head.forward(x, theta, loc) - y.T  # (K * S, O, B)
         data, grad_out, noise_grad = self._replica_data_term(resid, scale / self.num_samples)
         grad_theta, grad_hidden = self.head.backward(grad_out, loc)
