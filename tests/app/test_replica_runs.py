@@ -130,3 +130,39 @@ def test_replicas_refuse_a_layout_that_is_not_mean_field(tmp_path):
     with pytest.raises(ConfigError, match="trainer.replicas=2 needs a mean-field layout"):
         train(compose_train(overrides), tmp_path / "run", "", QuietUI())
     assert not (tmp_path / "run").exists()
+
+
+def _trained_replicas(overrides):
+    from polymix_cli.runs.prepare import prepare
+    from polymix_cli.runs.replicas import build_replicas
+    from polymix_cli.training.loop import Trainer, build_optimizer
+
+    p = prepare(compose_train(["experiment=moe_sign", *RUN, "trainer.epochs=60", *overrides]))
+    replicas = build_replicas(p)
+    opt = build_optimizer(p.cfg.optimizer, replicas.parameters())
+    trainer = Trainer(p.model, p.x_train, p.y_train, p.cfg.trainer, opt, replicas=replicas)
+    trainer.fit()
+    return p, trainer
+
+
+def test_best_ranks_by_validation_nll_and_never_looks_at_the_test_set():
+    from polymix_cli.runs.replicas import choose_replicas
+
+    p, trainer = _trained_replicas(["trainer.replicas=4"])
+    # a validation split (what data.num_val gives): points the replicas did not train on
+    p.data.x_val, p.data.y_val = p.data.x_test[:40], p.data.y_test[:40]
+    choice = choose_replicas(p, trainer)
+    nll = [r["val"]["nll"] for r in choice.replicas]
+    assert choice.criterion == "val.nll" and choice.kept == nll.index(min(nll))
+    assert torch.equal(p.model.mean_field.loc, trainer.replicas.loc[choice.kept])
+    # corrupting the test labels changes nothing; the validation labels decide
+    p.data.y_test = p.data.y_test * 0 + 100.0
+    again = choose_replicas(p, trainer)
+    assert again.kept == choice.kept and again.replicas == choice.replicas
+    worst = max(range(4), key=nll.__getitem__)
+    # move the validation labels to the worst replica's own predictive mean: it now wins
+    replica = trainer.replicas.copy_to(worst, p.model)
+    with torch.no_grad():
+        draws = replica.predict(p.maps.inputs.forward(p.data.x_val), replica.sample_parameters(200))
+    p.data.y_val = p.maps.outputs.inverse(draws.mean(0))
+    assert choose_replicas(p, trainer).kept == worst
