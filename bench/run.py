@@ -2,6 +2,8 @@
 
     make bench                      # everything (several minutes on 2 cores)
     .venv/bin/python bench/run.py --quick
+    make bench BENCH_ARGS=--replicas            # only the replicas section (about 10 min)
+    make bench BENCH_ARGS="--replicas timing"   # only its timings, the reliability runs kept
 
 Writes ``bench/results/<date>.json``, prints a table and rewrites ``bench/RESULTS.md``.
 Each memory figure comes from a fresh subprocess: the peak resident memory (VmHWM, reset
@@ -491,17 +493,19 @@ def replica_timing_worker(case: str, counts: str, threads: int, rounds: int, ste
     }
 
 
-def bench_replicas(quick: bool, threads: int) -> dict:
-    """Reliability over seeds (expert degree 5, 1 against 4 replicas), the time of a step
-    with 1, 4 and 16 replicas on moe_sign, and with 1 and 4 at 4 experts and N = 1e4."""
+def bench_replicas(quick: bool, threads: int, runs: list[dict] | None = None) -> dict:
+    """Reliability over seeds (expert degree 5, 1 against 4 replicas; ``runs``: those of
+    an earlier measurement, kept), the time of a step with 1, 4 and 16 replicas on
+    moe_sign, and with 1 and 4 at 4 experts and N = 1e4."""
     from concurrent.futures import ThreadPoolExecutor
 
     seeds = REPLICA_SEEDS[:4] if quick else REPLICA_SEEDS
     jobs = [(s, k) for k in (1, 4) for s in seeds]
-    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
-        runs = list(
-            pool.map(lambda job: worker(["replica_run", str(job[0]), str(job[1]), "5"]), jobs)
-        )
+    if runs is None:
+        with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+            runs = list(
+                pool.map(lambda job: worker(["replica_run", str(job[0]), str(job[1]), "5"]), jobs)
+            )
     return {
         "runs": runs,
         "seed_timing": worker(
@@ -907,8 +911,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--replicas",
-        action="store_true",
-        help="only the replicas section (reliability over seeds, time per step with K replicas)",
+        nargs="?",
+        const="all",
+        choices=("all", "timing"),
+        help="only the replicas section: all (reliability over seeds and time per step with K "
+        "replicas) or timing (the reliability runs of the latest replicas results kept)",
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -963,7 +970,11 @@ def main() -> None:
         return
     if args.replicas:
         result = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine()}
-        result["replicas"] = bench_replicas(args.quick, args.threads)
+        previous = sorted(RESULTS.glob("*-replicas.json"))
+        runs = None
+        if args.replicas == "timing" and previous:
+            runs = json.loads(previous[-1].read_text())["replicas"]["runs"]
+        result["replicas"] = bench_replicas(args.quick, args.threads, runs)
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / f"{dt.date.today().isoformat()}-replicas.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
