@@ -391,7 +391,9 @@ class _MixtureHead(_Head):
             h = self.acts[-1]
             if h.dim() == 3:  # replicas: h (K, width, B), g transposed (K, 2 width + 2, B)
                 K = h.shape[0]
-                self.g = torch.matmul(self.diff_map.T, h).add_(diff_const.unsqueeze(-1))
+                self.g = torch.baddbmm(  # one batched product, the map shared by replicas
+                    diff_const.view(1, -1, 1), self.diff_map.T.expand(K, -1, -1), h
+                )
                 z = torch.bmm(rows.view(K, -1, rows.shape[1]), self.g)  # (K, S, B)
                 self.p1 = torch.sigmoid(z.view(rows.shape[0], -1))  # (K * S, B)
             else:
@@ -418,7 +420,7 @@ class _MixtureHead(_Head):
                 grad_z_k = grad_z.view(K, -1, grad_z.shape[1])  # (K, S, B)
                 rows = self.rows.view(K, -1, self.rows.shape[1])
                 grad_g = torch.bmm(rows.transpose(1, 2), grad_z_k)  # (K, 2 width + 2, B)
-                grad_h = torch.matmul(self.diff_map, grad_g)  # (K, width, B)
+                grad_h = torch.bmm(self.diff_map.expand(K, -1, -1), grad_g)  # (K, width, B)
                 grad_rows = torch.bmm(grad_z_k, self.g.transpose(1, 2)).view(S, -1)
             else:
                 grad_h = torch.mm(torch.mm(grad_z.T, self.rows), self.diff_map.T)  # (B, width)
