@@ -445,6 +445,7 @@ def replica_run_worker(seed: int, replicas: int, degree: int) -> dict:
         "total_loss": m["losses"]["total"],
         "failed": crps >= REPLICA_FAILED["crps"] or cov < REPLICA_FAILED["coverage_0.8"],
         "kept": (m.get("replicas") or {}).get("kept"),
+        "criterion": (m.get("replicas") or {}).get("criterion"),
         "train_seconds": m["timing"]["train_seconds"],
     }
 
@@ -530,12 +531,14 @@ def replica_lines(r: dict) -> list[str]:
         "",
         (
             "Reliability: `polymix train experiment=moe_sign model.expert.degree=5 seed=S "
-            "trainer.replicas=K` (10000 epochs; K = 4 keeps the replica with the lowest final "
-            f"training objective). A run fails with test crps >= {REPLICA_FAILED['crps']} or "
-            f"coverage at 0.8 below {REPLICA_FAILED['coverage_0.8']}."
+            "trainer.replicas=K` (10000 epochs; with K = 4, `replica_selection=best` keeps the "
+            "replica with the lowest validation NLL, `val.nll`, when the data have a validation "
+            "split, else the lowest final training objective, `train.total_loss`: the "
+            "`kept (by)` column). A run fails with test crps >= "
+            f"{REPLICA_FAILED['crps']} or coverage at 0.8 below {REPLICA_FAILED['coverage_0.8']}."
         ),
         "",
-        "| seed | K | test crps | coverage 0.8 | total loss | kept | failed | train s |",
+        "| seed | K | test crps | coverage 0.8 | total loss | kept (by) | failed | train s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     failures: dict[int, list[int]] = {}
@@ -547,7 +550,7 @@ def replica_lines(r: dict) -> list[str]:
         lines.append(
             f"| {run['seed']} | {run['replicas']} | {run['test_crps']:.4f} | "
             f"{run['test_coverage_0.8']:.3f} | {run['total_loss']:.3f} | "
-            f"{'' if run['kept'] is None else run['kept']} | {'yes' if run['failed'] else 'no'} | "
+            f"{_kept(run)} | {'yes' if run['failed'] else 'no'} | "
             f"{run['train_seconds']:.1f} |"
         )
     lines += [
@@ -582,6 +585,13 @@ def replica_lines(r: dict) -> list[str]:
             ),
         ]
     return lines
+
+
+def _kept(run: dict) -> str:
+    if run.get("kept") is None:
+        return ""
+    by = run.get("criterion") or "train.total_loss"  # the first results predate the key
+    return f"{run['kept']} ({by})"
 
 
 def write_replica_section(r: dict) -> str:

@@ -50,7 +50,7 @@ def test_resume_with_replicas_is_bit_exact(tmp_path, experiment):
 
 
 def test_best_keeps_the_replica_with_the_lowest_final_objective(tmp_path):
-    cfg = compose_train(["experiment=moe_sign", *RUN, "trainer.replicas=4"])
+    cfg = compose_train(["experiment=moe_sign", *RUN, "trainer.replicas=4", "data.num_val=0"])
     metrics = train(cfg, tmp_path, "{}", QuietUI())
     block = metrics["replicas"]
     totals = [r["losses"]["total"] for r in block["replicas"]]
@@ -148,9 +148,8 @@ def _trained_replicas(overrides):
 def test_best_ranks_by_validation_nll_and_never_looks_at_the_test_set():
     from polymix_cli.runs.replicas import choose_replicas
 
-    p, trainer = _trained_replicas(["trainer.replicas=4"])
-    # a validation split (what data.num_val gives): points the replicas did not train on
-    p.data.x_val, p.data.y_val = p.data.x_test[:40], p.data.y_test[:40]
+    p, trainer = _trained_replicas(["trainer.replicas=4", "data.num_val=40"])
+    assert p.data.x_val.shape[0] == 40
     choice = choose_replicas(p, trainer)
     nll = [r["val"]["nll"] for r in choice.replicas]
     assert choice.criterion == "val.nll" and choice.kept == nll.index(min(nll))
@@ -166,3 +165,19 @@ def test_best_ranks_by_validation_nll_and_never_looks_at_the_test_set():
         draws = replica.predict(p.maps.inputs.forward(p.data.x_val), replica.sample_parameters(200))
     p.data.y_val = p.maps.outputs.inverse(draws.mean(0))
     assert choose_replicas(p, trainer).kept == worst
+
+
+def test_a_run_with_a_validation_split_records_each_replicas_validation_metrics(tmp_path):
+    cfg = compose_train(["experiment=moe_sign", *RUN, "trainer.replicas=3", "data.num_val=30"])
+    metrics = train(cfg, tmp_path, "{}", QuietUI())
+    block = metrics["replicas"]
+    nll = [r["val"]["nll"] for r in block["replicas"]]
+    assert block["criterion"] == "val.nll" and block["kept"] == nll.index(min(nll))
+    assert {"crps", "rmse", "coverage"} <= set(block["replicas"][0]["val"])
+    assert "val" in metrics  # the kept replica's own validation block
+
+
+def test_replicas_and_early_stopping_are_refused_together(tmp_path):
+    overrides = ["experiment=moe_sign", "trainer.replicas=2", "trainer.early_stopping.patience=5"]
+    with pytest.raises(ConfigError, match="cannot be combined with trainer.replicas=2"):
+        train(compose_train(overrides), tmp_path, "", QuietUI())
