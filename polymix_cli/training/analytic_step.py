@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from polymix_cli.replicas import Replicas
 from polymix_cli.stochastic_model import StochasticModel
 from polymix_cli.surrogate_models import MixtureOfExperts, NeuralNetwork, PolynomialChaosExpansion
 from polymix_cli.surrogate_models.pce import expand_in_basis
@@ -550,7 +551,7 @@ class ReplicaStep(AnalyticStep):
         weight_factor: The weight of the distribution loss.
     """
 
-    def __init__(self, replicas, loss: str, num_samples: int, weight_factor: float):
+    def __init__(self, replicas: Replicas, loss: str, num_samples: int, weight_factor: float):
         super().__init__(replicas.model, loss, num_samples, weight_factor, _ReplicaNetwork)
         self.replicas = replicas
 

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,9 @@ from polymix_cli.config.schema import (
     TrainerConfig,
 )
 from polymix_cli.training.analytic_step import AnalyticStep, ReplicaStep, unsupported_reason
+
+if TYPE_CHECKING:
+    from polymix_cli.replicas import Replicas
 from polymix_cli.training.optim import SGD, Adam, Constant, Cosine, OneCycle
 
 __all__ = [
@@ -305,7 +308,7 @@ class Trainer:
         settings: TrainerConfig,
         optimizer: Adam | SGD,
         scheduler=None,
-        replicas=None,
+        replicas: Replicas | None = None,
     ):
         if settings.loss not in LOSSES:
             raise ValueError(f"trainer.loss must be one of {list(LOSSES)}, got {settings.loss!r}")
