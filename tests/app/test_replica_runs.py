@@ -7,10 +7,11 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import TINY, QuietUI, compose_train, is_png
+from helpers import TINY, QuietUI, compose_train, is_png, write_csv
 
 from polymix_cli.config.validation import ConfigError
 from polymix_cli.runs.checkpoint import load_checkpoint, load_trained
@@ -181,3 +182,31 @@ def test_replicas_and_early_stopping_are_refused_together(tmp_path):
     overrides = ["experiment=moe_sign", "trainer.replicas=2", "trainer.early_stopping.patience=5"]
     with pytest.raises(ConfigError, match="cannot be combined with trainer.replicas=2"):
         train(compose_train(overrides), tmp_path, "", QuietUI())
+
+
+def test_ensemble_through_the_cli_evaluate_and_predict(cli, tmp_path):
+    run = tmp_path / "run"
+    args = ["experiment=moe_sign", *RUN, "trainer.replicas=3", "trainer.progress=log"]
+    status, err = cli("train", *args, "trainer.replica_selection=ensemble", f"hydra.run.dir={run}")
+    assert status == 0, err
+    trained = json.loads((run / "metrics.json").read_text())
+    ckpt = run / "checkpoints" / "last.pt"
+    status, err = cli("evaluate", f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'ev'}")
+    assert status == 0, err
+    evaluated = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert evaluated["test"] == trained["test"]  # the same mixture, the same draws
+    write_csv(tmp_path / "in.csv", "x1", ["-0.5", "0.5"])
+    status, err = cli(
+        "predict",
+        f"ckpt={ckpt}",
+        f"input={tmp_path / 'in.csv'}",
+        f"output={tmp_path / 'out.npz'}",
+        "predict.save_draws=true",
+        "predict.num_samples=30",
+        f"hydra.run.dir={tmp_path / 'p'}",
+    )
+    assert status == 0, err
+    draws = np.load(tmp_path / "out.npz")["y1_draws"]  # (rows, draws): 10 from each replica
+    assert draws.shape == (2, 30)
+    blocks = draws.reshape(2, 3, 10).mean(2)
+    assert not np.allclose(blocks[:, 0], blocks[:, 1])  # the replicas differ
