@@ -525,10 +525,18 @@ def bench_replicas(quick: bool, threads: int, runs: list[dict] | None = None) ->
     }
 
 
-def replica_lines(r: dict) -> list[str]:
-    lines = [
-        "## Replicas (`trainer.replicas`)",
-        "",
+def replica_lines(r: dict, result: dict | None = None) -> list[str]:
+    lines = ["## Replicas (`trainer.replicas`)", ""]
+    if result is not None and "machine" in result:
+        m = result["machine"]
+        lines += [
+            (
+                f"Measured {result['date']} ({m['cores']} cores, load average at start "
+                f"{m['load_average'][0]:.1f}; `make bench BENCH_ARGS=--replicas`)."
+            ),
+            "",
+        ]
+    lines += [
         (
             "Reliability: `polymix train experiment=moe_sign model.expert.degree=5 seed=S "
             "trainer.replicas=K` (10000 epochs; with K = 4, `replica_selection=best` keeps the "
@@ -594,9 +602,9 @@ def _kept(run: dict) -> str:
     return f"{run['kept']} ({by})"
 
 
-def write_replica_section(r: dict) -> str:
+def write_replica_section(result: dict) -> str:
     """Replace (or add) the replicas section of bench/RESULTS.md; returns the section."""
-    section = "\n".join(replica_lines(r)) + "\n"
+    section = "\n".join(replica_lines(result["replicas"], result)) + "\n"
     path = ROOT / "bench" / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     head, sep, rest = text.partition("## Replicas (`trainer.replicas`)")
@@ -901,7 +909,7 @@ def markdown(result: dict) -> str:
         "",
     ]
     if "replicas" in result:
-        lines += [*replica_lines(result["replicas"]), ""]
+        lines += [*replica_lines(result["replicas"], result), ""]
     return "\n".join(lines)
 
 
@@ -988,7 +996,7 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         path = RESULTS / f"{dt.date.today().isoformat()}-replicas.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
-        print(write_replica_section(result["replicas"]))
+        print(write_replica_section(result))
         print(f"wrote {path} and the replicas section of bench/RESULTS.md")
         return
     result = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine()}
