@@ -35,6 +35,7 @@ CASES = {
     "nn_sincos (random output layer)": ["experiment=nn_sincos", "model.width=4"],
     "nn, depth 2, sgd": ["experiment=nn_sincos", "model.width=4", "model.depth=2", "optimizer=sgd"],
     "pce": ["experiment=pce_sine"],
+    "moe_sign, mini-batches": ["experiment=moe_sign", "model.gate.width=4", "trainer.batch_size=5"],
 }
 
 
@@ -61,11 +62,18 @@ def _trainer(p, model_or_replicas, replicas=None, gradients="auto"):
 
 def _feed(mf, noises):
     """Make a packed model draw the given standard normal noise, one ``(S, Ks)`` per step."""
-    draw_inputs = mf._draw_inputs
 
-    def fed(num_samples, generator):
-        args = draw_inputs(num_samples, generator)
-        return (args[0], args[1], next(noises), *args[3:])
+    def fed(num_samples, generator):  # as MeanFieldParameters._draw_inputs, drawing nothing
+        return (
+            mf.loc,
+            mf.log_std,
+            next(noises),
+            mf.stochastic_index,
+            mf.prior_loc,
+            mf.prior_inv_scale,
+            mf.stochastic_inv_scale,
+            mf.loss_const,
+        )
 
     mf._draw_inputs = fed
 
@@ -78,17 +86,20 @@ def test_each_replica_trains_as_a_separate_run(case, gradients, float64):
     singles = [copy.deepcopy(replicas.copy_to(i, copy.deepcopy(p.model))) for i in range(k)]
     t = p.cfg.trainer
     gen = torch.Generator().manual_seed(3)
-    noises = torch.randn(t.epochs, k, t.num_samples, replicas.log_std.shape[1], generator=gen)
+    steps = t.epochs * 3  # enough for the mini-batches of 12 points by 5
+    noises = torch.randn(steps, k, t.num_samples, replicas.log_std.shape[1], generator=gen)
     batch_noise = iter(noises)
     replicas._noise = lambda num_samples: next(batch_noise)
     batch = _trainer(p, replicas, replicas, gradients)
     assert batch.gradient_path == ("analytic" if gradients == "auto" else "autograd")
+    torch.manual_seed(0)  # the mini-batches' permutations (the draws are fed)
     batch.fit()
     for i, model in enumerate(singles):
         _feed(model.mean_field, iter(noises[:, i]))
         q = copy.copy(p)
         q.model = model
         single = _trainer(q, model, None, gradients)
+        torch.manual_seed(0)
         single.fit()
         torch.testing.assert_close(replicas.loc[i], model.mean_field.loc, rtol=1e-9, atol=1e-11)
         torch.testing.assert_close(
