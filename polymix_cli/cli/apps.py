@@ -189,6 +189,21 @@ def _launcher_threads(trainer: Any) -> int | None:
     return threads_per_job(requested, launcher)  # type: ignore[arg-type]
 
 
+def _run_info(name: str) -> Any:
+    """The run and, in a multirun, its sweep dir and job number, for the loggers."""
+    from polymix_cli.reporting.loggers import RunInfo
+
+    hydra_cfg = HydraConfig.get()
+    sweep = _multirun()
+    return RunInfo(
+        _run_dir(),
+        name,
+        Path(_launch_dir()),
+        Path(hydra_cfg.sweep.dir).absolute() if sweep else None,
+        hydra_cfg.job.num if sweep else None,
+    )
+
+
 def parse_config(text: str) -> dict[str, Any]:
     """The stored YAML of a checkpoint's config as a plain dict."""
     return OmegaConf.to_container(OmegaConf.create(text), resolve=True)  # type: ignore[return-value]
@@ -242,7 +257,13 @@ def train_app(cfg: DictConfig) -> float | None:
             config.data = resolve_data_paths(config.data, _launch_dir())
         ui = ConsoleUI(config.trainer.progress)
         metrics = train(
-            config, _run_dir(), _config_yaml(config), ui, resume=state, max_threads=job["threads"]
+            config,
+            _run_dir(),
+            _config_yaml(config),
+            ui,
+            resume=state,
+            max_threads=job["threads"],
+            run_info=_run_info(config.name),
         )
         objective = config.sweep.objective
         value = ranking_score(objective, metric_value(metrics, objective))
