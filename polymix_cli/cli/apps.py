@@ -50,14 +50,29 @@ def _register_slurm_launcher() -> None:
 
 _register_slurm_launcher()
 
-# configs/hydra/launcher/{joblib,submitit_local}.yaml restate the plugins' configs of the
-# same name, with polymix's defaults and comments; Hydra validates them against those
+
+def _register_ray_launcher() -> None:
+    """``hydra/launcher=ray`` (hydra_plugins/polymix_ray_launcher), registered as the Slurm
+    launcher is; only with the extra ``ray`` installed (main.py says so without it)."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins import polymix_ray_launcher
+
+    launcher = getattr(polymix_ray_launcher, "RayLauncher", None)
+    if launcher is not None:
+        Plugins.instance().register(launcher)
+
+
+_register_ray_launcher()
+
+# configs/hydra/launcher/{joblib,submitit_local,ray}.yaml restate the plugins' configs of
+# the same name, with polymix's defaults and comments; Hydra validates them against those
 # schemas and warns that matching by name is deprecated. The match is intended: silence
-# only that warning, only for these two files (also in launcher workers, which import this).
+# only that warning, only for these files (also in launcher workers, which import this).
 warnings.filterwarnings(
     "ignore",
     category=UserWarning,
-    message=r"\s*'hydra/launcher/(joblib|submitit_local)' is validated against ConfigStore schema",
+    message=r"\s*'hydra/launcher/(joblib|submitit_local|ray)' is validated against ConfigStore schema",
 )
 
 # The configs/ folder at the top of the repository, installed as the package
