@@ -46,6 +46,7 @@ __all__ = [
     "TensorBoardLogger",
     "flatten_config",
     "metric_values",
+    "prepare_mlflow",
 ]
 
 log = logging.getLogger("polymix")
@@ -268,6 +269,19 @@ def tracking_uri(uri: str, info: RunInfo) -> str:
     if "://" not in uri and ":" not in uri[2:]:  # a folder (not a Windows drive letter)
         return str(info.path(uri))
     return uri
+
+
+def prepare_mlflow(config: MlflowLoggerConfig, info: RunInfo) -> None:
+    """Create the MLflow store (its database tables) and experiment once, before the jobs
+    of a sweep start: parallel jobs creating a new SQLite store at once would collide."""
+    logger = MlflowLogger(config, info)
+    from mlflow.tracking import MlflowClient
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if logger.uri.startswith("sqlite:///"):
+        Path(logger.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    experiment_id_for(MlflowClient(tracking_uri=logger.uri), logger.experiment)
 
 
 def experiment_id_for(client: Any, name: str) -> str:

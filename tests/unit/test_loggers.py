@@ -167,7 +167,5 @@ def test_a_logger_without_its_package_is_a_config_error(name, monkeypatch):
     cfg.logger = LoggerConfig(
         **{name: getattr(schema, schema.SCHEMAS[f"logger/{name}"].__name__)()}
     )
-    assert cfg.problems() == [
-        f"logger={name} needs the {name} package, which is not installed: "
-        f"pip install 'polymix-cli[tracking]'"
-    ]
+    message = f"logger={name} needs the {name} package, which is not installed: "
+    assert cfg.problems() == [message + "pip install 'polymix-cli[tracking]'"]
