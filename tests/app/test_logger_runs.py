@@ -145,3 +145,29 @@ def test_loggers_may_be_turned_on_when_resuming(cli, tmp_path):
     assert status == 0, err
     rows = list(csv.DictReader((tmp_path / "logs" / "pce_sine" / "second" / "metrics.csv").open()))
     assert any(r["name"] == "test/crps" for r in rows)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["logger.mlflow.tracking_uri=http://host:5000"],
+            "polymix: error: logger.mlflow.tracking_uri=http://host:5000 sets an option of logger "
+            "mlflow, which is off; turn it on with logger=mlflow (or a list, e.g. "
+            "logger=[csv,mlflow])",
+        ),
+        (
+            ["logger=nope"],
+            "polymix: error: logger=nope is not an option of config group 'logger'; allowed: "
+            "csv, mlflow, none, tensorboard",
+        ),
+        (
+            ["logger=csv", "logger.csv.folder=x"],
+            "polymix: error: unknown option logger.csv.folder; allowed keys in logger.csv: log_dir",
+        ),
+    ],
+)
+def test_bad_logger_options_exit_2_with_one_line(cli, tmp_path, args, message):
+    status, err = cli("train", *RUN, *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert status == 2 and err.strip() == message
+    assert not (tmp_path / "run").exists()
