@@ -152,14 +152,18 @@ def test_loggers_may_be_turned_on_when_resuming(cli, tmp_path):
     [
         (
             ["logger.mlflow.tracking_uri=http://host:5000"],
-            "polymix: error: logger.mlflow.tracking_uri=http://host:5000 sets an option of logger "
-            "mlflow, which is off; turn it on with logger=mlflow (or a list, e.g. "
-            "logger=[csv,mlflow])",
+            (
+                "polymix: error: logger.mlflow.tracking_uri=http://host:5000 sets an option of logger "
+                "mlflow, which is off; turn it on with logger=mlflow (or a list, e.g. "
+                "logger=[csv,mlflow])"
+            ),
         ),
         (
             ["logger=nope"],
-            "polymix: error: logger=nope is not an option of config group 'logger'; allowed: "
-            "csv, mlflow, none, tensorboard",
+            (
+                "polymix: error: logger=nope is not an option of config group 'logger'; allowed: "
+                "csv, mlflow, none, tensorboard"
+            ),
         ),
         (
             ["logger=csv", "logger.csv.folder=x"],

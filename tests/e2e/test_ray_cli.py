@@ -19,7 +19,8 @@ def _needs_ray():
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="hydra-ray-launcher missing")
 
 
-def test_a_two_job_sweep_on_a_local_ray_cluster(tmp_path):
+def test_a_sweep_on_a_local_ray_cluster(tmp_path):
+    """Two jobs that succeed and one that fails, each a Ray task."""
     tracking = all(_installed(m) for m in ("mlflow", "tensorboard"))
     sweep_dir, uri = tmp_path / "sweep", f"sqlite:///{tmp_path / 'mlflow.db'}"
     cpus = 2 if available_cores() >= 2 else 1
@@ -30,7 +31,7 @@ def test_a_two_job_sweep_on_a_local_ray_cluster(tmp_path):
         f"hydra.launcher.ray.remote.num_cpus={cpus}",
         *TINY,
         "experiment=pce_sine",
-        "model.degree=2,3",
+        "model.degree=2,3,-1",  # job 2 fails: recorded, and the sweep goes on
         *(["logger=[tensorboard,mlflow]", f"logger.mlflow.tracking_uri={uri}"] if tracking else []),
         f"hydra.sweep.dir={sweep_dir}",
         timeout=400,
@@ -38,6 +39,9 @@ def test_a_two_job_sweep_on_a_local_ray_cluster(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-2000:]
     assert "Traceback" not in result.stderr
     assert "deprecated" not in result.stderr
+    failed = json.loads((sweep_dir / "2" / "status.json").read_text())
+    assert failed["status"] == "failed" and failed["exit_status"] == 2
+    assert "degree must be >= 0" in failed["reason"]
     for job in ("0", "1"):
         status = json.loads((sweep_dir / job / "status.json").read_text())
         # each job ran in a Ray worker, with the CPUs of its task as its torch threads
@@ -45,7 +49,25 @@ def test_a_two_job_sweep_on_a_local_ray_cluster(tmp_path):
         assert (sweep_dir / job / "checkpoints" / "last.pt").is_file()
     assert (sweep_dir / "summary.json").is_file() and "sweep summary" in result.stdout
     if tracking:
-        check_sweep_in_trackers(sweep_dir, uri, jobs=2)
+        check_sweep_in_trackers(sweep_dir, uri, jobs=3)
+
+
+def test_an_optuna_study_on_a_local_ray_cluster(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(
+        "train",
+        "-m",
+        "hparams_search=moe_optuna",
+        "hydra/launcher=ray",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",
+        *TINY,
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=400,
+    )
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-2000:]
+    study = json.loads((sweep_dir / "summary.json").read_text())["study"]
+    assert study["job"] in (0, 1) and "optuna best trial: value" in result.stdout
 
 
 def test_a_lost_ray_task_is_recorded_as_failed(tmp_path):
