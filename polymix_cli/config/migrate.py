@@ -12,7 +12,11 @@ the version is raised whenever the schema of the stored config changes, and
   auto, ``trainer.noise`` (the values of its first release; only read with
   ``loss=gaussian_nll``), ``eval.sensitivity`` auto, ``eval.sensitivity_samples`` null,
   ``eval.sensitivity_base_samples`` 2048, ``resume`` null and ``sweep`` (test.crps).
-- version 2: the config as the schema writes it, every option present.
+- version 2: the config as the schema writes it, every option present, before the
+  validation set: runs had none, so ``data.num_val`` is 0 (synthetic data) and
+  ``data.val_fraction`` 0 with ``data.val_path`` null (data=file: the training rows stay
+  those the run trained on), ``data.val_seed`` 5678, and ``trainer.early_stopping`` is off.
+- version 3: the config as the schema writes it, every option present.
 
 These values are what the older versions meant, written here once and never changed, so
 that a later change of a schema default cannot change what an old checkpoint means.
@@ -26,7 +30,7 @@ from typing import Any
 
 __all__ = ["CURRENT_VERSION", "MigrationError", "migrate"]
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 # version 1: options added after the first release, with the value each had before it existed
 _ADDED_IN_VERSION_1: dict[str, dict[str, Any]] = {
@@ -50,6 +54,16 @@ _TOP_LEVEL_IN_VERSION_1: dict[str, Any] = {
 }
 
 
+# version 2: the options of the validation set and of early stopping, off
+_ADDED_IN_VERSION_2_DATA: dict[str, dict[str, Any]] = {
+    "synthetic": {"num_val": 0, "val_seed": 5678},
+    "file": {"val_fraction": 0.0, "val_path": None, "val_seed": 5678},
+}
+_ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
+    "early_stopping": {"patience": None, "min_delta": 0.0, "every": 50, "num_samples": 200},
+}
+
+
 class MigrationError(ValueError):
     """A stored config of a format version this polymix cannot read."""
 
@@ -67,8 +81,20 @@ def _from_version_1(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _from_version_2(config: dict[str, Any]) -> dict[str, Any]:
+    data, trainer = config.get("data"), config.get("trainer")
+    if isinstance(data, dict):  # anything else is reported by validation
+        kind = "file" if data.get("generator") == "file" else "synthetic"
+        for key, value in _ADDED_IN_VERSION_2_DATA[kind].items():
+            data.setdefault(key, copy.deepcopy(value))
+    if isinstance(trainer, dict):
+        for key, value in _ADDED_IN_VERSION_2_TRAINER.items():
+            trainer.setdefault(key, copy.deepcopy(value))
+    return config
+
+
 # each step brings a config of version v to version v + 1
-_STEPS = {1: _from_version_1}
+_STEPS = {1: _from_version_1, 2: _from_version_2}
 
 
 def migrate(config: Mapping[str, Any], format_version: int) -> dict[str, Any]:

@@ -163,7 +163,8 @@ def test_a_logger_without_its_package_is_a_config_error(name, monkeypatch):
         schema.importlib.util, "find_spec", lambda n, *a: None if n == name else real(n, *a)
     )
     cfg = TrainConfig.__new__(TrainConfig)
-    cfg.eval = schema.EvalConfig()
+    cfg.eval, cfg.trainer = schema.EvalConfig(), schema.TrainerConfig()
+    cfg.data = schema.SyntheticDataConfig()
     cfg.logger = LoggerConfig(
         **{name: getattr(schema, schema.SCHEMAS[f"logger/{name}"].__name__)()}
     )
