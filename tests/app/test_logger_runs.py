@@ -88,6 +88,8 @@ def test_all_three_loggers_hold_the_config_losses_and_final_metrics(cli, tmp_pat
     assert found.data.params["logger.mlflow.tracking_uri"] == uri
     assert found.data.metrics["test/crps"] == pytest.approx(metrics["test"]["crps"])
     assert found.data.metrics["train/crps"] == pytest.approx(metrics["train"]["crps"])
+    if "val" in metrics:  # the validation set's metrics too
+        assert found.data.metrics["val/crps"] == pytest.approx(metrics["val"]["crps"])
     assert found.data.tags["polymix.run_dir"] == str(run)
     client = mlflow.tracking.MlflowClient(uri)
     total = client.get_metric_history(found.info.run_id, "loss/total")
