@@ -379,17 +379,28 @@ class Loggers:
 
         def hook(trainer: Any) -> None:
             epoch = trainer.epoch
-            if epoch % every == 0 or epoch == last_epoch:
-                data, distribution, total = trainer.history.losses[-1].tolist()
-                self.log(
-                    epoch,
-                    {
-                        "loss/data": data,
-                        "loss/distribution": distribution,
-                        "loss/total": total,
-                        "lr": trainer.current_lr(),
-                    },
+            if not self.loggers or (epoch % every and epoch != last_epoch):
+                return
+            try:  # with replicas, the losses of the one with the lowest total
+                last = trainer.history.last()
+                values = {
+                    "loss/data": last["data"],
+                    "loss/distribution": last["distribution"],
+                    "loss/total": last["total"],
+                    "lr": trainer.current_lr(),
+                }
+            except Exception as err:  # noqa: BLE001 - a tracker never ends the run
+                names = ", ".join(logger.name for logger in self.loggers)
+                self.loggers.clear()
+                log.warning(
+                    "polymix: warning: logger(s) %s: the losses could not be read (%s: %s); "
+                    "nothing more is logged for this run, which goes on",
+                    names,
+                    type(err).__name__,
+                    err,
                 )
+                return
+            self.log(epoch, values)
 
         return hook
 

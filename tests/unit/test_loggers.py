@@ -10,7 +10,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from polymix_cli.config import schema
 from polymix_cli.config.schema import LoggerConfig, MlflowLoggerConfig, TrainConfig
@@ -138,7 +137,7 @@ def test_the_hook_logs_only_every_log_every_epochs_and_at_the_end():
     hook = loggers.hook(every=10, last_epoch=25)
     trainer = SimpleNamespace(
         epoch=0,
-        history=SimpleNamespace(losses=[torch.tensor([1.0, 2.0, 3.0])]),
+        history=SimpleNamespace(last=lambda: {"data": 1.0, "distribution": 2.0, "total": 3.0}),
         current_lr=lambda: 0.01,
     )
     loggers.start({}, "")
