@@ -51,14 +51,29 @@ def _register_slurm_launcher() -> None:
 
 _register_slurm_launcher()
 
-# configs/hydra/launcher/{joblib,submitit_local}.yaml restate the plugins' configs of the
-# same name, with polymix's defaults and comments; Hydra validates them against those
+
+def _register_ray_launcher() -> None:
+    """``hydra/launcher=ray`` (hydra_plugins/polymix_ray_launcher), registered as the Slurm
+    launcher is; only with the extra ``ray`` installed (main.py says so without it)."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins import polymix_ray_launcher
+
+    launcher = getattr(polymix_ray_launcher, "RayLauncher", None)
+    if launcher is not None:
+        Plugins.instance().register(launcher)
+
+
+_register_ray_launcher()
+
+# configs/hydra/launcher/{joblib,submitit_local,ray}.yaml restate the plugins' configs of
+# the same name, with polymix's defaults and comments; Hydra validates them against those
 # schemas and warns that matching by name is deprecated. The match is intended: silence
-# only that warning, only for these two files (also in launcher workers, which import this).
+# only that warning, only for these files (also in launcher workers, which import this).
 warnings.filterwarnings(
     "ignore",
     category=UserWarning,
-    message=r"\s*'hydra/launcher/(joblib|submitit_local)' is validated against ConfigStore schema",
+    message=r"\s*'hydra/launcher/(joblib|submitit_local|ray)' is validated against ConfigStore schema",
 )
 
 # The configs/ folder at the top of the repository, installed as the package
@@ -190,6 +205,21 @@ def _launcher_threads(trainer: Any) -> int | None:
     return threads_per_job(requested, launcher)  # type: ignore[arg-type]
 
 
+def _run_info(name: str) -> Any:
+    """The run and, in a multirun, its sweep dir and job number, for the loggers."""
+    from polymix_cli.reporting.loggers import RunInfo
+
+    hydra_cfg = HydraConfig.get()
+    sweep = _multirun()
+    return RunInfo(
+        _run_dir(),
+        name,
+        Path(_launch_dir()),
+        Path(hydra_cfg.sweep.dir).absolute() if sweep else None,
+        hydra_cfg.job.num if sweep else None,
+    )
+
+
 def parse_config(text: str) -> dict[str, Any]:
     """The stored YAML of a checkpoint's config as a plain dict."""
     return OmegaConf.to_container(OmegaConf.create(text), resolve=True)  # type: ignore[return-value]
@@ -246,7 +276,13 @@ def train_app(cfg: DictConfig) -> float | None:
             config.data = resolve_data_paths(config.data, _launch_dir())
         ui = ConsoleUI(config.trainer.progress)
         metrics = train(
-            config, _run_dir(), _config_yaml(config), ui, resume=state, max_threads=job["threads"]
+            config,
+            _run_dir(),
+            _config_yaml(config),
+            ui,
+            resume=state,
+            max_threads=job["threads"],
+            run_info=_run_info(config.name),
         )
         objective = config.sweep.objective
         value = ranking_score(objective, metric_value(metrics, objective))

@@ -125,6 +125,12 @@ def _main(argv: list[str] | None) -> int:
         from polymix_cli.cli.summarize import summarize_command
 
         return summarize_command(args[1:])
+    if any(a.replace(" ", "") == "hydra/launcher=ray" for a in args[1:]) and not _has_ray():
+        errors.fail(
+            "hydra/launcher=ray needs the extra ray (hydra-ray-launcher and ray), which is not "
+            "installed: pip install 'polymix-cli[ray]'",
+            errors.USAGE,
+        )
     refused = _callable_override(args[1:])
     if refused:
         errors.fail(
@@ -135,6 +141,16 @@ def _main(argv: list[str] | None) -> int:
     if argv is None:  # the polymix process itself (not a call from Python, such as a test)
         allocator.tune_malloc()
     return _run_app(command, args[1:])
+
+
+def _has_ray() -> bool:
+    """Whether hydra-ray-launcher (and so ray) is installed."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None
+    except ImportError:
+        return False
 
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")

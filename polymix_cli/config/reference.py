@@ -53,7 +53,7 @@ def _configs_dir() -> Path:
 CONFIGS_DIR = _configs_dir()
 
 # The config groups of configs/train.yaml, in the order of its defaults list.
-GROUPS = ("data", "model", "layout", "optimizer", "scheduler", "trainer", "eval")
+GROUPS = ("data", "model", "layout", "optimizer", "scheduler", "trainer", "eval", "logger")
 
 # Fields typed ``Any`` in the schema so that validation reports a wrong type itself, shown
 # here as what they hold.
@@ -293,7 +293,14 @@ def sections(configs: Path = CONFIGS_DIR) -> list[Section]:
             values = {f"{group}={name}": _values(configs.parent / p) for name, p in files.items()}
             title = f"{group}: {', '.join(files) or '(schema only)'}"
             cls = SCHEMAS[key]
-            rows = _table_rows(cls, f"{group}.", values)
+            prefix = f"{group}."
+            if group == "logger" and key != "logger/logger":  # one section per logger
+                prefix, name = f"logger.{key.rpartition('/')[2]}.", key.rpartition("/")[2]
+                values = {
+                    option: {k.removeprefix(f"{name}."): v for k, v in set_.items()}
+                    for option, set_ in values.items()
+                }
+            rows = _table_rows(cls, prefix, values)
             out.append(Section(title, cls, _summary(cls), list(files.values()), rows))
             if cls is SCHEMAS.get("layout/layout"):
                 rule_rows = _table_rows(RuleConfig, "layout.rules[i].", {})

@@ -17,6 +17,7 @@ The YAML files set only what differs from these defaults. Imports neither torch 
 
 import dataclasses
 import importlib
+import importlib.util
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ __all__ = [
     "EXPERT_KINDS",
     "GRADIENTS",
     "INPUT_SCALINGS",
+    "LOGGERS",
     "LOSSES",
     "MODEL_KINDS",
     "OPTIMIZERS",
@@ -42,6 +44,7 @@ __all__ = [
     "AdamWConfig",
     "ConstantScheduleConfig",
     "CosineConfig",
+    "CsvLoggerConfig",
     "DataConfig",
     "DesignConfig",
     "EarlyStoppingConfig",
@@ -53,6 +56,8 @@ __all__ = [
     "GroupConfig",
     "InputDistributionConfig",
     "LayoutConfig",
+    "LoggerConfig",
+    "MlflowLoggerConfig",
     "ModelConfig",
     "MoeModelConfig",
     "NnModelConfig",
@@ -70,6 +75,7 @@ __all__ = [
     "SuggestOptions",
     "SweepConfig",
     "SyntheticDataConfig",
+    "TensorBoardLoggerConfig",
     "TrainConfig",
     "TrainerConfig",
     "option",
@@ -906,6 +912,87 @@ class EvalConfig:
     )
 
 
+# ------------------------------------------------------------------------- logger
+
+
+def _dir_or_null(value: Any, name: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value or value == MISSING):
+        return f"{name} must be null or a folder, got {value!r}"
+    return None
+
+
+def _uri(value: Any, name: str) -> str | None:
+    if not isinstance(value, str) or not value or value == MISSING:
+        return (
+            f"{name} must be an MLflow tracking URI, e.g. sqlite:///outputs/mlflow.db, "
+            f"http://host:5000 or a folder, got {value!r}"
+        )
+    return None
+
+
+@dataclass
+class CsvLoggerConfig:
+    """``logger=csv``: the config, losses and metrics as CSV files (no extra package)."""
+
+    log_dir: str | None = option(
+        None,
+        "folder of params.csv and metrics.csv; null: <run dir>/csv",
+        check=_dir_or_null,
+    )
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    """``logger=tensorboard``: TensorBoard event files (the extra ``tracking``)."""
+
+    log_dir: str | None = option(
+        None,
+        "null: <run dir>/tensorboard (a sweep's jobs lie under its sweep dir); a folder: "
+        "<log_dir>/<name>/<run>",
+        check=_dir_or_null,
+    )
+
+
+@dataclass
+class MlflowLoggerConfig:
+    """``logger=mlflow``: an MLflow run per job (the extra ``tracking``)."""
+
+    tracking_uri: str = option(
+        "sqlite:///outputs/mlflow.db",
+        "where runs are stored: a local SQLite file (relative to where you run polymix), "
+        "a folder, or a tracking server (http://host:5000)",
+        check=_uri,
+    )
+    experiment: str | None = option(None, "the MLflow experiment; null: the run's name (the study)")
+
+
+LOGGERS = ("csv", "tensorboard", "mlflow")
+
+
+@dataclass
+class LoggerConfig:
+    """``logger``: experiment trackers fed during training, none by default.
+
+    Pick one or several: ``logger=tensorboard``, ``logger=[tensorboard,mlflow]``. Each
+    logs the resolved config, the losses and learning rate every ``trainer.log_every``
+    epochs and the final metrics; a tracker that fails warns once and the run goes on.
+    """
+
+    csv: CsvLoggerConfig | None = option(None, "CSV files (logger=csv)")
+    tensorboard: TensorBoardLoggerConfig | None = option(
+        None, "TensorBoard event files (logger=tensorboard)"
+    )
+    mlflow: MlflowLoggerConfig | None = option(None, "an MLflow run (logger=mlflow)")
+
+    def enabled(self) -> list[str]:
+        """The names of the loggers that are on, in :data:`LOGGERS` order."""
+        return [name for name in LOGGERS if getattr(self, name) is not None]
+
+
+# the Python package each logger needs (the extra ``tracking``), checked before a run
+LOGGER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
 # ---------------------------------------------------------------------- top level
 
 
@@ -945,15 +1032,26 @@ class TrainConfig:
         None, "a checkpoint to continue training from (null: a fresh run)", check=_resume
     )
     sweep: SweepConfig = option(SweepConfig(), "sweeps")
+    logger: LoggerConfig = option(
+        LoggerConfig(), "experiment trackers (logger=none|csv|tensorboard|mlflow, or a list)"
+    )
 
     def problems(self) -> list[str]:
-        """What no single option says: options that contradict each other."""
+        """What no single option says: options that contradict each other, and a logger
+        whose package is not installed."""
         found = self.trainer.problems()
         if self.trainer.early_stopping.patience is not None and not self.data.has_validation():
             found.append(
                 f"trainer.early_stopping.patience={self.trainer.early_stopping.patience} needs a "
                 f"validation set: {_VALIDATION_HINT[type(self.data) is FileDataConfig]}"
             )
+        for name in self.logger.enabled():
+            package = LOGGER_PACKAGES.get(name)
+            if package is not None and importlib.util.find_spec(package) is None:
+                found.append(
+                    f"logger={name} needs the {package} package, which is not installed: "
+                    f"pip install 'polymix-cli[tracking]'"
+                )
         if self.eval.sensitivity == "pce" and self.model.kind != "pce":
             found.append(
                 f"eval.sensitivity=pce needs model.kind=pce (the closed form reads a PCE's "
@@ -1258,6 +1356,10 @@ SCHEMAS: dict[str, type] = {
     "scheduler/none": ConstantScheduleConfig,
     "trainer/trainer": TrainerConfig,
     "eval/eval": EvalConfig,
+    "logger/logger": LoggerConfig,
+    "logger/csv": CsvLoggerConfig,
+    "logger/tensorboard": TensorBoardLoggerConfig,
+    "logger/mlflow": MlflowLoggerConfig,
 }
 
 
