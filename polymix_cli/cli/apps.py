@@ -190,8 +190,10 @@ def _launcher_threads(trainer: Any) -> int | None:
 
 
 def parse_config(text: str) -> dict[str, Any]:
-    """The stored YAML of a checkpoint's config as a plain dict."""
-    return OmegaConf.to_container(OmegaConf.create(text), resolve=True)  # type: ignore[return-value]
+    """The stored YAML of a checkpoint's config as a plain dict. A stored config is data:
+    an interpolation in it (``${...}``) is never resolved, it stays a string (which the
+    option's check then refuses)."""
+    return OmegaConf.to_container(OmegaConf.create(text), resolve=False)  # type: ignore[return-value]
 
 
 def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -210,6 +212,14 @@ def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any] | Non
         raise ConfigError(f"resume must be the path of a polymix checkpoint, got {resume!r}")
     resume = _from_launch_dir(resume)
     state = load_checkpoint(resume)
+    data = plain.get("data")
+    if isinstance(data, dict) and data.get("generator") == "file":
+        # as the stored config names them: absolutely (see train_app)
+        from polymix_cli.data.files import absolute_path
+
+        for key in ("path", "test_path"):
+            if isinstance(data.get(key), str) and data[key]:
+                data[key] = absolute_path(data[key], _launch_dir())
     stored = checkpoint_config(state, resume, parse_config)
     return resume_config(stored, plain, _overridden_keys(), state["epoch"]), state
 

@@ -18,6 +18,7 @@ The YAML files set only what differs from these defaults. Imports neither torch 
 import dataclasses
 import importlib
 import math
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
@@ -147,7 +148,9 @@ def _path(what: str, required: bool = True) -> Callable[[Any, str], str | None]:
     def check(value: Any, name: str) -> str | None:
         if value is None and not required:
             return None
-        if not isinstance(value, str) or not value or value == MISSING:
+        if value == MISSING or (required and value is None):
+            return f"{name}= is required: {name} must be the path of {what}, got {value!r}"
+        if not isinstance(value, str) or not value:
             return f"{name} must be the path of {what}, got {value!r}"
         return None
 
@@ -180,6 +183,9 @@ def _number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _bounds(nullable: bool) -> Callable[[Any, str], str | None]:
     def check(value: Any, name: str) -> str | None:
         if value is None and nullable:
@@ -198,6 +204,18 @@ def _bounds(nullable: bool) -> Callable[[Any, str], str | None]:
             if not low < high:
                 return (
                     f"{name} must have low < high for every input, got {value[i]} for input {i + 1}"
+                )
+            if max(abs(low), abs(high)) > _FLOAT32_MAX:
+                return (
+                    f"{name} must lie within float32's range (|bound| <= 3.4e38), got {value[i]} "
+                    f"for input {i + 1}"
+                )
+            if struct.unpack("f", struct.pack("f", low)) == struct.unpack(
+                "f", struct.pack("f", high)
+            ):
+                return (
+                    f"{name} must have low < high in float32 for every input, got {value[i]} for "
+                    f"input {i + 1}"
                 )
         return None
 
@@ -677,6 +695,7 @@ class TrainerConfig:
         None,
         "torch intra-op threads; null: 1 for small steps, else torch's default or the launcher's share",
         ge=1,
+        le=4096,
     )
     device: str = option("cpu", "cpu | cuda | auto (cuda when available)", choices=DEVICES)
     progress: str = option(

@@ -112,6 +112,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             incomplete or of another format or format version.
     """
     path = Path(path)
+    if path.is_dir():
+        last = path / "checkpoints" / "last.pt"
+        hint = f" (did you mean {last}?)" if last.is_file() else ""
+        raise CheckpointError(
+            f"checkpoint {path} is a folder; name the checkpoint file, e.g. "
+            f"<run dir>/checkpoints/last.pt{hint}"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
