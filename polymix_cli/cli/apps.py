@@ -111,13 +111,14 @@ def _guarded(body: Callable[[], Any], job: dict[str, Any] | None = None) -> Any:
     objective (multirun). ``job`` collects what ``body`` learns for the status file."""
     from polymix_cli.config.validation import ConfigError
     from polymix_cli.runs.checkpoint import CheckpointError
+    from polymix_cli.runs.predict import PredictInterrupted
     from polymix_cli.runs.train import RunDiverged, RunInterrupted
 
     job = {} if job is None else job
     start = time.perf_counter()
     try:
         result = body()
-    except RunInterrupted as err:  # the user stopped it: end the whole program, sweep or not
+    except (RunInterrupted, PredictInterrupted) as err:  # stopped: end the program, sweep or not
         _record(err, err.exit_status, start, job)
         _leave(err, err.exit_status, label="")
     except RunDiverged as err:
@@ -135,7 +136,11 @@ def _messages(err: BaseException) -> list[str]:
     messages = getattr(err, "messages", None)
     if isinstance(messages, list) and messages:
         return [errors.first_line(m) for m in messages]
-    return [errors.first_line(err) or type(err).__name__]
+    line = errors.first_line(err) or type(err).__name__
+    key = getattr(err, "full_key", None)  # OmegaConf's errors know the option they are about
+    if isinstance(err, OmegaConfBaseException) and key and str(key) not in line:
+        line = f"{key}: {line}"
+    return [line]
 
 
 def _record(err: BaseException, status: int, start: float, job: dict[str, Any]) -> None:
@@ -288,7 +293,7 @@ def evaluate_app(cfg: DictConfig) -> None:
 def predict_app(cfg: DictConfig) -> None:
     from polymix_cli.config.validation import parse_predict_config
     from polymix_cli.runs.checkpoint import load_trained
-    from polymix_cli.runs.predict import PredictSettings, predict_file
+    from polymix_cli.runs.predict import PredictSettings, predict_file, terminate_cleanly
 
     def body() -> None:
         plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -305,7 +310,8 @@ def predict_app(cfg: DictConfig) -> None:
             + (f"; {result.extrapolated} row(s) extrapolated" if result.extrapolated else "")
         )
 
-    _guarded(body)
+    with terminate_cleanly():
+        _guarded(body)
 
 
 def _check_before_run(name: str) -> None:

@@ -318,7 +318,9 @@ class SyntheticDataConfig(DataConfig):
 
     generator: str = option("sign_sine", "the synthetic generator", choices=_GENERATORS)
     num_train: int = option(50, "training points", ge=1)
-    num_test: int = option(1000, "held-out test points from the same generator", ge=1)
+    num_test: int = option(
+        1000, "held-out test points from the same generator (>= 2: R^2 needs a spread)", ge=2
+    )
     noise_std: float = option(
         0.05, "standard deviation of the Gaussian noise on each output", ge=0.0
     )
