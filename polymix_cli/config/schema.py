@@ -712,7 +712,7 @@ class TrainerConfig:
 class EvalConfig:
     """``eval``: metrics on the train and test sets, plots and Sobol indices."""
 
-    num_samples: int = option(1000, "parameter draws", ge=1)
+    num_samples: int = option(1000, "parameter draws (>= 2: a spread needs two)", ge=2)
     band: float = option(0.8, "central probability of the plotted band", gt=0.0, lt=1.0)
     levels: list[float] = option(
         [0.5, 0.8, 0.9, 0.95],
