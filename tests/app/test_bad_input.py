@@ -464,7 +464,7 @@ def test_resume_accepts_an_unchanged_group_and_names_a_change(cli, trained, tmp_
 def test_sweep_precheck_checks_each_jobs_own_config(cli, tmp_path):
     """A layout valid for the swept model only is no reason to refuse the sweep."""
     args = ["train", "-m", *S, "model=pce", "layout=pce_iid,moe_seed"]
-    status, err = cli(*args, f"hydra.sweep.dir={tmp_path / 's'}")
+    _, err = cli(*args, f"hydra.sweep.dir={tmp_path / 's'}")
     assert "in every job of the sweep" not in err
     assert (tmp_path / "s" / "0" / "metrics.json").is_file(), err
 
@@ -493,21 +493,13 @@ def test_monte_carlo_sobol_streams_points_when_one_draw_does_not_fit():
         ) + x[None, :, :1] ** 2
 
     params = torch.randn(3, 2)
-    kwargs = dict(num_inputs=4, base_samples=64, generator=None, width=1000)
+    kwargs = {"num_inputs": 4, "base_samples": 64, "width": 1000}
     whole = monte_carlo_sobol(
-        predict,
-        params,
-        generator=torch.Generator().manual_seed(0),
-        max_elements=None,
-        **{k: v for k, v in kwargs.items() if k != "generator"},
+        predict, params, generator=torch.Generator().manual_seed(0), max_elements=None, **kwargs
     )
     seen.clear()
     streamed = monte_carlo_sobol(
-        predict,
-        params,
-        generator=torch.Generator().manual_seed(0),
-        max_elements=20_000,
-        **{k: v for k, v in kwargs.items() if k != "generator"},
+        predict, params, generator=torch.Generator().manual_seed(0), max_elements=20_000, **kwargs
     )
     # (4 + 2) x 64 = 384 design points x width 1000 > 20000: at most 20 points at once
     assert max(seen) <= 20
