@@ -154,6 +154,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise CheckpointError(
                 f"checkpoint {path} is incomplete: {key!r} is missing or not a {kind.__name__}"
             )
+    for name, value in data["model"].items():  # training keeps only finite states
+        if (
+            isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ):
+            raise CheckpointError(
+                f"checkpoint {path} holds non-finite model parameters ({name}); polymix saves "
+                f"only finite states, so it was altered or damaged"
+            )
     return data
 
 
