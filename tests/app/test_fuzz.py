@@ -248,7 +248,9 @@ def _crafted(state: dict, rng: random.Random) -> dict:
                 for k, v in state["model"].items()
             },
         ),
-        lambda: state.__setitem__("model", {k: v[:1] for k, v in state["model"].items()}),
+        lambda: state.__setitem__(
+            "model", {k: v[:1] if v.dim() else v for k, v in state["model"].items()}
+        ),
         lambda: state.pop(rng.choice(["model", "config", "history"])),
     ]
     rng.choice(changes)()
