@@ -6,7 +6,9 @@ of the wrong type), a malformed CSV or NPZ data file, or a crafted checkpoint gi
 ``evaluate`` or ``predict``. For every trial:
 
 - the exit status is one of 0, 1, 2, 130, 143;
-- there is no traceback, and a failure prints exactly one ``polymix: error`` line;
+- there is no traceback, and a failure prints exactly one ``polymix: error`` line (one
+  per bad option: an option holding a list of sections, ``model.experts=[1,2]``, may
+  make one line per item, each naming it);
 - every number in the metrics.json of a run that exits 0 is finite (``null`` is allowed:
   R^2 of outputs that do not vary);
 - nothing is left beside an output (no hidden temporary file or folder).
@@ -333,7 +335,9 @@ def _left_behind(folder: Path) -> list[str]:
     ]
 
 
-def check_trial(cli, args: list[str], watched: list[Path], label: str) -> int:
+def check_trial(
+    cli, args: list[str], watched: list[Path], label: str, option: str | None = None
+) -> int:
     status, err = cli(*args)
     where = f"{label}: polymix {' '.join(args)}\n{err}"
     assert status in STATUSES, where
@@ -345,6 +349,10 @@ def check_trial(cli, args: list[str], watched: list[Path], label: str) -> int:
             for metrics in folder.rglob("metrics.json"):
                 numbers = _numbers(json.loads(metrics.read_text()))
                 assert all(math.isfinite(n) for n in numbers), where
+    elif status == 2 and option is not None and len(error_lines) > 1:
+        # one line per bad option: an option that holds a list of sections may be several
+        # (model.experts=[1,2]: model.experts[0] and model.experts[1])
+        assert all(option in line for line in error_lines), where
     elif status in (1, 2):
         assert len(error_lines) == 1, where
     for folder in watched:
@@ -360,13 +368,15 @@ def _run(cli, tmp_path: Path, trials: int, seed: int, checkpoint: Path | None = 
         folder.mkdir()
         run_dir = folder / "run"
         kind = i % 3 if checkpoint is not None else 0
+        option = None
         if kind == 0:
             args = _override_trial(rng, run_dir)
+            option = args[-2].lstrip("+").partition("=")[0]
         elif kind == 1:
             args = _file_trial(rng, folder, run_dir)
         else:
             args = _checkpoint_trial(rng, checkpoint, folder, run_dir)
-        status = check_trial(cli, args, [folder], f"seed {seed}, trial {i}")
+        status = check_trial(cli, args, [folder], f"seed {seed}, trial {i}", option)
         statuses[status] = statuses.get(status, 0) + 1
     return statuses
 
