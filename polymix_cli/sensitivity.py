@@ -345,13 +345,25 @@ def monte_carlo_sobol(
         u = u.clamp(tiny, 1 - tiny)
         a, b = (transform(part).to(device=params.device, dtype=dtype) for part in u.chunk(2, dim=1))
     x = sobol_design(a, b)  # A and B: independent columns
-    num_draws = params.shape[0]
-    chunk = num_draws
+    num_draws, rows = params.shape[0], x.shape[0]
+    draws, points = num_draws, rows
     if max_elements is not None:
-        chunk = max(1, max_elements // (x.shape[0] * max(1, width)))
+        # draws per chunk: their values at every design point fit; points per evaluation:
+        # the widest intermediate of those draws fits (a wide basis is never built for the
+        # whole design at once)
+        draws = max_elements // (rows * max(1, width))
+        if draws < 1:  # not one draw at every point: stream the points too
+            draws = max(1, min(num_draws, max_elements // rows))
+            points = max(1, max_elements // (draws * max(1, width)))
+
+    def values(p: Tensor) -> Tensor:
+        if points >= rows:
+            return predict(x, p)
+        return torch.cat([predict(x[i : i + points], p) for i in range(0, rows, points)], dim=1)
+
     parts = [
-        _pick_freeze(predict(x, params[start : start + chunk]), base_samples, num_inputs)
-        for start in range(0, num_draws, chunk)
+        _pick_freeze(values(params[start : start + draws]), base_samples, num_inputs)
+        for start in range(0, num_draws, draws)
     ]
     if len(parts) == 1:
         return parts[0]

@@ -127,13 +127,14 @@ def _guarded(body: Callable[[], Any], job: dict[str, Any] | None = None) -> Any:
     objective (multirun). ``job`` collects what ``body`` learns for the status file."""
     from polymix_cli.config.validation import ConfigError
     from polymix_cli.runs.checkpoint import CheckpointError
+    from polymix_cli.runs.predict import PredictInterrupted
     from polymix_cli.runs.train import RunDiverged, RunInterrupted
 
     job = {} if job is None else job
     start = time.perf_counter()
     try:
         result = body()
-    except RunInterrupted as err:  # the user stopped it: end the whole program, sweep or not
+    except (RunInterrupted, PredictInterrupted) as err:  # stopped: end the program, sweep or not
         _record(err, err.exit_status, start, job)
         _leave(err, err.exit_status, label="")
     except RunDiverged as err:
@@ -151,7 +152,11 @@ def _messages(err: BaseException) -> list[str]:
     messages = getattr(err, "messages", None)
     if isinstance(messages, list) and messages:
         return [errors.first_line(m) for m in messages]
-    return [errors.first_line(err) or type(err).__name__]
+    line = errors.first_line(err) or type(err).__name__
+    key = getattr(err, "full_key", None)  # OmegaConf's errors know the option they are about
+    if isinstance(err, OmegaConfBaseException) and key and str(key) not in line:
+        line = f"{key}: {line}"
+    return [line]
 
 
 def _record(err: BaseException, status: int, start: float, job: dict[str, Any]) -> None:
@@ -221,8 +226,10 @@ def _run_info(name: str) -> Any:
 
 
 def parse_config(text: str) -> dict[str, Any]:
-    """The stored YAML of a checkpoint's config as a plain dict."""
-    return OmegaConf.to_container(OmegaConf.create(text), resolve=True)  # type: ignore[return-value]
+    """The stored YAML of a checkpoint's config as a plain dict. A stored config is data:
+    an interpolation in it (``${...}``) is never resolved, it stays a string (which the
+    option's check then refuses)."""
+    return OmegaConf.to_container(OmegaConf.create(text), resolve=False)  # type: ignore[return-value]
 
 
 def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -241,6 +248,14 @@ def _train_config(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any] | Non
         raise ConfigError(f"resume must be the path of a polymix checkpoint, got {resume!r}")
     resume = _from_launch_dir(resume)
     state = load_checkpoint(resume)
+    data = plain.get("data")
+    if isinstance(data, dict) and data.get("generator") == "file":
+        # as the stored config names them: absolutely (see train_app)
+        from polymix_cli.data.files import absolute_path
+
+        for key in ("path", "test_path"):
+            if isinstance(data.get(key), str) and data[key]:
+                data[key] = absolute_path(data[key], _launch_dir())
     stored = checkpoint_config(state, resume, parse_config)
     return resume_config(stored, plain, _overridden_keys(), state["epoch"]), state
 
@@ -318,7 +333,7 @@ def evaluate_app(cfg: DictConfig) -> None:
 def predict_app(cfg: DictConfig) -> None:
     from polymix_cli.config.validation import parse_predict_config
     from polymix_cli.runs.checkpoint import load_trained
-    from polymix_cli.runs.predict import PredictSettings, predict_file
+    from polymix_cli.runs.predict import PredictSettings, predict_file, terminate_cleanly
 
     def body() -> None:
         plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
@@ -335,7 +350,8 @@ def predict_app(cfg: DictConfig) -> None:
             + (f"; {result.extrapolated} row(s) extrapolated" if result.extrapolated else "")
         )
 
-    _guarded(body)
+    with terminate_cleanly():
+        _guarded(body)
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="design", version_base="1.3")

@@ -75,6 +75,47 @@ def _prepare_mlflow(config: DictConfig) -> None:
         log.warning("polymix: warning: logger mlflow: could not prepare its store: %s", err)
 
 
+MAX_CHECKED_JOBS = 64  # a larger sweep is checked by its shared options only
+
+
+def _job_configs(config: DictConfig) -> list[dict[str, Any]] | None:
+    """Each job's composed config, for a sweep of lists of choices (``a=1,2 b=x,y``): the
+    jobs Hydra's basic sweeper would run. ``None`` for other sweeps (ranges, intervals, an
+    optuna search) or more than :data:`MAX_CHECKED_JOBS` jobs; empty if a job's config
+    cannot be composed (the job reports it)."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ChoiceSweep
+
+    from polymix_cli.config.compose import compose
+
+    try:
+        task = [str(o) for o in config.hydra.overrides.task]
+        parsed = OverridesParser.create().parse_overrides(task)
+        choices = []
+        for override in parsed:
+            if not override.is_sweep_override():
+                choices.append([override.input_line])
+                continue
+            if not isinstance(override.value(), ChoiceSweep):
+                return None
+            key = override.get_key_element()
+            choices.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+        combos = list(itertools.islice(itertools.product(*choices), MAX_CHECKED_JOBS + 1))
+        if len(combos) > MAX_CHECKED_JOBS:
+            return None
+        config_dir = None
+        for source in config.hydra.runtime.config_sources:
+            if source.provider == "command-line" and str(source.path).startswith("file://"):
+                config_dir = str(source.path)[len("file://") :]
+        name = str(config.hydra.job.config_name or "train")
+        return [compose(name, list(c), config_dir=config_dir) for c in combos]
+    except Exception as err:  # noqa: BLE001 - the jobs report their own errors
+        log.debug("sweep pre-check by job skipped: %s", err)
+        return []
+
+
 class SweepSummaryCallback(Callback):
     """Before any job: checks ``sweep.*``, a sweeper's direction and the options that
     every job shares (one line, exit 2). After the last job: the table, summary.csv,
@@ -98,15 +139,31 @@ class SweepSummaryCallback(Callback):
         if base is not None and "trainer" in base:
             from polymix_cli.runs.prepare import prepare
 
-            try:  # an invalid shared option would fail every job: say so once, up front
-                p = prepare(base)
-                why = validation_needed(p.cfg)
-                if why is not None:
-                    raise ConfigError(why)
-            except ConfigError as err:
-                _error(f"{err} (in every job of the sweep)", 2)
-            except Exception as err:  # noqa: BLE001 - not a config error: each job reports its own
-                log.debug("sweep pre-check skipped: %s", err)
+            jobs = _job_configs(config)
+            if jobs is None:  # not a list of choices (e.g. an optuna range): the shared part
+                jobs = [base]
+            failures = []
+            for job in jobs:  # an option that fails every job: say so once, up front
+                try:
+                    why = validation_needed(prepare(job).cfg)
+                    if why is not None:
+                        raise ConfigError(why)
+                except ConfigError as err:
+                    failures.append(str(err))
+                except Exception as err:  # noqa: BLE001 - not a config error: the job reports it
+                    log.debug("sweep pre-check skipped: %s", err)
+                    break
+                else:
+                    break  # a job that would run: the sweep goes on, each job reports its own
+            else:
+                if failures and all(f == failures[0] for f in failures):
+                    _error(f"{failures[0]} (in every job of the sweep)", 2)
+                elif failures:
+                    _error(
+                        "every job of the sweep fails: "
+                        + "; ".join(f"job {i}: {f}" for i, f in enumerate(failures[:3])),
+                        2,
+                    )
         _prepare_mlflow(config)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not (sweep_dir / "multirun.yaml").exists():  # the basic sweeper writes its own

@@ -100,6 +100,23 @@ def _key_in_null_option() -> str:
     return "an override sets a key inside an option that is off (null); choose that option first"
 
 
+def _quoting_hint(override: str) -> str:
+    """How to quote a value Hydra's override grammar does not take bare: characters outside
+    ASCII, ``~`` and other specials."""
+    key, _, value = override.partition("=")
+    if not value or (value.isascii() and "~" not in value):
+        return ""
+    if value.startswith("[") and value.endswith("]"):
+        items = ",".join(f'"{v.strip()}"' for v in value[1:-1].split(","))
+        example = f"{key}=[{items}]"
+    else:
+        example = f'{key}="{value}"'
+    return (
+        f"; quote the value for Hydra, inside shell quotes: '{example}' (Hydra reads "
+        f"characters outside ASCII and ~ only in a quoted string; ~ is then your home folder)"
+    )
+
+
 def describe_hydra_error(err: BaseException) -> tuple[int, str | None, str]:
     """Exit status, the error's type name (for unexpected errors only) and a one-line message for an error raised by Hydra around the task:
     composing the config, parsing overrides, creating the run dir and its log file."""
@@ -126,7 +143,8 @@ def describe_hydra_error(err: BaseException) -> tuple[int, str | None, str]:
             message = message.removeprefix(f"In '{app}': ")
         return USAGE, None, message
     if isinstance(err, OverrideParseException):
-        return USAGE, None, f"invalid override {err.override!r}: {first_line(err.message)}"
+        message = f"invalid override {err.override!r}: {first_line(err.message)}"
+        return USAGE, None, message + _quoting_hint(str(err.override))
     if isinstance(err, HydraException):
         message = _unknown_key(err) or one_line(err)
         cause = err.__cause__

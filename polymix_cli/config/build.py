@@ -6,6 +6,8 @@ Python callable, so nothing outside polymix is ever imported or called from a co
 
 from __future__ import annotations
 
+import re
+
 from polymix_cli import StochasticModel
 from polymix_cli.config.schema import (
     ExpertConfig,
@@ -122,6 +124,15 @@ def _prior(spec: dict, where: str) -> Prior:
         if kind == "laplace":
             return LaplacePrior(**spec)
     except (TypeError, ValueError) as err:
+        text = str(err)
+        extra = re.search(r"unexpected keyword argument '(\w+)'", text)
+        if extra:
+            raise ValueError(
+                f"unknown option {where}.prior.{extra[1]} for prior kind {kind}"
+            ) from None
+        named = next((k for k in spec if text.startswith(f"{k} ")), None)
+        if named is not None:  # "scale must be positive, got -1": name the option
+            raise ValueError(f"{where}.prior.{text}") from None
         raise ValueError(f"{where}.prior: {err}") from None
     raise ValueError(f"{where}.prior.kind must be one of ['iid_gaussian', 'laplace'], got {kind!r}")
 
@@ -135,15 +146,25 @@ _GROUP_OPTIONS = {
 }
 
 
-def _group(spec: GroupSpec) -> ParameterGroup:
-    where = f"layout group {spec.name} (rule {spec.rule!r})"
+def _group(spec: GroupSpec, option: str | None = None) -> ParameterGroup:
+    """The group of ``spec``; ``option`` is where its rule sits in the config (e.g.
+    ``layout.rules[0]``), which the messages name."""
+    where = option or f"layout group {spec.name} (rule {spec.rule!r})"
     unknown = set(spec.options) - _GROUP_OPTIONS[spec.kind]
     if unknown:
         raise ValueError(
-            f"{where}: unknown option(s) {sorted(unknown)} for kind {spec.kind}; "
-            f"allowed: {sorted(_GROUP_OPTIONS[spec.kind]) or 'none'}"
+            f"{where}: unknown option(s) {sorted(unknown)} for kind {spec.kind} (group "
+            f"{spec.name}); allowed: {sorted(_GROUP_OPTIONS[spec.kind]) or 'none'}"
         )
-    prior, opts, n = _prior(spec.prior, where), dict(spec.options), spec.size
+    prior = _prior(spec.prior, where)
+    try:
+        return _construct(spec, prior)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ValueError(f"{where}.options: {err} (options {dict(spec.options)})") from None
+
+
+def _construct(spec: GroupSpec, prior: Prior) -> ParameterGroup:
+    opts, n = dict(spec.options), spec.size
     if spec.kind == "deterministic":
         return DeterministicGroup(spec.name, n, prior)
     if spec.kind == "iid_gaussian":
@@ -200,6 +221,14 @@ def build_groups(specs: list[GroupSpec]) -> list[ParameterGroup]:
             or arguments are bad (the message names the group and its rule).
     """
     return [_group(s) for s in specs]
+
+
+def _rule_options(layout: LayoutConfig) -> dict[str, str]:
+    """Where each rule's match sits in the config: ``layout.rules[i]``, or ``layout.default``."""
+    where = {"default": "layout.default", "*": "layout.default"}
+    for i, rule in enumerate(layout.rules):
+        where[rule.match] = f"layout.rules[{i}]"
+    return where
 
 
 def build_noise(trainer: TrainerConfig | None, num_outputs: int) -> GaussianNoise | None:
@@ -260,7 +289,31 @@ def build_model(
             :func:`build_noise`).
     """
     surrogate = build_surrogate(model, num_inputs, num_outputs)
-    specs = layout_groups(layout, surrogate)
-    return StochasticModel(
-        surrogate, build_groups(specs), noise=build_noise(trainer, num_outputs)
-    ), specs
+    try:
+        specs = layout_groups(layout, surrogate)
+    except ValueError as err:
+        if "matches no parameter block" in str(err):
+            raise ValueError(f"{err}; {_layout_hint(model)}") from None
+        raise
+    where = _rule_options(layout)
+    groups = [_group(s, where.get(s.rule)) for s in specs]
+    return StochasticModel(surrogate, groups, noise=build_noise(trainer, num_outputs)), specs
+
+
+# the shipped layouts that fit each model kind
+_LAYOUTS_FOR = {
+    "pce": "layout=pce_iid (or all_iid)",
+    "nn": "layout=all_iid",
+    "moe": "layout=moe_seed (or all_iid)",
+}
+
+
+def _layout_hint(model: ModelConfig) -> str:
+    kind = getattr(model, "kind", None)
+    fits = _LAYOUTS_FOR.get(kind)
+    if fits is None:
+        return "choose a layout whose rules match this model's blocks"
+    return (
+        f"the layout's rules name another model's blocks (moe_seed is for mixtures, model=moe); "
+        f"for model={kind} use {fits}"
+    )

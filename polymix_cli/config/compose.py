@@ -113,12 +113,18 @@ def _describe(err: BaseException) -> str:
 
 def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
-    node = cfg
+    node: Any = cfg
     for key in parents:
-        if not isinstance(node.get(key), dict):
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]  # an entry of a list (layout.rules.0.prior.std)
+            continue
+        if not isinstance(node.get(key), (dict, list)):
             node[key] = {}
         node = node[key]
-    node[leaf] = value
+    if isinstance(node, list) and leaf.isdigit() and int(leaf) < len(node):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
 
 
 def _names(message: str, key: str) -> bool:

@@ -19,6 +19,7 @@ import dataclasses
 import importlib
 import importlib.util
 import math
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
@@ -162,7 +163,9 @@ def _path(what: str, required: bool = True) -> Callable[[Any, str], str | None]:
     def check(value: Any, name: str) -> str | None:
         if value is None and not required:
             return None
-        if not isinstance(value, str) or not value or value == MISSING:
+        if value == MISSING or (required and value is None):
+            return f"{name}= is required: {name} must be the path of {what}, got {value!r}"
+        if not isinstance(value, str) or not value:
             return f"{name} must be the path of {what}, got {value!r}"
         return None
 
@@ -195,6 +198,9 @@ def _number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _bounds(nullable: bool) -> Callable[[Any, str], str | None]:
     def check(value: Any, name: str) -> str | None:
         if value is None and nullable:
@@ -218,6 +224,18 @@ def _bounds(nullable: bool) -> Callable[[Any, str], str | None]:
             if not low < high:
                 return (
                     f"{name} must have low < high for every input, got {value[i]} for input {i + 1}"
+                )
+            if max(abs(low), abs(high)) > _FLOAT32_MAX:
+                return (
+                    f"{name} must lie within float32's range (|bound| <= 3.4e38), got {value[i]} "
+                    f"for input {i + 1}"
+                )
+            if struct.unpack("f", struct.pack("f", low)) == struct.unpack(
+                "f", struct.pack("f", high)
+            ):
+                return (
+                    f"{name} must have low < high in float32 for every input, got {value[i]} for "
+                    f"input {i + 1}"
                 )
         return None
 
@@ -327,7 +345,9 @@ class SyntheticDataConfig(DataConfig):
 
     generator: str = option("sign_sine", "the synthetic generator", choices=_GENERATORS)
     num_train: int = option(50, "training points", ge=1)
-    num_test: int = option(1000, "held-out test points from the same generator", ge=1)
+    num_test: int = option(
+        1000, "held-out test points from the same generator (>= 2: R^2 needs a spread)", ge=2
+    )
     num_val: int = option(
         200,
         "validation points from the same generator, drawn with val_seed (0: no validation set)",
@@ -779,6 +799,7 @@ class TrainerConfig:
         None,
         "torch intra-op threads; null: 1 for small steps, else torch's default or the launcher's share",
         ge=1,
+        le=4096,
     )
     device: str = option("cpu", "cpu | cuda | auto (cuda when available)", choices=DEVICES)
     progress: str = option(
@@ -879,7 +900,7 @@ class InputDistributionConfig:
 class EvalConfig:
     """``eval``: metrics on the train and test sets, plots and Sobol indices."""
 
-    num_samples: int = option(1000, "parameter draws", ge=1)
+    num_samples: int = option(1000, "parameter draws (>= 2: a spread needs two)", ge=2)
     band: float = option(0.8, "central probability of the plotted band", gt=0.0, lt=1.0)
     levels: list[float] = option(
         [0.5, 0.8, 0.9, 0.95],

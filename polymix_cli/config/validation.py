@@ -69,6 +69,12 @@ def refuse_callables(cfg: Mapping[str, Any]) -> None:
 
 _BAD = object()  # a value that failed its checks (its message is already recorded)
 
+# the largest integer an option takes (torch's seeds and sizes are signed 64-bit integers)
+INT_MAX = 2**63 - 1
+# the largest magnitude a number option takes: models train in float32
+FLOAT32_MAX = 3.4028234663852886e38
+_FLOAT32_TINY = 1.401298464324817e-45 / 2  # below it, a number rounds to 0 in float32
+
 
 def _join(parent: str, key: str) -> str:
     return f"{parent}.{key}" if parent else key
@@ -106,6 +112,9 @@ def _check_int(value: Any, name: str, meta: Mapping[str, Any], siblings: dict, e
     if low is not None and value < low:
         errors.append(f"{name} must be >= {low}, got {value}")
         return _BAD
+    if value > INT_MAX:
+        errors.append(f"{name} must be an integer in [{low}, 2**63-1], got {value}")
+        return _BAD
     return value
 
 
@@ -129,6 +138,12 @@ def _check_float(value: Any, name: str, meta: Mapping[str, Any], errors: list) -
     )
     if bad:
         errors.append(f"{name} must be {allowed}, got {value}")
+        return _BAD
+    if abs(value) > FLOAT32_MAX:
+        errors.append(f"{name} must be {allowed} that float32 holds (|x| <= 3.4e38), got {value}")
+        return _BAD
+    if value != 0 and abs(value) < _FLOAT32_TINY and gt == 0:
+        errors.append(f"{name} must be {allowed}, got {value}, which float32 rounds to 0")
         return _BAD
     return float(value)
 

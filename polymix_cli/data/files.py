@@ -55,6 +55,7 @@ __all__ = [
 FORMATS = (".csv", ".npz")
 BLOCK_ROWS = 8192  # rows parsed at a time
 MIN_TRAIN_ROWS = 2
+MIN_TEST_ROWS = 2  # R^2 and the spread of the test metrics need two rows
 LISTED = 8  # bad rows named in a message; the rest are counted
 
 
@@ -197,6 +198,16 @@ def describe_rows(bad: Sequence[tuple[int, str]], unit: str, total: int | None =
     )
 
 
+def _odd_cells(cells: np.ndarray) -> np.ndarray | None:
+    """Where ``cells`` (strings) hold an underscore (``1_0``, which Python's float reads as
+    10) or a character outside ASCII (digits of other scripts); ``None`` if nowhere."""
+    if cells.dtype.kind != "U" or cells.size == 0 or cells.dtype.itemsize == 0:
+        return None
+    codes = np.ascontiguousarray(cells).view(np.uint32).reshape(*cells.shape, -1)
+    odd = ((codes == ord("_")) | (codes > 127)).any(axis=-1)
+    return odd if odd.any() else None
+
+
 def _parse_cells(
     cells: np.ndarray, names: Sequence[str]
 ) -> tuple[np.ndarray, list[tuple[int, str]], np.ndarray | None]:
@@ -224,6 +235,15 @@ def _parse_cells(
                         text_bad[i] = f"{names[j]} {what}"
     else:
         text_bad = {}
+    odd = _odd_cells(cells)
+    if odd is not None:  # numbers Python's float reads but a table should not hold
+        for i, j in zip(*np.nonzero(odd), strict=True):
+            i, j = int(i), int(j)
+            if i not in text_bad:
+                text_bad[i] = f"{names[j]} is not a number ({str(cells[i, j])[:40]!r})"
+                if text is None:
+                    text = np.zeros(cells.shape[1], dtype=np.int64)
+            values[i, j] = np.nan
     bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
     bad = []
     for i in bad_rows.tolist():
@@ -413,6 +433,15 @@ class NpzTable(Table):
 
     def __init__(self, path: Path, label: str):
         try:
+            with open(path, "rb") as handle:
+                magic = handle.read(4)
+        except OSError as err:
+            raise DataFileError(f"{label} cannot be read: {err.strerror or err}") from None
+        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip archive (empty or not)
+            raise DataFileError(
+                f"{label} is not a readable NPZ file (numpy's np.savez format, a zip archive)"
+            )
+        try:
             with np.load(path, allow_pickle=False) as archive:
                 self._arrays = {name: archive[name] for name in archive.files}
         except OSError as err:
@@ -427,6 +456,11 @@ class NpzTable(Table):
 
     def _column(self, name: str) -> np.ndarray:
         arr = self._arrays[name]
+        if not isinstance(arr, np.ndarray):  # a member that is no .npy array: raw bytes
+            raise DataFileError(
+                f"{self.label}: member {name!r} is not a numpy array; polymix reads one 1-D "
+                f"array per column, e.g. np.savez(path, x1=x[:, 0], x2=x[:, 1], y=y)"
+            )
         if arr.ndim == 2 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.ndim != 1:
@@ -649,8 +683,11 @@ def load_file_dataset(d: FileDataConfig) -> Dataset:
         test_table = open_table(d.test_path, "data.test_path")
         test_table.check_columns(inputs + outputs, "data.inputs/outputs")
         test = _read(test_table, inputs + outputs, "data.inputs/outputs")
-        if test.values.shape[0] < 1:
-            raise DataFileError(f"{test_table.label} has no data rows")
+        if test.values.shape[0] < MIN_TEST_ROWS:
+            raise DataFileError(
+                f"{test_table.label} has {_plural(test.values.shape[0], 'data row')}; at least "
+                f"{MIN_TEST_ROWS} test rows are needed"
+            )
         train_vals, test_vals = block.values, test.values
         source.update(
             test_path=str(test_table.path.absolute()),
@@ -663,7 +700,14 @@ def load_file_dataset(d: FileDataConfig) -> Dataset:
         if n - num_test < MIN_TRAIN_ROWS:
             raise DataFileError(
                 f"{table.label} has {_plural(n, 'data row')}: data.test_fraction={d.test_fraction} leaves "
-                f"{max(0, n - num_test)} for training; at least {MIN_TRAIN_ROWS} training rows and 1 test row are needed"
+                f"{max(0, n - num_test)} for training; at least {MIN_TRAIN_ROWS} training rows and "
+                f"{MIN_TEST_ROWS} test rows are needed"
+            )
+        if num_test < MIN_TEST_ROWS:
+            raise DataFileError(
+                f"{table.label} has {_plural(n, 'data row')}: data.test_fraction={d.test_fraction} "
+                f"holds out {num_test} for testing; at least {MIN_TEST_ROWS} test rows are needed: "
+                f"raise data.test_fraction or give a test file (data.test_path)"
             )
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(d.seed)).numpy()
         test_idx, train_idx = np.sort(perm[:num_test]), np.sort(perm[num_test:])

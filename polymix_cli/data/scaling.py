@@ -18,7 +18,15 @@ from torch import Tensor
 
 from polymix_cli.config.schema import INPUT_SCALINGS, OUTPUT_SCALINGS, ModelConfig, MoeModelConfig
 
-__all__ = ["INPUT_SCALINGS", "OUTPUT_SCALINGS", "AffineMap", "DataMaps", "fit_maps", "input_domain"]
+__all__ = [
+    "INPUT_SCALINGS",
+    "OUTPUT_SCALINGS",
+    "AffineMap",
+    "DataMaps",
+    "fit_maps",
+    "input_domain",
+    "map_problems",
+]
 
 
 @dataclass(frozen=True)
@@ -145,9 +153,11 @@ class AffineMap:
             shift.shape != scale.shape
             or not bool((scale > 0).all())
             or not bool(torch.isfinite(shift).all())
+            or not bool(torch.isfinite(scale).all())
+            or not bool((scale.float() > 0).all() & torch.isfinite(scale.float()).all())
         ):
             raise ValueError(
-                "an affine map needs equally long finite shift and positive scale lists"
+                "an affine map needs equally long finite shift and finite positive scale lists"
             )
         return cls(shift, scale)
 
@@ -194,7 +204,55 @@ class DataMaps:
         )
         if maps.inputs.dim != bounds.shape[0]:
             raise ValueError("the input map and the bounds disagree on the number of inputs")
+        if not bool(torch.isfinite(bounds).all()) or not bool((bounds[:, 0] < bounds[:, 1]).all()):
+            raise ValueError(
+                f"its input bounds must be finite with low < high, got {bounds.tolist()}"
+            )
         return maps
+
+
+def map_problems(
+    maps: DataMaps, x: Tensor, y: Tensor, input_names: list[str], output_names: list[str]
+) -> list[str]:
+    """What overflows when the data are mapped to the model's domain (trained in float32).
+
+    Args:
+        maps: The maps of a run.
+        x: Inputs in user units, shape ``(N, D)``.
+        y: Outputs in user units, shape ``(N, O)``.
+        input_names: The names of the inputs.
+        output_names: The names of the outputs.
+
+    Returns:
+        One message per input or output whose map, or mapped values, are not finite in
+        float32 (empty if none).
+    """
+    problems = []
+    for what, amap, values, names in (
+        ("input", maps.inputs, x, input_names),
+        ("output", maps.outputs, y, output_names),
+    ):
+        mapped = amap.forward(values.to(torch.float64)).to(torch.float32)
+        finite = (
+            torch.isfinite(mapped).all(0)
+            if mapped.shape[0]
+            else torch.ones(amap.dim, dtype=torch.bool)
+        )
+        for j in range(amap.dim):
+            shift, scale = float(amap.shift[j]), float(amap.scale[j])
+            ok = (
+                abs(shift) < 3.4e38
+                and 0 < scale < 3.4e38
+                and float(torch.tensor(scale).float()) > 0
+            )
+            if not ok or not bool(finite[j]):
+                name = names[j] if j < len(names) else f"{what} {j + 1}"
+                problems.append(
+                    f"the {what} {name!r} overflows float32 when mapped to the model's domain "
+                    f"(shift {shift:.6g}, scale {scale:.6g}); polymix trains in float32: rescale "
+                    f"it (e.g. to other units) so that its values and range stay within about 1e38"
+                )
+    return problems
 
 
 def input_domain(model: ModelConfig) -> str:

@@ -319,6 +319,18 @@ def _band_metrics(
     }
 
 
+def _r2(ss_res: Tensor, ss_tot: Tensor, y: Tensor) -> float | None:
+    """R^2 averaged over the outputs that vary; ``None`` if none does (one row, or a constant
+    column: its spread, as rounding leaves it, is no scale to measure errors against)."""
+    scale = y.abs().amax(0) if y.shape[0] else torch.zeros_like(ss_tot)
+    noise = (torch.finfo(y.dtype).eps * scale).square() * y.shape[0] * 16
+    varies = ss_tot > noise
+    if not bool(varies.any()):
+        return None
+    r2 = 1 - ss_res[varies] / ss_tot[varies]
+    return r2.mean().item()
+
+
 def summary_metrics(
     summary: PredictiveSummary,
     y: Tensor,
@@ -353,7 +365,7 @@ def summary_metrics(
     out: dict[str, object] = {
         "rmse": err.square().mean().sqrt().item(),
         "mae": err.abs().mean().item(),
-        "r2": (1 - ss_res / ss_tot.clamp_min(torch.finfo(y.dtype).tiny)).mean().item(),
+        "r2": _r2(ss_res, ss_tot, y),
         "crps": summary.crps.mean().item() if summary.crps is not None else None,
         "rmse_true": (summary.mean - y_true).square().mean().sqrt().item()
         if y_true is not None

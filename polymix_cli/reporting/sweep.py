@@ -423,6 +423,11 @@ def summarize_sweep(sweep_dir: Path, sort_by: str | None = None) -> SweepSummary
         ValueError: If ``sort_by`` is not a key of :data:`METRICS`.
     """
     sweep_dir = Path(sweep_dir)
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise FileNotFoundError(
+            f"sweep dir {sweep_dir} is a file; name the folder of a sweep "
+            f"(e.g. outputs/<name>/multirun/<timestamp>)"
+        )
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"sweep dir {sweep_dir} does not exist")
     multirun = _read_yaml(sweep_dir / "multirun.yaml")

@@ -22,6 +22,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,10 +118,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             incomplete or of another format or format version.
     """
     path = Path(path)
+    if path.is_dir():
+        last = path / "checkpoints" / "last.pt"
+        hint = f" (did you mean {last}?)" if last.is_file() else ""
+        raise CheckpointError(
+            f"checkpoint {path} is a folder; name the checkpoint file, e.g. "
+            f"<run dir>/checkpoints/last.pt{hint}"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a damaged file's odd pickle protocol: refused below
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         unsafe = _UNSAFE.search(str(err))
         if unsafe is None and "global" not in str(err).lower():
@@ -151,6 +161,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
             raise CheckpointError(
                 f"checkpoint {path} is incomplete: {key!r} is missing or not a {kind.__name__}"
+            )
+    for name, value in data["model"].items():  # training keeps only finite states
+        if (
+            isinstance(value, torch.Tensor)
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ):
+            raise CheckpointError(
+                f"checkpoint {path} holds non-finite model parameters ({name}); polymix saves "
+                f"only finite states, so it was altered or damaged"
             )
     return data
 

@@ -23,13 +23,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from polymix_cli.config.schema import PredictOptions
 from polymix_cli.config.validation import ConfigError
@@ -45,12 +49,51 @@ from polymix_cli.reporting.evaluation import draw_function, noise_std
 from polymix_cli.reporting.metrics import chunk_points, point_major_normal, summarize_draws
 from polymix_cli.runs.checkpoint import Trained
 
-__all__ = ["PredictResult", "PredictSettings", "output_columns", "predict_file"]
+__all__ = [
+    "PredictInterrupted",
+    "PredictResult",
+    "PredictSettings",
+    "output_columns",
+    "predict_file",
+    "terminate_cleanly",
+]
 
 log = logging.getLogger("polymix")
 
 
 _OPTIONS = PredictOptions()  # the defaults of the ``predict`` section
+
+
+class PredictInterrupted(Exception):
+    """SIGTERM stopped a prediction; its temporary files are removed, nothing was written.
+
+    Args:
+        signum: The signal's number; the process should exit with ``128 + signum``.
+    """
+
+    def __init__(self, signum: int):
+        name = signal.Signals(signum).name
+        super().__init__(f"terminated ({name}); nothing was written")
+        self.signum, self.exit_status = signum, 128 + signum
+
+
+@contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`PredictInterrupted` (as SIGINT raises
+    ``KeyboardInterrupt``), so that the writers remove their temporary files. Outside the
+    main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise PredictInterrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @dataclass(frozen=True)
@@ -268,6 +311,57 @@ def _check_output(output: Path, input_path: Path) -> None:
         raise ConfigError(f"output={output} is the input file; choose another output")
 
 
+def _unwritable(output: Path, err: OSError) -> str:
+    return (
+        f"output={output} cannot be written: {err.strerror or err}; choose another file "
+        f"(nothing was written)"
+    )
+
+
+def _memory_bytes() -> int | None:
+    """The machine's physical memory in bytes (``None`` where unknown)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_memory(settings: PredictSettings, num_params: int, num_outputs: int, rows: int) -> None:
+    """Refuse a ``predict.num_samples`` whose draws cannot fit in memory, saying what fits:
+    the parameter draws ``(S, P)`` and one chunk of predictions ``(S, n, O)`` are held at
+    once (float32 draws, float64 predictions)."""
+    memory = _memory_bytes()
+    if memory is None:
+        return
+    per_draw = 4 * num_params + 8 * num_outputs * min(rows, 64) * 4
+    need = settings.num_samples * per_draw
+    if need > memory // 2:
+        fits = max(2, memory // 2 // per_draw)
+        raise ConfigError(
+            f"predict.num_samples={settings.num_samples} needs about {need / 2**30:.3g} GiB for "
+            f"its draws ({num_params} parameters each); this machine has {memory / 2**30:.3g} GiB: "
+            f"at most about {fits} draws fit"
+        )
+
+
+def _refuse_non_finite(draws: Tensor, rows: np.ndarray, unit: str) -> None:
+    """Refuse predictions that are not finite (e.g. extrapolated far outside the training
+    bounds), naming the first rows."""
+    bad = ~torch.isfinite(draws).all(dim=0).all(dim=-1)  # (n,)
+    if not bool(bad.any()):
+        return
+    where = [int(r) for r in rows[bad.cpu().numpy()][:LISTED]]
+    count = int(bad.sum())
+    listed = ", ".join(map(str, where)) + (
+        f" and {count - len(where)} more" if count > len(where) else ""
+    )
+    raise ConfigError(
+        f"the model's predictions are not finite (they overflow) at {unit}(s) {listed}; "
+        f"these inputs lie too far outside the training bounds to extrapolate to; nothing was "
+        f"written"
+    )
+
+
 @torch.no_grad()
 def predict_file(
     trained: Trained,
@@ -293,7 +387,10 @@ def predict_file(
             written; nothing is written then.
     """
     output = Path(output_path).expanduser()
-    _check_output(output, Path(input_path).expanduser())
+    try:
+        _check_output(output, Path(input_path).expanduser())
+    except OSError as err:  # e.g. a name too long for the file system
+        raise ConfigError(_unwritable(output, err)) from None
     try:
         table = open_table(input_path, "input")
     except DataFileError as err:
@@ -339,6 +436,7 @@ def predict_file(
 
     model, device = trained.model, trained.device
     model.eval()
+    _check_memory(settings, model.num_params(), len(trained.output_names), found.rows)
     seed = trained.cfg.seed if settings.seed is None else settings.seed
     generator = torch.Generator(device=device).manual_seed(seed)
     params = model.sample_parameters(settings.num_samples, generator=generator)
@@ -348,13 +446,16 @@ def predict_file(
     outputs = list(trained.output_names)
     columns = output_columns(names, outputs, probs)
     chunk = chunk_points(2 * settings.num_samples * model.surrogate_model.work_width(), found.rows)
-    if output.suffix.lower() == ".npz":
-        draw_names = [f"{o}_draws" for o in outputs] if settings.save_draws else []
-        writer: _CsvWriter | _NpzWriter = _NpzWriter(
-            output, columns, found.rows, draw_names, settings.num_samples
-        )
-    else:
-        writer = _CsvWriter(output, columns)
+    try:
+        if output.suffix.lower() == ".npz":
+            draw_names = [f"{o}_draws" for o in outputs] if settings.save_draws else []
+            writer: _CsvWriter | _NpzWriter = _NpzWriter(
+                output, columns, found.rows, draw_names, settings.num_samples
+            )
+        else:
+            writer = _CsvWriter(output, columns)
+    except OSError as err:
+        raise ConfigError(_unwritable(output, err)) from None
     try:
         for first in range(0, found.rows, block_rows):
             values = block.values[first : first + block_rows]
@@ -367,6 +468,7 @@ def predict_file(
                     draws = torch.addcmul(
                         draws, point_major_normal(draws, generator), sigma.to(draws.dtype)
                     )
+                _refuse_non_finite(draws, block.rows[start : start + chunk], table.unit)
                 summary = summarize_draws(draws, probs)
                 stats = torch.cat(
                     [
@@ -382,6 +484,9 @@ def predict_file(
                     draws.cpu().numpy() if settings.save_draws else None,
                 )
         writer.commit()
+    except OSError as err:
+        writer.discard()
+        raise ConfigError(_unwritable(output, err)) from None
     except BaseException:
         writer.discard()
         raise

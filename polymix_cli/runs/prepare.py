@@ -18,7 +18,7 @@ from polymix_cli.config.build import build_model
 from polymix_cli.config.schema import TrainConfig
 from polymix_cli.config.validation import ConfigError, config_dict, parse_train_config
 from polymix_cli.data.dataset import Dataset
-from polymix_cli.data.scaling import DataMaps, fit_maps, input_domain
+from polymix_cli.data.scaling import DataMaps, fit_maps, input_domain, map_problems
 from polymix_cli.data.sources import dataset_from_config
 from polymix_cli.layout import GroupSpec
 from polymix_cli.training.loop import (
@@ -136,6 +136,11 @@ def prepare(cfg: TrainConfig | Mapping[str, Any], maps: DataMaps | None = None) 
         )
     else:  # the bounds the model was trained within (plots and checks use them)
         data.bounds = maps.bounds.to(data.bounds.dtype)
+    problems = map_problems(
+        maps, data.x_train, data.y_train, list(data.input_names), list(data.output_names)
+    )
+    if problems:
+        raise ConfigError(problems)
     _warn_outside(data)
     _check_input_distributions(config, data, maps, model)
     data = data.to(device)

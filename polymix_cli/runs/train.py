@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -80,10 +81,11 @@ class RunDiverged(Exception):
         good_epoch: The epoch of that state.
     """
 
-    def __init__(self, epoch: int, checkpoint: Path, good_epoch: int):
+    def __init__(self, epoch: int, checkpoint: Path, good_epoch: int, cause: str | None = None):
+        hint = cause or "try a smaller optimizer.lr"
         super().__init__(
             f"non-finite loss at epoch {epoch}; last good checkpoint: {checkpoint} "
-            f"(epoch {good_epoch}); try a smaller optimizer.lr"
+            f"(epoch {good_epoch}); {hint}"
         )
         self.epoch, self.checkpoint, self.good_epoch = epoch, checkpoint, good_epoch
 
@@ -412,7 +414,8 @@ def _train(
             )
         except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
             log.error("could not write the metrics and plots of epoch %d: %s", trainer.epoch, err)
-        raise RunDiverged(fault.epoch, last, trainer.epoch)
+        cause = _first_step_cause(trainer, p.cfg) if trainer.epoch == 0 else None
+        raise RunDiverged(fault.epoch, last, trainer.epoch, cause)
     if received:
         log.warning("interrupted at epoch %d; saved %s", trainer.epoch, last)
         raise RunInterrupted(received[0], trainer.epoch, last)
@@ -437,6 +440,42 @@ def _train(
     )
     ui.summary(metrics, run_dir)
     return metrics
+
+
+def _first_step_cause(trainer: Trainer, cfg: TrainConfig) -> str:
+    """What was not finite before any update (so not the learning rate), and the options
+    that feed it: the data term, the distribution term (KL), their weighted sum, or the
+    gradients."""
+    data_options = (
+        "the data's outputs (data.noise_std; data.output_scaling=standardize for large outputs)"
+    )
+    if cfg.trainer.loss == "gaussian_nll":
+        data_options += ", trainer.noise.init_std"
+    init = "layout.default.options / layout.rules[*].options (e.g. init_log_std, init_scale)"
+    try:
+        with torch.no_grad():
+            data, dist, total = (float(v) for v in trainer.losses())
+    except Exception:  # noqa: BLE001 - the generic advice then
+        return "no update had happened yet: check the data and the layout's initial values"
+    if not math.isfinite(data):
+        return (
+            f"no update had happened yet: the data term was {data} (fed by {data_options} and "
+            f"the initial parameters: {init})"
+        )
+    if not math.isfinite(dist):
+        return (
+            f"no update had happened yet: the distribution term (KL to the prior) was {dist} "
+            f"(fed by the priors and initial values: layout.*.prior, {init})"
+        )
+    if not math.isfinite(total):
+        return (
+            f"no update had happened yet: data {data:.6g} + trainer.weight_factor="
+            f"{cfg.trainer.weight_factor:g} x distribution {dist:.6g} overflows"
+        )
+    return (
+        f"no update had happened yet: the losses were finite (data {data:.6g}, distribution "
+        f"{dist:.6g}) but a gradient was not; check {data_options} and {init}"
+    )
 
 
 # Options that may be set on the command line when resuming: they change where and how a
@@ -506,12 +545,64 @@ def resume_config(
                 )
             _set(cfg, key, new)
             continue
+        if not has_new or isinstance(new, Mapping):
+            # a config group (experiment=..., model=...): refused only if what it sets differs
+            changed = _changes(stored, requested, key if has_new else None, overridden)
+            if not changed:
+                continue
+            shown = "; ".join(f"{k}: stored {o!r}, requested {n!r}" for k, o, n in changed[:3])
+            more = f" (and {len(changed) - 3} more)" if len(changed) > 3 else ""
+            raise ConfigError(
+                f"{key} cannot be changed on resume: it changes {shown}{more}; resume=PATH "
+                f"continues the checkpoint's run with its own config"
+            )
         raise ConfigError(
-            f"{key} cannot be changed on resume: resume=PATH continues the checkpoint's run "
-            f"with its own config; allowed overrides: trainer.epochs (scheduler none), "
-            f"{', '.join(RESUME_FREE)}"
+            f"{key} cannot be changed on resume: stored {old!r}, requested {new!r}; resume=PATH "
+            f"continues the checkpoint's run with its own config; allowed overrides: "
+            f"trainer.epochs (scheduler none), {', '.join(RESUME_FREE)}"
         )
     return cfg
+
+
+def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(cfg, Mapping):
+        return {prefix: cfg}
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _changes(
+    stored: Mapping[str, Any],
+    requested: Mapping[str, Any],
+    section: str | None,
+    overridden: Iterable[str],
+) -> list[tuple[str, Any, Any]]:
+    """The options (dotted, stored value, requested value) that ``requested`` would change,
+    within ``section`` (``None``: the whole config), ignoring ``resume``, the options free
+    on resume and the other keys the user set (checked on their own). Both sides are
+    compared with every option present (the schema's defaults filled in)."""
+    from polymix_cli.config.validation import parse_train_config
+
+    def full(cfg: Mapping[str, Any]) -> dict[str, Any]:
+        cfg = {k: v for k, v in cfg.items() if k != "resume"}
+        try:
+            return _leaves(config_dict(parse_train_config(cfg)))
+        except ConfigError:
+            return _leaves(cfg)
+
+    old, new = full(stored), full(requested)
+    skip = {*RESUME_FREE, *(k for k in overridden if k != section)}
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        if section is not None and not key.startswith(f"{section}."):
+            continue
+        if any(key == s or key.startswith(f"{s}.") for s in skip):
+            continue
+        if old.get(key) != new.get(key):
+            changed.append((key, old.get(key), new.get(key)))
+    return changed
 
 
 def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:

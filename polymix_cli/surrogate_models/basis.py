@@ -66,18 +66,23 @@ def prefix_plan(indices: Tensor) -> list[tuple[Tensor, Tensor]]:
         of rows: row ``i`` of stage ``k`` is row ``parent[i]`` of stage ``k - 1`` times
         the univariate polynomial of degree ``degree[i]`` in input ``k``.
     """
-    rows = [tuple(r) for r in indices.tolist()]
-    d = indices.shape[1]
-    plan, previous = [], {(): 0}
+    indices = indices.to("cpu", torch.long)
+    n, d = indices.shape
+    plan: list[tuple[Tensor, Tensor]] = []
+    previous = torch.zeros(n, dtype=torch.long)  # each row's prefix of length k - 1 (stage k - 1)
+    span = int(indices.max()) if indices.numel() else 0
     for k in range(1, d + 1):
-        prefixes = rows if k == d else sorted({r[:k] for r in rows})
-        plan.append(
-            (
-                torch.tensor([previous[p[:-1]] for p in prefixes], dtype=torch.long),
-                torch.tensor([p[-1] for p in prefixes], dtype=torch.long),
-            )
-        )
-        previous = {p: i for i, p in enumerate(prefixes)}
+        if k == d:  # the last stage: the rows themselves, in their order
+            plan.append((previous, indices[:, d - 1].clone()))
+            break
+        # the distinct prefixes of length k, in lexicographic order, and each row's prefix:
+        # a prefix is its parent's rank and its last entry, one integer ordered as the pair
+        last = indices[:, k - 1]
+        keys, inverse = torch.unique(previous * (span + 1) + last, return_inverse=True)
+        parent = torch.empty(keys.shape[0], dtype=torch.long)
+        parent[inverse] = previous
+        plan.append((parent, keys % (span + 1)))
+        previous = inverse
     return plan
 
 

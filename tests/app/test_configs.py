@@ -167,7 +167,7 @@ def test_type_errors_are_reported_together_with_the_rest(cli, tmp_path):
     assert "model.expert.degree must be an integer >= 0, got 'x'" in err
     assert "trainer.epochs must be an integer >= 1, got 'abc'" in err
     assert "unknown option trainer.epoch; allowed keys in trainer" in err
-    assert "eval.num_samples must be >= 1, got 0" in err
+    assert "eval.num_samples must be >= 2, got 0" in err
     assert not (tmp_path / "run").exists()  # refused while composing: Hydra made nothing
 
 

@@ -14,8 +14,13 @@ matplotlib.use("svg")
 import polymix_cli
 names = [m.name for m in pkgutil.walk_packages(polymix_cli.__path__, "polymix_cli.")
          if not m.name.endswith("__main__")]
+optional = ("ray", "hydra_plugins.hydra_ray_launcher", "mlflow", "tensorboard")
 for name in names:
-    importlib.import_module(name)
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as err:  # a module of an extra (ray, tracking) not installed
+        if not (err.name or "").startswith(optional):
+            raise
 import matplotlib.pyplot  # the backend is resolved by now
 assert "polymix_cli.reporting.plots" in names or any("plots" in n for n in names), names
 print(len(names), matplotlib.get_backend())

@@ -82,7 +82,7 @@ from polymix_cli.training.loop import (
             ["trainer.noise.sigma=1"],
             ["unknown option trainer.noise.sigma", "init_std, prior, prior_scale, prior_log_std"],
         ),
-        (["eval.num_samples=0"], ["eval.num_samples must be >= 1"]),
+        (["eval.num_samples=0"], ["eval.num_samples must be >= 2"]),
         (["optimizer.lr=0"], ["optimizer.lr must be a number in (0.0, inf)", "got 0"]),
         (["optimizer.lr=-1"], ["optimizer.lr must be", "got -1"]),
         (["eval.band=1.0"], ["eval.band must be a number in (0.0, 1.0)"]),

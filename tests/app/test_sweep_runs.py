@@ -71,7 +71,10 @@ def test_sweep_options_are_validated():
     assert cfg["trainer"]["num_threads"] is None
     for override, message in (
         (["sweep.objective=r2"], "sweep.objective must be one of"),
-        (["trainer.num_threads=0"], "trainer.num_threads must be >= 1"),
+        (
+            ["trainer.num_threads=0"],
+            r"trainer.num_threads must be null or an integer in \[1, 4096\]",
+        ),
     ):
         with pytest.raises(ConfigError, match=message):
             prepare(compose_train(override))

@@ -238,15 +238,15 @@ def test_a_validation_file_is_read_and_recorded(tmp_path):
 def test_too_few_rows_for_a_validation_set_name_the_option(tmp_path):
     from polymix_cli.config.validation import ConfigError
 
-    data = write_csv(tmp_path / "d.csv", "a,y", ["1,2", "2,3", "3,5", "4,1"])
+    data = write_csv(tmp_path / "d.csv", "a,y", ["1,2", "2,3", "3,5", "4,1", "5,4"])
     cfg = compose_train(["experiment=pce_file", f"data.path={data}", "data.outputs=[y]"])
     with pytest.raises(
         ConfigError,
         match=r"leaves 3 training rows after the test set: data.val_fraction=0.5 leaves 1 for "
         r"training; .*\(or set data.val_fraction=0 for no validation set\)",
     ):
-        prepare({**cfg, "data": {**cfg["data"], "test_fraction": 0.25, "val_fraction": 0.5}})
-    cfg["data"].update(test_fraction=0.25, val_fraction=0.0)
+        prepare({**cfg, "data": {**cfg["data"], "test_fraction": 0.4, "val_fraction": 0.5}})
+    cfg["data"].update(test_fraction=0.4, val_fraction=0.0)
     assert prepare(cfg).data.x_val is None
 
 
