@@ -15,6 +15,8 @@ COMMANDS = {
     "train": "train a stochastic surrogate from configs (Hydra app: overrides, -m, --cfg job, --help)",
     "evaluate": "re-evaluate a checkpoint: polymix evaluate ckpt=PATH [overrides]",
     "predict": "predict with a checkpoint: polymix predict ckpt=PATH input=FILE output=FILE [predict.*=...]",
+    "inspect": "the posterior of a checkpoint's parameters: polymix inspect ckpt=PATH",
+    "export": "a TorchScript module that predicts without polymix: polymix export ckpt=PATH output=FILE",
     "summarize": "(re)build a sweep's summary: polymix summarize DIR [--sort-by METRIC]",
 }
 
@@ -35,6 +37,8 @@ examples:
   polymix evaluate ckpt=outputs/moe_sign/<run>/checkpoints/last.pt
   polymix train experiment=pce_file data.path=examples/heat.csv data.outputs=[temperature]
   polymix predict ckpt=outputs/pce_file/<run>/checkpoints/last.pt input=new.csv output=pred.csv
+  polymix inspect ckpt=outputs/line_priors/<run>/checkpoints/last.pt
+  polymix export ckpt=outputs/pce_file/<run>/checkpoints/last.pt output=surrogate.pt
   polymix summarize outputs/moe_sign/multirun/<timestamp>
   polymix train --help                            # every config group and option
 
@@ -134,7 +138,7 @@ def _main(argv: list[str] | None) -> int:
 
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
-HYDRA_APPS = ("train", "evaluate", "predict")
+HYDRA_APPS = ("train", "evaluate", "predict", "inspect", "export")
 
 
 def _shell_completion(args: list[str]) -> int:

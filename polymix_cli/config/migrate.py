@@ -11,7 +11,9 @@ the version is raised whenever the schema of the stored config changes, and
   null, ``trainer.num_threads`` null, ``trainer.compile`` false, ``trainer.gradients``
   auto, ``trainer.noise`` (the values of its first release; only read with
   ``loss=gaussian_nll``), ``eval.sensitivity`` auto, ``eval.sensitivity_samples`` null,
-  ``eval.sensitivity_base_samples`` 2048, ``resume`` null and ``sweep`` (test.crps).
+  ``eval.sensitivity_base_samples`` 2048, ``eval.posterior_level`` 0.9,
+  ``eval.posterior_params`` 100 (reporting only: the posterior section of metrics.json, which
+  did not exist then), ``resume`` null and ``sweep`` (test.crps).
 - version 2: the config as the schema writes it, every option present.
 
 These values are what the older versions meant, written here once and never changed, so
@@ -42,6 +44,8 @@ _ADDED_IN_VERSION_1: dict[str, dict[str, Any]] = {
         "sensitivity": "auto",
         "sensitivity_samples": None,
         "sensitivity_base_samples": 2048,
+        "posterior_level": 0.9,
+        "posterior_params": 100,
     },
 }
 _TOP_LEVEL_IN_VERSION_1: dict[str, Any] = {

@@ -30,6 +30,8 @@ from polymix_cli.config.schema import (
     MISSING,
     SCHEMAS,
     EvaluateConfig,
+    ExportConfig,
+    InspectConfig,
     PredictConfig,
     RuleConfig,
     TrainConfig,
@@ -269,7 +271,8 @@ def _group_options(configs: Path, group: str) -> dict[str, dict[str, str]]:
 def sections(configs: Path = CONFIGS_DIR) -> list[Section]:
     """The reference's tables: the top-level options of ``polymix train``, one table per
     schema class of each config group (with the group options whose YAML files use it),
-    the options of a layout rule, ``polymix evaluate`` and ``polymix predict``."""
+    the options of a layout rule, ``polymix evaluate``, ``predict``, ``inspect`` and
+    ``export``."""
     configs = Path(configs)
     out = [
         Section(
@@ -303,7 +306,13 @@ def sections(configs: Path = CONFIGS_DIR) -> list[Section]:
                         notes=[RULES_NOTE],
                     )
                 )
-    for name, cls in (("evaluate", EvaluateConfig), ("predict", PredictConfig)):
+    apps = (
+        ("evaluate", EvaluateConfig),
+        ("predict", PredictConfig),
+        ("inspect", InspectConfig),
+        ("export", ExportConfig),
+    )
+    for name, cls in apps:
         path = f"configs/{name}.yaml"
         values = {f"{name}.yaml": _values(configs / f"{name}.yaml")}
         out.append(
@@ -364,7 +373,7 @@ GENERATED = (
     "polymix_cli.config.reference at docs build time: do not edit -->"
 )
 INTRO = (
-    "Every option of `polymix train`, `polymix evaluate` and `polymix predict`, read from "
+    "Every option of `polymix train`, `evaluate`, `predict`, `inspect` and `export`, read from "
     "the typed schema (`polymix_cli/config/schema.py`) when the docs are built. Set an "
     "option on the command line as `key=value` (e.g. `trainer.epochs=2000`), choose a "
     "group's option as `group=option` (e.g. `model=pce`), or print the resolved config "

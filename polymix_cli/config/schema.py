@@ -44,9 +44,13 @@ __all__ = [
     "EvalConfig",
     "EvaluateConfig",
     "ExpertConfig",
+    "ExportConfig",
+    "ExportOptions",
     "FileDataConfig",
     "GateConfig",
     "GroupConfig",
+    "InspectConfig",
+    "InspectOptions",
     "LayoutConfig",
     "ModelConfig",
     "MoeModelConfig",
@@ -82,6 +86,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("onecycle", "cosine", "none")
 LOSSES = ("mse_sum", "gaussian_nll")
 GRADIENTS = ("auto", "autograd")
+INSPECT_FORMATS = ("table", "json")
 FILE_GENERATOR = "file"
 
 
@@ -716,6 +721,18 @@ class EvalConfig:
         "Monte Carlo: quasi-random input points in each base sample A and B (best a power of 2)",
         ge=2,
     )
+    posterior_level: float = option(
+        0.9,
+        "central probability of the posterior intervals in metrics.json's posterior section",
+        gt=0.0,
+        lt=1.0,
+    )
+    posterior_params: int = option(
+        100,
+        "metrics.json lists every parameter's posterior for models of at most this many "
+        "parameters (0: groups only)",
+        ge=0,
+    )
 
 
 # ---------------------------------------------------------------------- top level
@@ -819,6 +836,8 @@ EvalOverrides = _overrides(
         "sensitivity",
         "sensitivity_samples",
         "sensitivity_base_samples",
+        "posterior_level",
+        "posterior_params",
     ),
     "``eval`` of polymix evaluate: evaluation settings that replace the checkpoint's.",
 )
@@ -909,6 +928,74 @@ class PredictConfig:
         return []
 
 
+@dataclass
+class InspectOptions:
+    """``inspect``: the intervals and what is printed."""
+
+    level: float = option(0.9, "central probability of the posterior intervals", gt=0.0, lt=1.0)
+    num_samples: int = option(
+        1000, "draws of the groups without closed-form marginals (langevin)", ge=2
+    )
+    format: str = option(
+        "table",
+        "table: rich tables | json: the posterior as metrics.json records it, every parameter",
+        choices=INSPECT_FORMATS,
+    )
+
+
+@dataclass
+class InspectConfig:
+    """``polymix inspect``: print the posterior of a checkpoint's parameters."""
+
+    ckpt: str = option(
+        MISSING,
+        "path to a polymix checkpoint",
+        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
+    )
+    seed: int | None = option(
+        None, "seed of the draws of sampled groups (null: the training run's seed)", ge=0
+    )
+    inspect: InspectOptions = option(InspectOptions(), "intervals and output format")
+
+
+@dataclass
+class ExportOptions:
+    """``export``: the fixed parameter draws and the quantiles of the exported module."""
+
+    num_samples: int = option(1000, "parameter draws fixed in the module", ge=2)
+    quantiles: list[float] = option(
+        [0.05, 0.5, 0.95],
+        "probabilities in (0, 1) of the quantiles the module returns (may be [])",
+        check=_probabilities("probabilities in (0, 1) (may be empty)", empty=True),
+    )
+    include_noise: bool = option(
+        True,
+        "models with a learned noise: true = the distribution of a new observation (as predict); "
+        "false = the surrogate's spread only",
+    )
+
+
+@dataclass
+class ExportConfig:
+    """``polymix export``: a TorchScript module that predicts without polymix."""
+
+    ckpt: str = option(
+        MISSING,
+        "path to a polymix checkpoint",
+        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
+    )
+    output: str = option(
+        MISSING,
+        "the TorchScript file to write, e.g. surrogate.pt",
+        check=_path("the file to write, e.g. output=surrogate.pt"),
+    )
+    name: str = option("export", "run dir: outputs/<name>/<timestamp>")
+    seed: int | None = option(
+        None, "seed of the parameter draws (null: the training run's seed)", ge=0
+    )
+    export: ExportOptions = option(ExportOptions(), "draws, quantiles and noise")
+
+
 # -------------------------------------------------------------------- ConfigStore
 
 # schema/<group>/<name>: the classes named in the defaults lists of the YAML files
@@ -916,6 +1003,8 @@ SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "predict": PredictConfig,
+    "inspect": InspectConfig,
+    "export": ExportConfig,
     "data/synthetic": SyntheticDataConfig,
     "data/file": FileDataConfig,
     "model/pce": PceModelConfig,
