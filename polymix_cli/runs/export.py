@@ -173,7 +173,8 @@ def export_module(trained: Trained, settings: ExportSettings) -> tuple[torch.jit
         ExportError: If the model cannot be traced or its noise stream cannot be
             reproduced.
     """
-    model = trained.model.cpu().eval()
+    # eval mode, and no gradients: the module's outputs are plain values
+    model = trained.model.cpu().eval().requires_grad_(False)
     seed = trained.cfg.seed if settings.seed is None else settings.seed
     params, skips = _draw_parameters(model, settings.num_samples, seed)
     sigma = noise_std(model, trained.maps) if settings.include_noise else None
@@ -186,21 +187,22 @@ def export_module(trained: Trained, settings: ExportSettings) -> tuple[torch.jit
     try:
         example = trained.maps.inputs.forward(_check_points(trained, _TRACE_SIZE, seed + 1))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings: the check below decides
+            # tracer warnings (the check below decides) and TorchScript's deprecation notice
+            warnings.simplefilter("ignore")
             traced = torch.jit.trace(
                 _Surrogate(model, params), example.to(params.dtype), check_trace=False
             )
-        module = torch.jit.script(
-            ExportedSurrogate(
-                traced,
-                trained,
-                settings.quantiles,
-                settings.num_samples,
-                seed,
-                sigma.double() if sigma is not None else None,
-                skips or [],
+            module = torch.jit.script(
+                ExportedSurrogate(
+                    traced,
+                    trained,
+                    settings.quantiles,
+                    settings.num_samples,
+                    seed,
+                    sigma.double() if sigma is not None else None,
+                    skips or [],
+                )
             )
-        )
     except ExportError:
         raise
     except Exception as err:  # noqa: BLE001 - torch raises many types while tracing
@@ -259,8 +261,10 @@ def export_trained(trained: Trained, output: str | Path, settings: ExportSetting
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
-        torch.jit.save(module, tmp)
-        loaded = torch.jit.load(tmp)
+        with warnings.catch_warnings():  # TorchScript's deprecation notice
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.save(module, tmp)
+            loaded = torch.jit.load(tmp)
         worst = _max_difference(loaded, trained, settings, seed)
         if not worst <= TOLERANCE:
             raise ExportError(
