@@ -98,7 +98,7 @@ def test_every_yaml_names_its_schema_first():
         for path in (CONFIGS / group).glob("*.yaml"):
             text = path.read_text()
             assert f"- /schema/{group}/" in text and "@_here_" in text, path
-    for name in ("train", "evaluate", "predict"):
+    for name in ("train", "evaluate", "predict", "inspect", "export"):
         assert f"- /schema/{name}@_here_" in (CONFIGS / f"{name}.yaml").read_text()
 
 

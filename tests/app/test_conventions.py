@@ -29,7 +29,14 @@ def test_completion_query_completes_keys_and_commands(polymix, monkeypatch):
     monkeypatch.setenv("COMP_LINE", "polymix train trainer.epo")
     assert polymix("-sc", "query=bash")[1].split() == ["trainer.epochs="]
     monkeypatch.setenv("COMP_LINE", "polymix ")
-    assert polymix("-sc", "query=bash")[1].split() == ["train", "evaluate", "predict", "summarize"]
+    assert polymix("-sc", "query=bash")[1].split() == [
+        "train",
+        "evaluate",
+        "predict",
+        "inspect",
+        "export",
+        "summarize",
+    ]
     monkeypatch.setenv("COMP_LINE", "polymix ev")
     assert polymix("-sc", "query=bash")[1].split() == ["evaluate"]
 
@@ -52,7 +59,7 @@ def test_completion_bad_request_is_a_usage_error(polymix):
 # ------------------------------------------------------------------------------- --version
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "inspect", "export"])
 def test_version_of_a_hydra_app_is_polymix_version(polymix, command):
     import hydra
 
