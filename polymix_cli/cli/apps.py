@@ -305,21 +305,28 @@ def predict_app(cfg: DictConfig) -> None:
     _guarded(body)
 
 
+def _with_checkpoint(cfg: DictConfig, section: type) -> tuple[Any, str, Any]:
+    """A checkpoint command's config (``section``, parsed), its ``ckpt`` (from the launch
+    dir) and the trained model it holds."""
+    from polymix_cli.config.validation import parse_section, refuse_callables
+    from polymix_cli.runs.checkpoint import load_trained
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    refuse_callables(plain)
+    config = parse_section(section, plain)
+    ckpt = _from_launch_dir(config.ckpt) or config.ckpt
+    return config, ckpt, load_trained(ckpt, parse_config)
+
+
 @hydra.main(config_path=CONFIG_PATH, config_name="inspect", version_base="1.3")
 def inspect_app(cfg: DictConfig) -> None:
     """Print the posterior of a checkpoint's parameters; writes nothing."""
     from polymix_cli.cli.inspect import inspect_json, print_posterior
     from polymix_cli.config.schema import InspectConfig
-    from polymix_cli.config.validation import parse_section, refuse_callables
     from polymix_cli.reporting.evaluation import model_posterior
-    from polymix_cli.runs.checkpoint import load_trained
 
     def body() -> None:
-        plain = OmegaConf.to_container(cfg, resolve=True)
-        refuse_callables(plain)
-        config = parse_section(InspectConfig, plain)
-        ckpt = _from_launch_dir(config.ckpt) or config.ckpt
-        trained = load_trained(ckpt, parse_config)
+        config, ckpt, trained = _with_checkpoint(cfg, InspectConfig)
         seed = trained.cfg.seed if config.seed is None else config.seed
         options = config.inspect
         summary = model_posterior(
@@ -337,17 +344,11 @@ def inspect_app(cfg: DictConfig) -> None:
 def export_app(cfg: DictConfig) -> None:
     """Write a TorchScript module of a checkpoint's model."""
     from polymix_cli.config.schema import ExportConfig
-    from polymix_cli.config.validation import parse_section, refuse_callables
-    from polymix_cli.runs.checkpoint import load_trained
     from polymix_cli.runs.export import ExportSettings, export_trained
 
     def body() -> None:
-        plain = OmegaConf.to_container(cfg, resolve=True)
-        refuse_callables(plain)
-        config = parse_section(ExportConfig, plain)
-        ckpt = _from_launch_dir(config.ckpt) or config.ckpt
+        config, _, trained = _with_checkpoint(cfg, ExportConfig)
         output = _from_launch_dir(config.output) or config.output
-        trained = load_trained(ckpt, parse_config)
         settings = ExportSettings.from_config(config.export, config.seed)
         result = export_trained(trained, output, settings)
         quantiles = ", ".join(f"{q:g}" for q in settings.quantiles) or "none"

@@ -850,6 +850,38 @@ DeviceOverride = _overrides(
 )
 
 
+def _checkpoint_option() -> Any:
+    """``ckpt`` of the commands that read a checkpoint."""
+    return option(
+        MISSING,
+        "path to a polymix checkpoint",
+        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
+    )
+
+
+def _draw_seed_option() -> Any:
+    """``seed`` of the commands that draw from a checkpoint's model."""
+    return option(None, "seed of the parameter draws (null: the training run's seed)", ge=0)
+
+
+def _quantiles_option(what: str) -> Any:
+    """The quantiles of predict and export."""
+    return option(
+        [0.05, 0.5, 0.95],
+        f"probabilities in (0, 1) of {what} (may be [])",
+        check=_probabilities("probabilities in (0, 1) (may be empty)", empty=True),
+    )
+
+
+def _include_noise_option() -> Any:
+    """Whether predict and export add the learned noise."""
+    return option(
+        True,
+        "models with a learned noise: true = the distribution of a new observation; "
+        "false = the surrogate's spread only",
+    )
+
+
 @dataclass
 class EvaluateConfig:
     """``polymix evaluate``: re-evaluate a checkpoint; non-null values replace its own."""
@@ -860,9 +892,7 @@ class EvaluateConfig:
         check=_path("a polymix checkpoint"),
     )
     name: str = option("evaluate", "run dir: outputs/<name>/<timestamp>")
-    seed: int | None = option(
-        None, "seed of the parameter draws (null: the training run's seed)", ge=0
-    )
+    seed: int | None = _draw_seed_option()
     data: DataOverrides = option(DataOverrides(), "override the data settings")  # type: ignore[valid-type]
     eval: EvalOverrides = option(EvalOverrides(), "override the evaluation settings")  # type: ignore[valid-type]
     trainer: DeviceOverride = option(DeviceOverride(), "the device")  # type: ignore[valid-type]
@@ -873,11 +903,7 @@ class PredictOptions:
     """``predict``: draws, quantiles and what is written."""
 
     num_samples: int = option(1000, "parameter draws per row", ge=2)
-    quantiles: list[float] = option(
-        [0.05, 0.5, 0.95],
-        "probabilities in (0, 1) of the quantile columns <output>_q<p> (may be [])",
-        check=_probabilities("probabilities in (0, 1) (may be empty)", empty=True),
-    )
+    quantiles: list[float] = _quantiles_option("the quantile columns <output>_q<p>")
     allow_extrapolation: bool = option(
         False, "true: also predict rows outside the training bounds (with a warning)"
     )
@@ -885,22 +911,14 @@ class PredictOptions:
         False,
         "true (.npz output only): also write the raw draws, <output>_draws (rows, num_samples)",
     )
-    include_noise: bool = option(
-        True,
-        "models with a learned noise: true = the distribution of a new observation; "
-        "false = the surrogate's spread only",
-    )
+    include_noise: bool = _include_noise_option()
 
 
 @dataclass
 class PredictConfig:
     """``polymix predict``: a trained model's predictive distribution at new inputs."""
 
-    ckpt: str = option(
-        MISSING,
-        "path to a polymix checkpoint",
-        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
-    )
+    ckpt: str = _checkpoint_option()
     input: str = option(
         MISSING,
         "CSV or NPZ file with a column for each of the model's inputs",
@@ -912,9 +930,7 @@ class PredictConfig:
         check=_table_file("the CSV or NPZ file to write, e.g. output=predictions.csv"),
     )
     name: str = option("predict", "run dir: outputs/<name>/<timestamp>")
-    seed: int | None = option(
-        None, "seed of the parameter draws (null: the training run's seed)", ge=0
-    )
+    seed: int | None = _draw_seed_option()
     predict: PredictOptions = option(PredictOptions(), "draws, quantiles and outputs")
     trainer: DeviceOverride = option(DeviceOverride(), "the device")  # type: ignore[valid-type]
 
@@ -947,11 +963,7 @@ class InspectOptions:
 class InspectConfig:
     """``polymix inspect``: print the posterior of a checkpoint's parameters."""
 
-    ckpt: str = option(
-        MISSING,
-        "path to a polymix checkpoint",
-        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
-    )
+    ckpt: str = _checkpoint_option()
     seed: int | None = option(
         None, "seed of the draws of sampled groups (null: the training run's seed)", ge=0
     )
@@ -963,36 +975,22 @@ class ExportOptions:
     """``export``: the fixed parameter draws and the quantiles of the exported module."""
 
     num_samples: int = option(1000, "parameter draws fixed in the module", ge=2)
-    quantiles: list[float] = option(
-        [0.05, 0.5, 0.95],
-        "probabilities in (0, 1) of the quantiles the module returns (may be [])",
-        check=_probabilities("probabilities in (0, 1) (may be empty)", empty=True),
-    )
-    include_noise: bool = option(
-        True,
-        "models with a learned noise: true = the distribution of a new observation (as predict); "
-        "false = the surrogate's spread only",
-    )
+    quantiles: list[float] = _quantiles_option("the quantiles the module returns")
+    include_noise: bool = _include_noise_option()
 
 
 @dataclass
 class ExportConfig:
     """``polymix export``: a TorchScript module that predicts without polymix."""
 
-    ckpt: str = option(
-        MISSING,
-        "path to a polymix checkpoint",
-        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
-    )
+    ckpt: str = _checkpoint_option()
     output: str = option(
         MISSING,
         "the TorchScript file to write, e.g. surrogate.pt",
         check=_path("the file to write, e.g. output=surrogate.pt"),
     )
     name: str = option("export", "run dir: outputs/<name>/<timestamp>")
-    seed: int | None = option(
-        None, "seed of the parameter draws (null: the training run's seed)", ge=0
-    )
+    seed: int | None = _draw_seed_option()
     export: ExportOptions = option(ExportOptions(), "draws, quantiles and noise")
 
 

@@ -41,6 +41,7 @@ from polymix_cli.reporting.evaluation import draw_function, noise_std
 from polymix_cli.reporting.metrics import point_major_normal, summarize_draws
 from polymix_cli.runs.checkpoint import Trained
 from polymix_cli.runs.exported import ExportedSurrogate
+from polymix_cli.runs.predict import check_output_file
 
 __all__ = ["ExportError", "ExportResult", "ExportSettings", "export_module", "export_trained"]
 
@@ -251,12 +252,7 @@ def export_trained(trained: Trained, output: str | Path, settings: ExportSetting
         ExportError: If the model cannot be exported (with the reason).
     """
     path = Path(output).expanduser()
-    if path.is_dir():
-        raise ConfigError(f"output={output} is a folder; name the file to write")
-    if not path.parent.is_dir():
-        raise ConfigError(f"output={output}: the folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise ConfigError(f"output={output}: the folder {path.parent} is not writable")
+    check_output_file(path)
     module, seed = export_module(trained, settings)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)

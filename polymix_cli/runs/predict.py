@@ -43,7 +43,13 @@ from polymix_cli.reporting.evaluation import draw_function, noise_std
 from polymix_cli.reporting.metrics import chunk_points, point_major_normal, summarize_draws
 from polymix_cli.runs.checkpoint import Trained
 
-__all__ = ["PredictResult", "PredictSettings", "output_columns", "predict_file"]
+__all__ = [
+    "PredictResult",
+    "PredictSettings",
+    "check_output_file",
+    "output_columns",
+    "predict_file",
+]
 
 log = logging.getLogger("polymix")
 
@@ -256,14 +262,25 @@ class _NpzWriter:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _check_output(output: Path, input_path: Path) -> None:
+def check_output_file(output: Path, input_path: Path | None = None) -> None:
+    """Check that ``output`` can be written (and is not ``input_path``), before any work.
+
+    Raises:
+        ConfigError: If it is a folder, its folder is missing or not writable, or it is
+            the input file.
+    """
     if output.exists() and output.is_dir():
         raise ConfigError(f"output={output} is a folder; name the file to write")
     if not output.parent.is_dir():
         raise ConfigError(f"output={output}: the folder {output.parent} does not exist")
     if not os.access(output.parent, os.W_OK):
         raise ConfigError(f"output={output}: the folder {output.parent} is not writable")
-    if output.exists() and input_path.exists() and output.resolve() == input_path.resolve():
+    if (
+        input_path is not None
+        and output.exists()
+        and input_path.exists()
+        and output.resolve() == input_path.resolve()
+    ):
         raise ConfigError(f"output={output} is the input file; choose another output")
 
 
@@ -292,7 +309,7 @@ def predict_file(
             written; nothing is written then.
     """
     output = Path(output_path).expanduser()
-    _check_output(output, Path(input_path).expanduser())
+    check_output_file(output, Path(input_path).expanduser())
     try:
         table = open_table(input_path, "input")
     except DataFileError as err:
