@@ -40,7 +40,7 @@ from .parameter_groups import (
 )
 from .priors import GaussianPrior, IIDGaussianPrior, LaplacePrior, Prior
 from .stochastic_model import StochasticModel
-from .surrogate_models import PolynomialChaosExpansion
+from .surrogate_models import ParamBlock, PolynomialChaosExpansion
 
 __all__ = [
     "GroupPosterior",
@@ -162,30 +162,41 @@ class PosteriorSummary:
     Args:
         level: The central probability of the intervals.
         groups: The groups, in vector order.
-        names: The name of every parameter (:func:`parameter_names`).
-        terms: For each parameter that is a PCE coefficient, its multi-index (by
-            parameter index).
+        blocks: The surrogate's parameter blocks (what names the parameters).
+        multi_indices: For each PCE coefficient block, the multi-index of each of its
+            rows (terms).
         noise_std: The learned noise standard deviation per output, or ``None``.
         noise_prior: The noise prior's description, or ``None``.
     """
 
     level: float
     groups: list[GroupPosterior]
-    names: list[str]
-    terms: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    blocks: list[ParamBlock]
+    multi_indices: dict[str, list[tuple[int, ...]]] = field(default_factory=dict)
     noise_std: Tensor | None = None
     noise_prior: str | None = None
 
     @property
     def num_params(self) -> int:
         """The number of parameters."""
-        return len(self.names)
+        return self.blocks[-1].stop if self.blocks else 0
+
+    @property
+    def names(self) -> list[str]:
+        """The name of every parameter (:func:`parameter_names`), made when asked for."""
+        return _names(self.blocks)
+
+    @property
+    def terms(self) -> dict[int, tuple[int, ...]]:
+        """The multi-index of every PCE coefficient by parameter index (:func:`pce_terms`)."""
+        return _terms(self.blocks, self.multi_indices)
 
     def parameters(self) -> list[dict[str, Any]]:
         """One record per parameter, in vector order: ``index``, ``name``, ``group``,
         ``term`` (a PCE coefficient's multi-index, else absent), ``mean``, ``std``,
         ``low``, ``high``, ``prior_mean``, ``prior_std`` and ``active``."""
         rows = []
+        names, terms = self.names, self.terms
         for g in self.groups:
             on = active(g.low, g.high).tolist()
             values = {key: getattr(g, key).tolist() for key in ("mean", "std", "low", "high")}
@@ -193,9 +204,9 @@ class PosteriorSummary:
             prior_std = g.prior_std.tolist() if g.prior_std is not None else None
             for k in range(g.size):
                 index = g.start + k
-                row: dict[str, Any] = {"index": index, "name": self.names[index], "group": g.name}
-                if index in self.terms:
-                    row["term"] = list(self.terms[index])
+                row: dict[str, Any] = {"index": index, "name": names[index], "group": g.name}
+                if index in terms:
+                    row["term"] = list(terms[index])
                 row.update({key: values[key][k] for key in values})
                 row["prior_mean"] = None if prior_mean is None else prior_mean[k]
                 row["prior_std"] = None if prior_std is None else prior_std[k]
@@ -227,6 +238,50 @@ class PosteriorSummary:
         return out
 
 
+def _names(blocks: list[ParamBlock]) -> list[str]:
+    names: list[str] = []
+    for block in blocks:
+        shape = block.shape or (1,)
+        for flat in range(block.size):
+            index, rest = [], flat
+            for dim in reversed(shape):
+                index.append(rest % dim)
+                rest //= dim
+            names.append(f"{block.name}[{','.join(map(str, reversed(index)))}]")
+    return names
+
+
+def _terms(
+    blocks: list[ParamBlock], multi_indices: dict[str, list[tuple[int, ...]]]
+) -> dict[int, tuple[int, ...]]:
+    terms: dict[int, tuple[int, ...]] = {}
+    for block in blocks:
+        rows = multi_indices.get(block.name)
+        if rows:
+            per_row = block.size // len(rows)
+            for flat in range(block.size):
+                terms[block.start + flat] = rows[flat // per_row]
+    return terms
+
+
+def _pce_multi_indices(model: StochasticModel) -> dict[str, list[tuple[int, ...]]]:
+    """For each PCE coefficient block (``coeffs``, ``experts.<m>.coeffs``), the
+    multi-index of each of its rows."""
+    surrogate = model.surrogate_model
+    found: dict[str, list[tuple[int, ...]]] = {}
+    for block in surrogate.param_blocks():
+        owner_path, _, leaf = block.name.rpartition(".")
+        if leaf != "coeffs":
+            continue
+        try:
+            owner = surrogate.get_submodule(owner_path) if owner_path else surrogate
+        except AttributeError:
+            continue
+        if isinstance(owner, PolynomialChaosExpansion):
+            found[block.name] = [tuple(row) for row in owner.multi_indices.tolist()]
+    return found
+
+
 def parameter_names(model: StochasticModel) -> list[str]:
     """The name of every parameter: its block's name and its index in the block's shape.
 
@@ -236,16 +291,7 @@ def parameter_names(model: StochasticModel) -> list[str]:
     Returns:
         ``P`` names in vector order, e.g. ``coeffs[2,0]`` or ``gate.output.bias[1]``.
     """
-    names: list[str] = []
-    for block in model.surrogate_model.param_blocks():
-        shape = block.shape or (1,)
-        for flat in range(block.size):
-            index, rest = [], flat
-            for dim in reversed(shape):
-                index.append(rest % dim)
-                rest //= dim
-            names.append(f"{block.name}[{','.join(map(str, reversed(index)))}]")
-    return names
+    return _names(model.surrogate_model.param_blocks())
 
 
 def pce_terms(model: StochasticModel) -> dict[int, tuple[int, ...]]:
@@ -261,23 +307,7 @@ def pce_terms(model: StochasticModel) -> dict[int, tuple[int, ...]]:
     Returns:
         ``{parameter index: multi-index}`` for the PCE coefficients.
     """
-    surrogate = model.surrogate_model
-    terms: dict[int, tuple[int, ...]] = {}
-    for block in surrogate.param_blocks():
-        owner_path, _, leaf = block.name.rpartition(".")
-        if leaf != "coeffs":
-            continue
-        try:
-            owner = surrogate.get_submodule(owner_path) if owner_path else surrogate
-        except AttributeError:
-            continue
-        if not isinstance(owner, PolynomialChaosExpansion):
-            continue
-        indices = [tuple(row) for row in owner.multi_indices.tolist()]
-        outputs = block.size // len(indices)
-        for flat in range(block.size):
-            terms[block.start + flat] = indices[flat // outputs]
-    return terms
+    return _terms(model.surrogate_model.param_blocks(), _pce_multi_indices(model))
 
 
 def group_kind(group: ParameterGroup) -> str:
@@ -376,5 +406,10 @@ def summarize_posterior(
         noise_std = model.noise.std.detach().double().cpu()
         noise_prior = None if model.noise.prior is None else repr(model.noise.prior)
     return PosteriorSummary(
-        float(level), groups, parameter_names(model), pce_terms(model), noise_std, noise_prior
+        float(level),
+        groups,
+        model.surrogate_model.param_blocks(),
+        _pce_multi_indices(model),
+        noise_std,
+        noise_prior,
     )
