@@ -11,10 +11,14 @@ the version is raised whenever the schema of the stored config changes, and
   null, ``trainer.num_threads`` null, ``trainer.compile`` false, ``trainer.gradients``
   auto, ``trainer.noise`` (the values of its first release; only read with
   ``loss=gaussian_nll``), ``eval.sensitivity`` auto, ``eval.sensitivity_samples`` null,
-  ``eval.sensitivity_base_samples`` 2048, ``eval.posterior_level`` 0.9,
-  ``eval.posterior_params`` 100 (reporting only: the posterior section of metrics.json, which
-  did not exist then), ``resume`` null and ``sweep`` (test.crps).
-- version 2: the config as the schema writes it, every option present.
+  ``eval.sensitivity_base_samples`` 2048, ``resume`` null and ``sweep`` (test.crps).
+- version 2: the config as the schema writes it, every option present, before the
+  validation set: runs had none, so ``data.num_val`` is 0 (synthetic data) and
+  ``data.val_fraction`` 0 with ``data.val_path`` null (data=file: the training rows stay
+  those the run trained on), ``data.val_seed`` 5678, and ``trainer.early_stopping`` is off.
+  Versions 1 and 2 also lack ``eval.posterior_level`` (0.9) and ``eval.posterior_params``
+  (100): reporting only, the posterior section of metrics.json, which did not exist then.
+- version 3: the config as the schema writes it, every option present.
 
 These values are what the older versions meant, written here once and never changed, so
 that a later change of a schema default cannot change what an old checkpoint means.
@@ -28,7 +32,7 @@ from typing import Any
 
 __all__ = ["CURRENT_VERSION", "MigrationError", "migrate"]
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 # version 1: options added after the first release, with the value each had before it existed
 _ADDED_IN_VERSION_1: dict[str, dict[str, Any]] = {
@@ -44,14 +48,24 @@ _ADDED_IN_VERSION_1: dict[str, dict[str, Any]] = {
         "sensitivity": "auto",
         "sensitivity_samples": None,
         "sensitivity_base_samples": 2048,
-        "posterior_level": 0.9,
-        "posterior_params": 100,
     },
 }
 _TOP_LEVEL_IN_VERSION_1: dict[str, Any] = {
     "resume": None,
     "sweep": {"sort_by": "test.crps", "objective": "test.crps"},
 }
+
+
+# version 2: the options of the validation set and of early stopping, off
+_ADDED_IN_VERSION_2_DATA: dict[str, dict[str, Any]] = {
+    "synthetic": {"num_val": 0, "val_seed": 5678},
+    "file": {"val_fraction": 0.0, "val_path": None, "val_seed": 5678},
+}
+_ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
+    "early_stopping": {"patience": None, "min_delta": 0.0, "every": 50, "num_samples": 200},
+}
+# versions 1 and 2: the posterior section of metrics.json (reporting only) did not exist
+_ADDED_IN_VERSION_2_EVAL: dict[str, Any] = {"posterior_level": 0.9, "posterior_params": 100}
 
 
 class MigrationError(ValueError):
@@ -71,8 +85,23 @@ def _from_version_1(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _from_version_2(config: dict[str, Any]) -> dict[str, Any]:
+    data, trainer, evaluation = config.get("data"), config.get("trainer"), config.get("eval")
+    if isinstance(data, dict):  # anything else is reported by validation
+        kind = "file" if data.get("generator") == "file" else "synthetic"
+        for key, value in _ADDED_IN_VERSION_2_DATA[kind].items():
+            data.setdefault(key, copy.deepcopy(value))
+    if isinstance(trainer, dict):
+        for key, value in _ADDED_IN_VERSION_2_TRAINER.items():
+            trainer.setdefault(key, copy.deepcopy(value))
+    if isinstance(evaluation, dict):
+        for key, value in _ADDED_IN_VERSION_2_EVAL.items():
+            evaluation.setdefault(key, value)
+    return config
+
+
 # each step brings a config of version v to version v + 1
-_STEPS = {1: _from_version_1}
+_STEPS = {1: _from_version_1, 2: _from_version_2}
 
 
 def migrate(config: Mapping[str, Any], format_version: int) -> dict[str, Any]:
