@@ -39,6 +39,7 @@ from .parameter_groups import (
     ParameterGroup,
 )
 from .priors import GaussianPrior, IIDGaussianPrior, LaplacePrior, Prior
+from .replicas import ReplicaEnsemble
 from .stochastic_model import StochasticModel
 from .surrogate_models import ParamBlock, PolynomialChaosExpansion
 
@@ -336,17 +337,22 @@ def _closed_form(group: ParameterGroup) -> tuple[Tensor, Tensor] | None:
 
 @torch.no_grad()
 def summarize_posterior(
-    model: StochasticModel,
+    model: StochasticModel | ReplicaEnsemble,
     level: float = 0.9,
     num_samples: int = 1000,
     generator: torch.Generator | None = None,
 ) -> PosteriorSummary:
     """The posterior of every parameter of a model, group by group.
 
+    An ensemble of replicas (``trainer.replica_selection=ensemble``) is a mixture of the
+    replicas' posteriors: each group is then summarised from ``num_samples`` draws of the
+    mixture (its kind reads ``... (ensemble)``).
+
     Args:
-        model: The trained model.
+        model: The trained model, or an ensemble of replicas.
         level: The central probability of the intervals, in (0, 1).
-        num_samples: The draws of a group without closed-form marginals (``langevin``).
+        num_samples: The draws of a group without closed-form marginals (``langevin``)
+            and of an ensemble.
         generator: The generator of those draws (``None``: torch's global one).
 
     Returns:
@@ -372,24 +378,33 @@ def summarize_posterior(
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples must be an integer >= 2, got {num_samples!r}")
     z = math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(level, dtype=torch.float64)))
+    probs = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    # an ensemble of replicas is a mixture: every group from its draws (the template's groups)
+    mixture = model if isinstance(model, ReplicaEnsemble) else None
+    if mixture is not None:
+        model = mixture.replicas.model
+        all_draws = mixture.sample_parameters(num_samples, generator=generator).double().cpu()
     groups: list[GroupPosterior] = []
     start = 0
     for group in model.parameter_groups:
         n = group.num_params()
-        found = _closed_form(group)
-        if found is not None:
+        found = _closed_form(group) if mixture is None else None
+        if mixture is not None:
+            draws = all_draws[:, start : start + n]
+            mean, std = draws.mean(0), draws.std(0)
+            low, high = torch.quantile(draws, probs, dim=0)
+        elif found is not None:
             mean, std = (t.double().cpu() for t in found)
             low, high = mean - z * std, mean + z * std
         else:
             draws = group.sample(num_samples, generator=generator).detach().double().cpu()
             mean, std = draws.mean(0), draws.std(0)
-            probs = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
             low, high = torch.quantile(draws, probs, dim=0)
         prior_mean, prior_std = _prior_marginals(group.prior, n)
         groups.append(
             GroupPosterior(
                 group.name,
-                group_kind(group),
+                group_kind(group) + (" (ensemble)" if mixture is not None else ""),
                 start,
                 mean,
                 std,
@@ -402,7 +417,7 @@ def summarize_posterior(
         )
         start += n
     noise_std = noise_prior = None
-    if model.noise is not None:
+    if mixture is None and model.noise is not None:
         noise_std = model.noise.std.detach().double().cpu()
         noise_prior = None if model.noise.prior is None else repr(model.noise.prior)
     return PosteriorSummary(

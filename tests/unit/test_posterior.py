@@ -160,3 +160,22 @@ def test_group_figures_and_the_json_record():
 def test_a_level_outside_the_unit_interval_is_refused(level):
     with pytest.raises(ValueError, match="level must be in"):
         summarize_posterior(_pce_model([IIDGaussianGroup("a", 6)]), level=level)
+
+
+def test_an_ensemble_of_replicas_is_summarised_from_its_mixture_draws():
+    from polymix_cli.replicas import ReplicaEnsemble, Replicas
+
+    models = []
+    for shift in (-2.0, 2.0):
+        model = _pce_model([IIDGaussianGroup("c", 6)])
+        with torch.no_grad():
+            model.mean_field.loc.fill_(shift)
+            model.mean_field.log_std.fill_(math.log(0.1))
+        models.append(model)
+    ensemble = ReplicaEnsemble(Replicas(models))
+    s = summarize_posterior(ensemble, 0.9, 2000, torch.Generator().manual_seed(0))
+    g = s.groups[0]
+    assert g.kind == "iid_gaussian (ensemble)" and s.noise_std is None
+    # an equal mixture of N(-2, 0.1^2) and N(2, 0.1^2): mean 0, std about 2
+    assert g.mean.abs().max() < 0.05 and ((g.std - 2.0).abs() < 0.05).all()
+    assert (g.low < -1.8).all() and (g.high > 1.8).all() and s.terms[1] == pce_terms(models[0])[1]
