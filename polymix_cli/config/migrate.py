@@ -17,9 +17,10 @@ the version is raised whenever the schema of the stored config changes, and
   ``data.val_fraction`` 0 with ``data.val_path`` null (data=file: the training rows stay
   those the run trained on), ``data.val_seed`` 5678, and ``trainer.early_stopping`` is off;
   runs trained one initialisation: ``trainer.replicas`` 1 (``trainer.replica_selection``
-  best). Versions 1 and 2 also lack ``eval.posterior_level`` (0.9) and
-  ``eval.posterior_params`` (100): reporting only, the posterior section of metrics.json,
-  which did not exist then.
+  best); nor had they ``data.train_inputs`` (synthetic data: null, the generator's own
+  draws) or ``eval.input_distributions`` (null: the basis's distribution). Versions 1
+  and 2 also lack ``eval.posterior_level`` (0.9) and ``eval.posterior_params`` (100):
+  reporting only, the posterior section of metrics.json, which did not exist then.
 - version 3: the config as the schema writes it, every option present.
 
 These values are what the older versions meant, written here once and never changed, so
@@ -60,7 +61,7 @@ _TOP_LEVEL_IN_VERSION_1: dict[str, Any] = {
 
 # version 2: the options of the validation set and of early stopping, off; one replica
 _ADDED_IN_VERSION_2_DATA: dict[str, dict[str, Any]] = {
-    "synthetic": {"num_val": 0, "val_seed": 5678},
+    "synthetic": {"num_val": 0, "val_seed": 5678, "train_inputs": None},
     "file": {"val_fraction": 0.0, "val_path": None, "val_seed": 5678},
 }
 _ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
@@ -68,8 +69,12 @@ _ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
     "replicas": 1,
     "replica_selection": "best",
 }
-# versions 1 and 2: the posterior section of metrics.json (reporting only) did not exist
-_ADDED_IN_VERSION_2_EVAL: dict[str, Any] = {"posterior_level": 0.9, "posterior_params": 100}
+# versions 1 and 2: no input distributions, and no posterior section in metrics.json
+_ADDED_IN_VERSION_2_EVAL: dict[str, Any] = {
+    "input_distributions": None,
+    "posterior_level": 0.9,
+    "posterior_params": 100,
+}
 
 
 class MigrationError(ValueError):
@@ -90,7 +95,7 @@ def _from_version_1(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_version_2(config: dict[str, Any]) -> dict[str, Any]:
-    data, trainer, evaluation = config.get("data"), config.get("trainer"), config.get("eval")
+    data, trainer = config.get("data"), config.get("trainer")
     if isinstance(data, dict):  # anything else is reported by validation
         kind = "file" if data.get("generator") == "file" else "synthetic"
         for key, value in _ADDED_IN_VERSION_2_DATA[kind].items():
@@ -98,9 +103,10 @@ def _from_version_2(config: dict[str, Any]) -> dict[str, Any]:
     if isinstance(trainer, dict):
         for key, value in _ADDED_IN_VERSION_2_TRAINER.items():
             trainer.setdefault(key, copy.deepcopy(value))
+    evaluation = config.get("eval")
     if isinstance(evaluation, dict):
         for key, value in _ADDED_IN_VERSION_2_EVAL.items():
-            evaluation.setdefault(key, value)
+            evaluation.setdefault(key, copy.deepcopy(value))
     return config
 
 

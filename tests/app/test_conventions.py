@@ -33,6 +33,8 @@ def test_completion_query_completes_keys_and_commands(polymix, monkeypatch):
         "train",
         "evaluate",
         "predict",
+        "design",
+        "suggest",
         "inspect",
         "export",
         "summarize",
