@@ -18,7 +18,7 @@ A page's fenced blocks are read in order:
 
 With ``tiny=True`` a ``polymix`` wrapper goes first on PATH: it appends tiny sizes to
 every ``polymix train`` (a ``resume=`` keeps its run's tiny config, and a ``trainer.epochs``
-that extends it becomes 60), ``evaluate`` and ``predict``; a ``-m`` sweep keeps two jobs
+that extends it becomes 60), ``evaluate``, ``predict`` and ``export``; a ``-m`` sweep keeps two jobs
 (the first two values of the first swept option, the first value of the others) and an
 optuna study two trials (later overrides win, so the page's own values are replaced). The page's commands are
 otherwise unchanged. ``tests/e2e/test_docs_commands.py`` runs every page this way, and
@@ -53,6 +53,7 @@ TINY_TRAIN = [
 ]
 TINY_EVALUATE = ["eval.num_samples=64", "eval.grid_points=25", "eval.sensitivity_base_samples=64"]
 TINY_PREDICT = ["predict.num_samples=50"]
+TINY_EXPORT = ["export.num_samples=50"]  # as predict's, so that a page can compare them
 SWEEP_VALUES = 2  # swept values kept per option, and optuna trials
 EXTEND_EPOCHS = "trainer.epochs=60"  # a resume=...trainer.epochs=N (from the tiny 30 epochs)
 
@@ -202,6 +203,8 @@ elif command == "evaluate" and not any(a in flags for a in args):
     args += {evaluate!r}
 elif command == "predict" and not any(a in flags for a in args):
     args += {predict!r}
+elif command == "export" and not any(a in flags for a in args):
+    args += {export!r}
 os.execv(REAL, [REAL, *args])
 """
 
@@ -224,6 +227,7 @@ def environment(workdir: Path, tiny: bool) -> dict[str, str]:
                 train=TINY_TRAIN,
                 evaluate=TINY_EVALUATE,
                 predict=TINY_PREDICT,
+                export=TINY_EXPORT,
             )
         )
         wrapper.chmod(0o755)

@@ -121,16 +121,20 @@ def _overridden_keys() -> list[str]:
     return [o.key_or_group for o in OverridesParser.create().parse_overrides(task)]
 
 
-def _guarded(body: Callable[[], Any], job: dict[str, Any] | None = None) -> Any:
+def _guarded(
+    body: Callable[[], Any], job: dict[str, Any] | None = None, status: bool = True
+) -> Any:
     """Run ``body`` and record ``status.json``; turn expected errors into a one-line
     message and an exit status (single run), or into a failed status and the worst
-    objective (multirun). ``job`` collects what ``body`` learns for the status file."""
+    objective (multirun). ``job`` collects what ``body`` learns for the status file;
+    ``status=False``: no status file (a command that writes nothing)."""
     from polymix_cli.config.validation import ConfigError
     from polymix_cli.runs.checkpoint import CheckpointError
     from polymix_cli.runs.predict import PredictInterrupted
     from polymix_cli.runs.train import RunDiverged, RunInterrupted
 
     job = {} if job is None else job
+    job.setdefault("status", status)
     start = time.perf_counter()
     try:
         result = body()
@@ -143,7 +147,8 @@ def _guarded(body: Callable[[], Any], job: dict[str, Any] | None = None) -> Any:
         return _fail(err, errors.USAGE, start, job, label="error")
     except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
         return _fail(err, errors.RUNTIME, start, job, label=f"error ({type(err).__name__})")
-    write_status(_run_dir(), "ok", time.perf_counter() - start, threads=job.get("threads"))
+    if status:
+        write_status(_run_dir(), "ok", time.perf_counter() - start, threads=job.get("threads"))
     return result
 
 
@@ -161,6 +166,8 @@ def _messages(err: BaseException) -> list[str]:
 
 def _record(err: BaseException, status: int, start: float, job: dict[str, Any]) -> None:
     """Write the failed ``status.json`` of this job (best effort)."""
+    if not job.get("status", True):
+        return
     message = "; ".join(_messages(err))
     reason = message if status == errors.USAGE else f"{type(err).__name__}: {message}"
     try:
@@ -408,6 +415,64 @@ def suggest_app(cfg: DictConfig) -> None:
     _guarded(body)
 
 
+def _with_checkpoint(cfg: DictConfig, section: type) -> tuple[Any, str, Any]:
+    """A checkpoint command's config (``section``, parsed), its ``ckpt`` (from the launch
+    dir) and the trained model it holds."""
+    from polymix_cli.config.validation import parse_section, refuse_callables
+    from polymix_cli.runs.checkpoint import load_trained
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    refuse_callables(plain)
+    config = parse_section(section, plain)
+    ckpt = _from_launch_dir(config.ckpt) or config.ckpt
+    return config, ckpt, load_trained(ckpt, parse_config)
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="inspect", version_base="1.3")
+def inspect_app(cfg: DictConfig) -> None:
+    """Print the posterior of a checkpoint's parameters; writes nothing."""
+    from polymix_cli.cli.inspect import inspect_json, print_posterior
+    from polymix_cli.config.schema import InspectConfig
+    from polymix_cli.reporting.evaluation import model_posterior
+
+    def body() -> None:
+        config, ckpt, trained = _with_checkpoint(cfg, InspectConfig)
+        seed = trained.cfg.seed if config.seed is None else config.seed
+        options = config.inspect
+        summary = model_posterior(
+            trained.model, trained.maps, options.level, options.num_samples, seed
+        )
+        if options.format == "json":
+            print(inspect_json(trained, summary, ckpt))
+        else:
+            print_posterior(trained, summary, ckpt)
+
+    _guarded(body, status=False)
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")
+def export_app(cfg: DictConfig) -> None:
+    """Write a TorchScript module of a checkpoint's model."""
+    from polymix_cli.config.schema import ExportConfig
+    from polymix_cli.runs.export import ExportSettings, export_trained
+
+    def body() -> None:
+        config, _, trained = _with_checkpoint(cfg, ExportConfig)
+        output = _from_launch_dir(config.output) or config.output
+        settings = ExportSettings.from_config(config.export, config.seed)
+        result = export_trained(trained, output, settings)
+        quantiles = ", ".join(f"{q:g}" for q in settings.quantiles) or "none"
+        noise = " (with the learned noise)" if result.with_noise else ""
+        logging.getLogger("polymix").info(
+            f"wrote {result.output}: TorchScript, inputs ({', '.join(trained.input_names)}) -> "
+            f"mean, std and quantiles ({quantiles}) of {', '.join(trained.output_names)} from "
+            f"{settings.num_samples} draws (seed {result.seed}){noise}; checked against "
+            f"polymix (largest relative difference {result.max_difference:.2g})"
+        )
+
+    _guarded(body)
+
+
 def _check_before_run(name: str) -> None:
     """Compose and validate a single run's config before Hydra makes its run dir, so that
     a bad option is reported (every one, each on its line) with nothing written. Sweeps
@@ -417,7 +482,7 @@ def _check_before_run(name: str) -> None:
     from hydra._internal.utils import get_args_parser
 
     from polymix_cli.config.compose import SCHEMA_OF, compose
-    from polymix_cli.config.schema import EvaluateConfig
+    from polymix_cli.config.schema import EvaluateConfig, ExportConfig, InspectConfig
     from polymix_cli.config.validation import (
         ConfigError,
         parse_predict_config,
@@ -426,6 +491,7 @@ def _check_before_run(name: str) -> None:
         refuse_callables,
     )
 
+    SECTIONS = {"inspect": InspectConfig, "export": ExportConfig}
     args = get_args_parser().parse_args(sys.argv[1:])
     flags = (args.multirun, args.cfg, args.help, args.hydra_help, args.info)
     if any(flags) or args.shell_completion or args.config_name or args.config_path:
@@ -446,6 +512,9 @@ def _check_before_run(name: str) -> None:
     elif name in ("design", "suggest"):
         refuse_callables(job)
         parse_section(SCHEMA_OF[name], job)
+    elif name in SECTIONS:
+        refuse_callables(job)
+        parse_section(SECTIONS[name], job)
 
 
 def _explaining(name: str, app: Callable[[], Any]) -> Callable[[], Any]:
@@ -491,4 +560,6 @@ APPS = {
     "predict": _explaining("predict", predict_app),
     "design": _explaining("design", design_app),
     "suggest": _explaining("suggest", suggest_app),
+    "inspect": _explaining("inspect", inspect_app),
+    "export": _explaining("export", export_app),
 }

@@ -17,6 +17,8 @@ COMMANDS = {
     "predict": "predict with a checkpoint: polymix predict ckpt=PATH input=FILE output=FILE [predict.*=...]",
     "design": "a space-filling design to simulate: polymix design bounds=[[LOW,HIGH],...] n=N output=FILE",
     "suggest": "the next inputs to simulate: polymix suggest ckpt=PATH n=K output=FILE",
+    "inspect": "the posterior of a checkpoint's parameters: polymix inspect ckpt=PATH",
+    "export": "a TorchScript module that predicts without polymix: polymix export ckpt=PATH output=FILE",
     "summarize": "(re)build a sweep's summary: polymix summarize DIR [--sort-by METRIC]",
 }
 
@@ -39,6 +41,8 @@ examples:
   polymix predict ckpt=outputs/pce_file/<run>/checkpoints/last.pt input=new.csv output=pred.csv
   polymix design bounds=[[0,10],[100,200]] inputs=[a,b] n=20 output=design.csv
   polymix suggest ckpt=outputs/pce_file/<run>/checkpoints/last.pt n=5 output=next.csv
+  polymix inspect ckpt=outputs/line_priors/<run>/checkpoints/last.pt
+  polymix export ckpt=outputs/pce_file/<run>/checkpoints/last.pt output=surrogate.pt
   polymix summarize outputs/moe_sign/multirun/<timestamp>
   polymix train --help                            # every config group and option
 
@@ -154,7 +158,7 @@ def _has_ray() -> bool:
 
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
-HYDRA_APPS = ("train", "evaluate", "predict", "design", "suggest")
+HYDRA_APPS = ("train", "evaluate", "predict", "design", "suggest", "inspect", "export")
 
 
 def _shell_completion(args: list[str]) -> int:

@@ -18,7 +18,9 @@ the version is raised whenever the schema of the stored config changes, and
   those the run trained on), ``data.val_seed`` 5678, and ``trainer.early_stopping`` is off;
   runs trained one initialisation: ``trainer.replicas`` 1 (``trainer.replica_selection``
   best); nor had they ``data.train_inputs`` (synthetic data: null, the generator's own
-  draws) or ``eval.input_distributions`` (null: the basis's distribution).
+  draws) or ``eval.input_distributions`` (null: the basis's distribution). Versions 1
+  and 2 also lack ``eval.posterior_level`` (0.9) and ``eval.posterior_params`` (100):
+  reporting only, the posterior section of metrics.json, which did not exist then.
 - version 3: the config as the schema writes it, every option present.
 
 These values are what the older versions meant, written here once and never changed, so
@@ -67,7 +69,12 @@ _ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
     "replicas": 1,
     "replica_selection": "best",
 }
-_ADDED_IN_VERSION_2_EVAL: dict[str, Any] = {"input_distributions": None}
+# versions 1 and 2: no input distributions, and no posterior section in metrics.json
+_ADDED_IN_VERSION_2_EVAL: dict[str, Any] = {
+    "input_distributions": None,
+    "posterior_level": 0.9,
+    "posterior_params": 100,
+}
 
 
 class MigrationError(ValueError):

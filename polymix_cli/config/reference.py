@@ -31,7 +31,9 @@ from polymix_cli.config.schema import (
     SCHEMAS,
     DesignConfig,
     EvaluateConfig,
+    ExportConfig,
     InputDistributionConfig,
+    InspectConfig,
     PredictConfig,
     RuleConfig,
     SuggestConfig,
@@ -273,7 +275,7 @@ def sections(configs: Path = CONFIGS_DIR) -> list[Section]:
     """The reference's tables: the top-level options of ``polymix train``, one table per
     schema class of each config group (with the group options whose YAML files use it),
     the options of a layout rule and of an input distribution, ``polymix evaluate``,
-    ``predict``, ``design`` and ``suggest``."""
+    ``predict``, ``design``, ``suggest``, ``inspect`` and ``export``."""
     configs = Path(configs)
     out = [
         Section(
@@ -333,6 +335,8 @@ def sections(configs: Path = CONFIGS_DIR) -> list[Section]:
         ("predict", PredictConfig),
         ("design", DesignConfig),
         ("suggest", SuggestConfig),
+        ("inspect", InspectConfig),
+        ("export", ExportConfig),
     ):
         path = f"configs/{name}.yaml"
         values = {f"{name}.yaml": _values(configs / f"{name}.yaml")}
@@ -394,7 +398,7 @@ GENERATED = (
     "polymix_cli.config.reference at docs build time: do not edit -->"
 )
 INTRO = (
-    "Every option of `polymix train`, `evaluate`, `predict`, `design` and `suggest`, read from "
+    "Every option of `polymix train`, `evaluate`, `predict`, `design`, `suggest`, `inspect` and `export`, read from "
     "the typed schema (`polymix_cli/config/schema.py`) when the docs are built. Set an "
     "option on the command line as `key=value` (e.g. `trainer.epochs=2000`), choose a "
     "group's option as `group=option` (e.g. `model=pce`), or print the resolved config "

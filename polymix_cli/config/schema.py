@@ -52,10 +52,14 @@ __all__ = [
     "EvalConfig",
     "EvaluateConfig",
     "ExpertConfig",
+    "ExportConfig",
+    "ExportOptions",
     "FileDataConfig",
     "GateConfig",
     "GroupConfig",
     "InputDistributionConfig",
+    "InspectConfig",
+    "InspectOptions",
     "LayoutConfig",
     "LoggerConfig",
     "MlflowLoggerConfig",
@@ -97,6 +101,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("onecycle", "cosine", "none")
 LOSSES = ("mse_sum", "gaussian_nll")
 GRADIENTS = ("auto", "autograd")
+INSPECT_FORMATS = ("table", "json")
 REPLICA_SELECTIONS = ("best", "ensemble")
 FILE_GENERATOR = "file"
 
@@ -931,6 +936,18 @@ class EvalConfig:
         "low: 0, high: 1}]: the inputs' distributions for the indices and the output's moments "
         "(null: uniform over the training bounds, or the Hermite basis's normal)",
     )
+    posterior_level: float = option(
+        0.9,
+        "central probability of the posterior intervals in metrics.json's posterior section",
+        gt=0.0,
+        lt=1.0,
+    )
+    posterior_params: int = option(
+        100,
+        "metrics.json lists every parameter's posterior for models of at most this many "
+        "parameters (0: groups only)",
+        ge=0,
+    )
 
 
 # ------------------------------------------------------------------------- logger
@@ -1165,6 +1182,8 @@ EvalOverrides = _overrides(
         "sensitivity_samples",
         "sensitivity_base_samples",
         "input_distributions",
+        "posterior_level",
+        "posterior_params",
     ),
     "``eval`` of polymix evaluate: evaluation settings that replace the checkpoint's.",
 )
@@ -1177,6 +1196,38 @@ DeviceOverride = _overrides(
 )
 
 
+def _checkpoint_option() -> Any:
+    """``ckpt`` of the commands that read a checkpoint."""
+    return option(
+        MISSING,
+        "path to a polymix checkpoint",
+        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
+    )
+
+
+def _draw_seed_option() -> Any:
+    """``seed`` of the commands that draw from a checkpoint's model."""
+    return option(None, "seed of the parameter draws (null: the training run's seed)", ge=0)
+
+
+def _quantiles_option(what: str) -> Any:
+    """The quantiles of predict and export."""
+    return option(
+        [0.05, 0.5, 0.95],
+        f"probabilities in (0, 1) of {what} (may be [])",
+        check=_probabilities("probabilities in (0, 1) (may be empty)", empty=True),
+    )
+
+
+def _include_noise_option() -> Any:
+    """Whether predict and export add the learned noise."""
+    return option(
+        True,
+        "models with a learned noise: true = the distribution of a new observation; "
+        "false = the surrogate's spread only",
+    )
+
+
 @dataclass
 class EvaluateConfig:
     """``polymix evaluate``: re-evaluate a checkpoint; non-null values replace its own."""
@@ -1187,9 +1238,7 @@ class EvaluateConfig:
         check=_path("a polymix checkpoint"),
     )
     name: str = option("evaluate", "run dir: outputs/<name>/<timestamp>")
-    seed: int | None = option(
-        None, "seed of the parameter draws (null: the training run's seed)", ge=0
-    )
+    seed: int | None = _draw_seed_option()
     data: DataOverrides = option(DataOverrides(), "override the data settings")  # type: ignore[valid-type]
     eval: EvalOverrides = option(EvalOverrides(), "override the evaluation settings")  # type: ignore[valid-type]
     trainer: DeviceOverride = option(DeviceOverride(), "the device")  # type: ignore[valid-type]
@@ -1200,11 +1249,7 @@ class PredictOptions:
     """``predict``: draws, quantiles and what is written."""
 
     num_samples: int = option(1000, "parameter draws per row", ge=2)
-    quantiles: list[float] = option(
-        [0.05, 0.5, 0.95],
-        "probabilities in (0, 1) of the quantile columns <output>_q<p> (may be [])",
-        check=_probabilities("probabilities in (0, 1) (may be empty)", empty=True),
-    )
+    quantiles: list[float] = _quantiles_option("the quantile columns <output>_q<p>")
     allow_extrapolation: bool = option(
         False, "true: also predict rows outside the training bounds (with a warning)"
     )
@@ -1212,22 +1257,14 @@ class PredictOptions:
         False,
         "true (.npz output only): also write the raw draws, <output>_draws (rows, num_samples)",
     )
-    include_noise: bool = option(
-        True,
-        "models with a learned noise: true = the distribution of a new observation; "
-        "false = the surrogate's spread only",
-    )
+    include_noise: bool = _include_noise_option()
 
 
 @dataclass
 class PredictConfig:
     """``polymix predict``: a trained model's predictive distribution at new inputs."""
 
-    ckpt: str = option(
-        MISSING,
-        "path to a polymix checkpoint",
-        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
-    )
+    ckpt: str = _checkpoint_option()
     input: str = option(
         MISSING,
         "CSV or NPZ file with a column for each of the model's inputs",
@@ -1239,9 +1276,7 @@ class PredictConfig:
         check=_table_file("the CSV or NPZ file to write, e.g. output=predictions.csv"),
     )
     name: str = option("predict", "run dir: outputs/<name>/<timestamp>")
-    seed: int | None = option(
-        None, "seed of the parameter draws (null: the training run's seed)", ge=0
-    )
+    seed: int | None = _draw_seed_option()
     predict: PredictOptions = option(PredictOptions(), "draws, quantiles and outputs")
     trainer: DeviceOverride = option(DeviceOverride(), "the device")  # type: ignore[valid-type]
 
@@ -1354,6 +1389,56 @@ class SuggestConfig:
     trainer: DeviceOverride = option(DeviceOverride(), "the device")  # type: ignore[valid-type]
 
 
+@dataclass
+class InspectOptions:
+    """``inspect``: the intervals and what is printed."""
+
+    level: float = option(0.9, "central probability of the posterior intervals", gt=0.0, lt=1.0)
+    num_samples: int = option(
+        1000, "draws of the groups without closed-form marginals (langevin)", ge=2
+    )
+    format: str = option(
+        "table",
+        "table: rich tables | json: the posterior as metrics.json records it, every parameter",
+        choices=INSPECT_FORMATS,
+    )
+
+
+@dataclass
+class InspectConfig:
+    """``polymix inspect``: print the posterior of a checkpoint's parameters."""
+
+    ckpt: str = _checkpoint_option()
+    seed: int | None = option(
+        None, "seed of the draws of sampled groups (null: the training run's seed)", ge=0
+    )
+    inspect: InspectOptions = option(InspectOptions(), "intervals and output format")
+
+
+@dataclass
+class ExportOptions:
+    """``export``: the fixed parameter draws and the quantiles of the exported module."""
+
+    num_samples: int = option(1000, "parameter draws fixed in the module", ge=2)
+    quantiles: list[float] = _quantiles_option("the quantiles the module returns")
+    include_noise: bool = _include_noise_option()
+
+
+@dataclass
+class ExportConfig:
+    """``polymix export``: a TorchScript module that predicts without polymix."""
+
+    ckpt: str = _checkpoint_option()
+    output: str = option(
+        MISSING,
+        "the TorchScript file to write, e.g. surrogate.pt",
+        check=_path("the file to write, e.g. output=surrogate.pt"),
+    )
+    name: str = option("export", "run dir: outputs/<name>/<timestamp>")
+    seed: int | None = _draw_seed_option()
+    export: ExportOptions = option(ExportOptions(), "draws, quantiles and noise")
+
+
 # -------------------------------------------------------------------- ConfigStore
 
 # schema/<group>/<name>: the classes named in the defaults lists of the YAML files
@@ -1363,6 +1448,8 @@ SCHEMAS: dict[str, type] = {
     "predict": PredictConfig,
     "design": DesignConfig,
     "suggest": SuggestConfig,
+    "inspect": InspectConfig,
+    "export": ExportConfig,
     "data/synthetic": SyntheticDataConfig,
     "data/file": FileDataConfig,
     "model/pce": PceModelConfig,

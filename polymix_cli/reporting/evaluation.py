@@ -24,6 +24,7 @@ from polymix_cli import StochasticModel
 from polymix_cli.config.schema import EvalConfig
 from polymix_cli.data.dataset import Dataset
 from polymix_cli.data.scaling import DataMaps
+from polymix_cli.posterior import PosteriorSummary, summarize_posterior
 from polymix_cli.reporting.input_distributions import (
     distributions_json,
     matches_basis,
@@ -48,6 +49,7 @@ __all__ = [
     "SensitivityReport",
     "draw_function",
     "evaluate_model",
+    "model_posterior",
     "noise_std",
     "sensitivity_report",
     "slice_points",
@@ -174,6 +176,31 @@ def noise_std(model: StochasticModel, maps: DataMaps | None = None) -> Tensor | 
     if maps is None or maps.outputs.is_identity:
         return sigma
     return sigma * maps.outputs.scale.to(sigma.device, sigma.dtype)
+
+
+def model_posterior(
+    model: StochasticModel, maps: DataMaps | None, level: float, num_samples: int, seed: int
+) -> PosteriorSummary:
+    """The posterior of a model's parameters (:func:`~polymix_cli.posterior.summarize_posterior`),
+    with the noise in the user's units (:func:`noise_std`).
+
+    Args:
+        model: The trained model.
+        maps: The data maps (default: identities).
+        level: The central probability of the intervals.
+        num_samples: The draws of groups without closed-form marginals.
+        seed: The seed of those draws (a generator of its own: nothing else is disturbed).
+
+    Returns:
+        The summary.
+    """
+    device = next(iter(model.parameters()), torch.zeros(())).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    summary = summarize_posterior(model, level, num_samples, generator)
+    sigma = noise_std(model, maps)
+    if sigma is not None:
+        summary.noise_std = sigma.double().cpu()
+    return summary
 
 
 @torch.no_grad()

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from polymix_cli import __version__
-from polymix_cli.reporting.evaluation import evaluate_model, write_metrics
+from polymix_cli.reporting.evaluation import evaluate_model, model_posterior, write_metrics
 from polymix_cli.reporting.run_plots import write_plots
-from polymix_cli.runs.prepare import Prepared, group_table
+from polymix_cli.runs.prepare import Prepared, data_columns, group_table
 
 
 def metrics_payload(
@@ -49,6 +49,17 @@ def metrics_payload(
     }
 
 
+def posterior_json(p: Prepared) -> dict[str, Any]:
+    """``metrics.json``'s ``posterior``: the posterior of every group (and of every
+    parameter, for models of at most ``eval.posterior_params`` parameters), the learned
+    noise in the user's units, and the output names."""
+    summary = model_posterior(
+        p.model, p.maps, p.cfg.eval.posterior_level, p.cfg.eval.num_samples, p.cfg.seed
+    )
+    names = list(data_columns(p.data).get("outputs") or [])
+    return {**summary.to_json(p.cfg.eval.posterior_params), "outputs": names}
+
+
 def write_run_outputs(
     p: Prepared,
     run_dir: Path,
@@ -80,6 +91,7 @@ def write_run_outputs(
         payload["timing"]["gradients"] = gradients
     if ev.sensitivity is not None:
         payload["sensitivity"] = ev.sensitivity.to_json()
+    payload["posterior"] = posterior_json(p)
     payload.update(extra or {})
     write_metrics(run_dir / "metrics.json", payload)
     write_plots(run_dir / "plots", ev, p.data, history_rows)

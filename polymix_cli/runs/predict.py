@@ -53,6 +53,7 @@ __all__ = [
     "PredictInterrupted",
     "PredictResult",
     "PredictSettings",
+    "check_output_file",
     "output_columns",
     "predict_file",
     "terminate_cleanly",
@@ -300,14 +301,25 @@ class _NpzWriter:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _check_output(output: Path, input_path: Path) -> None:
+def check_output_file(output: Path, input_path: Path | None = None) -> None:
+    """Check that ``output`` can be written (and is not ``input_path``), before any work.
+
+    Raises:
+        ConfigError: If it is a folder, its folder is missing or not writable, or it is
+            the input file.
+    """
     if output.exists() and output.is_dir():
         raise ConfigError(f"output={output} is a folder; name the file to write")
     if not output.parent.is_dir():
         raise ConfigError(f"output={output}: the folder {output.parent} does not exist")
     if not os.access(output.parent, os.W_OK):
         raise ConfigError(f"output={output}: the folder {output.parent} is not writable")
-    if output.exists() and input_path.exists() and output.resolve() == input_path.resolve():
+    if (
+        input_path is not None
+        and output.exists()
+        and input_path.exists()
+        and output.resolve() == input_path.resolve()
+    ):
         raise ConfigError(f"output={output} is the input file; choose another output")
 
 
@@ -388,7 +400,7 @@ def predict_file(
     """
     output = Path(output_path).expanduser()
     try:
-        _check_output(output, Path(input_path).expanduser())
+        check_output_file(output, Path(input_path).expanduser())
     except OSError as err:  # e.g. a name too long for the file system
         raise ConfigError(_unwritable(output, err)) from None
     try:

@@ -104,7 +104,7 @@ def test_every_yaml_names_its_schema_first():
             # several loggers merge into the group: logger=[tensorboard,mlflow]
             package = f"@{path.stem}" if group == "logger" and path.stem != "none" else "@_here_"
             assert f"- /schema/{group}/" in text and package in text, path
-    for name in ("train", "evaluate", "predict"):
+    for name in ("train", "evaluate", "predict", "inspect", "export"):
         assert f"- /schema/{name}@_here_" in (CONFIGS / f"{name}.yaml").read_text()
 
 

@@ -35,6 +35,8 @@ def test_completion_query_completes_keys_and_commands(polymix, monkeypatch):
         "predict",
         "design",
         "suggest",
+        "inspect",
+        "export",
         "summarize",
     ]
     monkeypatch.setenv("COMP_LINE", "polymix ev")
@@ -59,7 +61,7 @@ def test_completion_bad_request_is_a_usage_error(polymix):
 # ------------------------------------------------------------------------------- --version
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "inspect", "export"])
 def test_version_of_a_hydra_app_is_polymix_version(polymix, command):
     import hydra
 
