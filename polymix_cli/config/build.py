@@ -18,7 +18,14 @@ from polymix_cli.config.schema import (
     PceModelConfig,
     TrainerConfig,
 )
-from polymix_cli.layout import GroupSpec, Rule, resolve_layout
+from polymix_cli.layout import (
+    PRIOR_KINDS,
+    SCALE_MIXTURE_GROUPS,
+    SCALE_MIXTURE_PRIORS,
+    GroupSpec,
+    Rule,
+    resolve_layout,
+)
 from polymix_cli.likelihoods import (
     GaussianNoise,
     HalfCauchyNoisePrior,
@@ -33,7 +40,7 @@ from polymix_cli.parameter_groups import (
     ParameterGroup,
     ScoreNetwork,
 )
-from polymix_cli.priors import IIDGaussianPrior, LaplacePrior, Prior
+from polymix_cli.priors import ARDPrior, HorseshoePrior, IIDGaussianPrior, LaplacePrior, Prior
 from polymix_cli.surrogate_models import (
     GatingNetwork,
     MixtureOfExperts,
@@ -112,18 +119,27 @@ def build_surrogate(model: ModelConfig, num_inputs: int, num_outputs: int) -> Su
     return MixtureOfExperts(experts, gating)
 
 
-def _prior(spec: dict, where: str) -> Prior:
+def _prior(spec: dict, where: str, size: int, group_kind: str) -> Prior:
     """The prior of a resolved group: ``spec`` holds its ``kind`` and that kind's arguments."""
     spec = dict(spec)
     kind = spec.pop("kind")
+    if kind in SCALE_MIXTURE_PRIORS and group_kind not in SCALE_MIXTURE_GROUPS:
+        raise ValueError(
+            f"{where}: prior {kind} needs a Gaussian variational group (kind "
+            f"{' or '.join(SCALE_MIXTURE_GROUPS)}), got kind {group_kind}"
+        )
     try:
         if kind == "iid_gaussian":
             return IIDGaussianPrior(**spec)
         if kind == "laplace":
             return LaplacePrior(**spec)
+        if kind == "ard":
+            return ARDPrior(size, **spec)
+        if kind == "horseshoe":
+            return HorseshoePrior(size, **spec)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}.prior: {err}") from None
-    raise ValueError(f"{where}.prior.kind must be one of ['iid_gaussian', 'laplace'], got {kind!r}")
+    raise ValueError(f"{where}.prior.kind must be one of {list(PRIOR_KINDS)}, got {kind!r}")
 
 
 _GROUP_OPTIONS = {
@@ -143,7 +159,7 @@ def _group(spec: GroupSpec) -> ParameterGroup:
             f"{where}: unknown option(s) {sorted(unknown)} for kind {spec.kind}; "
             f"allowed: {sorted(_GROUP_OPTIONS[spec.kind]) or 'none'}"
         )
-    prior, opts, n = _prior(spec.prior, where), dict(spec.options), spec.size
+    prior, opts, n = _prior(spec.prior, where, spec.size, spec.kind), dict(spec.options), spec.size
     if spec.kind == "deterministic":
         return DeterministicGroup(spec.name, n, prior)
     if spec.kind == "iid_gaussian":

@@ -218,6 +218,7 @@ def train(
                 trainer.history.last(),
                 trainer.train_seconds,
                 trainer.epoch,
+                extra=_closed_form_metrics(trainer, p),
                 gradients=trainer.gradient_path,
             )
         except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
@@ -233,10 +234,18 @@ def train(
         trainer.history.last(),
         trainer.train_seconds,
         trainer.epoch,
+        extra=_closed_form_metrics(trainer, p),
         gradients=trainer.gradient_path,
     )
     ui.summary(metrics, run_dir)
     return metrics
+
+
+def _closed_form_metrics(trainer: Trainer, p: Any) -> dict[str, Any]:
+    """The leave-one-out error and the fit's figures of a closed-form sparse PCE fit
+    (see :mod:`polymix_cli.training.closed_form`); nothing for other runs."""
+    fit = trainer.closed_form
+    return {} if fit is None else fit.report(p.maps.outputs.scale)
 
 
 # Options that may be set on the command line when resuming: they change where and how a
