@@ -9,10 +9,13 @@ the version is raised whenever the schema of the stored config changes, and
   take the values that were in force before they existed: ``data.input_scaling`` auto,
   ``data.output_scaling`` none (older models trained on raw outputs), ``trainer.batch_size``
   null, ``trainer.num_threads`` null, ``trainer.compile`` false, ``trainer.gradients``
-  auto, ``trainer.noise`` (the values of its first release; only read with
+  auto, ``trainer.inference`` vi, ``trainer.noise`` (the values of its first release; only read with
   ``loss=gaussian_nll``), ``eval.sensitivity`` auto, ``eval.sensitivity_samples`` null,
   ``eval.sensitivity_base_samples`` 2048, ``resume`` null and ``sweep`` (test.crps).
-- version 2: the config as the schema writes it, every option present.
+- version 2: the config as the schema writes it, every option present when it was
+  written; ``trainer.inference`` (added later) takes its default, auto, which trains
+  those layouts exactly as before (the closed form needs an ``ard`` prior, which did not
+  exist).
 
 These values are what the older versions meant, written here once and never changed, so
 that a later change of a schema default cannot change what an old checkpoint means.
@@ -36,6 +39,7 @@ _ADDED_IN_VERSION_1: dict[str, dict[str, Any]] = {
         "num_threads": None,
         "compile": False,
         "gradients": "auto",
+        "inference": "vi",  # stochastic VI: there was no closed-form fit
         "noise": {"init_std": 0.1, "prior": "none", "prior_scale": 1.0, "prior_log_std": 1.0},
     },
     "eval": {
