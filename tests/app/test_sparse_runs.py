@@ -114,3 +114,44 @@ def test_weight_factor_default_follows_the_loss():
     assert TrainerConfig(loss="gaussian_nll").kl_weight() == 1.0
     assert TrainerConfig(loss="mse_sum").kl_weight() == 0.1
     assert TrainerConfig(loss="gaussian_nll", weight_factor=0.35).kl_weight() == 0.35
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "iid_gaussian"])
+def test_the_closed_form_posterior_is_written_into_the_model(kind):
+    """The group holds the fit's mean and covariance (its diagonal for iid_gaussian), the
+    prior its fitted scales, the noise the learned level; draws follow that posterior."""
+    import torch
+
+    from polymix_cli.runs.prepare import prepare
+    from polymix_cli.training.loop import Trainer, build_optimizer
+
+    cfg = compose_train(
+        [
+            "experiment=sparse_pce",
+            "data.num_train=80",
+            "model.degree=6",
+            f"layout.rules.0.kind={kind}",
+        ]
+    )
+    p = prepare(cfg)
+    opt = build_optimizer(p.cfg.optimizer, p.model.parameters())
+    trainer = Trainer(p.model, p.x_train, p.y_train, p.cfg.trainer, opt)
+    trainer.fit()
+    assert trainer.epoch < p.cfg.trainer.epochs  # stopped when converged
+    fit = trainer.closed_form.fits[0]
+    mean, cov, active = fit.coefficients()
+    group = p.model.parameter_groups[0]
+    assert torch.allclose(group.mean.double(), mean, atol=1e-5)
+    if kind == "gaussian":
+        tril = group.scale_tril().double()
+        got = tril @ tril.T
+        assert torch.allclose(got[active][:, active], cov[active][:, active], rtol=1e-3, atol=1e-9)
+    else:
+        std = group.log_std.exp().double()
+        assert torch.allclose(std[active], cov.diagonal()[active].sqrt(), rtol=1e-4)
+    assert torch.allclose(group.prior.scale.double(), fit.prior_std(), rtol=1e-5)
+    assert float(p.model.noise.log_std.detach().exp()) == pytest.approx(fit.noise_std, rel=1e-5)
+    # the losses: expected NLL + KL = -log evidence
+    data, dist, total = trainer.history.losses[-1].tolist()
+    assert total == pytest.approx(-fit.log_evidence(), rel=1e-5)
+    assert data + dist == pytest.approx(total, rel=1e-5)
