@@ -672,13 +672,6 @@ class TrainerConfig:
         "gaussian_nll (the ELBO), 0.1 for mse_sum",
         ge=0.0,
     )
-    inference: str = option(
-        "auto",
-        "auto: the closed-form sparse Bayesian fit where the model allows (a pce, an ard "
-        "prior on its coefficients, loss gaussian_nll, full batches), stochastic VI "
-        "otherwise | vi: always stochastic VI",
-        choices=INFERENCES,
-    )
     loss: str = option(
         "mse_sum",
         "mse_sum: sum of squared errors / draws | gaussian_nll: -log N(y | y_hat, noise^2) "
@@ -707,6 +700,14 @@ class TrainerConfig:
     device: str = option("cpu", "cpu | cuda | auto (cuda when available)", choices=DEVICES)
     progress: str = option(
         "auto", "auto (a bar on a terminal, log lines otherwise) | bar | log", choices=PROGRESS
+    )
+    # last: the fields before it are also passed by position (TrainSettings)
+    inference: str = option(
+        "auto",
+        "auto: the closed-form sparse Bayesian fit where the model allows (a pce, an ard "
+        "prior on its coefficients, loss gaussian_nll, full batches), stochastic VI "
+        "otherwise | vi: always stochastic VI",
+        choices=INFERENCES,
     )
 
     def kl_weight(self) -> float:
