@@ -114,7 +114,13 @@ class FastSparseBayes:
             self.gram, self.alpha = self.gram[:, order], self.alpha[order]
         idx = torch.tensor(self.active, dtype=torch.long)
         precision = self.beta * self.gram[idx] + torch.diag(self.alpha)
-        chol = torch.linalg.cholesky(precision)
+        chol, info = torch.linalg.cholesky_ex(precision)
+        jitter = 1e-12 * float(precision.diagonal().mean())
+        while int(info) != 0:  # nearly collinear active terms at a tiny noise: regularise
+            chol, info = torch.linalg.cholesky_ex(
+                precision + jitter * torch.eye(len(idx), dtype=precision.dtype)
+            )
+            jitter *= 100.0
         self.sigma = torch.cholesky_inverse(chol)
         self.mean = self.beta * self.sigma @ self.phi_y[idx]
         self._chol, self._idx = chol, idx
@@ -155,8 +161,15 @@ class FastSparseBayes:
         alpha = torch.full((self.num_terms,), math.inf, dtype=torch.float64)
         alpha[idx] = self.alpha
         active = torch.isfinite(alpha)
-        ratio = torch.where(active, alpha / (alpha - big_s), torch.ones_like(alpha))
-        s, q = big_s * ratio, big_q * ratio
+        big_s = big_s.clamp_min(1e-300)  # rounding at a tiny noise (S > 0 exactly)
+        s, q = big_s.clone(), big_q.clone()
+        # the active terms' statistics straight from the posterior, free of the cancellation
+        # above: s = 1 / Sigma_ii - alpha, q = m / Sigma_ii, S = alpha s Sigma_ii, Q = alpha m
+        var = sigma.diagonal()
+        s[idx] = 1.0 / var - self.alpha
+        q[idx] = self.mean / var
+        big_s[idx] = self.alpha * s[idx] * var
+        big_q[idx] = self.alpha * self.mean
         theta = q * q - s
         gain = torch.full_like(alpha, -math.inf)  # 2 x the change of the log evidence
         new_alpha = s * s / theta
@@ -182,6 +195,7 @@ class FastSparseBayes:
             is_drop = drop | better
         else:
             is_drop = torch.zeros_like(active)
+        gain = torch.nan_to_num(gain, nan=-math.inf)
         best = int(gain.argmax())
         best_gain = float(gain[best])
         old_beta = self.beta

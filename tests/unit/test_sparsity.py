@@ -199,3 +199,16 @@ def test_the_penalty_keeps_noise_out_of_the_model():
 def test_fit_refuses_bad_shapes():
     with pytest.raises(ValueError, match="phi must be"):
         FastSparseBayes(torch.zeros(3, 2), torch.zeros(4))
+
+
+def test_degenerate_data_converge():
+    """A constant target and duplicated columns: the fit converges to finite numbers."""
+    gen = torch.Generator().manual_seed(5)
+    phi = torch.rand(20, 4, generator=gen, dtype=torch.float64)
+    phi = torch.cat([phi, phi[:, :1]], 1)  # a duplicated column
+    zero = FastSparseBayes(phi, torch.zeros(20, dtype=torch.float64)).fit(100)
+    assert zero.converged and torch.isfinite(zero.coefficients()[0]).all()
+    exact = FastSparseBayes(phi, phi[:, 0] * 3.0).fit(200)  # noiseless, on the duplicated term
+    mean, cov, _ = exact.coefficients()
+    assert torch.isfinite(mean).all() and torch.isfinite(cov).all()
+    assert float(mean[0] + mean[4]) == pytest.approx(3.0, rel=1e-4)
