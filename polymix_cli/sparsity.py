@@ -64,6 +64,9 @@ class FastSparseBayes:
             square of ``y`` (noiseless data would otherwise drive it to zero).
         tol: Convergence: no action changes the log evidence by more than this, and the
             noise changes by less than this (relative).
+        start: A previous fit to continue from: ``(prior_std (T,), noise_std)`` as
+            :meth:`prior_std` and :attr:`noise_std` give them (terms with a zero prior
+            std are inactive); ``None``: start from the single best term.
 
     Raises:
         ValueError: If the shapes disagree or there are no points.
@@ -77,6 +80,7 @@ class FastSparseBayes:
         noise_std: float | None = None,
         noise_floor: float = 1e-6,
         tol: float = 1e-6,
+        start: tuple[Tensor, float] | None = None,
     ):
         if phi.dim() != 2 or y.dim() != 1 or phi.shape[0] != y.shape[0] or y.shape[0] < 1:
             raise ValueError(
@@ -96,12 +100,23 @@ class FastSparseBayes:
         self.fixed_noise = noise_std is not None
         self.beta = 1.0 / (noise_std**2 if noise_std is not None else 0.1 * mean_square)
         self.beta_max = 1.0 / (noise_floor**2 * mean_square)
-        first = int(self.phi_y.abs().argmax())
-        self.active = [first]
-        self.gram = (self.phi.T @ self.phi[:, first]).unsqueeze(1)  # (T, M): Phi^T Phi_A
-        q2 = float(self.phi_y[first]) ** 2 * self.beta**2
-        s = self.beta
-        self.alpha = torch.tensor([s * s / (q2 - s) if q2 > s else 1.0], dtype=torch.float64)
+        prior_std = None if start is None else start[0].detach().to(torch.float64).cpu()
+        if prior_std is not None and bool((prior_std > 0).any()):
+            idx = (prior_std > 0).nonzero().squeeze(1)
+            self.active = idx.tolist()
+            self.gram = self.phi.T @ self.phi[:, idx]  # (T, M): Phi^T Phi_A
+            self.alpha = 1.0 / (prior_std[idx] * self.norms[idx]).square()
+            if not self.fixed_noise:
+                self.beta = min(1.0 / float(start[1]) ** 2, self.beta_max)
+        else:
+            first = int(self.phi_y.abs().argmax())
+            self.active = [first]
+            self.gram = (self.phi.T @ self.phi[:, first]).unsqueeze(1)
+            q2 = float(self.phi_y[first]) ** 2 * self.beta**2
+            s = self.beta
+            self.alpha = torch.tensor(
+                [s * s / (q2 - s) if q2 > s else 1.0], dtype=torch.float64
+            )
         self.iterations = 0
         self.converged = False
         self._posterior()

@@ -10,7 +10,8 @@ mean and covariance (full for a ``gaussian`` group, its diagonal for ``iid_gauss
 the prior's fitted scales and the learned noise. The recorded losses are the expected
 negative log likelihood (data), the KL divergence of the posterior to the fitted prior
 (distribution) and their sum, the negative ELBO, which equals the negative log evidence
-since the posterior is exact. Training stops when every output has converged.
+since the posterior is exact. Training stops when every output has converged; a resumed
+run continues from the checkpoint's fitted scales and noise.
 """
 
 from __future__ import annotations
@@ -78,13 +79,31 @@ class ClosedFormFit:
         self.group = model.parameter_groups[0]
         self.prior: ARDPrior = self.group.prior  # type: ignore[assignment]
         with torch.no_grad():
-            phi = pce.basis_matrix(x).detach().to(torch.float64)
-        self.fits = [
-            FastSparseBayes(phi, y[:, o].detach(), penalty=self.prior.penalty)
-            for o in range(pce.num_outputs)
-        ]
+            self.phi = pce.basis_matrix(x).detach().to(torch.float64)
+        self.y = y.detach()
         self.num_terms, self.num_outputs = pce.num_terms, pce.num_outputs
-        self.write()
+        self._fits: list[FastSparseBayes] | None = None
+
+    @property
+    def fits(self) -> list[FastSparseBayes]:
+        """One fit per output, made at first use: after a resumed run's checkpoint is
+        loaded into the model, the fit continues from the fitted scales and noise found
+        there (a fitted ARD prior has zero scales for its inactive terms)."""
+        if self._fits is None:
+            scale = self.prior.scale.detach().to(torch.float64).cpu()
+            noise = self.model.noise.log_std.detach().to(torch.float64).exp().cpu()
+            fitted = bool((scale == 0).any())
+            o = self.num_outputs
+            self._fits = [
+                FastSparseBayes(
+                    self.phi,
+                    self.y[:, k],
+                    penalty=self.prior.penalty,
+                    start=(scale[k::o], float(noise[k])) if fitted else None,
+                )
+                for k in range(o)
+            ]
+        return self._fits
 
     @property
     def converged(self) -> bool:

@@ -155,3 +155,21 @@ def test_the_closed_form_posterior_is_written_into_the_model(kind):
     data, dist, total = trainer.history.losses[-1].tolist()
     assert total == pytest.approx(-fit.log_evidence(), rel=1e-5)
     assert data + dist == pytest.approx(total, rel=1e-5)
+
+
+def test_resume_continues_from_the_fitted_scales(tmp_path):
+    """A converged closed-form run resumed: one more epoch, the same posterior and metrics."""
+    from polymix_cli.runs.checkpoint import load_checkpoint
+
+    cfg = compose_train(["experiment=sparse_pce", "data.num_train=60", "model.degree=5", *SMALL])
+    first = train(cfg, tmp_path / "a", "", QuietUI())
+    last = tmp_path / "a" / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    again = train({**cfg, "resume": str(last)}, tmp_path / "b", "", QuietUI(), resume=state)
+    assert again["sparse_fit"]["converged"]
+    assert (
+        load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["epoch"] == state["epoch"] + 1
+    )
+    for key in ("rmse", "crps", "nll"):
+        assert again["test"][key] == pytest.approx(first["test"][key], rel=1e-4)
+    assert again["noise_std"] == pytest.approx(first["noise_std"], rel=1e-5)
