@@ -114,9 +114,7 @@ class FastSparseBayes:
             self.gram = (self.phi.T @ self.phi[:, first]).unsqueeze(1)
             q2 = float(self.phi_y[first]) ** 2 * self.beta**2
             s = self.beta
-            self.alpha = torch.tensor(
-                [s * s / (q2 - s) if q2 > s else 1.0], dtype=torch.float64
-            )
+            self.alpha = torch.tensor([s * s / (q2 - s) if q2 > s else 1.0], dtype=torch.float64)
         self.iterations = 0
         self.converged = False
         self._posterior()
