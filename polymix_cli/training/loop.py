@@ -299,13 +299,13 @@ class Trainer:
         if closed_form_reason(model, settings, n) is None:  # sparse Bayesian PCE: no gradients
             self._closed_form = ClosedFormFit(model, x, y)
             self.gradient_path = "closed form (sparse Bayesian learning)"
-            return
-        self.gradient_path = self._choose_gradients()
+        else:
+            self.gradient_path = self._choose_gradients()
         if self.gradient_path == "analytic":
             self._analytic = AnalyticStep(
                 model, settings.loss, settings.num_samples, settings.kl_weight()
             )
-        if settings.compile:
+        if settings.compile and self._closed_form is None:
             with torch.no_grad():  # fill caches (the basis matrix of x) before tracing
                 model.predict(x, model.sample_parameters(1))
             self._objective = torch.compile(self._losses)
