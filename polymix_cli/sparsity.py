@@ -6,17 +6,17 @@ Part of the core library: torch only, no files, no plots, no configs.
 For a model linear in its coefficients, ``y = Phi w + eps`` with ``eps ~ N(0, sigma^2)``
 and the ARD prior ``w_t ~ N(0, 1 / alpha_t)``, the posterior of ``w`` given ``alpha`` and
 ``sigma`` is Gaussian in closed form, and ``alpha`` and ``sigma`` maximise the marginal
-likelihood (the evidence; type-II maximum likelihood, the relevance vector machine).
+likelihood (type-II maximum likelihood, the relevance vector machine).
 :class:`FastSparseBayes` maximises it by Tipping and Faul's (2003) fast sequential
 algorithm: starting from one term, each iteration adds the candidate term, re-estimates
-the precision of the active term, or deletes the active term that raises the evidence
+the precision of the active term, or deletes the active term that raises the marginal likelihood
 most, in closed form from two statistics per candidate; the noise is re-estimated at
 every iteration. Terms never added have ``alpha = inf``: they are exactly zero.
 
 With many more candidate terms than points, plain type-II maximum likelihood overfits
-(each term is kept as soon as it raises the evidence at all, and the noise is
+(each term is kept as soon as it raises the marginal likelihood at all, and the noise is
 underestimated). A prior on the number of active terms fixes this: with prior odds
-``exp(-penalty)`` against each term, a term is added only if it raises the log evidence
+``exp(-penalty)`` against each term, a term is added only if it raises the log marginal likelihood
 by more than ``penalty`` nats, and deleted when it brings less. The default
 ``penalty = 0.5 log N`` is the BIC's charge per parameter.
 """
@@ -62,7 +62,7 @@ class FastSparseBayes:
         noise_std: A fixed noise standard deviation, or ``None`` to learn it.
         noise_floor: The learned noise std stays above this fraction of the root mean
             square of ``y`` (noiseless data would otherwise drive it to zero).
-        tol: Convergence: no action changes the log evidence by more than this, and the
+        tol: Convergence: no action changes the log marginal likelihood by more than this, and the
             noise changes by less than this (relative).
         start: A previous fit to continue from: ``(prior_std (T,), noise_std)`` as
             :meth:`prior_std` and :attr:`noise_std` give them (terms with a zero prior
@@ -138,7 +138,7 @@ class FastSparseBayes:
         self.mean = self.beta * self.sigma @ self.phi_y[idx]
         self._chol, self._idx = chol, idx
 
-    def log_evidence(self) -> float:
+    def log_marginal_likelihood(self) -> float:
         """The log marginal likelihood ``log p(y | alpha, sigma)`` of the current state."""
         n = self.num_points
         residual = self.y - self.phi[:, self._idx] @ self.mean
@@ -184,7 +184,7 @@ class FastSparseBayes:
         big_s[idx] = self.alpha * s[idx] * var
         big_q[idx] = self.alpha * self.mean
         theta = q * q - s
-        gain = torch.full_like(alpha, -math.inf)  # 2 x the change of the log evidence
+        gain = torch.full_like(alpha, -math.inf)  # 2 x the change of the log marginal likelihood
         new_alpha = s * s / theta
         grow = ~active & (theta > 0)
         gain[grow] = (big_q[grow] ** 2 - big_s[grow]) / big_s[grow] + torch.log(

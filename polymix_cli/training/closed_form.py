@@ -3,13 +3,13 @@ epoch of the :class:`~polymix_cli.training.loop.Trainer`.
 
 A PCE is linear in its coefficients; with a Gaussian likelihood (``gaussian_nll``) and
 an ARD prior on the coefficients, the posterior given the prior scales and the noise is
-Gaussian in closed form, and the scales and the noise maximise the evidence
+Gaussian in closed form, and the scales and the noise maximise the marginal likelihood
 (:class:`~polymix_cli.sparsity.FastSparseBayes`). Each epoch runs one iteration of that
 algorithm per output and writes the posterior into the model: the coefficient group's
 mean and covariance (full for a ``gaussian`` group, its diagonal for ``iid_gaussian``),
 the prior's fitted scales and the learned noise. The recorded losses are the expected
 negative log likelihood (data), the KL divergence of the posterior to the fitted prior
-(distribution) and their sum, the negative ELBO, which equals the negative log evidence
+(distribution) and their sum, the negative ELBO, which equals the negative log marginal likelihood
 since the posterior is exact. Training stops when every output has converged; a resumed
 run continues from the checkpoint's fitted scales and noise.
 """
@@ -127,7 +127,7 @@ class ClosedFormFit:
         """The losses ``(data, distribution, total)`` of the current posterior, shape
         ``(3,)``, summed over outputs."""
         data = sum(f.expected_nll() for f in self.fits)
-        total = -sum(f.log_evidence() for f in self.fits)
+        total = -sum(f.log_marginal_likelihood() for f in self.fits)
         return torch.tensor([data, total - data, total], dtype=self.group.mean.dtype)
 
     @torch.no_grad()

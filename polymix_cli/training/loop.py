@@ -239,7 +239,7 @@ class Trainer:
 
     A polynomial chaos expansion with an ARD prior on its coefficients and the
     ``gaussian_nll`` loss (``settings.inference=auto``, full batches) is not trained by
-    gradients: each epoch is one iteration of the closed-form evidence maximisation of
+    gradients: each epoch is one iteration of the closed-form marginal-likelihood maximisation of
     :mod:`~polymix_cli.training.closed_form`, and training stops when it has converged.
 
     With mini-batches (``settings.batch_size`` < N) an epoch is one pass over a random
@@ -376,7 +376,7 @@ class Trainer:
             NonFiniteLoss: For epoch ``self.epoch + 1``, before the update, if the loss or
                 a gradient is not finite; the torch RNG is then rewound as well.
         """
-        if self._closed_form is not None:  # one iteration of the evidence maximisation
+        if self._closed_form is not None:  # one iteration of the marginal-likelihood maximisation
             losses = self._closed_form()
             self.stop_requested = self.stop_requested or self._closed_form.converged
             return losses

@@ -151,9 +151,9 @@ def test_the_closed_form_posterior_is_written_into_the_model(kind):
         assert torch.allclose(std[active], cov.diagonal()[active].sqrt(), rtol=1e-4)
     assert torch.allclose(group.prior.scale.double(), fit.prior_std(), rtol=1e-5)
     assert float(p.model.noise.log_std.detach().exp()) == pytest.approx(fit.noise_std, rel=1e-5)
-    # the losses: expected NLL + KL = -log evidence
+    # the losses: expected NLL + KL = -log marginal likelihood
     data, dist, total = trainer.history.losses[-1].tolist()
-    assert total == pytest.approx(-fit.log_evidence(), rel=1e-5)
+    assert total == pytest.approx(-fit.log_marginal_likelihood(), rel=1e-5)
     assert data + dist == pytest.approx(total, rel=1e-5)
 
 

@@ -1,5 +1,5 @@
 """Sparsity priors (ARD, regularised horseshoe) and the closed-form sparse Bayesian fit:
-densities and KL terms against closed forms and Monte Carlo, the evidence and the
+densities and KL terms against closed forms and Monte Carlo, the marginal likelihood and the
 leave-one-out error against brute force, the recovery of a known sparse polynomial."""
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def test_known_sparse_polynomial_is_recovered():
     assert exact >= 4
 
 
-def test_evidence_and_elbo_against_the_direct_formulas():
+def test_marginal_likelihood_and_elbo_against_the_direct_formulas():
     phi, y, *_ = _sparse_problem(n=40, noise=0.3)
     fit = FastSparseBayes(phi, y).fit()
     mean, cov, active = fit.coefficients()
@@ -153,12 +153,12 @@ def test_evidence_and_elbo_against_the_direct_formulas():
     sigma2 = fit.noise_std**2
     c = sigma2 * torch.eye(40, dtype=torch.float64) + (phi[:, idx] * prior_var) @ phi[:, idx].T
     direct = MultivariateNormal(torch.zeros(40, dtype=torch.float64), c).log_prob(y)
-    assert fit.log_evidence() == pytest.approx(float(direct), rel=1e-8)
-    # the posterior is exact: expected NLL + KL(posterior || prior) = -log evidence
+    assert fit.log_marginal_likelihood() == pytest.approx(float(direct), rel=1e-8)
+    # the posterior is exact: expected NLL + KL(posterior || prior) = -log marginal likelihood
     q = MultivariateNormal(mean[idx], cov[idx][:, idx])
     p = MultivariateNormal(torch.zeros(len(idx), dtype=torch.float64), torch.diag(prior_var))
     kl = torch.distributions.kl_divergence(q, p)
-    assert fit.expected_nll() + float(kl) == pytest.approx(-fit.log_evidence(), rel=1e-8)
+    assert fit.expected_nll() + float(kl) == pytest.approx(-fit.log_marginal_likelihood(), rel=1e-8)
 
 
 def test_leave_one_out_equals_brute_force_refitting():
