@@ -225,8 +225,8 @@ def _config_yaml(config: Any) -> str:
 def train_app(cfg: DictConfig) -> float | None:
     """Train one model; return ``sweep.objective`` (lower is better) for sweepers."""
     from polymix_cli.cli.console import ConsoleUI
-    from polymix_cli.config.schema import FileDataConfig
-    from polymix_cli.config.validation import parse_train_config
+    from polymix_cli.config.schema import FileDataConfig, validation_needed
+    from polymix_cli.config.validation import ConfigError, parse_train_config
     from polymix_cli.data.files import resolve_data_paths
     from polymix_cli.runs.train import train
 
@@ -236,6 +236,9 @@ def train_app(cfg: DictConfig) -> float | None:
         plain, state = _train_config(cfg)
         job["threads"] = _launcher_threads(plain.get("trainer"))
         config = parse_train_config(plain)
+        why = validation_needed(config) if _multirun() else None
+        if why is not None:  # the sweep could not rank this job
+            raise ConfigError(why)
         if state is None and isinstance(config.data, FileDataConfig):
             # the checkpoint's config names the data files absolutely, so that evaluate
             # finds them from any directory (relative paths start from the current one)

@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from polymix_cli.config.schema import SweepConfig, validation_needed
 from polymix_cli.reporting.sweep import METRICS, summarize_sweep, write_sweep_summary
 
 log = logging.getLogger("polymix")
@@ -62,7 +63,7 @@ class SweepSummaryCallback(Callback):
         from polymix_cli.config.validation import ConfigError
 
         for key in ("sweep.sort_by", "sweep.objective"):
-            value = _option(config, key, "test.crps")
+            value = _option(config, key, getattr(SweepConfig, key.partition(".")[2]))
             if value not in METRICS:
                 _error(f"{key} must be one of {list(METRICS)}, got {value!r}", 2)
         directions = _directions(config)
@@ -77,7 +78,10 @@ class SweepSummaryCallback(Callback):
             from polymix_cli.runs.prepare import prepare
 
             try:  # an invalid shared option would fail every job: say so once, up front
-                prepare(base)
+                p = prepare(base)
+                why = validation_needed(p.cfg)
+                if why is not None:
+                    raise ConfigError(why)
             except ConfigError as err:
                 _error(f"{err} (in every job of the sweep)", 2)
             except Exception as err:  # noqa: BLE001 - not a config error: each job reports its own
@@ -92,7 +96,9 @@ class SweepSummaryCallback(Callback):
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            summary = summarize_sweep(sweep_dir, _option(config, "sweep.sort_by", "test.crps"))
+            summary = summarize_sweep(
+                sweep_dir, _option(config, "sweep.sort_by", SweepConfig.sort_by)
+            )
             files = write_sweep_summary(summary)
         except (OSError, ValueError) as err:
             _error(f"sweep summary of {sweep_dir}: {err}", 1)

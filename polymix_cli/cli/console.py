@@ -113,23 +113,25 @@ class ConsoleUI:
     def summary(self, metrics: Mapping[str, Any], run_dir: Path) -> None:
         table = Table(title="Run summary", title_justify="left")
         table.add_column("metric")
-        table.add_column("train", justify="right")
-        table.add_column("test", justify="right")
+        splits = [s for s in ("train", "val", "test") if isinstance(metrics.get(s), Mapping)]
+        for split in splits:
+            table.add_column(split, justify="right")
 
         def fmt(value: Any) -> str:
             return "-" if value is None else f"{value:.4f}"
 
         for key in ("rmse", "mae", "r2", "crps", "rmse_true", "nll", "calibration_error"):
-            table.add_row(key, fmt(metrics["train"].get(key)), fmt(metrics["test"].get(key)))
-        for level, value in metrics["test"]["coverage"].items():
-            table.add_row(f"coverage {level}", fmt(metrics["train"]["coverage"][level]), fmt(value))
+            table.add_row(key, *(fmt(metrics[s].get(key)) for s in splits))
+        for level in metrics["test"]["coverage"]:
+            table.add_row(
+                f"coverage {level}", *(fmt(metrics[s]["coverage"][level]) for s in splits)
+            )
         noise = metrics.get("noise_std")
         if noise is not None:  # the rows above are of the predictive band; add the epistemic one
-            for level, value in metrics["test"]["epistemic"]["coverage"].items():
+            for level in metrics["test"]["epistemic"]["coverage"]:
                 table.add_row(
                     f"epistemic coverage {level}",
-                    fmt(metrics["train"]["epistemic"]["coverage"][level]),
-                    fmt(value),
+                    *(fmt(metrics[s]["epistemic"]["coverage"][level]) for s in splits),
                 )
         losses, timing = metrics["losses"], metrics["timing"]
         self.console.print(table)
@@ -188,6 +190,7 @@ def _sobol_table(sens: Mapping[str, Any]) -> Table:
 
 # Metric columns of the sweep table (all of them are in summary.csv and summary.json).
 SWEEP_COLUMNS = {
+    "val.crps": "val crps",
     "test.crps": "crps",
     "test.rmse": "rmse",
     "test.coverage.0.8": "cov 0.8",

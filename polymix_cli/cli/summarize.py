@@ -10,7 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from polymix_cli.reporting.sweep import METRICS, summarize_sweep, write_sweep_summary
+from polymix_cli.reporting.sweep import (
+    METRICS,
+    default_sort_by,
+    summarize_sweep,
+    write_sweep_summary,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +45,8 @@ def summarize_parser() -> argparse.ArgumentParser:
         choices=list(METRICS),
         default=None,
         metavar="METRIC",
-        help="rank by this metric (default: the sweep's sweep.sort_by, else test.crps); "
+        help="rank by this metric (default: the sweep's sweep.sort_by, else "
+        f"{default_sort_by()}); "
         f"one of {', '.join(METRICS)}",
     )
     p.add_argument("--no-plot", action="store_true", help="do not write plots/sweep.png")

@@ -9,13 +9,15 @@ the version is raised whenever the schema of the stored config changes, and
   take the values that were in force before they existed: ``data.input_scaling`` auto,
   ``data.output_scaling`` none (older models trained on raw outputs), ``trainer.batch_size``
   null, ``trainer.num_threads`` null, ``trainer.compile`` false, ``trainer.gradients``
-  auto, ``trainer.inference`` vi, ``trainer.noise`` (the values of its first release; only read with
+  auto, ``trainer.noise`` (the values of its first release; only read with
   ``loss=gaussian_nll``), ``eval.sensitivity`` auto, ``eval.sensitivity_samples`` null,
   ``eval.sensitivity_base_samples`` 2048, ``resume`` null and ``sweep`` (test.crps).
-- version 2: the config as the schema writes it, every option present when it was
-  written; ``trainer.inference`` (added later) takes its default, auto, which trains
-  those layouts exactly as before (the closed form needs an ``ard`` prior, which did not
-  exist).
+- version 2: the config as the schema writes it, every option present, before the
+  validation set: runs had none, so ``data.num_val`` is 0 (synthetic data) and
+  ``data.val_fraction`` 0 with ``data.val_path`` null (data=file: the training rows stay
+  those the run trained on), ``data.val_seed`` 5678, ``trainer.early_stopping`` is off,
+  and ``trainer.inference`` is vi (stochastic VI: there was no closed-form fit).
+- version 3: the config as the schema writes it, every option present.
 
 These values are what the older versions meant, written here once and never changed, so
 that a later change of a schema default cannot change what an old checkpoint means.
@@ -29,7 +31,7 @@ from typing import Any
 
 __all__ = ["CURRENT_VERSION", "MigrationError", "migrate"]
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
 
 # version 1: options added after the first release, with the value each had before it existed
 _ADDED_IN_VERSION_1: dict[str, dict[str, Any]] = {
@@ -39,7 +41,6 @@ _ADDED_IN_VERSION_1: dict[str, dict[str, Any]] = {
         "num_threads": None,
         "compile": False,
         "gradients": "auto",
-        "inference": "vi",  # stochastic VI: there was no closed-form fit
         "noise": {"init_std": 0.1, "prior": "none", "prior_scale": 1.0, "prior_log_std": 1.0},
     },
     "eval": {
@@ -51,6 +52,17 @@ _ADDED_IN_VERSION_1: dict[str, dict[str, Any]] = {
 _TOP_LEVEL_IN_VERSION_1: dict[str, Any] = {
     "resume": None,
     "sweep": {"sort_by": "test.crps", "objective": "test.crps"},
+}
+
+
+# version 2: the options of the validation set and of early stopping, off
+_ADDED_IN_VERSION_2_DATA: dict[str, dict[str, Any]] = {
+    "synthetic": {"num_val": 0, "val_seed": 5678},
+    "file": {"val_fraction": 0.0, "val_path": None, "val_seed": 5678},
+}
+_ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
+    "early_stopping": {"patience": None, "min_delta": 0.0, "every": 50, "num_samples": 200},
+    "inference": "vi",  # stochastic VI: there was no closed-form fit
 }
 
 
@@ -71,8 +83,20 @@ def _from_version_1(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _from_version_2(config: dict[str, Any]) -> dict[str, Any]:
+    data, trainer = config.get("data"), config.get("trainer")
+    if isinstance(data, dict):  # anything else is reported by validation
+        kind = "file" if data.get("generator") == "file" else "synthetic"
+        for key, value in _ADDED_IN_VERSION_2_DATA[kind].items():
+            data.setdefault(key, copy.deepcopy(value))
+    if isinstance(trainer, dict):
+        for key, value in _ADDED_IN_VERSION_2_TRAINER.items():
+            trainer.setdefault(key, copy.deepcopy(value))
+    return config
+
+
 # each step brings a config of version v to version v + 1
-_STEPS = {1: _from_version_1}
+_STEPS = {1: _from_version_1, 2: _from_version_2}
 
 
 def migrate(config: Mapping[str, Any], format_version: int) -> dict[str, Any]:

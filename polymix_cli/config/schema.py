@@ -41,6 +41,7 @@ __all__ = [
     "ConstantScheduleConfig",
     "CosineConfig",
     "DataConfig",
+    "EarlyStoppingConfig",
     "EvalConfig",
     "EvaluateConfig",
     "ExpertConfig",
@@ -67,6 +68,7 @@ __all__ = [
     "TrainerConfig",
     "option",
     "register",
+    "validation_needed",
 ]
 
 # The vocabularies of the application's options (the library's own, such as the bases or
@@ -278,6 +280,9 @@ class DataConfig:
 
     generator: str = option(MISSING, "a synthetic generator, or file (the data option)")
     seed: int = option(1234, "seed of the training set (data=file: of the random test split)", ge=0)
+    val_seed: int = option(
+        5678, "seed of the validation set (data=file: of the random validation split)", ge=0
+    )
     input_scaling: str = option(
         "auto",
         "auto: inputs mapped from bounds onto [-1, 1] (standardised for Hermite bases) | none",
@@ -288,6 +293,10 @@ class DataConfig:
         "standardize: train on outputs of zero mean and unit variance (reported in your units) | none",
         choices=OUTPUT_SCALINGS,
     )
+
+    def has_validation(self) -> bool:
+        """Whether these options give a validation set (see the variants)."""
+        return False
 
     @staticmethod
     def variants() -> dict[str, type]:
@@ -302,6 +311,11 @@ class SyntheticDataConfig(DataConfig):
     generator: str = option("sign_sine", "the synthetic generator", choices=_GENERATORS)
     num_train: int = option(50, "training points", ge=1)
     num_test: int = option(1000, "held-out test points from the same generator", ge=1)
+    num_val: int = option(
+        200,
+        "validation points from the same generator, drawn with val_seed (0: no validation set)",
+        ge=0,
+    )
     noise_std: float = option(
         0.05, "standard deviation of the Gaussian noise on each output", ge=0.0
     )
@@ -311,6 +325,10 @@ class SyntheticDataConfig(DataConfig):
         check=_bounds(nullable=False),
     )
     test_seed: int = option(4321, "seed of the test set", ge=0)
+
+    def has_validation(self) -> bool:
+        """Whether these options give a validation set."""
+        return self.num_val > 0
 
     @staticmethod
     def unknown_message(name: str, key: str, section: Mapping[str, Any]) -> str:
@@ -349,6 +367,19 @@ class FileDataConfig(DataConfig):
     test_fraction: float = option(
         0.2, "share of path's rows held out at random as the test set", gt=0.0, lt=1.0
     )
+    val_path: str | None = option(
+        None,
+        "a validation file with the same columns (CSV or NPZ); null: hold out val_fraction "
+        "of the training rows",
+        check=_path("a CSV or NPZ validation file with the same columns, or null", required=False),
+    )
+    val_fraction: float = option(
+        0.2,
+        "share of the training rows (those not in the test set) held out at random as the "
+        "validation set; 0: none",
+        ge=0.0,
+        lt=1.0,
+    )
     bounds: list[Any] | None = option(  # Any: see _bounds
         None,
         "[low, high] per input, e.g. [[0, 10], [100, 200]]; null: the min and max of path's inputs",
@@ -359,6 +390,10 @@ class FileDataConfig(DataConfig):
         "standardize: train on outputs of zero mean and unit variance (reported in your units) | none",
         choices=OUTPUT_SCALINGS,
     )
+
+    def has_validation(self) -> bool:
+        """Whether these options give a validation set."""
+        return self.val_path is not None or self.val_fraction > 0
 
     @staticmethod
     def unknown_message(name: str, key: str, section: Mapping[str, Any]) -> str:
@@ -658,6 +693,30 @@ class NoiseConfig:
 
 
 @dataclass
+class EarlyStoppingConfig:
+    """``trainer.early_stopping``: stop when the validation objective stops improving.
+
+    The validation objective is the negative log predictive density of the validation
+    set (``val.nll`` of metrics.json), estimated from ``num_samples`` parameter draws
+    that are the same at every check. Off while ``patience`` is null.
+    """
+
+    patience: int | None = option(
+        None,
+        "stop after this many epochs without an improvement of the validation objective "
+        "(null: no early stopping)",
+        ge=1,
+    )
+    min_delta: float = option(
+        0.0, "the least decrease of the validation objective that counts as an improvement", ge=0.0
+    )
+    every: int = option(50, "check the validation objective every this many epochs", ge=1)
+    num_samples: int = option(
+        200, "parameter draws of each check (the same draws at every check)", ge=2
+    )
+
+
+@dataclass
 class TrainerConfig:
     """``trainer``: the training loop.
 
@@ -688,6 +747,10 @@ class TrainerConfig:
         choices=GRADIENTS,
     )
     noise: NoiseConfig = option(NoiseConfig(), "the learned noise of loss=gaussian_nll")
+    early_stopping: EarlyStoppingConfig = option(
+        EarlyStoppingConfig(),
+        "stop on the validation objective; checkpoints/best.pt keeps the best state",
+    )
     log_every: int = option(1000, "a log line every this many epochs", ge=1)
     checkpoint_every: int = option(
         0, "also keep checkpoints/epoch_<N>.pt every this many epochs (0: only last.pt)", ge=0
@@ -759,10 +822,14 @@ class SweepConfig:
     """``sweep``: how the jobs of a multirun are ranked and what they return."""
 
     sort_by: str = option(
-        "test.crps", "rank the jobs of the summary by this metric", choices=_METRICS
+        "val.crps",
+        "rank the jobs of the summary by this metric (a val. metric: the test set stays unseen)",
+        choices=_METRICS,
     )
     objective: str = option(
-        "test.crps", "the value each job returns to the sweeper", choices=_METRICS
+        "val.crps",
+        "the value each job returns to the sweeper (a val. metric: the test set stays unseen)",
+        choices=_METRICS,
     )
 
 
@@ -790,12 +857,42 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """What no single option says: options that contradict each other."""
         found = []
+        if self.trainer.early_stopping.patience is not None and not self.data.has_validation():
+            found.append(
+                f"trainer.early_stopping.patience={self.trainer.early_stopping.patience} needs a "
+                f"validation set: {_VALIDATION_HINT[type(self.data) is FileDataConfig]}"
+            )
         if self.eval.sensitivity == "pce" and self.model.kind != "pce":
             found.append(
                 f"eval.sensitivity=pce needs model.kind=pce (the closed form reads a PCE's "
                 f"coefficients), got model.kind={self.model.kind!r}; use auto or monte_carlo"
             )
         return found
+
+
+# how to get a validation set, for messages: [synthetic data, data=file]
+_VALIDATION_HINT = (
+    "set data.num_val > 0",
+    "set data.val_fraction > 0 or data.val_path",
+)
+
+
+def validation_needed(
+    cfg: TrainConfig, keys: tuple[str, ...] = ("objective", "sort_by")
+) -> str | None:
+    """Why a sweep of ``cfg`` cannot rank its jobs: a ``val.`` metric in ``sweep.<key>``
+    without a validation set (one line naming the options), else ``None``."""
+    if cfg.data.has_validation():
+        return None
+    for key in keys:
+        value = getattr(cfg.sweep, key)
+        if value.startswith("val."):
+            return (
+                f"sweep.{key}={value} needs a validation set: "
+                f"{_VALIDATION_HINT[type(cfg.data) is FileDataConfig]}, or rank by another "
+                f"metric (e.g. sweep.{key}=losses.total; a test. metric selects on the test set)"
+            )
+    return None
 
 
 def _or_null(check: Callable[[Any, str], str | None]) -> Callable[[Any, str], str | None]:
@@ -833,12 +930,16 @@ DataOverrides = _overrides(
     (
         "num_train",
         "num_test",
+        "num_val",
         "noise_std",
         "seed",
         "test_seed",
+        "val_seed",
         "path",
         "test_path",
         "test_fraction",
+        "val_path",
+        "val_fraction",
     ),
     "``data`` of polymix evaluate: data settings that replace the checkpoint's.",
 )

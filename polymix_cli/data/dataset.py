@@ -1,5 +1,5 @@
-"""A dataset: training and test inputs and outputs, the input bounds, and (for synthetic
-data) the noiseless function."""
+"""A dataset: training, test and (optionally) validation inputs and outputs, the input
+bounds, and (for synthetic data) the noiseless function."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from torch import Tensor
 
 @dataclass
 class Dataset:
-    """Training and test data, with the input bounds and what is known of their source.
+    """Training, test and validation data, with the input bounds and what is known of
+    their source.
+
+    The validation set (``x_val``, ``y_val``, both ``None`` when there is none) is held out
+    of training and is what model selection (early stopping, sweep ranking) looks at, so
+    that the test set is never used for anything but reporting.
 
     ``true_fn`` is the noiseless function where known (else ``None``). Input and output
     names left empty default to ``x1, x2, ...`` and ``y1, y2, ...``.
@@ -30,6 +35,8 @@ class Dataset:
         input_names: The input columns' names (default ``x1, x2, ...``).
         output_names: The output columns' names (default ``y1, y2, ...``).
         source: For data from files: their paths, sha256, rows and split; else ``None``.
+        x_val: Validation inputs, shape ``(N_val, num_inputs)``, or ``None``.
+        y_val: Validation outputs, shape ``(N_val, num_outputs)``, or ``None``.
     """
 
     name: str
@@ -42,6 +49,8 @@ class Dataset:
     input_names: tuple[str, ...] = ()  # default: x1, x2, ...
     output_names: tuple[str, ...] = ()  # default: y1, y2, ...
     source: dict[str, Any] | None = None  # data from files: their paths, sha256, rows and split
+    x_val: Tensor | None = None  # (N_val, num_inputs); None: no validation set
+    y_val: Tensor | None = None  # (N_val, num_outputs)
 
     def __post_init__(self) -> None:
         if not self.input_names:
@@ -55,12 +64,17 @@ class Dataset:
         return self.x_train.shape[1]
 
     @property
+    def has_validation(self) -> bool:
+        """Whether there is a validation set."""
+        return self.x_val is not None
+
+    @property
     def num_outputs(self) -> int:
         """The output dimension (columns of ``y_train``)."""
         return self.y_train.shape[1]
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Dataset:
-        """A copy with the training and test tensors on ``device`` (and of ``dtype``).
+        """A copy with the training, test and validation tensors on ``device`` (and of ``dtype``).
 
         ``bounds`` and everything else is shared with this dataset, unchanged.
 
@@ -72,8 +86,8 @@ class Dataset:
             The new :class:`Dataset`.
         """
 
-        def move(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype or t.dtype)
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device=device, dtype=dtype or t.dtype)
 
         return Dataset(
             self.name,
@@ -86,4 +100,6 @@ class Dataset:
             self.input_names,
             self.output_names,
             self.source,
+            move(self.x_val),
+            move(self.y_val),
         )

@@ -433,7 +433,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def resolve_data_paths(data: FileDataConfig, base: str | Path | None = None) -> FileDataConfig:
-    """``data`` with ``path`` and ``test_path`` made absolute.
+    """``data`` with ``path``, ``test_path`` and ``val_path`` made absolute.
 
     Relative paths are taken from ``base`` (the folder polymix was started in, which
     ``hydra.job.chdir=true`` is not), else from the current directory (``~`` expanded),
@@ -450,7 +450,12 @@ def resolve_data_paths(data: FileDataConfig, base: str | Path | None = None) -> 
     def absolute(path: str | None) -> str | None:
         return None if path is None else absolute_path(path, base)
 
-    return dataclasses.replace(data, path=absolute(data.path), test_path=absolute(data.test_path))
+    return dataclasses.replace(
+        data,
+        path=absolute(data.path),
+        test_path=absolute(data.test_path),
+        val_path=absolute(data.val_path),
+    )
 
 
 def absolute_path(path: str | Path, base: str | Path | None = None) -> str:
@@ -486,11 +491,49 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
+def _validation_rows(
+    d: FileDataConfig, train_vals: np.ndarray, columns: list[str], source: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """The training rows left, the validation rows (``None``: no validation set) and how
+    they were chosen (``None``: no validation set); ``d.val_path``'s path, digest and rows
+    are added to ``source``."""
+    if d.val_path is not None:
+        table = open_table(d.val_path, "data.val_path")
+        table.check_columns(columns, "data.inputs/outputs")
+        val = _read(table, columns, "data.inputs/outputs")
+        if val.values.shape[0] < 1:
+            raise DataFileError(f"{table.label} has no data rows")
+        source.update(
+            val_path=str(table.path.absolute()),
+            val_sha256=file_sha256(table.path),
+            val_rows=val.values.shape[0],
+        )
+        return train_vals, val.values, f"the validation set from {table.label}"
+    if d.val_fraction <= 0:
+        return train_vals, None, None
+    n = train_vals.shape[0]
+    num_val = max(1, round(float(d.val_fraction) * n))
+    if n - num_val < MIN_TRAIN_ROWS:
+        raise DataFileError(
+            f"data.path={d.path} leaves {_plural(n, 'training row')} after the test set: "
+            f"data.val_fraction={d.val_fraction} leaves {max(0, n - num_val)} for training; at "
+            f"least {MIN_TRAIN_ROWS} training rows and 1 validation row are needed (or set "
+            f"data.val_fraction=0 for no validation set)"
+        )
+    # its own stream, drawn after the test split: the test set is the same with or without it
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(d.val_seed)).numpy()
+    val_idx, train_idx = np.sort(perm[:num_val]), np.sort(perm[num_val:])
+    split = f"a random {num_val} of the {n} training rows (data.val_seed={d.val_seed})"
+    return train_vals[train_idx], train_vals[val_idx], split
+
+
 def load_file_dataset(d: FileDataConfig) -> Dataset:
-    """The training and test sets of ``data=file``.
+    """The training, test and validation sets of ``data=file``.
 
     The test set is ``d.test_path`` or a seeded random ``d.test_fraction`` of the rows
-    of ``d.path`` (both sets keep the file's order). Bounds are ``d.bounds`` or the
+    of ``d.path``; the validation set is ``d.val_path`` or a random ``d.val_fraction`` of
+    the remaining (training) rows, drawn with ``d.val_seed`` after the test set, so the
+    test set is the same with or without it (every set keeps the file's order). Bounds are ``d.bounds`` or the
     min and max of every row of ``d.path``. Values are read as float64 (bounds stay
     float64) and kept as float64 tensors (the maps apply in float64; training casts
     after). The inputs are ``d.inputs``, or every column that is not an output.
@@ -501,12 +544,12 @@ def load_file_dataset(d: FileDataConfig) -> Dataset:
     Returns:
         The :class:`~polymix_cli.data.dataset.Dataset` named ``"file"``, without a
         ``true_fn``; its ``source`` holds the files' absolute paths, sha256 and rows, and
-        how the test set was chosen.
+        how the test and validation sets were chosen.
 
     Raises:
         DataFileError: If a file is missing or unreadable, lacks a column, holds bad rows
             or a column of text, a column is both an input and an output, there are too
-            few rows (2 for training, 1 for testing), an input is constant in the
+            few rows (2 for training, 1 for testing, 1 for validation), an input is constant in the
             training rows, or ``d.bounds`` do not fit the inputs or their training values.
     """
     table = open_table(d.path, "data.path")
@@ -559,6 +602,7 @@ def load_file_dataset(d: FileDataConfig) -> Dataset:
         test_idx, train_idx = np.sort(perm[:num_test]), np.sort(perm[num_test:])
         train_vals, test_vals = block.values[train_idx], block.values[test_idx]
         split = f"a random {num_test} of its {n} rows (data.seed={d.seed})"
+    train_vals, val_vals, val_split = _validation_rows(d, train_vals, inputs + outputs, source)
     if train_vals.shape[0] < MIN_TRAIN_ROWS:
         raise DataFileError(
             f"{table.label} has {_plural(train_vals.shape[0], 'data row')}; at least "
@@ -590,6 +634,8 @@ def load_file_dataset(d: FileDataConfig) -> Dataset:
                 f"its training values (min {_fmt(low[j])}, max {_fmt(high[j])}); widen them or set data.bounds=null"
             )
     source["split"] = split
+    if val_split is not None:
+        source["val_split"] = val_split
 
     def tensor(values: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(values))  # float64: mapped before any cast
@@ -605,4 +651,6 @@ def load_file_dataset(d: FileDataConfig) -> Dataset:
         tuple(inputs),
         tuple(outputs),
         source=source,
+        x_val=None if val_vals is None else tensor(val_vals[:, :k]),
+        y_val=None if val_vals is None else tensor(val_vals[:, k:]),
     )

@@ -17,7 +17,7 @@ def dataset_from_config(d: DataConfig) -> Dataset:
             (``generator: file``, see :func:`~polymix_cli.data.files.load_file_dataset`).
 
     Returns:
-        The training and test sets.
+        The training, test and validation sets.
 
     Raises:
         ValueError: With a one-line message (a
@@ -29,5 +29,13 @@ def dataset_from_config(d: DataConfig) -> Dataset:
         return load_file_dataset(d)
     assert isinstance(d, SyntheticDataConfig)
     return make_dataset(
-        d.generator, d.num_train, d.num_test, d.noise_std, d.bounds, d.seed, d.test_seed
+        d.generator,
+        d.num_train,
+        d.num_test,
+        d.noise_std,
+        d.bounds,
+        d.seed,
+        d.test_seed,
+        d.num_val,
+        d.val_seed,
     )

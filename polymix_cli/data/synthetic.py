@@ -1,8 +1,10 @@
-"""Synthetic generators with a known noiseless function and a held-out test set.
+"""Synthetic generators with a known noiseless function, a held-out test set and a
+validation set.
 
 Every generator draws inputs uniformly within ``bounds`` and adds Gaussian noise of
-standard deviation ``noise_std`` to each output. Training and test sets come from
-independent ``torch.Generator`` streams seeded with ``seed`` and ``test_seed``."""
+standard deviation ``noise_std`` to each output. Training, test and validation sets come
+from independent ``torch.Generator`` streams seeded with ``seed``, ``test_seed`` and
+``val_seed``, so the validation set leaves the training and test sets as they were."""
 
 from __future__ import annotations
 
@@ -108,12 +110,15 @@ def make_dataset(
     bounds: list[list[float]],
     seed: int,
     test_seed: int,
+    num_val: int = 0,
+    val_seed: int = 0,
 ) -> Dataset:
-    """Draw a training and a test set from a named generator (see :data:`GENERATORS`).
+    """Draw a training, a test and a validation set from a named generator (see
+    :data:`GENERATORS`).
 
     Inputs are uniform within ``bounds``; each output gets Gaussian noise of standard
-    deviation ``noise_std``. The two sets come from independent ``torch.Generator``
-    streams seeded with ``seed`` and ``test_seed``.
+    deviation ``noise_std``. The sets come from independent ``torch.Generator`` streams
+    seeded with ``seed``, ``test_seed`` and ``val_seed``.
 
     Args:
         generator: The generator's name, a key of :data:`GENERATORS`.
@@ -123,6 +128,8 @@ def make_dataset(
         bounds: ``[low, high]`` for each input.
         seed: The seed of the training set.
         test_seed: The seed of the test set.
+        num_val: The number of validation points (0: no validation set).
+        val_seed: The seed of the validation set.
 
     Returns:
         The :class:`~polymix_cli.data.dataset.Dataset` (float32, ``bounds`` shape
@@ -144,4 +151,7 @@ def make_dataset(
         raise ValueError(f"data.bounds must have low < high, got {bounds}")
     x_train, y_train = _draw(gen, num_train, bounds_t, noise_std, seed)
     x_test, y_test = _draw(gen, num_test, bounds_t, noise_std, test_seed)
-    return Dataset(generator, x_train, y_train, x_test, y_test, bounds_t, gen.fn)
+    x_val, y_val = _draw(gen, num_val, bounds_t, noise_std, val_seed) if num_val else (None, None)
+    return Dataset(
+        generator, x_train, y_train, x_test, y_test, bounds_t, gen.fn, x_val=x_val, y_val=y_val
+    )

@@ -1,10 +1,11 @@
-"""The evaluation of a trained model: metrics on the train and test sets, the summaries
-the plots are drawn from, and the sensitivity analysis.
+"""The evaluation of a trained model: metrics on the train, test and validation sets, the
+summaries the plots are drawn from, and the sensitivity analysis.
 
 Draws come from a ``torch.Generator`` seeded with the run's seed, so ``train`` and
 ``evaluate`` with the same settings produce the same numbers: first the parameter
 vectors, then (for a model with a learned noise) the predictive noise, chunk by chunk,
-for the train set, the test set and the plotting grid in that order.
+for the train set, the test set, the plotting grid and the validation set in that order
+(the validation set last, so that it changes none of the other numbers).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class Evaluation:
     units; ``G`` grid points, ``O`` outputs, ``M`` experts, ``D`` inputs.
 
     Args:
-        splits: The metrics of each split (``train``, ``test``), see
+        splits: The metrics of each split (``train``, ``test``, and ``val`` when there is
+            a validation set), see
             :func:`~polymix_cli.reporting.metrics.summary_metrics`.
         band: The central probability of the plotted band.
         noise_std: The learned noise std per output, in the reported units; ``None``
@@ -213,7 +215,8 @@ def evaluate_model(
     per_point = num_samples * surrogate.work_width()
     probs = interval_probs(levels + (band,) + CALIBRATION_LEVELS)
     splits, calibration, summaries = {}, {}, {}
-    for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+
+    def score(split: str, x: Tensor, y: Tensor) -> None:
         summary = summarize_predictive(
             draw, x, probs, y=y, per_point=per_point, noise_std=sigma, generator=generator
         )
@@ -224,6 +227,9 @@ def evaluate_model(
             for kind in ("predictive", "epistemic")
         }
         summaries[split] = summary
+
+    score("train", data.x_train, data.y_train)
+    score("test", data.x_test, data.y_test)
     result = Evaluation(splits, band, None if sigma is None else sigma.tolist(), calibration)
     result.summaries = summaries
     if data.num_inputs > 1:
@@ -263,6 +269,8 @@ def evaluate_model(
             result.experts = summarize_predictive(
                 expert_draws, grid, gate_probs, per_point=per_point
             )
+    if data.has_validation:  # last: the draws of the other splits and the grid stay as they were
+        score("val", data.x_val, data.y_val)
     result.sensitivity = sensitivity_report(model, params, data, eval_cfg, seed, maps)
     return result
 

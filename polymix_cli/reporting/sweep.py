@@ -27,8 +27,16 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_JSON = "summary.json"
 PLOT = Path("plots") / "sweep.png"
 
-# Summary metric columns: the name is the dotted path in metrics.json.
+# Summary metric columns: the name is the dotted path in metrics.json. The val. metrics
+# (of the validation set) are for ranking; the test. ones report how the ranked models do
+# on data that no choice has seen.
 METRICS: dict[str, tuple[str, ...]] = {
+    "val.crps": ("val", "crps"),
+    "val.rmse": ("val", "rmse"),
+    "val.rmse_true": ("val", "rmse_true"),
+    "val.coverage.0.8": ("val", "coverage", "0.8"),
+    "val.nll": ("val", "nll"),
+    "val.calibration_error": ("val", "calibration_error"),
     "test.crps": ("test", "crps"),
     "test.rmse": ("test", "rmse"),
     "test.rmse_true": ("test", "rmse_true"),
@@ -42,12 +50,19 @@ METRICS: dict[str, tuple[str, ...]] = {
     "num_params": ("num_params",),
 }
 # Coverage is best at its nominal level: its score is the distance to it.
-TARGETS = {"test.coverage.0.8": 0.8}
+TARGETS = {"val.coverage.0.8": 0.8, "test.coverage.0.8": 0.8}
 STATUSES = ("ok", "failed", "incomplete")
 _SWEEP_FUNCTIONS = re.compile(r"^\s*(range|choice|interval|glob|tag|sort|shuffle)\s*\(")
 
 
 # --------------------------------------------------------------------------- metrics
+
+
+def default_sort_by() -> str:
+    """The default of ``sweep.sort_by`` (defined in the schema)."""
+    from polymix_cli.config.schema import SweepConfig
+
+    return SweepConfig.sort_by
 
 
 def metric_value(metrics: Mapping[str, Any] | None, name: str) -> float | int | None:
@@ -397,7 +412,8 @@ def summarize_sweep(sweep_dir: Path, sort_by: str | None = None) -> SweepSummary
     Args:
         sweep_dir: The sweep dir.
         sort_by: The ranking metric, a key of :data:`METRICS`; defaults to the sweep's
-            own ``sweep.sort_by`` (from ``multirun.yaml``), else ``test.crps``.
+            own ``sweep.sort_by`` (from ``multirun.yaml``), else the default of
+            ``sweep.sort_by``.
 
     Returns:
         The summary.
@@ -412,7 +428,7 @@ def summarize_sweep(sweep_dir: Path, sort_by: str | None = None) -> SweepSummary
     multirun = _read_yaml(sweep_dir / "multirun.yaml")
     multirun = multirun if isinstance(multirun, dict) else {}
     if sort_by is None:
-        sort_by = (multirun.get("sweep") or {}).get("sort_by") or "test.crps"
+        sort_by = (multirun.get("sweep") or {}).get("sort_by") or default_sort_by()
     if sort_by not in METRICS:
         raise ValueError(f"sweep.sort_by must be one of {list(METRICS)}, got {sort_by!r}")
     jobs = find_jobs(sweep_dir)

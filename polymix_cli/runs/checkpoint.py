@@ -354,7 +354,7 @@ def warn_changed_files(data: Dataset, state: Mapping[str, Any]) -> None:
     trained = (state.get("extra") or {}).get("data_file")
     if not isinstance(trained, Mapping) or data.source is None:
         return
-    for key in ("", "test_"):
+    for key in ("", "test_", "val_"):
         path, digest = data.source.get(f"{key}path"), data.source.get(f"{key}sha256")
         if (
             path is not None

@@ -59,6 +59,9 @@ def evaluate_checkpoint(
         _override(cfg[group], overrides.get(group))
     if overrides.get("seed") is not None:
         cfg["seed"] = overrides["seed"]
+    early = cfg["trainer"].get("early_stopping")
+    if isinstance(early, dict):  # nothing is trained here: data without a validation set do
+        early["patience"] = None
     p = prepare(cfg, checkpoint_maps(state, cfg, ckpt))
     warn_changed_files(p.data, state)
     check_output_dir(run_dir, ("plots",), ("metrics.json",))

@@ -75,6 +75,9 @@ class Prepared:
         maps: The data maps between the user's units and the model's domain.
         x_train: Training inputs in the model's domain, shape ``(N, D)``.
         y_train: Training outputs in the model's domain, shape ``(N, O)``.
+        x_val: Validation inputs in the model's domain, shape ``(N_val, D)``, or ``None``
+            without a validation set.
+        y_val: Validation outputs in the model's domain, shape ``(N_val, O)``, or ``None``.
     """
 
     cfg: TrainConfig
@@ -85,6 +88,8 @@ class Prepared:
     maps: DataMaps  # user units <-> the model's domain
     x_train: torch.Tensor  # (N, D) training inputs in the model's domain
     y_train: torch.Tensor  # (N, O) training outputs in the model's domain
+    x_val: torch.Tensor | None = None  # (N_val, D) validation inputs in the model's domain
+    y_val: torch.Tensor | None = None  # (N_val, O)
 
 
 def prepare(cfg: TrainConfig | Mapping[str, Any], maps: DataMaps | None = None) -> Prepared:
@@ -138,7 +143,13 @@ def prepare(cfg: TrainConfig | Mapping[str, Any], maps: DataMaps | None = None) 
     dtype = torch.get_default_dtype()
     x_train = maps.inputs.forward(data.x_train).to(dtype)
     y_train = maps.outputs.forward(data.y_train).to(dtype)
-    return Prepared(config, data, model.to(device), specs, device, maps, x_train, y_train)
+    x_val = y_val = None
+    if data.has_validation:
+        x_val = maps.inputs.forward(data.x_val).to(dtype)
+        y_val = maps.outputs.forward(data.y_val).to(dtype)
+    return Prepared(
+        config, data, model.to(device), specs, device, maps, x_train, y_train, x_val, y_val
+    )
 
 
 def _warn_outside(data: Dataset) -> None:

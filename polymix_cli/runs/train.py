@@ -3,7 +3,12 @@
 During training, SIGINT/SIGTERM save ``checkpoints/last.pt`` and raise
 :class:`RunInterrupted`; a non-finite loss saves the last good state, writes its metrics
 and plots and raises :class:`RunDiverged`. :func:`resume_config` and
-``train(..., resume=state)`` continue a run from a checkpoint, bit for bit on CPU."""
+``train(..., resume=state)`` continue a run from a checkpoint, bit for bit on CPU.
+
+With ``trainer.early_stopping.patience`` set, an :class:`~polymix_cli.training.early_stopping.EarlyStopping`
+hook checks the validation objective; its state (the best epoch and model) travels in
+every checkpoint, ``checkpoints/best.pt`` holds the best state beside ``last.pt``, and the
+run is evaluated in the best state."""
 
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from polymix_cli.runs.checkpoint import (
 from polymix_cli.runs.outputs import write_run_outputs
 from polymix_cli.runs.prepare import UI, check_output_dir, prepare
 from polymix_cli.runs.threads import set_threads
+from polymix_cli.training.early_stopping import EarlyStopping, ValidationObjective
 from polymix_cli.training.interrupts import stop_on_signals
 from polymix_cli.training.loop import (
     History,
@@ -81,6 +87,11 @@ class RunDiverged(Exception):
 def _restore(trainer: Trainer, state: Mapping[str, Any], device: torch.device, path: Any) -> None:
     """Load a checkpoint's model, optimizer, scheduler, history and RNG states into ``trainer``."""
     try:
+        if state.get("optimizer") is None and "early_stopping" in (state.get("extra") or {}):
+            raise TypeError(
+                "it is the best state kept by early stopping (checkpoints/best.pt), which holds "
+                "no optimizer state; resume from last.pt beside it"
+            )
         for key in ("optimizer", "rng") + (("scheduler",) if trainer.scheduler is not None else ()):
             if not isinstance(state.get(key), dict):
                 raise TypeError(f"it holds no {key} state")
@@ -97,6 +108,68 @@ def _restore(trainer: Trainer, state: Mapping[str, Any], device: torch.device, p
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} cannot be resumed: {reason}") from None
+
+
+def _early_stopping(p: Any) -> EarlyStopping | None:
+    """The early-stopping hook of a prepared run, or ``None`` when it is off."""
+    settings = p.cfg.trainer.early_stopping
+    if settings.patience is None:
+        return None
+    objective = ValidationObjective.of_run(p, settings.num_samples)
+    if objective is None:  # validation refuses this; a config built in code may not be validated
+        raise ConfigError("trainer.early_stopping.patience needs a validation set")
+    return EarlyStopping(objective, settings)
+
+
+def _restore_early_stopping(
+    early: EarlyStopping, state: Mapping[str, Any], device: torch.device, path: Any
+) -> None:
+    try:
+        early.load_state(state.get("early_stopping"), device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be resumed: {err}") from None
+
+
+def _best_payload(payload: dict[str, Any], early: EarlyStopping) -> dict[str, Any]:
+    """``checkpoints/best.pt``: ``payload`` (of ``last.pt``) with the best epoch's model and
+    history; without optimizer, scheduler and RNG states (resume from ``last.pt``)."""
+    epoch = early.best_epoch
+    history = payload["history"]
+    best = dict(payload, epoch=epoch, model=early.best_state, optimizer=None, scheduler=None)
+    best["rng"] = None
+    best["history"] = {
+        "epoch": history["epoch"][:epoch],
+        "lr": history["lr"][:epoch],
+        "losses": history["losses"][:epoch].clone(),
+    }
+    best.pop("early_stopping", None)
+    best["extra"] = dict(payload["extra"], early_stopping=early.summary(payload["epoch"]))
+    return best
+
+
+def _evaluated_state(
+    trainer: Trainer, early: EarlyStopping | None
+) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """Load the best state into the model when early stopping kept one; the losses of the
+    state evaluated and the metrics' ``early_stopping`` block."""
+    losses = trainer.history.last()
+    if early is None:
+        return losses, None
+    if early.best_state is not None:
+        trainer.model.load_state_dict(early.best_state)
+        data, dist, total = trainer.history.losses[early.best_epoch - 1].tolist()
+        losses = {"data": data, "distribution": dist, "total": total}
+        log.info(
+            "early stopping: evaluating the best state, of epoch %d (validation NLL %.6g); "
+            "checkpoints/best.pt holds it",
+            early.best_epoch,
+            early.best_value,
+        )
+    else:
+        log.warning(
+            "early stopping: no check gave a finite validation NLL; evaluating the last state"
+        )
+    return losses, {"early_stopping": early.summary(trainer.epoch)}
 
 
 def train(
@@ -144,9 +217,13 @@ def train(
     trainer.scheduler = build_scheduler(
         p.cfg.scheduler, optimizer, t.epochs * trainer.steps_per_epoch
     )
+    early = _early_stopping(p)
     if resume is not None:
         # after building the model, which drew from the RNG: the RNG is the checkpoint's again
         _restore(trainer, resume, p.device, p.cfg.resume)
+        if early is not None:
+            _restore_early_stopping(early, resume, p.device, p.cfg.resume)
+            trainer.stop_requested = early.stopped  # a run that stopped early stays stopped
     ui.groups(p.specs, p.model.num_params())
     start = f" at epoch {trainer.epoch} of {settings.epochs}" if resume is not None else ""
     log.info(
@@ -167,6 +244,12 @@ def train(
     )
     ckpt_dir = run_dir / "checkpoints"
 
+    def payload(tr: Trainer) -> dict[str, Any]:
+        out = checkpoint_payload(p, tr, config_yaml)
+        if early is not None:
+            out["early_stopping"] = early.state()
+        return out
+
     def log_line(tr: Trainer) -> None:
         if tr.epoch % t.log_every == 0 or tr.epoch == settings.epochs:
             last = tr.history.last()
@@ -179,14 +262,13 @@ def train(
     def periodic_checkpoint(tr: Trainer) -> None:
         every = t.checkpoint_every
         if every and tr.epoch % every == 0:
-            save_checkpoint(
-                ckpt_dir / f"epoch_{tr.epoch}.pt", checkpoint_payload(p, tr, config_yaml)
-            )
+            save_checkpoint(ckpt_dir / f"epoch_{tr.epoch}.pt", payload(tr))
 
     def stop(signum: int) -> None:
         trainer.stop_requested = True
 
-    hooks = [log_line, periodic_checkpoint]
+    # early stopping first: the log line and the checkpoints of an epoch see its check
+    hooks = [*([early] if early is not None else []), log_line, periodic_checkpoint]
     progress = ui.training(trainer)
     if progress is not None:
         hooks.append(progress)
@@ -200,7 +282,10 @@ def train(
             fault = err
         finally:
             ui.finished()
-        last = save_checkpoint(ckpt_dir / "last.pt", checkpoint_payload(p, trainer, config_yaml))
+        last_payload = payload(trainer)
+        last = save_checkpoint(ckpt_dir / "last.pt", last_payload)
+        if early is not None and early.best_state is not None:
+            save_checkpoint(ckpt_dir / "best.pt", _best_payload(last_payload, early))
         rows = trainer.history.rows()
         write_history(run_dir / "history.csv", rows, History.COLUMNS)
     if fault is not None:
@@ -211,14 +296,15 @@ def train(
             last,
         )
         try:
+            losses, extra = _evaluated_state(trainer, early)
             write_run_outputs(
                 p,
                 run_dir,
                 rows,
-                trainer.history.last(),
+                losses,
                 trainer.train_seconds,
                 trainer.epoch,
-                extra=_closed_form_metrics(trainer, p),
+                {**(extra or {}), **_closed_form_metrics(trainer, p)},
                 gradients=trainer.gradient_path,
             )
         except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
@@ -227,14 +313,23 @@ def train(
     if received:
         log.warning("interrupted at epoch %d; saved %s", trainer.epoch, last)
         raise RunInterrupted(received[0], trainer.epoch, last)
+    if early is not None and early.stopped:
+        log.info(
+            "early stopping at epoch %d: the validation NLL has not improved by more than %g "
+            "for %d epochs",
+            early.stopped_epoch,
+            early.settings.min_delta,
+            early.settings.patience,
+        )
+    losses, extra = _evaluated_state(trainer, early)
     metrics = write_run_outputs(
         p,
         run_dir,
         rows,
-        trainer.history.last(),
+        losses,
         trainer.train_seconds,
         trainer.epoch,
-        extra=_closed_form_metrics(trainer, p),
+        {**(extra or {}), **_closed_form_metrics(trainer, p)},
         gradients=trainer.gradient_path,
     )
     ui.summary(metrics, run_dir)

@@ -57,7 +57,7 @@ def file_cfg(
 def test_csv_and_npz_give_the_same_dataset_in_user_units(tmp_path, table, csv_file):
     np.savez(tmp_path / "data.npz", **table)  # one 1-D array per column
     from_csv, from_npz = prepare(file_cfg(csv_file)), prepare(file_cfg(tmp_path / "data.npz"))
-    for key in ("x_train", "y_train", "x_test", "y_test"):
+    for key in ("x_train", "y_train", "x_test", "y_test", "x_val", "y_val"):
         assert torch.equal(getattr(from_csv.data, key), getattr(from_npz.data, key)), key
     data = from_csv.data
     assert (
@@ -65,7 +65,9 @@ def test_csv_and_npz_give_the_same_dataset_in_user_units(tmp_path, table, csv_fi
         and data.output_names == ("y1", "y2")
         and data.true_fn is None
     )
-    assert data.x_train.shape == (48, 2) and data.x_test.shape == (12, 2)
+    # 12 test rows; 10 of the 48 others (data.val_fraction 0.2) are the validation set
+    assert data.x_train.shape == (38, 2) and data.x_test.shape == (12, 2)
+    assert data.x_val.shape == (10, 2) and data.y_val.shape == (10, 2)
     # bounds: the min and max of every row of the file, in float64 as read
     expected = np.stack(
         [[table["a"].min(), table["a"].max()], [table["b"].min(), table["b"].max()]]
@@ -87,19 +89,22 @@ def test_seeded_split_is_reproducible_disjoint_and_complete(csv_file, table):
         tuple(r)
         for r in torch.tensor(np.stack([table["a"], table["b"]], 1), dtype=torch.float64).tolist()
     ]
-    assert sorted(tuple(r) for r in torch.cat([one.x_train, one.x_test]).tolist()) == sorted(
-        file_rows
-    )
+    assert torch.equal(one.x_val, again.x_val)
+    # every row in exactly one of the three sets
+    assert sorted(
+        tuple(r) for r in torch.cat([one.x_train, one.x_val, one.x_test]).tolist()
+    ) == sorted(file_rows)
     position = {row: i for i, row in enumerate(file_rows)}
-    for rows in (one.x_train, one.x_test):  # both sets keep the file's order
+    for rows in (one.x_train, one.x_val, one.x_test):  # every set keeps the file's order
         index = [position[tuple(r)] for r in rows.tolist()]
         assert index == sorted(index)
 
 
 def test_test_path_gives_every_row_to_training(tmp_path, csv_file):
     test = write_csv(tmp_path / "test.csv", "y2,b,a,y1", ["6.0,150,5,1001", "6.5,180,7,1002"])
-    data = prepare(file_cfg(csv_file, f"data.test_path={test}")).data
+    data = prepare(file_cfg(csv_file, f"data.test_path={test}", "data.val_fraction=0")).data
     assert data.x_train.shape == (N, 2) and data.x_test.tolist() == [[5.0, 150.0], [7.0, 180.0]]
+    assert data.x_val is None and "val_split" not in data.source
     assert data.y_test.tolist() == [[1001.0, 6.0], [1002.0, 6.5]]
     assert data.source["test_rows"] == 2
 

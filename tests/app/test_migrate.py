@@ -135,6 +135,8 @@ def test_unknown_format_versions_are_refused(tmp_path):
         tmp_path / "newer.pt", {k: v for k, v in state.items() if k != "format"}
     )
     with pytest.raises(
-        CheckpointError, match=r"format version 3; this polymix .* reads versions 1 to 2"
+        CheckpointError,
+        match=rf"format version {CURRENT_VERSION + 1}; this polymix .* reads versions 1 to "
+        rf"{CURRENT_VERSION}",
     ):
         load_checkpoint(newer)

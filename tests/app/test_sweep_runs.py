@@ -67,7 +67,7 @@ def test_sweep_options_are_validated():
     from polymix_cli.runs.prepare import prepare
 
     cfg = compose_train()
-    assert cfg["sweep"] == {"sort_by": "test.crps", "objective": "test.crps"}
+    assert cfg["sweep"] == {"sort_by": "val.crps", "objective": "val.crps"}
     assert cfg["trainer"]["num_threads"] is None
     for override, message in (
         (["sweep.objective=r2"], "sweep.objective must be one of"),

@@ -103,18 +103,20 @@ def test_summary_rows_match_the_job_configs(grid):
         metrics = json.loads((job / "metrics.json").read_text())
         assert row["status"] == "ok"
         assert float(row["test.crps"]) == pytest.approx(metrics["test"]["crps"], rel=1e-6)
+        assert float(row["val.crps"]) == pytest.approx(metrics["val"]["crps"], rel=1e-6)
         assert float(row["test.coverage.0.8"]) == pytest.approx(metrics["test"]["coverage"]["0.8"])
         assert float(row["losses.total"]) == pytest.approx(metrics["losses"]["total"], rel=1e-6)
         assert int(row["num_params"]) == metrics["num_params"]
     ranked = sorted(rows, key=lambda r: int(r["rank"]))
-    assert [float(r["test.crps"]) for r in ranked] == sorted(float(r["test.crps"]) for r in rows)
+    # ranked by the validation set's crps (the default): the test set chooses nothing
+    assert [float(r["val.crps"]) for r in ranked] == sorted(float(r["val.crps"]) for r in rows)
     summary = json.loads((sweep_dir / "summary.json").read_text())
     assert summary["counts"] == {"ok": 4, "failed": 0, "incomplete": 0}
     assert summary["swept"] == ["model.gate.width", "model.expert.degree"]
-    assert summary["best"]["job"] == int(ranked[0]["job"]) and summary["sort_by"] == "test.crps"
+    assert summary["best"]["job"] == int(ranked[0]["job"]) and summary["sort_by"] == "val.crps"
     assert is_png(sweep_dir / "plots" / "sweep.png")  # a heatmap over the two swept values
     assert (
-        "Sweep summary: 4 jobs (4 ok, 0 failed, 0 incomplete), sorted by test.crps" in result.stdout
+        "Sweep summary: 4 jobs (4 ok, 0 failed, 0 incomplete), sorted by val.crps" in result.stdout
     )
     assert f"best: job {ranked[0]['job']}" in result.stdout
 
@@ -256,7 +258,7 @@ def test_optuna_study_reports_the_best_trial(tmp_path):
     }
     assert set(study["best_params"]) == params
     best = next(r for r in rows if r["job"] == str(study["job"]))
-    assert study["best_value"] == pytest.approx(float(best["test.crps"]), rel=1e-6)
+    assert study["best_value"] == pytest.approx(float(best["val.crps"]), rel=1e-6)
     assert best["rank"] == "1"
     cfg = yaml.safe_load((sweep_dir / study["config"]).read_text())
     assert cfg["model"]["gate"]["width"] == study["best_params"]["model.gate.width"]
