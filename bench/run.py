@@ -3,6 +3,8 @@
     make bench                      # everything (several minutes on 2 cores)
     .venv/bin/python bench/run.py --quick
     make bench BENCH_ARGS=--sparse  # small designs: sparse PCE against OpenTURNS (bench extra)
+    make bench BENCH_ARGS=--replicas            # only the replicas section (about 10 min)
+    make bench BENCH_ARGS="--replicas timing"   # only its timings, the reliability runs kept
 
 Writes ``bench/results/<date>.json``, prints a table and rewrites ``bench/RESULTS.md``.
 Each memory figure comes from a fresh subprocess: the peak resident memory (VmHWM, reset
@@ -393,6 +395,228 @@ def allocator_lines(a: dict) -> list[str]:
     return lines
 
 
+# -- replicas ---------------------------------------------------------------------------------------
+REPLICA_SEEDS = tuple(range(1, 9))
+REPLICA_FAILED = {"crps": 0.08, "coverage_0.8": 0.7}  # a run fails above / below these
+
+
+def replica_trainer(overrides: list[str], replicas: int):
+    """A Trainer for ``trainer.replicas=replicas`` exactly as `polymix train` builds it
+    (the config's schedule, stretched over 1e9 steps so that timing can run on)."""
+    from conftest import compose_train
+
+    from polymix_cli.runs.prepare import prepare
+    from polymix_cli.runs.replicas import build_replicas
+    from polymix_cli.training.loop import Trainer, build_optimizer, build_scheduler
+
+    p = prepare(compose_train([*overrides, f"trainer.replicas={replicas}"]))
+    r = build_replicas(p)
+    opt = build_optimizer(p.cfg.optimizer, (p.model if r is None else r).parameters())
+    trainer = Trainer(p.model, p.x_train, p.y_train, p.cfg.trainer, opt, replicas=r)
+    trainer.scheduler = build_scheduler(p.cfg.scheduler, opt, 10**9)
+    return trainer
+
+
+def replica_run_worker(seed: int, replicas: int, degree: int) -> dict:
+    """One whole moe_sign run (in-process `train`) at expert degree ``degree``."""
+    import torch
+    from conftest import compose_train
+    from helpers import QuietUI
+
+    from polymix_cli.runs.train import train
+
+    torch.set_num_threads(1)
+    cfg = compose_train(
+        [
+            "experiment=moe_sign",
+            f"model.expert.degree={degree}",
+            f"seed={seed}",
+            f"trainer.replicas={replicas}",
+        ]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        m = train(cfg, Path(tmp), "{}", QuietUI())
+    crps, cov = m["test"]["crps"], m["test"]["coverage"]["0.8"]
+    return {
+        "seed": seed,
+        "replicas": replicas,
+        "degree": degree,
+        "test_crps": crps,
+        "test_coverage_0.8": cov,
+        "total_loss": m["losses"]["total"],
+        "failed": crps >= REPLICA_FAILED["crps"] or cov < REPLICA_FAILED["coverage_0.8"],
+        "kept": (m.get("replicas") or {}).get("kept"),
+        "criterion": (m.get("replicas") or {}).get("criterion"),
+        "train_seconds": m["timing"]["train_seconds"],
+    }
+
+
+def replica_timing_worker(case: str, counts: str, threads: int, rounds: int, steps: int) -> dict:
+    """Steps per second of trainers with each number of replicas in ``counts`` (comma
+    separated), alternating in one process so that all see the same machine conditions;
+    ``case`` ``seed`` is moe_sign, ``moe4`` 4 experts at N = 1e4."""
+    import torch
+
+    torch.set_num_threads(threads)
+    overrides = {
+        "seed": ["experiment=moe_sign"],
+        "moe4": ["experiment=moe_sign", "model.num_experts=4", "data.num_train=10000"],
+    }[case]
+    ks = [int(k) for k in counts.split(",")]
+    trainers = {k: replica_trainer(overrides, k) for k in ks}
+    for tr in trainers.values():  # warm up
+        for _ in range(max(5, steps // 10)):
+            tr.step()
+    wall: dict[int, list[float]] = {k: [] for k in ks}
+    cpu: dict[int, list[float]] = {k: [] for k in ks}
+    for _ in range(rounds):
+        for k, tr in trainers.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            for _ in range(steps):
+                tr.step()
+            wall[k].append((time.perf_counter() - start) / steps)
+            cpu[k].append((time.process_time() - start_cpu) / steps)
+    base_wall, base_cpu = statistics.median(wall[ks[0]]), statistics.median(cpu[ks[0]])
+    return {
+        "case": case,
+        "threads": threads,
+        "rounds": rounds,
+        "steps_per_round": steps,
+        "rows": [
+            {
+                "replicas": k,
+                "step_ms": 1e3 * statistics.median(wall[k]),
+                "step_cpu_ms": 1e3 * statistics.median(cpu[k]),
+                "ratio": statistics.median(wall[k]) / base_wall,
+                "cpu_ratio": statistics.median(cpu[k]) / base_cpu,
+            }
+            for k in ks
+        ],
+    }
+
+
+def bench_replicas(quick: bool, threads: int, runs: list[dict] | None = None) -> dict:
+    """Reliability over seeds (expert degree 5, 1 against 4 replicas; ``runs``: those of
+    an earlier measurement, kept), the time of a step with 1, 4 and 16 replicas on
+    moe_sign, and with 1 and 4 at 4 experts and N = 1e4."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seeds = REPLICA_SEEDS[:4] if quick else REPLICA_SEEDS
+    jobs = [(s, k) for k in (1, 4) for s in seeds]
+    if runs is None:
+        with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+            runs = list(
+                pool.map(lambda job: worker(["replica_run", str(job[0]), str(job[1]), "5"]), jobs)
+            )
+    return {
+        "runs": runs,
+        "seed_timing": worker(
+            [
+                "replica_timing",
+                "seed",
+                "1,4,16",
+                "1",
+                "3" if quick else "5",
+                "300" if quick else "1000",
+            ]
+        ),
+        "moe4_timing": worker(
+            ["replica_timing", "moe4", "1,4", str(threads), "3", "10" if quick else "30"]
+        ),
+    }
+
+
+def replica_lines(r: dict, result: dict | None = None) -> list[str]:
+    lines = ["## Replicas (`trainer.replicas`)", ""]
+    if result is not None and "machine" in result:
+        m = result["machine"]
+        lines += [
+            (
+                f"Measured {result['date']} ({m['cores']} cores, load average at start "
+                f"{m['load_average'][0]:.1f}; `make bench BENCH_ARGS=--replicas`)."
+            ),
+            "",
+        ]
+    lines += [
+        (
+            "Reliability: `polymix train experiment=moe_sign model.expert.degree=5 seed=S "
+            "trainer.replicas=K` (10000 epochs; with K = 4, `replica_selection=best` keeps the "
+            "replica with the lowest validation NLL, `val.nll`, when the data have a validation "
+            "split, else the lowest final training objective, `train.total_loss`: the "
+            "`kept (by)` column). A run fails with test crps >= "
+            f"{REPLICA_FAILED['crps']} or coverage at 0.8 below {REPLICA_FAILED['coverage_0.8']}."
+        ),
+        "",
+        "| seed | K | test crps | coverage 0.8 | total loss | kept (by) | failed | train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    failures: dict[int, list[int]] = {}
+    for run in sorted(r["runs"], key=lambda x: (x.get("replicas", 0), x.get("seed", 0))):
+        if "error" in run:
+            lines.append(f"| error: {run['error']} |")
+            continue
+        failures.setdefault(run["replicas"], []).append(int(run["failed"]))
+        lines.append(
+            f"| {run['seed']} | {run['replicas']} | {run['test_crps']:.4f} | "
+            f"{run['test_coverage_0.8']:.3f} | {run['total_loss']:.3f} | "
+            f"{_kept(run)} | {'yes' if run['failed'] else 'no'} | "
+            f"{run['train_seconds']:.1f} |"
+        )
+    lines += [
+        "",
+        "Failed runs: "
+        + ", ".join(f"{sum(v)} of {len(v)} with K = {k}" for k, v in sorted(failures.items()))
+        + ".",
+    ]
+    for key, title in (
+        ("seed_timing", "One step of moe_sign (50 points, 100 draws per replica, one thread)"),
+        ("moe4_timing", "One step of 4 experts at N = 1e4 (100 draws per replica)"),
+    ):
+        t = r[key]
+        lines += ["", f"{title}:", ""]
+        if "error" in t:
+            lines.append(f"error: {t['error']}")
+            continue
+        lines += [
+            "| replicas | step ms | CPU ms | time / one replica's | CPU / one replica's |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {row['replicas']} | {row['step_ms']:.2f} | {row['step_cpu_ms']:.2f} | "
+            f"{row['ratio']:.2f}x | {row['cpu_ratio']:.2f}x |"
+            for row in t["rows"]
+        ]
+        lines += [
+            "",
+            (
+                f"({t['threads']} thread(s); medians of {t['rounds']} alternating rounds of "
+                f"{t['steps_per_round']} steps.)"
+            ),
+        ]
+    return lines
+
+
+def _kept(run: dict) -> str:
+    if run.get("kept") is None:
+        return ""
+    by = run.get("criterion") or "train.total_loss"  # the first results predate the key
+    return f"{run['kept']} ({by})"
+
+
+def write_replica_section(result: dict) -> str:
+    """Replace (or add) the replicas section of bench/RESULTS.md; returns the section."""
+    section = "\n".join(replica_lines(result["replicas"], result)) + "\n"
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    head, sep, rest = text.partition("## Replicas (`trainer.replicas`)")
+    tail = ""
+    if sep:
+        after = rest.find("\n## ")
+        tail = rest[after + 1 :] if after >= 0 else ""
+    path.write_text(head.rstrip("\n") + "\n\n" + section + ("\n" + tail if tail else ""))
+    return section
+
+
 # -- mixtures and evaluation --------------------------------------------------------------------
 def moe_worker(num_experts: int, n: int, threads: int) -> dict:
     import torch
@@ -751,18 +975,24 @@ def sparse_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def write_sparse_section(rows: list[dict]) -> None:
-    """Replace (or append) the sparse section of ``bench/RESULTS.md``."""
-    path = ROOT / "bench" / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = "\n".join(sparse_lines(rows))
+def place_sparse_section(text: str, section: str) -> str:
+    """``text`` (``bench/RESULTS.md``) with the sparse section replaced, or added before the
+    replicas section (whose writer replaces everything up to the next heading), or at the end."""
     if SPARSE_BEGIN in text and SPARSE_END in text:
         head, _, rest = text.partition(SPARSE_BEGIN)
         _, _, tail = rest.partition(SPARSE_END)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+        return head + section + tail
+    head, sep, rest = text.partition("## Replicas (`trainer.replicas`)")
+    if sep:
+        return head.rstrip("\n") + "\n\n" + section + "\n\n" + sep + rest
+    return text.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def write_sparse_section(rows: list[dict]) -> None:
+    """Replace (or add) the sparse section of ``bench/RESULTS.md``."""
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    path.write_text(place_sparse_section(text, "\n".join(sparse_lines(rows))))
 
 
 def markdown(result: dict) -> str:
@@ -851,6 +1081,8 @@ def markdown(result: dict) -> str:
         ),
         "",
     ]
+    if "replicas" in result:
+        lines += [*replica_lines(result["replicas"], result), ""]
     return "\n".join(lines)
 
 
@@ -872,6 +1104,14 @@ def main() -> None:
         "--sparse",
         action="store_true",
         help="only the small-design comparison with OpenTURNS (needs the bench extra)",
+    )
+    parser.add_argument(
+        "--replicas",
+        nargs="?",
+        const="all",
+        choices=("all", "timing"),
+        help="only the replicas section: all (reliability over seeds and time per step with K "
+        "replicas) or timing (the reliability runs of the latest replicas results kept)",
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -925,6 +1165,25 @@ def main() -> None:
             print(json.dumps(ab_worker(rest[0], int(rest[1]))))
         elif kind == "eval":
             print(json.dumps(eval_worker(int(rest[0]), int(rest[1]), int(rest[2]))))
+        elif kind == "replica_run":
+            print(json.dumps(replica_run_worker(int(rest[0]), int(rest[1]), int(rest[2]))))
+        elif kind == "replica_timing":
+            case, counts, threads, rounds, steps = rest
+            row = replica_timing_worker(case, counts, int(threads), int(rounds), int(steps))
+            print(json.dumps(row))
+        return
+    if args.replicas:
+        result = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine()}
+        previous = sorted(RESULTS.glob("*-replicas.json"))
+        runs = None
+        if args.replicas == "timing" and previous:
+            runs = json.loads(previous[-1].read_text())["replicas"]["runs"]
+        result["replicas"] = bench_replicas(args.quick, args.threads, runs)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"{dt.date.today().isoformat()}-replicas.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(write_replica_section(result))
+        print(f"wrote {path} and the replicas section of bench/RESULTS.md")
         return
     result = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine()}
     print("seed experiment ...", flush=True)
@@ -945,6 +1204,8 @@ def main() -> None:
     result["allocator"] = bench_allocator(args.threads, rounds=3 if args.quick else 5)
     print("evaluation ...", flush=True)
     result["eval"] = worker(["eval", "100000", "1000", str(args.threads)])
+    print("replicas ...", flush=True)
+    result["replicas"] = bench_replicas(args.quick, args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{dt.date.today().isoformat()}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -953,7 +1214,7 @@ def main() -> None:
     old = results_md.read_text() if results_md.exists() else ""
     if SPARSE_BEGIN in old and SPARSE_END in old:  # kept: the --sparse part runs on its own
         kept = SPARSE_BEGIN + old.partition(SPARSE_BEGIN)[2].partition(SPARSE_END)[0] + SPARSE_END
-        text = text.rstrip("\n") + "\n\n" + kept + "\n"
+        text = place_sparse_section(text, kept)
     results_md.write_text(text)
     print(text)
     print(f"wrote {path} and bench/RESULTS.md")

@@ -15,8 +15,9 @@ the version is raised whenever the schema of the stored config changes, and
 - version 2: the config as the schema writes it, every option present, before the
   validation set: runs had none, so ``data.num_val`` is 0 (synthetic data) and
   ``data.val_fraction`` 0 with ``data.val_path`` null (data=file: the training rows stay
-  those the run trained on), ``data.val_seed`` 5678, ``trainer.early_stopping`` is off,
-  and ``trainer.inference`` is vi (stochastic VI: there was no closed-form fit).
+  those the run trained on), ``data.val_seed`` 5678, and ``trainer.early_stopping`` is off;
+  runs trained one initialisation: ``trainer.replicas`` 1 (``trainer.replica_selection``
+  best); ``trainer.inference`` is vi (stochastic VI: there was no closed-form fit).
 - version 3: the config as the schema writes it, every option present.
 
 These values are what the older versions meant, written here once and never changed, so
@@ -55,13 +56,15 @@ _TOP_LEVEL_IN_VERSION_1: dict[str, Any] = {
 }
 
 
-# version 2: the options of the validation set and of early stopping, off
+# version 2: the options of the validation set and of early stopping, off; one replica
 _ADDED_IN_VERSION_2_DATA: dict[str, dict[str, Any]] = {
     "synthetic": {"num_val": 0, "val_seed": 5678},
     "file": {"val_fraction": 0.0, "val_path": None, "val_seed": 5678},
 }
 _ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
     "early_stopping": {"patience": None, "min_delta": 0.0, "every": 50, "num_samples": 200},
+    "replicas": 1,
+    "replica_selection": "best",
     "inference": "vi",  # stochastic VI: there was no closed-form fit
 }
 

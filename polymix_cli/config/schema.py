@@ -85,6 +85,7 @@ SCHEDULERS = ("onecycle", "cosine", "none")
 LOSSES = ("mse_sum", "gaussian_nll")
 GRADIENTS = ("auto", "autograd")
 INFERENCES = ("auto", "vi")
+REPLICA_SELECTIONS = ("best", "ensemble")
 FILE_GENERATOR = "file"
 
 
@@ -747,6 +748,21 @@ class TrainerConfig:
         choices=GRADIENTS,
     )
     noise: NoiseConfig = option(NoiseConfig(), "the learned noise of loss=gaussian_nll")
+    replicas: int = option(
+        1,
+        "independent initialisations trained together in one vectorised run (a batch "
+        "dimension of the parameters; mean-field layouts only)",
+        ge=1,
+    )
+    replica_selection: str = option(
+        "best",
+        (
+            "with replicas > 1: best (the replica with the lowest validation NLL when there "
+            "is a validation split, else the lowest final training objective) | ensemble "
+            "(the equal-weight mixture of the replicas' posteriors; loss=mse_sum only)"
+        ),
+        choices=REPLICA_SELECTIONS,
+    )
     early_stopping: EarlyStoppingConfig = option(
         EarlyStoppingConfig(),
         "stop on the validation objective; checkpoints/best.pt keeps the best state",
@@ -778,6 +794,23 @@ class TrainerConfig:
         if self.weight_factor is not None:
             return float(self.weight_factor)
         return 1.0 if self.loss == "gaussian_nll" else 0.1
+
+    def problems(self) -> list[str]:
+        """Options of this section that contradict each other."""
+        found = []
+        if self.replicas > 1 and self.replica_selection == "ensemble" and self.loss != "mse_sum":
+            found.append(
+                f"trainer.replica_selection=ensemble needs trainer.loss=mse_sum (each replica "
+                f"learns its own noise level), got trainer.loss={self.loss!r}; use best"
+            )
+        if self.replicas > 1 and self.early_stopping.patience is not None:
+            found.append(
+                f"trainer.early_stopping.patience={self.early_stopping.patience} cannot be "
+                f"combined with trainer.replicas={self.replicas} (each replica would stop at "
+                f"its own epoch); with a validation split, replica_selection=best already keeps "
+                f"the replica with the lowest validation NLL"
+            )
+        return found
 
 
 # ---------------------------------------------------------------------------- eval
@@ -856,7 +889,7 @@ class TrainConfig:
 
     def problems(self) -> list[str]:
         """What no single option says: options that contradict each other."""
-        found = []
+        found = self.trainer.problems()
         if self.trainer.early_stopping.patience is not None and not self.data.has_validation():
             found.append(
                 f"trainer.early_stopping.patience={self.trainer.early_stopping.patience} needs a "

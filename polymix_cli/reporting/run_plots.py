@@ -73,7 +73,8 @@ def write_plots(
         ev: The evaluation (see
             :func:`~polymix_cli.reporting.evaluation.evaluate_model`).
         data: The dataset, in the user's units.
-        history_rows: The training history: per epoch ``(epoch, lr, data loss,
+        history_rows: The training history (with replicas, each replica's total loss
+            follows): per epoch ``(epoch, lr, data loss,
             distribution loss, total loss, ...)``.
 
     Returns:
@@ -90,7 +91,15 @@ def write_plots(
         kept = list(range(0, last, max(1, len(history_rows) // _MAX_CURVE_POINTS))) + [last]
         cols = list(zip(*(history_rows[i] for i in kept)))
         written.append(
-            plots.plot_loss(plot_dir / "loss.png", cols[0], cols[2], cols[3], cols[4], lr=cols[1])
+            plots.plot_loss(
+                plot_dir / "loss.png",
+                cols[0],
+                cols[2],
+                cols[3],
+                cols[4],
+                lr=cols[1],
+                replica_totals=cols[5:],
+            )
         )
     if ev.calibration:
         noisy = ev.noise_std is not None

@@ -10,7 +10,10 @@ A checkpoint is a dict of tensors and plain data (``torch.load(weights_only=True
   text, every option of the schema present)
 - ``model`` (the StochasticModel ``state_dict``), ``optimizer``, ``scheduler`` (state dicts or None)
 - ``rng`` ({"torch": ByteTensor, and "cuda" on CUDA}), ``history`` ({"epoch", "lr", "losses"} as lists/tensor)
-- ``extra`` (a dict of plain data: the data maps, column names, data file digests, timing)"""
+- ``extra`` (a dict of plain data: the data maps, column names, data file digests, timing)
+- ``replicas`` (only with ``trainer.replicas`` > 1: every replica's state dict, ``loc``
+  ``(K, P)``, ``log_std`` and ``noise_log_std``; ``model`` is then the kept replica, and
+  with ``replica_selection=ensemble`` the predictive is the replicas' mixture)"""
 
 from __future__ import annotations
 
@@ -34,12 +37,14 @@ from polymix_cli.config.schema import TrainConfig
 from polymix_cli.config.validation import ConfigError, parse_train_config
 from polymix_cli.data.dataset import Dataset
 from polymix_cli.data.scaling import DataMaps
+from polymix_cli.replicas import ReplicaEnsemble
 from polymix_cli.runs.prepare import (
     Prepared,
     data_columns,
     group_table,
     resolve_device,
 )
+from polymix_cli.runs.replicas import model_for_evaluation
 from polymix_cli.training.loop import (
     Trainer,
     get_rng_state,
@@ -150,20 +155,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return data
 
 
-def checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict[str, Any]:
+def checkpoint_payload(
+    p: Prepared, trainer: Trainer, config_yaml: str, kept: int | None = None
+) -> dict[str, Any]:
     """The contents of a run's checkpoint at the trainer's current epoch.
+
+    With replicas, ``model`` is the replica ``kept`` (default: the one with the lowest
+    total loss at the last epoch), written into ``p.model`` first, and ``replicas`` holds
+    every replica's state (what resuming needs; the optimizer's state is the replicas').
 
     Args:
         p: The prepared run.
         trainer: The trainer (model, optimizer, scheduler, history and epoch).
         config_yaml: The run's config as YAML.
+        kept: With replicas, the replica that is the checkpoint's model.
 
     Returns:
         The payload for :func:`save_checkpoint`: the epoch, config, model, optimizer,
         scheduler and RNG states, the history, and ``extra`` (training time, groups, data
         maps, column names, data file).
     """
+    replicas = {}
+    if trainer.replicas is not None:
+        if kept is None:
+            kept = trainer.history.last().get("replica", 0)
+        trainer.replicas.copy_to(kept, p.model)
+        replicas = {"replicas": trainer.replicas.state_dict()}
     return {
+        **replicas,
         "epoch": trainer.epoch,
         "config": config_yaml,
         "model": p.model.state_dict(),
@@ -176,6 +195,7 @@ def checkpoint_payload(p: Prepared, trainer: Trainer, config_yaml: str) -> dict[
             "groups": group_table(p.specs),
             "data_maps": p.maps.state(),
             "columns": data_columns(p.data),
+            **({"replica_kept": kept} if kept is not None else {}),
             **({"data_file": p.data.source} if p.data.source is not None else {}),
         },
     }
@@ -285,7 +305,7 @@ class Trained:
     """
 
     cfg: TrainConfig
-    model: StochasticModel
+    model: StochasticModel | ReplicaEnsemble  # the ensemble with replica_selection=ensemble
     maps: DataMaps  # user units <-> the model's domain, with the training bounds
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
@@ -336,6 +356,7 @@ def load_trained(
     try:
         model, _ = build_model(cfg.model, cfg.layout, num_inputs, num_outputs, cfg.trainer)
         model.load_state_dict(state["model"])
+        model = model_for_evaluation(model, cfg.trainer, state.get("replicas"))
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(
             f"checkpoint {ckpt} does not match the model its config describes "

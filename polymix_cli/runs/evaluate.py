@@ -3,6 +3,7 @@ optionally on other data or with other evaluation settings."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from polymix_cli.runs.checkpoint import (
 )
 from polymix_cli.runs.outputs import write_run_outputs
 from polymix_cli.runs.prepare import UI, check_output_dir, prepare
+from polymix_cli.runs.replicas import model_for_evaluation
 from polymix_cli.training.loop import (
     History,
 )
@@ -67,14 +69,18 @@ def evaluate_checkpoint(
     check_output_dir(run_dir, ("plots",), ("metrics.json",))
     try:
         p.model.load_state_dict(state["model"])
+        model = model_for_evaluation(p.model, p.cfg.trainer, state.get("replicas"))
         hist = History.from_state(state["history"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CheckpointError(
             f"checkpoint {ckpt} does not match the model its config describes "
             f"({str(err).strip().splitlines()[0][:200]})"
         ) from None
-    rows = hist.rows()
-    losses = hist.last()
+    kept = (state.get("extra") or {}).get("replica_kept")
+    kept = kept if isinstance(kept, int) and 0 <= kept < hist.num_replicas else None
+    rows = hist.rows(kept)
+    losses = hist.last(kept)
+    p = dataclasses.replace(p, model=model)
     ui.groups(p.specs, p.model.num_params())
     seconds = float((state.get("extra") or {}).get("train_seconds", 0.0))
     source = {

@@ -28,7 +28,8 @@ def set_threads(requested: int | None, p: Prepared, max_threads: int | None = No
     if requested is None:
         t = p.cfg.trainer
         points = min(t.batch_size or p.data.x_train.shape[0], p.data.x_train.shape[0])
-        work = points * t.num_samples * p.model.num_params()  # ~ multiply-adds per step
+        draws = t.num_samples * t.replicas  # every replica's draws go through one step
+        work = points * draws * p.model.num_params()  # ~ multiply-adds per step
         requested = 1 if work < _SMALL_STEP else (max_threads or _DEFAULT_THREADS)
     torch.set_num_threads(requested)
     return torch.get_num_threads()

@@ -13,6 +13,7 @@ run is evaluated in the best state."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -33,6 +34,7 @@ from polymix_cli.runs.checkpoint import (
 )
 from polymix_cli.runs.outputs import write_run_outputs
 from polymix_cli.runs.prepare import UI, check_output_dir, prepare
+from polymix_cli.runs.replicas import build_replicas, choose_replicas, model_for_evaluation
 from polymix_cli.runs.threads import set_threads
 from polymix_cli.training.early_stopping import EarlyStopping, ValidationObjective
 from polymix_cli.training.interrupts import stop_on_signals
@@ -96,6 +98,10 @@ def _restore(trainer: Trainer, state: Mapping[str, Any], device: torch.device, p
             if not isinstance(state.get(key), dict):
                 raise TypeError(f"it holds no {key} state")
         trainer.model.load_state_dict(state["model"])
+        if trainer.replicas is not None:
+            if not isinstance(state.get("replicas"), dict):
+                raise TypeError("it holds no replicas state")
+            trainer.replicas.load_state_dict(state["replicas"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         if trainer.scheduler is not None:
             trainer.scheduler.load_state_dict(state["scheduler"])
@@ -207,13 +213,15 @@ def train(
         cfg = config_dict(cfg) if isinstance(cfg, TrainConfig) else copy.deepcopy(dict(cfg))
         maps = checkpoint_maps(resume, cfg, cfg["resume"])
     p = prepare(cfg, maps)
+    replicas = build_replicas(p)  # None without replicas; draws their initial states
     if resume is not None:
         warn_changed_files(p.data, resume)
     check_output_dir(run_dir, ("checkpoints", "plots"), ("history.csv", "metrics.json"))
     settings = t = p.cfg.trainer
     threads = set_threads(t.num_threads, p, max_threads)
-    optimizer = build_optimizer(p.cfg.optimizer, p.model.parameters())
-    trainer = Trainer(p.model, p.x_train, p.y_train, settings, optimizer)
+    trained = p.model if replicas is None else replicas
+    optimizer = build_optimizer(p.cfg.optimizer, trained.parameters())
+    trainer = Trainer(p.model, p.x_train, p.y_train, settings, optimizer, replicas=replicas)
     trainer.scheduler = build_scheduler(
         p.cfg.scheduler, optimizer, t.epochs * trainer.steps_per_epoch
     )
@@ -244,8 +252,8 @@ def train(
     )
     ckpt_dir = run_dir / "checkpoints"
 
-    def payload(tr: Trainer) -> dict[str, Any]:
-        out = checkpoint_payload(p, tr, config_yaml)
+    def payload(tr: Trainer, kept: int | None = None) -> dict[str, Any]:
+        out = checkpoint_payload(p, tr, config_yaml, kept)
         if early is not None:
             out["early_stopping"] = early.state()
         return out
@@ -282,12 +290,34 @@ def train(
             fault = err
         finally:
             ui.finished()
-        last_payload = payload(trainer)
+        choice = None
+        if replicas is not None and trainer.history.losses:
+            choice = choose_replicas(p, trainer)
+            log.info(
+                "replicas: kept %s (%s of %d by %s)",
+                "their ensemble" if choice.selection == "ensemble" else f"replica {choice.kept}",
+                choice.selection,
+                replicas.num_replicas,
+                choice.criterion,
+            )
+        kept = choice.kept if choice is not None else None
+        last_payload = payload(trainer, kept)
         last = save_checkpoint(ckpt_dir / "last.pt", last_payload)
         if early is not None and early.best_state is not None:
             save_checkpoint(ckpt_dir / "best.pt", _best_payload(last_payload, early))
-        rows = trainer.history.rows()
-        write_history(run_dir / "history.csv", rows, History.COLUMNS)
+        rows = trainer.history.rows(kept)
+        write_history(run_dir / "history.csv", rows, trainer.history.columns())
+    outputs = p
+    if choice is not None:
+        model = model_for_evaluation(p.model, t, replicas.state_dict())
+        outputs = dataclasses.replace(p, model=model)
+
+    def evaluated_state() -> tuple[dict[str, float], dict[str, Any] | None]:
+        losses, extra = _evaluated_state(trainer, early)
+        if choice is None:
+            return losses, extra
+        return trainer.history.last(kept), {**(extra or {}), "replicas": choice.to_json()}
+
     if fault is not None:
         log.error(
             "non-finite loss at epoch %d; kept the state of epoch %d in %s",
@@ -296,9 +326,9 @@ def train(
             last,
         )
         try:
-            losses, extra = _evaluated_state(trainer, early)
+            losses, extra = evaluated_state()
             write_run_outputs(
-                p,
+                outputs,
                 run_dir,
                 rows,
                 losses,
@@ -321,9 +351,9 @@ def train(
             early.settings.min_delta,
             early.settings.patience,
         )
-    losses, extra = _evaluated_state(trainer, early)
+    losses, extra = evaluated_state()
     metrics = write_run_outputs(
-        p,
+        outputs,
         run_dir,
         rows,
         losses,

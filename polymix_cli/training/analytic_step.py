@@ -23,6 +23,7 @@ back to autograd; :func:`unsupported_reason` says why.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -30,11 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from polymix_cli.replicas import Replicas
 from polymix_cli.stochastic_model import StochasticModel
 from polymix_cli.surrogate_models import MixtureOfExperts, NeuralNetwork, PolynomialChaosExpansion
 from polymix_cli.surrogate_models.pce import expand_in_basis
 
-__all__ = ["AnalyticStep", "unsupported_reason"]
+__all__ = ["AnalyticStep", "ReplicaStep", "unsupported_reason"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 # activation -> its backward from the activation's output: (grad_out, out) -> grad_in
 _ACTIVATION_BACKWARD: dict[Callable, Callable[[Tensor, Tensor], Tensor]] = {
@@ -226,6 +230,82 @@ class _Network:
         return torch.bmm(weight.transpose(1, 2), grad)
 
 
+class _ReplicaNetwork(_Network):
+    """:class:`_Network` for ``K`` replicas of ``S`` draws each (``theta`` ``(K * S, P)``,
+    replica-major; ``loc`` ``(K, P)``).
+
+    Deterministic layers before the first random one are computed once per replica,
+    laid out ``(K, features, B)``, as the parent computes per-draw layers with the
+    replicas' locations as the draws; their gradient goes to the locations ``(K, P)``.
+    From the first random layer on (and at the output layer) everything is per draw,
+    ``(K * S, features, B)``: a deterministic layer there takes its values from the draws,
+    where they equal its replica's locations, so its gradient reaches the locations
+    through the draws. The first per-draw layer after per-replica ones is one batched
+    product per replica: ``(K, S * fan_out, fan_in) @ (K, fan_in, B)``.
+    """
+
+    def __init__(self, net, offset, constant, prefix, per_draw_output=False):
+        super().__init__(net, offset, constant, prefix, per_draw_output=True)
+        seen, previous = False, False
+        # per layer (by id): "replica", "draw" or "draw_after_replica"; and for a per-replica
+        # layer, the same layer marked per draw (the parent's per-draw code computes it)
+        self._mode: dict[int, str] = {}
+        self._as_draws: dict[int, _Layer] = {}
+        for i, layer in enumerate(self.layers):
+            seen = seen or layer.per_draw
+            if seen and not layer.per_draw:
+                layer = self.layers[i] = replace(layer, per_draw=True)
+            if not layer.per_draw:
+                self._mode[id(layer)] = "replica"
+                self._as_draws[id(layer)] = replace(layer, per_draw=True)
+            else:
+                self._mode[id(layer)] = "draw_after_replica" if previous else "draw"
+            previous = not layer.per_draw
+
+    def _affine(self, layer, h, theta, loc):
+        mode = self._mode[id(layer)]
+        if mode == "replica":  # the locations are the "draws"
+            return _Network._affine(self._as_draws[id(layer)], h, loc, loc)  # noqa: SLF001
+        if mode == "draw":
+            return _Network._affine(layer, h, theta, loc)  # noqa: SLF001
+        K, fan_in, fan_out = loc.shape[0], layer.fan_in, layer.fan_out
+        draws = theta.shape[0]
+        weight_t = (
+            theta[:, layer.w].view(draws, fan_in, fan_out).transpose(1, 2).reshape(K, -1, fan_in)
+        )  # (K, S * fan_out, fan_in)
+        bias = theta[:, layer.b].reshape(K, -1, 1)
+        out = torch.baddbmm(bias, weight_t, h)  # (K, S * fan_out, B)
+        return out.view(draws, fan_out, -1), weight_t
+
+    def _affine_backward(self, layer, h, grad, weight, grad_loc, num_samples):
+        fan_in, fan_out = layer.fan_in, layer.fan_out
+        mode = self._mode[id(layer)]
+        if mode == "replica":  # into the locations (K, P): grad (K, fan_out, B)
+            K = grad.shape[0]
+            if h.dim() == 2:  # h (B, fan_in)
+                grad_w_t = torch.mm(grad.reshape(K * fan_out, -1), h).view(K, fan_out, fan_in)
+            else:  # h (K, fan_in, B)
+                grad_w_t = torch.bmm(grad, h.transpose(1, 2))
+            grad_loc[:, layer.w].view(K, fan_in, fan_out).copy_(grad_w_t.transpose(1, 2))
+            torch.sum(grad, 2, out=grad_loc[:, layer.b])
+            return self._zeros(num_samples, fan_in * fan_out + fan_out, grad)
+        if mode == "draw":
+            return super()._affine_backward(layer, h, grad, weight, grad_loc, num_samples)
+        K, draws = h.shape[0], grad.shape[0]
+        grad_w_t = torch.bmm(grad.reshape(K, -1, grad.shape[-1]), h.transpose(1, 2))
+        grad_w = grad_w_t.view(draws, fan_out, fan_in).transpose(1, 2).reshape(draws, -1)
+        return torch.cat([grad_w, grad.sum(2)], 1)
+
+    def _input_grad(self, layer, h, grad, weight):
+        mode = self._mode[id(layer)]
+        if mode == "replica":
+            return _Network._input_grad(self._as_draws[id(layer)], h, grad, weight)  # noqa: SLF001
+        if mode == "draw":
+            return _Network._input_grad(layer, h, grad, weight)  # noqa: SLF001
+        K = h.shape[0]  # weight (K, S * fan_out, fan_in) -> (K, fan_in, B)
+        return torch.bmm(weight.transpose(1, 2), grad.reshape(K, -1, grad.shape[-1]))
+
+
 class _Expansions:
     """``M`` expansions with the same basis terms in columns ``[0, M * T * O)``: forward to
     ``(S, M, O, B)`` and back to the coefficients."""
@@ -274,8 +354,8 @@ class _ExpansionHead(_Head):
 class _NetworkHead(_Head):
     """A network; any of its layers may be random."""
 
-    def __init__(self, net: NeuralNetwork, constant: frozenset[str]):
-        self.net = _Network(net, 0, constant, "")
+    def __init__(self, net: NeuralNetwork, constant: frozenset[str], network=None):
+        self.net = (network or _Network)(net, 0, constant, "")
 
     def forward(self, x, theta, loc):
         self.acts = self.net.forward(x, theta, loc)
@@ -293,10 +373,11 @@ class _MixtureHead(_Head):
     deterministic hidden layers, a sigmoid of the logit difference (one product of the
     output layer's raw parameters with the shared features); a softmax otherwise."""
 
-    def __init__(self, moe: MixtureOfExperts, constant: frozenset[str]):
+    def __init__(self, moe: MixtureOfExperts, constant: frozenset[str], network=None):
+        network = network or _Network
         self.experts = _Expansions(moe.experts[0], moe.num_experts)
         self.gate = moe.gating_network
-        self.net = _Network(self.gate, moe.gate_offset, constant, "gate.", per_draw_output=True)
+        self.net = network(self.gate, moe.gate_offset, constant, "gate.", per_draw_output=True)
         self.hidden = len(self.net.layers) - 1
         self.sigmoid = moe.num_experts == 2 and not any(
             layer.per_draw for layer in self.net.layers[:-1]
@@ -308,8 +389,17 @@ class _MixtureHead(_Head):
             self.acts = self.net.forward(x, theta, loc, layers=self.hidden)
             self.rows = rows = theta[:, self.net.output_columns]  # (S, 2 width + 2)
             self.diff_map, diff_const = self.gate.difference_map(x)
-            self.g = torch.addmm(diff_const, self.acts[-1], self.diff_map)  # (B, 2 width + 2)
-            self.p1 = torch.sigmoid(torch.mm(rows, self.g.T))  # (S, B)
+            h = self.acts[-1]
+            if h.dim() == 3:  # replicas: h (K, width, B), g transposed (K, 2 width + 2, B)
+                K = h.shape[0]
+                self.g = torch.baddbmm(  # one batched product, the map shared by replicas
+                    diff_const.view(1, -1, 1), self.diff_map.T.expand(K, -1, -1), h
+                )
+                z = torch.bmm(rows.view(K, -1, rows.shape[1]), self.g)  # (K, S, B)
+                self.p1 = torch.sigmoid(z.view(rows.shape[0], -1))  # (K * S, B)
+            else:
+                self.g = torch.addmm(diff_const, h, self.diff_map)  # (B, 2 width + 2)
+                self.p1 = torch.sigmoid(torch.mm(rows, self.g.T))  # (S, B)
             f0, f1 = experts.unbind(1)
             self.diff = f1 - f0
             return torch.addcmul(f0, self.p1.unsqueeze(1), self.diff)
@@ -326,9 +416,18 @@ class _MixtureHead(_Head):
             grad_z = torch.ops.aten.sigmoid_backward(
                 _sum_dim(grad_out * self.diff, 1), self.p1
             )  # (S, B)
-            grad_h = torch.mm(torch.mm(grad_z.T, self.rows), self.diff_map.T)  # (B, width)
+            if self.g.dim() == 3:  # replicas
+                K = self.g.shape[0]
+                grad_z_k = grad_z.view(K, -1, grad_z.shape[1])  # (K, S, B)
+                rows = self.rows.view(K, -1, self.rows.shape[1])
+                grad_g = torch.bmm(rows.transpose(1, 2), grad_z_k)  # (K, 2 width + 2, B)
+                grad_h = torch.bmm(self.diff_map.expand(K, -1, -1), grad_g)  # (K, width, B)
+                grad_rows = torch.bmm(grad_z_k, self.g.transpose(1, 2)).view(S, -1)
+            else:
+                grad_h = torch.mm(torch.mm(grad_z.T, self.rows), self.diff_map.T)  # (B, width)
+                grad_rows = torch.mm(grad_z, self.g)  # the output layer's rows (S, 2 width + 2)
             pieces, grad_loc = self.net.backward(self.acts, grad_h, loc, S, layers=self.hidden)
-            pieces.append(torch.mm(grad_z, self.g))  # the output layer's rows (S, 2 width + 2)
+            pieces.append(grad_rows)
         else:
             probs = self.probs
             grad_experts = probs.unsqueeze(2) * grad_out.unsqueeze(1)  # (S, M, O, B)
@@ -363,7 +462,14 @@ class AnalyticStep:
     mini-batch). Returns the detached losses ``(3,)``: data, distribution, total.
     """
 
-    def __init__(self, model: StochasticModel, loss: str, num_samples: int, weight_factor: float):
+    def __init__(
+        self,
+        model: StochasticModel,
+        loss: str,
+        num_samples: int,
+        weight_factor: float,
+        network: type[_Network] | None = None,
+    ):
         reason = unsupported_reason(model, loss)
         if reason is not None:
             raise ValueError(f"AnalyticStep does not support {reason}")
@@ -371,10 +477,11 @@ class AnalyticStep:
         self.num_samples, self.weight_factor = num_samples, float(weight_factor)
         sur = model.surrogate_model
         constant = model.constant_blocks
+        network = network or _Network  # _ReplicaNetwork for replicas
         self.head: _Head = (
-            _MixtureHead(sur, constant)
+            _MixtureHead(sur, constant, network)
             if isinstance(sur, MixtureOfExperts)
-            else _NetworkHead(sur, constant)
+            else _NetworkHead(sur, constant, network)
             if isinstance(sur, NeuralNetwork)
             else _ExpansionHead(sur)
         )
@@ -426,3 +533,69 @@ class AnalyticStep:
                 noise_grad = torch.add(noise_grad, prior_grad, alpha=wf)
             noise.log_std.grad = noise_grad
         return torch.stack([data, dist, torch.add(data, dist, alpha=wf)])
+
+
+class ReplicaStep(AnalyticStep):
+    """:class:`AnalyticStep` for ``K`` replicas trained together
+    (:class:`~polymix_cli.replicas.Replicas`): the ``S`` draws of each replica are folded
+    into ``K * S`` draws of one forward and backward pass (deterministic leading layers
+    once per replica, see :class:`_ReplicaNetwork`), and each replica keeps its own data
+    term, distribution loss and noise. The gradients go to the replicas' ``.grad``;
+    ``__call__`` returns the detached losses ``(K, 3)``, one row per replica.
+
+    Args:
+        replicas: The replicas (their template model must be supported, see
+            :func:`unsupported_reason`).
+        loss: ``mse_sum`` or ``gaussian_nll``.
+        num_samples: ``S``, the draws per replica.
+        weight_factor: The weight of the distribution loss.
+    """
+
+    def __init__(self, replicas: Replicas, loss: str, num_samples: int, weight_factor: float):
+        super().__init__(replicas.model, loss, num_samples, weight_factor, _ReplicaNetwork)
+        self.replicas = replicas
+
+    def _replica_data_term(
+        self, resid: Tensor, factor: float
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """From the residuals ``(K * S, O, B)``: each replica's data term ``(K,)``, the
+        gradient with respect to the output and (``gaussian_nll``) to the noises'
+        ``log_std`` ``(K, O)``."""
+        r = self.replicas
+        K = r.num_replicas
+        if not self.nll:
+            flat = resid.view(K, 1, -1)
+            squares = torch.bmm(flat, flat.transpose(1, 2)).view(K)  # one kernel
+            return squares.mul_(factor), resid * (2 * factor), None
+        grouped = resid.view(K, -1, *resid.shape[1:])  # (K, S, O, B)
+        sq = grouped.square().sum((1, 3))  # (K, O)
+        count = grouped.shape[1] * grouped.shape[3]
+        log_std = r.noise_log_std
+        inv_var = torch.exp(-2 * log_std)  # (K, O)
+        data = 0.5 * (sq * inv_var).sum(1) + count * (
+            log_std.sum(1) + log_std.shape[1] * _HALF_LOG_2PI
+        )
+        grad_out = grouped * (inv_var * factor)[:, None, :, None]
+        return data * factor, grad_out.view_as(resid), (count - sq * inv_var) * factor
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, y: Tensor, scale: float, noise: Tensor | None = None) -> Tensor:
+        r, wf = self.replicas, self.weight_factor
+        theta, dist, saved = r.draw_with_loss_terms(self.num_samples, noise)
+        loc = r.loc  # (K, P); no graph under no_grad
+        resid = self.head.forward(x, theta, loc) - y.T  # (K * S, O, B)
+        data, grad_out, noise_grad = self._replica_data_term(resid, scale / self.num_samples)
+        grad_theta, grad_hidden = self.head.backward(grad_out, loc)
+        grad_loc, grad_log_std = r.gradients(grad_theta, wf, saved)
+        r.loc.grad = grad_loc if grad_hidden is None else grad_loc.add_(grad_hidden)
+        if grad_log_std is not None:
+            r.log_std.grad = grad_log_std
+        if self.nll:
+            if self.model.noise.prior is not None:  # elementwise on (K, O): autograd is fine
+                with torch.enable_grad():
+                    prior = r.noise_prior()
+                    (prior_grad,) = torch.autograd.grad(prior.sum(), r.noise_log_std)
+                dist = dist + prior.detach()
+                noise_grad = torch.add(noise_grad, prior_grad, alpha=wf)
+            r.noise_log_std.grad = noise_grad
+        return torch.stack([data, dist, torch.add(data, dist, alpha=wf)], 1)

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +35,11 @@ from polymix_cli.config.schema import (
     SGDConfig,
     TrainerConfig,
 )
-from polymix_cli.training.analytic_step import AnalyticStep, unsupported_reason
+from polymix_cli.training.analytic_step import AnalyticStep, ReplicaStep, unsupported_reason
 from polymix_cli.training.closed_form import ClosedFormFit, closed_form_reason
+
+if TYPE_CHECKING:
+    from polymix_cli.replicas import Replicas
 from polymix_cli.training.optim import SGD, Adam, Constant, Cosine, OneCycle
 
 __all__ = [
@@ -143,34 +146,70 @@ def set_rng_state(state: Mapping[str, Tensor], device: torch.device) -> None:
 class History:
     """Per-epoch learning rate and losses (data, distribution, total).
 
+    With replicas (``trainer.replicas`` > 1) each epoch's losses are those of every
+    replica, ``(K, 3)``.
+
     Args:
         epochs: The epoch numbers, from 1.
         lr: The learning rate at the end of each epoch.
-        losses: Each epoch's losses, each a detached tensor of shape ``(3,)``.
+        losses: Each epoch's losses, each a detached tensor of shape ``(3,)``, or ``(K, 3)``
+            with replicas.
     """
 
     epochs: list[int] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
-    losses: list[Tensor] = field(default_factory=list)  # each (3,), detached
+    losses: list[Tensor] = field(default_factory=list)  # each (3,) or (K, 3), detached
 
     COLUMNS = ("epoch", "lr", "data_loss", "distribution_loss", "total_loss")
 
-    def rows(self) -> list[tuple[int, float, float, float, float]]:
-        """The history as rows of :attr:`COLUMNS`: epoch, lr and the three losses."""
+    @property
+    def num_replicas(self) -> int:
+        """``K``: 1 for a run without replicas (and before the first epoch)."""
+        return self.losses[0].shape[0] if self.losses and self.losses[0].dim() == 2 else 1
+
+    def columns(self) -> tuple[str, ...]:
+        """The columns of :meth:`rows`: :attr:`COLUMNS`, then with replicas each replica's
+        total loss (``total_loss_0``, ...)."""
+        k = self.num_replicas
+        return self.COLUMNS + (tuple(f"total_loss_{i}" for i in range(k)) if k > 1 else ())
+
+    def rows(self, kept: int | None = None) -> list[tuple]:
+        """The history as rows of :meth:`columns`: epoch, lr and the three losses.
+
+        Args:
+            kept: With replicas, the replica whose losses fill the three loss columns
+                (``None``: the mean over the replicas); each replica's total follows.
+        """
         if not self.losses:
             return []
-        values = torch.stack(self.losses).cpu().tolist()
+        stacked = torch.stack(self.losses).cpu()
+        if stacked.dim() == 3:
+            main = stacked.mean(1) if kept is None else stacked[:, kept]
+            values = torch.cat([main, stacked[:, :, 2]], 1).tolist()
+        else:
+            values = stacked.tolist()
         return [(e, lr, *v) for e, lr, v in zip(self.epochs, self.lr, values)]
 
-    def last(self) -> dict[str, float]:
-        """The latest epoch's losses (NaN before the first epoch)."""
+    def last(self, replica: int | None = None) -> dict[str, float]:
+        """The latest epoch's losses (NaN before the first epoch); with replicas those of
+        ``replica``, or by default those of the one with the lowest total, whose index is
+        then under ``replica``."""
         if not self.losses:
             return {"data": math.nan, "distribution": math.nan, "total": math.nan}
-        data, dist, total = self.losses[-1].tolist()
+        last = self.losses[-1]
+        if last.dim() == 2:
+            if replica is not None:
+                data, dist, total = last[replica].tolist()
+                return {"data": data, "distribution": dist, "total": total}
+            k = int(last[:, 2].argmin())
+            data, dist, total = last[k].tolist()
+            return {"data": data, "distribution": dist, "total": total, "replica": k}
+        data, dist, total = last.tolist()
         return {"data": data, "distribution": dist, "total": total}
 
     def state(self) -> dict[str, Any]:
-        """The history for a checkpoint: plain data and one ``(E, 3)`` CPU tensor.
+        """The history for a checkpoint: plain data and one ``(E, 3)`` CPU tensor
+        (``(E, K, 3)`` with replicas).
 
         Returns:
             ``{"epoch": [...], "lr": [...], "losses": tensor (E, 3)}``.
@@ -190,13 +229,14 @@ class History:
             The history.
 
         Raises:
-            ValueError: If the losses are not ``(E, 3)`` or the lengths disagree.
+            ValueError: If the losses are not ``(E, 3)`` or ``(E, K, 3)`` or the lengths
+                disagree.
         """
         epochs, lr, losses = list(state["epoch"]), list(state["lr"]), state["losses"]
         if (
             not isinstance(losses, Tensor)
-            or losses.dim() != 2
-            or losses.shape[1] != 3
+            or losses.dim() not in (2, 3)
+            or losses.shape[-1] != 3
             or not len(epochs) == len(lr) == losses.shape[0]
         ):
             raise ValueError("history must hold equally long epoch, lr and (E, 3) losses")
@@ -252,9 +292,14 @@ class Trainer:
         x: Training inputs in the model's domain, shape ``(N, num_inputs)``.
         y: Training outputs in the model's domain, shape ``(N, num_outputs)``.
         settings: The ``trainer`` section.
-        optimizer: The optimizer of the model's parameters (:func:`build_optimizer`).
+        optimizer: The optimizer of the model's parameters (:func:`build_optimizer`), or
+            of the replicas' with ``replicas``.
         scheduler (OneCycle | Cosine | Constant | None): The learning-rate schedule
             (:func:`build_scheduler`), or ``None``.
+        replicas: The :class:`~polymix_cli.replicas.Replicas` to train instead of the
+            model's own parameters (``trainer.replicas`` > 1), or ``None``. Each step then
+            returns every replica's losses ``(K, 3)``; the optimised objective is their
+            sum, so each replica follows the gradient of its own objective.
 
     Raises:
         ValueError: If ``settings.loss`` or ``settings.gradients`` is unknown, or the
@@ -269,6 +314,7 @@ class Trainer:
         settings: TrainerConfig,
         optimizer: Adam | SGD,
         scheduler=None,
+        replicas: Replicas | None = None,
     ):
         if settings.loss not in LOSSES:
             raise ValueError(f"trainer.loss must be one of {list(LOSSES)}, got {settings.loss!r}")
@@ -293,22 +339,25 @@ class Trainer:
             False  # set (e.g. by a signal handler) to stop after the current epoch
         )
         self._params = [p for group in optimizer.param_groups for p in group["params"]]
-        self._objective = self._losses
+        self.replicas = replicas
+        self._objective = self._losses if replicas is None else self._replica_losses
         self._analytic: AnalyticStep | None = None
         self._closed_form: ClosedFormFit | None = None
-        if closed_form_reason(model, settings, n) is None:  # sparse Bayesian PCE: no gradients
+        # a sparse Bayesian PCE: no gradients (replicas would fit the same posterior K times)
+        if replicas is None and closed_form_reason(model, settings, n) is None:
             self._closed_form = ClosedFormFit(model, x, y)
             self.gradient_path = "closed form (sparse Bayesian learning)"
         else:
             self.gradient_path = self._choose_gradients()
         if self.gradient_path == "analytic":
-            self._analytic = AnalyticStep(
-                model, settings.loss, settings.num_samples, settings.kl_weight()
+            args = (settings.loss, settings.num_samples, settings.kl_weight())
+            self._analytic = (
+                AnalyticStep(model, *args) if replicas is None else ReplicaStep(replicas, *args)
             )
         if settings.compile and self._closed_form is None:
             with torch.no_grad():  # fill caches (the basis matrix of x) before tracing
                 model.predict(x, model.sample_parameters(1))
-            self._objective = torch.compile(self._losses)
+            self._objective = torch.compile(self._objective)
 
     def _choose_gradients(self) -> str:
         """``"analytic"``, or ``"autograd"`` with the reason in parentheses when not asked for."""
@@ -343,6 +392,12 @@ class Trainer:
             data = F.mse_loss(y_hat, y.expand_as(y_hat), reduction="sum") * (scale / s.num_samples)
         return data, dist, torch.add(data, dist, alpha=s.kl_weight())
 
+    def _replica_losses(self, x: Tensor, y: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Each replica's ``(data, distribution, total)``, three ``(K,)`` tensors."""
+        s = self.settings
+        out = self.replicas.losses(x, y, scale, s.num_samples, s.loss, s.kl_weight())
+        return out[:, 0], out[:, 1], out[:, 2]
+
     def losses(self) -> tuple[Tensor, Tensor, Tensor]:
         """One draw of the full-data objective.
 
@@ -370,7 +425,7 @@ class Trainer:
 
         Returns:
             The detached losses (data, distribution, total), shape ``(3,)``, the data term
-            scaled to the full data set.
+            scaled to the full data set; with replicas ``(K, 3)``, one row per replica.
 
         Raises:
             NonFiniteLoss: For epoch ``self.epoch + 1``, before the update, if the loss or
@@ -385,13 +440,17 @@ class Trainer:
         rng = get_rng_state(self.x.device)
         self.optimizer.zero_grad(set_to_none=True)
         scale = self.x.shape[0] / x.shape[0]
-        if self._analytic is not None:  # losses (3,) and gradients, no graph
+        if self._analytic is not None:  # losses (3,) or (K, 3) and gradients, no graph
             losses = self._analytic(x, y, scale)
-            total = losses[2]
+            total = losses[2] if losses.dim() == 1 else losses[:, 2].sum()
         else:
             data, dist, total = self._objective(x, y, scale)
+            if self.replicas is not None:  # the sum: each replica's gradient is its own
+                losses = torch.stack([data, dist, total], 1).detach()
+                total = total.sum()
+            else:
+                losses = torch.stack([data.detach(), dist.detach(), total.detach()])
             total.backward()
-            losses = torch.stack([data.detach(), dist.detach(), total.detach()])  # no autograd node
         if not self._finite(total):
             self.optimizer.zero_grad(set_to_none=True)
             set_rng_state(rng, self.x.device)
@@ -405,7 +464,8 @@ class Trainer:
         """One epoch: a full-batch step, or one step per mini-batch of a random permutation.
 
         Returns:
-            The epoch's losses, shape ``(3,)`` (the mean over its batches).
+            The epoch's losses, shape ``(3,)`` (the mean over its batches), ``(K, 3)`` with
+            replicas.
 
         Raises:
             NonFiniteLoss: On a non-finite loss or gradient.

@@ -4,6 +4,7 @@ learning rate (``plot_loss``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -53,13 +54,15 @@ def plot_loss(
     distribution: np.ndarray,
     total: np.ndarray,
     lr: np.ndarray | None = None,
+    replica_totals: Sequence[np.ndarray] = (),
 ) -> Path:
     """Training curves: data, distribution and total loss against epoch.
 
     Shapes: ``epochs``, ``data``, ``distribution``, ``total`` and ``lr`` all ``(E,)``.
     The loss axis is logarithmic when every loss is positive (symlog or linear
-    otherwise); the learning rate, if given, goes in a second panel below. Returns
-    ``Path(path)``.
+    otherwise); the learning rate, if given, goes in a second panel below. With
+    replicas, ``replica_totals`` holds each replica's total loss ``(E,)``, drawn as thin
+    lines under the kept one's curves. Returns ``Path(path)``.
     """
     epochs = as_inputs("epochs", epochs, letter="E")
     e = epochs.shape[0]
@@ -70,6 +73,9 @@ def plot_loss(
     }
     if lr is not None:
         lr = as_inputs("lr", lr, e, letter="E")
+    replicas = [
+        as_inputs(f"replica_totals[{k}]", v, e, letter="E") for k, v in enumerate(replica_totals)
+    ]
     colors = {"data loss": "C0", "distribution loss": "C1", "total loss": "black"}
 
     if lr is None:
@@ -87,6 +93,15 @@ def plot_loss(
         axes = list(axes_arr)
     try:
         ax = axes[0]
+        for k, values in enumerate(replicas):
+            ax.plot(
+                epochs,
+                values,
+                color="0.6",
+                linewidth=0.7,
+                alpha=0.8,
+                label=f"total loss of each of {len(replicas)} replicas" if k == 0 else None,
+            )
         for label, values in curves.items():
             ax.plot(
                 epochs,
@@ -95,7 +110,7 @@ def plot_loss(
                 label=label,
                 linewidth=1.4 if label == "total loss" else 1.0,
             )
-        scale = _loss_scale(ax, np.concatenate(list(curves.values())))
+        scale = _loss_scale(ax, np.concatenate([*curves.values(), *replicas]))
         ax.set_ylabel("loss" if scale != "symlog" else "loss (symlog scale)")
         ax.set_title("Training losses")
         ax.grid(True, which="major", alpha=0.3)
