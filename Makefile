@@ -55,6 +55,7 @@ lint: $(STAMP)
 # the pictures of docs/tutorial.md: reruns its commands and copies the plots into docs/tutorial/
 docs-figures: $(STAMP)
 	$(BIN)/python docs/scripts/tutorial_figures.py
+	$(BIN)/python docs/scripts/design_figure.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache site

@@ -3,6 +3,8 @@
     make bench                      # everything (several minutes on 2 cores)
     .venv/bin/python bench/run.py --quick
     make bench BENCH_ARGS=--sparse  # small designs: sparse PCE against OpenTURNS (bench extra)
+    .venv/bin/python bench/run.py --design   # only design/suggest against one-shot designs
+    make bench BENCH_ARGS="--csv --loggers"   # only those sections of RESULTS.md
     make bench BENCH_ARGS=--replicas            # only the replicas section (about 10 min)
     make bench BENCH_ARGS="--replicas timing"   # only its timings, the reliability runs kept
 
@@ -704,6 +706,174 @@ def eval_worker(n: int, draws: int, threads: int) -> dict:
     }
 
 
+# -- large CSV files -------------------------------------------------------------------------------
+CSV_ROWS, CSV_COLUMNS = 500_000, 5
+
+
+def write_bench_csv(path: Path, rows: int = CSV_ROWS) -> None:
+    """A CSV file of ``rows`` x 5 random numbers (17 significant digits: float64 exactly)."""
+    import numpy as np
+
+    values = np.random.default_rng(0).standard_normal((rows, CSV_COLUMNS))
+    with path.open("w") as handle:
+        handle.write(",".join(f"c{j}" for j in range(CSV_COLUMNS)) + "\n")
+        np.savetxt(handle, values, delimiter=",", fmt="%.17g")
+
+
+def csv_worker(impl: str, path: str, repeats: int) -> dict:
+    """Read the whole file ``repeats`` times by ``impl`` (loadtxt, polymix: the data=file
+    reader, checking: polymix's checking parser alone): median time, peak memory of the
+    first read above the process's resident memory before it."""
+    import numpy as np
+
+    from polymix_cli.data.files import Table, open_table
+
+    names = [f"c{j}" for j in range(CSV_COLUMNS)]
+
+    def read():
+        if impl == "loadtxt":
+            return np.loadtxt(path, delimiter=",", skiprows=1)
+        table = open_table(path, "data.path")
+        block = table.read(names) if impl == "polymix" else Table.read(table, names)
+        return block.values
+
+    base = rss_mib()
+    reset_peak()
+    start = time.perf_counter()
+    values = read()
+    first = time.perf_counter() - start
+    peak = peak_mib() - base
+    del values
+    seconds = median_time(read, repeats, warmup=0) if repeats else first
+    return {"impl": impl, "seconds": min(first, seconds), "peak_mib": peak}
+
+
+def bench_csv(quick: bool) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.csv"
+        write_bench_csv(path)
+        repeats = "1" if quick else "3"
+        rows = {
+            impl: worker(["csv", impl, str(path), repeats])
+            for impl in ("loadtxt", "polymix", "checking")
+        }
+    return {"rows": CSV_ROWS, "columns": CSV_COLUMNS, **rows}
+
+
+def csv_lines(c: dict) -> list[str]:
+    lines = [
+        f"## Large CSV files ({c['rows']:,} rows x {c['columns']} columns, 17 digits)",
+        "",
+        (
+            "Reading the whole file (`data=file`, `polymix predict`'s input); memory is the peak "
+            "above the process before the read (a fresh process each)."
+        ),
+        "",
+        "| reader | seconds | peak MiB | time / loadtxt | memory / loadtxt |",
+        "|---|---|---|---|---|",
+    ]
+    ref = c["loadtxt"]
+    names = {
+        "loadtxt": "`numpy.loadtxt`",
+        "polymix": "polymix (fast path)",
+        "checking": "polymix's checking parser (bad rows by line)",
+    }
+    for impl in ("loadtxt", "polymix", "checking"):
+        r = c[impl]
+        if "error" in r:
+            lines.append(f"| {names[impl]} | error: {r['error']} | | | |")
+            continue
+        lines.append(
+            f"| {names[impl]} | {r['seconds']:.2f} | {r['peak_mib']:.0f} | "
+            f"{r['seconds'] / ref['seconds']:.2f}x | {r['peak_mib'] / max(ref['peak_mib'], 1e-9):.2f}x |"
+        )
+    return lines
+
+
+# -- experiment trackers ---------------------------------------------------------------------------
+def loggers_worker(rounds: int, steps: int) -> dict:
+    """The seed step with and without the trackers' hook (every installed logger at
+    once, logging every 1000 epochs as the seed does), alternating in one process."""
+    import importlib.util
+    import threading
+
+    import torch
+
+    from polymix_cli.config.schema import (
+        CsvLoggerConfig,
+        MlflowLoggerConfig,
+        TensorBoardLoggerConfig,
+    )
+    from polymix_cli.reporting.loggers import (
+        CsvLogger,
+        Loggers,
+        MlflowLogger,
+        RunInfo,
+        TensorBoardLogger,
+    )
+
+    torch.set_num_threads(1)
+    trainer = config_trainer(["experiment=moe_sign"], scheduler=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        info = RunInfo(Path(tmp) / "run", "bench", launch_dir=Path(tmp))
+        objects = [CsvLogger(CsvLoggerConfig(), info)]
+        if importlib.util.find_spec("tensorboard"):
+            objects.append(TensorBoardLogger(TensorBoardLoggerConfig(), info))
+        if importlib.util.find_spec("mlflow"):
+            uri = f"sqlite:///{tmp}/mlflow.db"
+            objects.append(MlflowLogger(MlflowLoggerConfig(tracking_uri=uri), info))
+        for obj in objects:  # started here, so that creating the stores is not measured
+            obj.start({"seed": 1234}, "seed: 1234\n")
+        loggers = Loggers(objects)
+        loggers._thread = threading.Thread(target=loggers._work, daemon=True)
+        loggers._thread.start()
+        hooks = {"without": [], "with": [loggers.hook(1000, 10**12)]}
+        rates: dict[str, list[float]] = {"without": [], "with": []}
+        for _ in range(rounds):
+            for name, hook in hooks.items():
+                trainer.settings.epochs = trainer.epoch + steps
+                start = time.perf_counter()
+                trainer.fit(hook)
+                rates[name].append(steps / (time.perf_counter() - start))
+        loggers.finish({}, "ok")
+        names = [o.name for o in loggers.loggers]
+    without, with_ = statistics.median(rates["without"]), statistics.median(rates["with"])
+    return {
+        "loggers": names,
+        "without": without,
+        "with": with_,
+        "slowdown_pct": 100 * (without / with_ - 1),
+        "rounds": rounds,
+        "steps": steps,
+    }
+
+
+def loggers_lines(r: dict) -> list[str]:
+    if "error" in r:
+        return ["## Experiment trackers", "", f"error: {r['error']}"]
+    return [
+        "## Experiment trackers (the seed step, one thread)",
+        "",
+        (
+            f"`logger=[{','.join(r['loggers'])}]` logging every 1000 epochs (`trainer.log_every`, "
+            f"the seed's) against no logger, alternating {r['rounds']} rounds of {r['steps']} epochs: "
+            f"**{r['with']:.0f}** against {r['without']:.0f} epochs/s, a slowdown of "
+            f"**{r['slowdown_pct']:.1f} %** (the target: at most 5 %; negative: within the noise)."
+        ),
+    ]
+
+
+def update_results(sections: dict[str, list[str]]) -> None:
+    """Replace (or add) sections of bench/RESULTS.md by their titles' first words."""
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    for key, lines in sections.items():
+        parts = text.split("\n## ")
+        kept = [parts[0]] + [part for part in parts[1:] if not part.startswith(key)]
+        text = "\n## ".join(kept).rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    path.write_text(text)
+
+
 # -- report ----------------------------------------------------------------------------------------
 def profile_seed_step(steps: int = 3000) -> dict:
     """Where the time of one seed step goes, by phase (thread CPU time, one thread), and
@@ -1069,6 +1239,10 @@ def markdown(result: dict) -> str:
         )
     if "allocator" in result:
         lines += ["", *allocator_lines(result["allocator"])]
+    if "csv" in result:
+        lines += ["", *csv_lines(result["csv"])]
+    if "loggers" in result:
+        lines += ["", *loggers_lines(result["loggers"])]
     e = result["eval"]
     lines += [
         "",
@@ -1083,7 +1257,84 @@ def markdown(result: dict) -> str:
     ]
     if "replicas" in result:
         lines += [*replica_lines(result["replicas"], result), ""]
+    if "design" in result:
+        lines += design_lines(result["design"])
     return "\n".join(lines)
+
+
+DESIGN_TITLE = "## Choosing the next simulations (design, suggest) against one-shot designs"
+
+
+def design_comparison() -> dict:
+    """bench/active_learning.py over seeds 0 to 9 (both acquisitions)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from active_learning import compare
+
+    return compare(range(10))
+
+
+def design_lines(d: dict) -> list[str]:
+    """The section of RESULTS.md: per seed, the loop's final test rmse_true against the
+    one-shot designs, and how often the loop wins."""
+    acq = ("epistemic_std", "integrated_variance")
+    lines = [
+        "",
+        DESIGN_TITLE,
+        "",
+        (
+            "`experiment=pce_sine` (`data=sine`, noise std 0.05, a stochastic degree-5 PCE), "
+            "the generator as the simulation (`data.train_inputs`). The loop: a 6-point Latin "
+            "hypercube, then 3 rounds of 3 points from `polymix suggest` (retrained on all rows "
+            "after each round): 15 points. Against 15 points of a Latin hypercube and 15 uniform "
+            "random points (same seed, noise, test set). Test `rmse_true` (against the "
+            "noiseless function), seeds 0 to 9; `python bench/run.py --design` "
+            "(`bench/active_learning.py`)."
+        ),
+        "",
+        "| seed | loop, epistemic_std (default) | loop, integrated_variance | Latin hypercube | random |",
+        "|---|---|---|---|---|",
+    ]
+    for r in d["rows"]:
+        lines.append(
+            f"| {r['seed']} | {r[acq[0]][-1]:.4f} | {r[acq[1]][-1]:.4f} | {r['lhs']:.4f} | "
+            f"{r['random']:.4f} |"
+        )
+    med = d["median"]
+    lines.append(
+        f"| median | {d[acq[0]]['median']:.4f} | {d[acq[1]]['median']:.4f} | {med['lhs']:.4f} | "
+        f"{med['random']:.4f} |"
+    )
+    lines.append("")
+    for a in acq:
+        rounds = ", ".join(f"{v:.4f}" for v in d[a]["median_by_round"])
+        lines.append(
+            f"- `suggest.acquisition={a}`: lower than the Latin hypercube in "
+            f"**{d[a]['wins_vs_lhs']} of {len(d['rows'])}** seeds, than random points in "
+            f"**{d[a]['wins_vs_random']} of {len(d['rows'])}**; median by round (6, 9, 12, 15 "
+            f"points): {rounds}."
+        )
+    lines.append("")
+    return lines
+
+
+def bench_design() -> None:
+    """Run the design comparison alone and replace (or add) its section of RESULTS.md."""
+    d = design_comparison()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"design-{dt.date.today().isoformat()}.json"
+    path.write_text(json.dumps(d, indent=2) + "\n")
+    results = ROOT / "bench" / "RESULTS.md"
+    text = results.read_text() if results.exists() else "# Benchmark results\n"
+    section = "\n".join(design_lines(d))
+    if DESIGN_TITLE in text:
+        head, _, rest = text.partition("\n" + DESIGN_TITLE)
+        tail = rest.partition("\n## ")
+        text = head.rstrip("\n") + "\n" + section + ("\n## " + tail[2] if tail[1] else "")
+    else:
+        text = text.rstrip("\n") + "\n" + section
+    results.write_text(text.rstrip("\n") + "\n")
+    print(section)
+    print(f"wrote {path} and bench/RESULTS.md")
 
 
 def main() -> None:
@@ -1106,12 +1357,24 @@ def main() -> None:
         help="only the small-design comparison with OpenTURNS (needs the bench extra)",
     )
     parser.add_argument(
+        "--csv", action="store_true", help="only reading a 500,000 x 5 CSV file, against loadtxt"
+    )
+    parser.add_argument(
+        "--loggers", action="store_true", help="only the seed step with and without the trackers"
+    )
+    parser.add_argument(
         "--replicas",
         nargs="?",
         const="all",
         choices=("all", "timing"),
         help="only the replicas section: all (reliability over seeds and time per step with K "
         "replicas) or timing (the reliability runs of the latest replicas results kept)",
+    )
+    parser.add_argument(
+        "--design",
+        action="store_true",
+        help="only the design/suggest loop against one-shot designs (about 10 min); updates "
+        "its section of bench/RESULTS.md",
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -1122,6 +1385,22 @@ def main() -> None:
         (RESULTS / f"sparse-{stamp}.json").write_text(json.dumps(rows, indent=1))
         write_sparse_section(rows)
         print("\n".join(sparse_lines(rows)))
+        return
+    if args.design:
+        bench_design()
+        return
+    if (args.csv or args.loggers) and not args.worker:
+        sections = {}
+        if args.csv:
+            sections["Large CSV"] = csv_lines(bench_csv(args.quick))
+        if args.loggers:
+            rounds, steps = (3, 2000) if args.quick else (7, 4000)
+            sections["Experiment trackers"] = loggers_lines(
+                worker(["loggers", str(rounds), str(steps)])
+            )
+        update_results(sections)
+        print("\n\n".join("\n".join(lines) for lines in sections.values()))
+        print("updated those sections of bench/RESULTS.md")
         return
     if args.allocator:
         print("\n".join(allocator_lines(bench_allocator(args.threads))))
@@ -1163,6 +1442,10 @@ def main() -> None:
             print(json.dumps(moe_worker(int(rest[0]), int(rest[1]), int(rest[2]))))
         elif kind == "ab":
             print(json.dumps(ab_worker(rest[0], int(rest[1]))))
+        elif kind == "csv":
+            print(json.dumps(csv_worker(rest[0], rest[1], int(rest[2]))))
+        elif kind == "loggers":
+            print(json.dumps(loggers_worker(int(rest[0]), int(rest[1]))))
         elif kind == "eval":
             print(json.dumps(eval_worker(int(rest[0]), int(rest[1]), int(rest[2]))))
         elif kind == "replica_run":
@@ -1204,8 +1487,14 @@ def main() -> None:
     result["allocator"] = bench_allocator(args.threads, rounds=3 if args.quick else 5)
     print("evaluation ...", flush=True)
     result["eval"] = worker(["eval", "100000", "1000", str(args.threads)])
+    print("large CSV files ...", flush=True)
+    result["csv"] = bench_csv(args.quick)
+    print("experiment trackers ...", flush=True)
+    result["loggers"] = worker(["loggers", *(("3", "2000") if args.quick else ("7", "4000"))])
     print("replicas ...", flush=True)
     result["replicas"] = bench_replicas(args.quick, args.threads)
+    print("design and suggest ...", flush=True)
+    result["design"] = design_comparison()
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{dt.date.today().isoformat()}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

@@ -295,6 +295,7 @@ def monte_carlo_sobol(
     dtype: torch.dtype = torch.float32,
     max_elements: int | None = 1 << 24,
     width: int = 1,
+    transform: Callable[[Tensor], Tensor] | None = None,
 ) -> SobolIndices:
     """Monte Carlo moments and Sobol indices of a stochastic surrogate, per parameter draw.
 
@@ -317,6 +318,10 @@ def monte_carlo_sobol(
             ``None``: one chunk.
         width: The model's widest per-point intermediate (e.g.
             :meth:`~polymix_cli.surrogate_models.SurrogateModel.work_width`).
+        transform: Other input distributions: maps quasi-random points uniform on
+            ``(0, 1)^d`` (float64, ``(rows, d)``) to inputs in the model's domain
+            ``(rows, d)``, e.g. each column through its marginal's inverse CDF; then
+            ``distribution`` is not used. ``None``: ``distribution``.
 
     Returns:
         The moments ``(S, O)`` and indices ``(S, d, O)`` of every draw, float64.
@@ -327,8 +332,19 @@ def monte_carlo_sobol(
     """
     if isinstance(base_samples, bool) or not isinstance(base_samples, int) or base_samples < 2:
         raise ValueError(f"base_samples must be an integer >= 2, got {base_samples!r}")
-    ab = sample_inputs(base_samples, 2 * num_inputs, distribution, generator, dtype, params.device)
-    x = sobol_design(ab[:, :num_inputs], ab[:, num_inputs:])  # A and B: independent columns
+    if transform is None:
+        ab = sample_inputs(
+            base_samples, 2 * num_inputs, distribution, generator, dtype, params.device
+        )
+        a, b = ab[:, :num_inputs], ab[:, num_inputs:]
+    else:  # the same quasi-random points, uniform on (0, 1), through the marginals
+        u = (
+            sample_inputs(base_samples, 2 * num_inputs, "uniform", generator, torch.float64) + 1
+        ) / 2
+        tiny = torch.finfo(torch.float64).eps
+        u = u.clamp(tiny, 1 - tiny)
+        a, b = (transform(part).to(device=params.device, dtype=dtype) for part in u.chunk(2, dim=1))
+    x = sobol_design(a, b)  # A and B: independent columns
     num_draws = params.shape[0]
     chunk = num_draws
     if max_elements is not None:

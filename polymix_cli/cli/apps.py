@@ -1,4 +1,5 @@
-"""The Hydra apps behind ``polymix train``, ``polymix evaluate`` and ``polymix predict``.
+"""The Hydra apps behind ``polymix train``, ``evaluate``, ``predict``, ``design`` and
+``suggest``.
 
 Errors become one line on stderr and an exit status: 2 for configuration and usage
 errors, 1 for failures while running, 130/143 for a run stopped by SIGINT/SIGTERM (after
@@ -50,14 +51,29 @@ def _register_slurm_launcher() -> None:
 
 _register_slurm_launcher()
 
-# configs/hydra/launcher/{joblib,submitit_local}.yaml restate the plugins' configs of the
-# same name, with polymix's defaults and comments; Hydra validates them against those
+
+def _register_ray_launcher() -> None:
+    """``hydra/launcher=ray`` (hydra_plugins/polymix_ray_launcher), registered as the Slurm
+    launcher is; only with the extra ``ray`` installed (main.py says so without it)."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins import polymix_ray_launcher
+
+    launcher = getattr(polymix_ray_launcher, "RayLauncher", None)
+    if launcher is not None:
+        Plugins.instance().register(launcher)
+
+
+_register_ray_launcher()
+
+# configs/hydra/launcher/{joblib,submitit_local,ray}.yaml restate the plugins' configs of
+# the same name, with polymix's defaults and comments; Hydra validates them against those
 # schemas and warns that matching by name is deprecated. The match is intended: silence
-# only that warning, only for these two files (also in launcher workers, which import this).
+# only that warning, only for these files (also in launcher workers, which import this).
 warnings.filterwarnings(
     "ignore",
     category=UserWarning,
-    message=r"\s*'hydra/launcher/(joblib|submitit_local)' is validated against ConfigStore schema",
+    message=r"\s*'hydra/launcher/(joblib|submitit_local|ray)' is validated against ConfigStore schema",
 )
 
 # The configs/ folder at the top of the repository, installed as the package
@@ -189,6 +205,21 @@ def _launcher_threads(trainer: Any) -> int | None:
     return threads_per_job(requested, launcher)  # type: ignore[arg-type]
 
 
+def _run_info(name: str) -> Any:
+    """The run and, in a multirun, its sweep dir and job number, for the loggers."""
+    from polymix_cli.reporting.loggers import RunInfo
+
+    hydra_cfg = HydraConfig.get()
+    sweep = _multirun()
+    return RunInfo(
+        _run_dir(),
+        name,
+        Path(_launch_dir()),
+        Path(hydra_cfg.sweep.dir).absolute() if sweep else None,
+        hydra_cfg.job.num if sweep else None,
+    )
+
+
 def parse_config(text: str) -> dict[str, Any]:
     """The stored YAML of a checkpoint's config as a plain dict."""
     return OmegaConf.to_container(OmegaConf.create(text), resolve=True)  # type: ignore[return-value]
@@ -225,7 +256,7 @@ def _config_yaml(config: Any) -> str:
 def train_app(cfg: DictConfig) -> float | None:
     """Train one model; return ``sweep.objective`` (lower is better) for sweepers."""
     from polymix_cli.cli.console import ConsoleUI
-    from polymix_cli.config.schema import FileDataConfig, validation_needed
+    from polymix_cli.config.schema import validation_needed
     from polymix_cli.config.validation import ConfigError, parse_train_config
     from polymix_cli.data.files import resolve_data_paths
     from polymix_cli.runs.train import train
@@ -239,13 +270,19 @@ def train_app(cfg: DictConfig) -> float | None:
         why = validation_needed(config) if _multirun() else None
         if why is not None:  # the sweep could not rank this job
             raise ConfigError(why)
-        if state is None and isinstance(config.data, FileDataConfig):
+        if state is None:
             # the checkpoint's config names the data files absolutely, so that evaluate
             # finds them from any directory (relative paths start from the current one)
             config.data = resolve_data_paths(config.data, _launch_dir())
         ui = ConsoleUI(config.trainer.progress)
         metrics = train(
-            config, _run_dir(), _config_yaml(config), ui, resume=state, max_threads=job["threads"]
+            config,
+            _run_dir(),
+            _config_yaml(config),
+            ui,
+            resume=state,
+            max_threads=job["threads"],
+            run_info=_run_info(config.name),
         )
         objective = config.sweep.objective
         value = ranking_score(objective, metric_value(metrics, objective))
@@ -301,6 +338,60 @@ def predict_app(cfg: DictConfig) -> None:
     _guarded(body)
 
 
+@hydra.main(config_path=CONFIG_PATH, config_name="design", version_base="1.3")
+def design_app(cfg: DictConfig) -> None:
+    from polymix_cli.config.schema import DesignConfig
+    from polymix_cli.config.validation import parse_section, refuse_callables
+    from polymix_cli.runs.design import design_file
+
+    def body() -> None:
+        plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        refuse_callables(plain)
+        config = parse_section(DesignConfig, plain)
+        config.output = _from_launch_dir(config.output) or config.output
+        path, points, names = design_file(config)
+        logging.getLogger("polymix").info(
+            f"wrote {path}: {points.shape[0]} point(s) of {', '.join(names)} "
+            f"({config.method}, seed {config.seed}); add the outputs and train with data=file"
+        )
+
+    _guarded(body)
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name="suggest", version_base="1.3")
+def suggest_app(cfg: DictConfig) -> None:
+    from polymix_cli.config.schema import SuggestConfig
+    from polymix_cli.config.validation import ConfigError, parse_section, refuse_callables
+    from polymix_cli.data.sources import dataset_from_config
+    from polymix_cli.runs.checkpoint import load_trained
+    from polymix_cli.runs.design import suggest_file
+
+    def body() -> None:
+        plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        refuse_callables(plain)
+        config = parse_section(SuggestConfig, plain)
+        for key in ("ckpt", "output"):  # from the launch dir, as data.path
+            setattr(config, key, _from_launch_dir(getattr(config, key)) or getattr(config, key))
+        trained = load_trained(config.ckpt, parse_config, config.trainer.device)
+        try:  # the training inputs, which suggestions keep away from
+            data = dataset_from_config(trained.cfg.data)
+        except ValueError as err:
+            raise ConfigError(f"the training data of {config.ckpt}: {err}") from None
+        seed = trained.cfg.seed if config.seed is None else config.seed
+        path, found = suggest_file(
+            trained, data.x_train, config.n, config.output, config.suggest, seed
+        )
+        logging.getLogger("polymix").info(
+            f"wrote {path}: {config.n} point(s) of {', '.join(trained.input_names)} where the "
+            f"model is least sure (epistemic std {found.spread.min():.4g} to "
+            f"{found.spread.max():.4g}, largest over the box {found.max_spread:.4g}), at least "
+            f"{found.used:.3g} apart and from the {data.x_train.shape[0]} training inputs "
+            f"(unit box; seed {seed})"
+        )
+
+    _guarded(body)
+
+
 def _check_before_run(name: str) -> None:
     """Compose and validate a single run's config before Hydra makes its run dir, so that
     a bad option is reported (every one, each on its line) with nothing written. Sweeps
@@ -309,7 +400,7 @@ def _check_before_run(name: str) -> None:
     Raises :class:`~polymix_cli.config.validation.ConfigError`."""
     from hydra._internal.utils import get_args_parser
 
-    from polymix_cli.config.compose import compose
+    from polymix_cli.config.compose import SCHEMA_OF, compose
     from polymix_cli.config.schema import EvaluateConfig
     from polymix_cli.config.validation import (
         ConfigError,
@@ -336,6 +427,9 @@ def _check_before_run(name: str) -> None:
         parse_section(EvaluateConfig, job)
     elif name == "predict":
         parse_predict_config(job)
+    elif name in ("design", "suggest"):
+        refuse_callables(job)
+        parse_section(SCHEMA_OF[name], job)
 
 
 def _explaining(name: str, app: Callable[[], Any]) -> Callable[[], Any]:
@@ -379,4 +473,6 @@ APPS = {
     "train": _explaining("train", train_app),
     "evaluate": _explaining("evaluate", evaluate_app),
     "predict": _explaining("predict", predict_app),
+    "design": _explaining("design", design_app),
+    "suggest": _explaining("suggest", suggest_app),
 }

@@ -54,6 +54,27 @@ def _base_config(config: DictConfig) -> dict[str, Any] | None:
         return None  # e.g. a value that every job sets; the jobs report their own errors
 
 
+def _prepare_mlflow(config: DictConfig) -> None:
+    """With logger=mlflow, create its store and experiment before the jobs run in parallel
+    (best effort: a job whose logger then fails warns, and its run goes on)."""
+    section = OmegaConf.select(config, "logger.mlflow", default=None)
+    if section is None:
+        return
+    try:
+        from polymix_cli.config.schema import MlflowLoggerConfig
+        from polymix_cli.reporting.loggers import RunInfo, prepare_mlflow
+
+        options = OmegaConf.to_container(section, resolve=True)
+        info = RunInfo(
+            Path(str(config.hydra.sweep.dir)),
+            _option(config, "name", "polymix"),
+            Path(str(config.hydra.runtime.cwd)),
+        )
+        prepare_mlflow(MlflowLoggerConfig(**options), info)  # type: ignore[arg-type]
+    except Exception as err:  # noqa: BLE001 - the jobs report their logger's failure
+        log.warning("polymix: warning: logger mlflow: could not prepare its store: %s", err)
+
+
 class SweepSummaryCallback(Callback):
     """Before any job: checks ``sweep.*``, a sweeper's direction and the options that
     every job shares (one line, exit 2). After the last job: the table, summary.csv,
@@ -86,6 +107,7 @@ class SweepSummaryCallback(Callback):
                 _error(f"{err} (in every job of the sweep)", 2)
             except Exception as err:  # noqa: BLE001 - not a config error: each job reports its own
                 log.debug("sweep pre-check skipped: %s", err)
+        _prepare_mlflow(config)
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not (sweep_dir / "multirun.yaml").exists():  # the basic sweeper writes its own
             sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,23 @@ def _unknown_key(err: Exception) -> str | None:
     return f"unknown option {full_key}{allowed}"
 
 
+def _key_in_null_option() -> str:
+    """The message for an override of a key inside an option that is off (null), such as
+    ``logger.mlflow.tracking_uri=...`` without ``logger=mlflow`` (OmegaConf then asserts)."""
+    import sys
+
+    args = [a for a in sys.argv[1:] if "=" in a and not a.startswith(("+", "~", "-"))]
+    chosen = " ".join(a.partition("=")[2] for a in args if a.partition("=")[0] == "logger")
+    for arg in args:
+        parts = arg.partition("=")[0].split(".")
+        if len(parts) > 2 and parts[0] == "logger" and parts[1] not in chosen:
+            return (
+                f"{arg} sets an option of logger {parts[1]}, which is off; turn it on with "
+                f"logger={parts[1]} (or a list, e.g. logger=[csv,{parts[1]}])"
+            )
+    return "an override sets a key inside an option that is off (null); choose that option first"
+
+
 def describe_hydra_error(err: BaseException) -> tuple[int, str | None, str]:
     """Exit status, the error's type name (for unexpected errors only) and a one-line message for an error raised by Hydra around the task:
     composing the config, parsing overrides, creating the run dir and its log file."""
@@ -130,4 +147,6 @@ def describe_hydra_error(err: BaseException) -> tuple[int, str | None, str]:
         )
     if isinstance(err, ValueError):  # e.g. Hydra's own flag checks (--resolve without --cfg)
         return USAGE, None, first_line(err)
+    if isinstance(err, AssertionError) and "for root: NoneType" in str(err):
+        return USAGE, None, _key_in_null_option()
     return RUNTIME, type(err).__name__, first_line(err) or type(err).__name__

@@ -15,6 +15,8 @@ COMMANDS = {
     "train": "train a stochastic surrogate from configs (Hydra app: overrides, -m, --cfg job, --help)",
     "evaluate": "re-evaluate a checkpoint: polymix evaluate ckpt=PATH [overrides]",
     "predict": "predict with a checkpoint: polymix predict ckpt=PATH input=FILE output=FILE [predict.*=...]",
+    "design": "a space-filling design to simulate: polymix design bounds=[[LOW,HIGH],...] n=N output=FILE",
+    "suggest": "the next inputs to simulate: polymix suggest ckpt=PATH n=K output=FILE",
     "summarize": "(re)build a sweep's summary: polymix summarize DIR [--sort-by METRIC]",
 }
 
@@ -35,6 +37,8 @@ examples:
   polymix evaluate ckpt=outputs/moe_sign/<run>/checkpoints/last.pt
   polymix train experiment=pce_file data.path=examples/heat.csv data.outputs=[temperature]
   polymix predict ckpt=outputs/pce_file/<run>/checkpoints/last.pt input=new.csv output=pred.csv
+  polymix design bounds=[[0,10],[100,200]] inputs=[a,b] n=20 output=design.csv
+  polymix suggest ckpt=outputs/pce_file/<run>/checkpoints/last.pt n=5 output=next.csv
   polymix summarize outputs/moe_sign/multirun/<timestamp>
   polymix train --help                            # every config group and option
 
@@ -121,6 +125,12 @@ def _main(argv: list[str] | None) -> int:
         from polymix_cli.cli.summarize import summarize_command
 
         return summarize_command(args[1:])
+    if any(a.replace(" ", "") == "hydra/launcher=ray" for a in args[1:]) and not _has_ray():
+        errors.fail(
+            "hydra/launcher=ray needs the extra ray (hydra-ray-launcher and ray), which is not "
+            "installed: pip install 'polymix-cli[ray]'",
+            errors.USAGE,
+        )
     refused = _callable_override(args[1:])
     if refused:
         errors.fail(
@@ -133,8 +143,18 @@ def _main(argv: list[str] | None) -> int:
     return _run_app(command, args[1:])
 
 
+def _has_ray() -> bool:
+    """Whether hydra-ray-launcher (and so ray) is installed."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None
+    except ImportError:
+        return False
+
+
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
-HYDRA_APPS = ("train", "evaluate", "predict")
+HYDRA_APPS = ("train", "evaluate", "predict", "design", "suggest")
 
 
 def _shell_completion(args: list[str]) -> int:

@@ -26,6 +26,8 @@ SCHEMA_OF = {
     "train": schema.TrainConfig,
     "evaluate": schema.EvaluateConfig,
     "predict": schema.PredictConfig,
+    "design": schema.DesignConfig,
+    "suggest": schema.SuggestConfig,
 }
 
 

@@ -17,7 +17,10 @@ the version is raised whenever the schema of the stored config changes, and
   ``data.val_fraction`` 0 with ``data.val_path`` null (data=file: the training rows stay
   those the run trained on), ``data.val_seed`` 5678, and ``trainer.early_stopping`` is off;
   runs trained one initialisation: ``trainer.replicas`` 1 (``trainer.replica_selection``
-  best); ``trainer.inference`` is vi (stochastic VI: there was no closed-form fit).
+  best); nor had they ``data.train_inputs`` (synthetic data: null, the generator's own
+  draws) or ``eval.input_distributions`` (null: the basis's distribution); and
+  ``trainer.inference`` is vi (stochastic VI: there
+  was no closed-form fit).
 - version 3: the config as the schema writes it, every option present.
 
 These values are what the older versions meant, written here once and never changed, so
@@ -58,7 +61,7 @@ _TOP_LEVEL_IN_VERSION_1: dict[str, Any] = {
 
 # version 2: the options of the validation set and of early stopping, off; one replica
 _ADDED_IN_VERSION_2_DATA: dict[str, dict[str, Any]] = {
-    "synthetic": {"num_val": 0, "val_seed": 5678},
+    "synthetic": {"num_val": 0, "val_seed": 5678, "train_inputs": None},
     "file": {"val_fraction": 0.0, "val_path": None, "val_seed": 5678},
 }
 _ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
@@ -67,6 +70,7 @@ _ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
     "replica_selection": "best",
     "inference": "vi",  # stochastic VI: there was no closed-form fit
 }
+_ADDED_IN_VERSION_2_EVAL: dict[str, Any] = {"input_distributions": None}
 
 
 class MigrationError(ValueError):
@@ -95,6 +99,10 @@ def _from_version_2(config: dict[str, Any]) -> dict[str, Any]:
     if isinstance(trainer, dict):
         for key, value in _ADDED_IN_VERSION_2_TRAINER.items():
             trainer.setdefault(key, copy.deepcopy(value))
+    evaluation = config.get("eval")
+    if isinstance(evaluation, dict):
+        for key, value in _ADDED_IN_VERSION_2_EVAL.items():
+            evaluation.setdefault(key, copy.deepcopy(value))
     return config
 
 

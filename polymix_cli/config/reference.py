@@ -29,9 +29,12 @@ import yaml
 from polymix_cli.config.schema import (
     MISSING,
     SCHEMAS,
+    DesignConfig,
     EvaluateConfig,
+    InputDistributionConfig,
     PredictConfig,
     RuleConfig,
+    SuggestConfig,
     TrainConfig,
 )
 
@@ -50,7 +53,7 @@ def _configs_dir() -> Path:
 CONFIGS_DIR = _configs_dir()
 
 # The config groups of configs/train.yaml, in the order of its defaults list.
-GROUPS = ("data", "model", "layout", "optimizer", "scheduler", "trainer", "eval")
+GROUPS = ("data", "model", "layout", "optimizer", "scheduler", "trainer", "eval", "logger")
 
 # Fields typed ``Any`` in the schema so that validation reports a wrong type itself, shown
 # here as what they hold.
@@ -269,7 +272,8 @@ def _group_options(configs: Path, group: str) -> dict[str, dict[str, str]]:
 def sections(configs: Path = CONFIGS_DIR) -> list[Section]:
     """The reference's tables: the top-level options of ``polymix train``, one table per
     schema class of each config group (with the group options whose YAML files use it),
-    the options of a layout rule, ``polymix evaluate`` and ``polymix predict``."""
+    the options of a layout rule and of an input distribution, ``polymix evaluate``,
+    ``predict``, ``design`` and ``suggest``."""
     configs = Path(configs)
     out = [
         Section(
@@ -289,7 +293,14 @@ def sections(configs: Path = CONFIGS_DIR) -> list[Section]:
             values = {f"{group}={name}": _values(configs.parent / p) for name, p in files.items()}
             title = f"{group}: {', '.join(files) or '(schema only)'}"
             cls = SCHEMAS[key]
-            rows = _table_rows(cls, f"{group}.", values)
+            prefix = f"{group}."
+            if group == "logger" and key != "logger/logger":  # one section per logger
+                prefix, name = f"logger.{key.rpartition('/')[2]}.", key.rpartition("/")[2]
+                values = {
+                    option: {k.removeprefix(f"{name}."): v for k, v in set_.items()}
+                    for option, set_ in values.items()
+                }
+            rows = _table_rows(cls, prefix, values)
             out.append(Section(title, cls, _summary(cls), list(files.values()), rows))
             if cls is SCHEMAS.get("layout/layout"):
                 rule_rows = _table_rows(RuleConfig, "layout.rules[i].", {})
@@ -303,7 +314,26 @@ def sections(configs: Path = CONFIGS_DIR) -> list[Section]:
                         notes=[RULES_NOTE],
                     )
                 )
-    for name, cls in (("evaluate", EvaluateConfig), ("predict", PredictConfig)):
+            if cls is SCHEMAS.get("eval/eval"):
+                entry_rows = _table_rows(
+                    InputDistributionConfig, "eval.input_distributions[i].", {}
+                )
+                out.append(
+                    Section(
+                        "eval.input_distributions: each entry",
+                        InputDistributionConfig,
+                        _summary(InputDistributionConfig),
+                        [],
+                        entry_rows,
+                        notes=[DISTRIBUTIONS_NOTE],
+                    )
+                )
+    for name, cls in (
+        ("evaluate", EvaluateConfig),
+        ("predict", PredictConfig),
+        ("design", DesignConfig),
+        ("suggest", SuggestConfig),
+    ):
         path = f"configs/{name}.yaml"
         values = {f"{name}.yaml": _values(configs / f"{name}.yaml")}
         out.append(
@@ -364,7 +394,7 @@ GENERATED = (
     "polymix_cli.config.reference at docs build time: do not edit -->"
 )
 INTRO = (
-    "Every option of `polymix train`, `polymix evaluate` and `polymix predict`, read from "
+    "Every option of `polymix train`, `evaluate`, `predict`, `design` and `suggest`, read from "
     "the typed schema (`polymix_cli/config/schema.py`) when the docs are built. Set an "
     "option on the command line as `key=value` (e.g. `trainer.epochs=2000`), choose a "
     "group's option as `group=option` (e.g. `model=pce`), or print the resolved config "
@@ -384,6 +414,12 @@ RULES_NOTE = (
     '`{match: "experts.*.coeffs[:2]", kind: iid_gaussian}`. Rules may not overlap (two '
     "rules that claim the same entries are an error), and `layout.default` claims what no "
     "rule does."
+)
+DISTRIBUTIONS_NOTE = (
+    "One entry per input, in the order of the inputs, e.g. "
+    "`eval.input_distributions=[{kind: lognormal, log_mean: 0, log_std: 0.25}, "
+    "{kind: uniform, low: 0, high: 1}]`. Each kind takes its own parameters, all of them "
+    "and no others: see [Sensitivity analysis](../guides/sensitivity.md#input-distributions)."
 )
 EXPERIMENTS_NOTE = (
     "`experiment=NAME` (`configs/experiment/NAME.yaml`) is an overlay applied after the "

@@ -17,6 +17,7 @@ The YAML files set only what differs from these defaults. Imports neither torch 
 
 import dataclasses
 import importlib
+import importlib.util
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,9 +27,12 @@ from omegaconf import MISSING
 
 __all__ = [
     "DEVICES",
+    "DISTRIBUTION_KINDS",
+    "DISTRIBUTION_PARAMETERS",
     "EXPERT_KINDS",
     "GRADIENTS",
     "INPUT_SCALINGS",
+    "LOGGERS",
     "LOSSES",
     "MODEL_KINDS",
     "OPTIMIZERS",
@@ -40,7 +44,9 @@ __all__ = [
     "AdamWConfig",
     "ConstantScheduleConfig",
     "CosineConfig",
+    "CsvLoggerConfig",
     "DataConfig",
+    "DesignConfig",
     "EarlyStoppingConfig",
     "EvalConfig",
     "EvaluateConfig",
@@ -48,7 +54,10 @@ __all__ = [
     "FileDataConfig",
     "GateConfig",
     "GroupConfig",
+    "InputDistributionConfig",
     "LayoutConfig",
+    "LoggerConfig",
+    "MlflowLoggerConfig",
     "ModelConfig",
     "MoeModelConfig",
     "NnModelConfig",
@@ -62,8 +71,11 @@ __all__ = [
     "RuleConfig",
     "SGDConfig",
     "SchedulerConfig",
+    "SuggestConfig",
+    "SuggestOptions",
     "SweepConfig",
     "SyntheticDataConfig",
+    "TensorBoardLoggerConfig",
     "TrainConfig",
     "TrainerConfig",
     "option",
@@ -192,6 +204,11 @@ def _bounds(nullable: bool) -> Callable[[Any, str], str | None]:
         def pair(p: Any) -> bool:
             return isinstance(p, list) and len(p) == 2 and all(_number(v) for v in p)
 
+        if value == MISSING:
+            return (
+                f"{name} is required: a list of [low, high] pairs, one per input, e.g. "
+                f"'{name}=[[0,10],[100,200]]'"
+            )
         if not isinstance(value, list) or not value or not all(pair(p) for p in value):
             null = " (or null: the min and max of the data)" if nullable else ""
             return (
@@ -326,6 +343,12 @@ class SyntheticDataConfig(DataConfig):
         check=_bounds(nullable=False),
     )
     test_seed: int = option(4321, "seed of the test set", ge=0)
+    train_inputs: str | None = option(
+        None,
+        "a CSV or NPZ file with a column per input (x1, x2, ...): the generator is evaluated "
+        "there, with its noise, instead of at num_train uniform draws (e.g. a polymix design)",
+        check=_path("a CSV or NPZ file of input rows, or null", required=False),
+    )
 
     def has_validation(self) -> bool:
         """Whether these options give a validation set."""
@@ -815,6 +838,75 @@ class TrainerConfig:
 
 # ---------------------------------------------------------------------------- eval
 
+# the parameters of each kind of input distribution (eval.input_distributions)
+DISTRIBUTION_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "uniform": ("low", "high"),
+    "normal": ("mean", "std"),
+    "lognormal": ("log_mean", "log_std"),
+    "truncated_normal": ("mean", "std", "low", "high"),
+    "beta": ("a", "b", "low", "high"),
+    "triangular": ("low", "mode", "high"),
+}
+DISTRIBUTION_KINDS = tuple(DISTRIBUTION_PARAMETERS)
+
+
+@dataclass
+class InputDistributionConfig:
+    """One entry of ``eval.input_distributions``: an input's distribution, in your units.
+
+    ``kind`` names the distribution and with it the parameters it takes (all required,
+    no others): uniform (low, high), normal (mean, std), lognormal (log_mean, log_std:
+    the mean and std of log X), truncated_normal (mean, std, low, high: a normal cut to
+    [low, high]), beta (a, b, low, high: Beta(a, b) stretched onto [low, high]),
+    triangular (low, mode, high).
+    """
+
+    kind: str = option(
+        MISSING,
+        "uniform | normal | lognormal | truncated_normal | beta | triangular",
+        choices=DISTRIBUTION_KINDS,
+    )
+    low: float | None = option(None, "uniform, truncated_normal, beta, triangular: lower end")
+    high: float | None = option(None, "uniform, truncated_normal, beta, triangular: upper end")
+    mean: float | None = option(None, "normal, truncated_normal: mean (before truncation)")
+    std: float | None = option(
+        None, "normal, truncated_normal: standard deviation (before truncation)", gt=0.0
+    )
+    log_mean: float | None = option(None, "lognormal: mean of log X")
+    log_std: float | None = option(None, "lognormal: standard deviation of log X", gt=0.0)
+    a: float | None = option(None, "beta: first shape parameter", gt=0.0)
+    b: float | None = option(None, "beta: second shape parameter", gt=0.0)
+    mode: float | None = option(None, "triangular: the mode, in [low, high]")
+
+    def parameters(self) -> dict[str, float]:
+        """The parameters of this kind, by name."""
+        return {k: getattr(self, k) for k in DISTRIBUTION_PARAMETERS[self.kind]}
+
+    def invalid(self, name: str) -> list[str]:
+        """What is wrong with this entry as a whole (its fields are checked one by one
+        first): a missing parameter of its kind, one of another kind, an empty range."""
+        takes = DISTRIBUTION_PARAMETERS[self.kind]
+        found = []
+        others = ("low", "high", "mean", "std", "log_mean", "log_std", "a", "b", "mode")
+        for key in takes + tuple(k for k in others if k not in takes):
+            value = getattr(self, key)
+            if key in takes and value is None:
+                found.append(f"{name}.{key} is missing: kind {self.kind} takes {', '.join(takes)}")
+            elif key not in takes and value is not None:
+                found.append(
+                    f"{name}.{key} is not a parameter of kind {self.kind}; it takes "
+                    f"{', '.join(takes)}"
+                )
+        if found or "low" not in takes:
+            return found
+        if not self.low < self.high:
+            found.append(f"{name}.high must be > {name}.low ({self.low}), got {self.high}")
+        elif self.kind == "triangular" and not self.low <= self.mode <= self.high:
+            found.append(
+                f"{name}.mode must be in [low, high] = [{self.low}, {self.high}], got {self.mode}"
+            )
+        return found
+
 
 @dataclass
 class EvalConfig:
@@ -845,6 +937,93 @@ class EvalConfig:
         "Monte Carlo: quasi-random input points in each base sample A and B (best a power of 2)",
         ge=2,
     )
+    input_distributions: list[InputDistributionConfig] | None = option(
+        None,
+        "one entry per input, e.g. [{kind: lognormal, log_mean: 0, log_std: 0.25}, {kind: uniform, "
+        "low: 0, high: 1}]: the inputs' distributions for the indices and the output's moments "
+        "(null: uniform over the training bounds, or the Hermite basis's normal)",
+    )
+
+
+# ------------------------------------------------------------------------- logger
+
+
+def _dir_or_null(value: Any, name: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value or value == MISSING):
+        return f"{name} must be null or a folder, got {value!r}"
+    return None
+
+
+def _uri(value: Any, name: str) -> str | None:
+    if not isinstance(value, str) or not value or value == MISSING:
+        return (
+            f"{name} must be an MLflow tracking URI, e.g. sqlite:///outputs/mlflow.db, "
+            f"http://host:5000 or a folder, got {value!r}"
+        )
+    return None
+
+
+@dataclass
+class CsvLoggerConfig:
+    """``logger=csv``: the config, losses and metrics as CSV files (no extra package)."""
+
+    log_dir: str | None = option(
+        None,
+        "folder of params.csv and metrics.csv; null: <run dir>/csv",
+        check=_dir_or_null,
+    )
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    """``logger=tensorboard``: TensorBoard event files (the extra ``tracking``)."""
+
+    log_dir: str | None = option(
+        None,
+        "null: <run dir>/tensorboard (a sweep's jobs lie under its sweep dir); a folder: "
+        "<log_dir>/<name>/<run>",
+        check=_dir_or_null,
+    )
+
+
+@dataclass
+class MlflowLoggerConfig:
+    """``logger=mlflow``: an MLflow run per job (the extra ``tracking``)."""
+
+    tracking_uri: str = option(
+        "sqlite:///outputs/mlflow.db",
+        "where runs are stored: a local SQLite file (relative to where you run polymix), "
+        "a folder, or a tracking server (http://host:5000)",
+        check=_uri,
+    )
+    experiment: str | None = option(None, "the MLflow experiment; null: the run's name (the study)")
+
+
+LOGGERS = ("csv", "tensorboard", "mlflow")
+
+
+@dataclass
+class LoggerConfig:
+    """``logger``: experiment trackers fed during training, none by default.
+
+    Pick one or several: ``logger=tensorboard``, ``logger=[tensorboard,mlflow]``. Each
+    logs the resolved config, the losses and learning rate every ``trainer.log_every``
+    epochs and the final metrics; a tracker that fails warns once and the run goes on.
+    """
+
+    csv: CsvLoggerConfig | None = option(None, "CSV files (logger=csv)")
+    tensorboard: TensorBoardLoggerConfig | None = option(
+        None, "TensorBoard event files (logger=tensorboard)"
+    )
+    mlflow: MlflowLoggerConfig | None = option(None, "an MLflow run (logger=mlflow)")
+
+    def enabled(self) -> list[str]:
+        """The names of the loggers that are on, in :data:`LOGGERS` order."""
+        return [name for name in LOGGERS if getattr(self, name) is not None]
+
+
+# the Python package each logger needs (the extra ``tracking``), checked before a run
+LOGGER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 
 
 # ---------------------------------------------------------------------- top level
@@ -886,15 +1065,26 @@ class TrainConfig:
         None, "a checkpoint to continue training from (null: a fresh run)", check=_resume
     )
     sweep: SweepConfig = option(SweepConfig(), "sweeps")
+    logger: LoggerConfig = option(
+        LoggerConfig(), "experiment trackers (logger=none|csv|tensorboard|mlflow, or a list)"
+    )
 
     def problems(self) -> list[str]:
-        """What no single option says: options that contradict each other."""
+        """What no single option says: options that contradict each other, and a logger
+        whose package is not installed."""
         found = self.trainer.problems()
         if self.trainer.early_stopping.patience is not None and not self.data.has_validation():
             found.append(
                 f"trainer.early_stopping.patience={self.trainer.early_stopping.patience} needs a "
                 f"validation set: {_VALIDATION_HINT[type(self.data) is FileDataConfig]}"
             )
+        for name in self.logger.enabled():
+            package = LOGGER_PACKAGES.get(name)
+            if package is not None and importlib.util.find_spec(package) is None:
+                found.append(
+                    f"logger={name} needs the {package} package, which is not installed: "
+                    f"pip install 'polymix-cli[tracking]'"
+                )
         if self.eval.sensitivity == "pce" and self.model.kind != "pce":
             found.append(
                 f"eval.sensitivity=pce needs model.kind=pce (the closed form reads a PCE's "
@@ -986,6 +1176,7 @@ EvalOverrides = _overrides(
         "sensitivity",
         "sensitivity_samples",
         "sensitivity_base_samples",
+        "input_distributions",
     ),
     "``eval`` of polymix evaluate: evaluation settings that replace the checkpoint's.",
 )
@@ -1076,6 +1267,105 @@ class PredictConfig:
         return []
 
 
+# ----------------------------------------------------------------- design, suggest
+
+DESIGN_METHODS = ("lhs", "sobol")
+ACQUISITIONS = ("epistemic_std", "integrated_variance")
+
+
+@dataclass
+class DesignConfig:
+    """``polymix design``: a space-filling design of ``n`` input points over ``bounds``."""
+
+    bounds: list[Any] = option(  # Any: integer bounds are numbers too (see _bounds)
+        MISSING,
+        "[low, high] per input, e.g. [[0, 10], [100, 200]] (required)",
+        check=_bounds(nullable=False),
+    )
+    inputs: list[str] | None = option(
+        None,
+        "the input column names, one per pair of bounds (null: x1, x2, ...)",
+        check=_names(nullable=True),
+    )
+    n: int = option(MISSING, "number of points (required)", ge=1)
+    method: str = option(
+        "lhs",
+        "lhs: Latin hypercube (one point in each of n slices of every input) | sobol: "
+        "scrambled Sobol' points (best n a power of 2)",
+        choices=DESIGN_METHODS,
+    )
+    output: str = option(
+        MISSING,
+        "file to write, .csv or .npz (by its extension)",
+        check=_table_file("the CSV or NPZ file to write, e.g. output=design.csv"),
+    )
+    seed: int = option(1234, "seed of the design", ge=0)
+    name: str = option("design", "run dir: outputs/<name>/<timestamp>")
+
+    def problems(self) -> list[str]:
+        if self.inputs is not None and len(self.inputs) != len(self.bounds):
+            message = (
+                f"inputs names {len(self.inputs)} input(s) but bounds gives {len(self.bounds)} "
+                f"pair(s); give one name per [low, high] pair"
+            )
+            return [message]
+        return []
+
+
+@dataclass
+class SuggestOptions:
+    """``suggest``: where the surrogate is least sure, and how a batch is spread out."""
+
+    acquisition: str = option(
+        "epistemic_std",
+        "epistemic_std: the largest spread (std over parameter draws) of the surrogate's "
+        "output, noise left out | integrated_variance: the largest reduction of that "
+        "variance summed over the box",
+        choices=ACQUISITIONS,
+    )
+    num_samples: int = option(200, "parameter draws the spread is estimated from", ge=2)
+    candidates: int = option(
+        4096, "quasi-random candidate points scored at once (best a power of 2)", ge=1
+    )
+    min_distance: float | None = option(
+        None,
+        "smallest distance between a suggestion and any training input or other suggestion "
+        "(besides the believer update that spreads a batch), "
+        "in the box scaled to [0, 1] per input (null: half the spacing of n_train + n points, "
+        "0.5 (n_train + n)^(-1/d))",
+        ge=0.0,
+    )
+    bounds: list[Any] | None = option(  # Any: see _bounds
+        None,
+        "[low, high] per input to search within, inside the training bounds (null: the "
+        "training bounds)",
+        check=_bounds(nullable=True),
+    )
+
+
+@dataclass
+class SuggestConfig:
+    """``polymix suggest``: the next ``n`` inputs to simulate, where a model is least sure."""
+
+    ckpt: str = option(
+        MISSING,
+        "path to a polymix checkpoint",
+        check=_path("a polymix checkpoint, e.g. ckpt=outputs/<name>/<run>/checkpoints/last.pt"),
+    )
+    n: int = option(MISSING, "number of points to suggest (required)", ge=1)
+    output: str = option(
+        MISSING,
+        "file to write, .csv or .npz (by its extension): the model's input columns",
+        check=_table_file("the CSV or NPZ file to write, e.g. output=next.csv"),
+    )
+    name: str = option("suggest", "run dir: outputs/<name>/<timestamp>")
+    seed: int | None = option(
+        None, "seed of the parameter draws and candidates (null: the training run's seed)", ge=0
+    )
+    suggest: SuggestOptions = option(SuggestOptions(), "acquisition, draws, candidates, spacing")
+    trainer: DeviceOverride = option(DeviceOverride(), "the device")  # type: ignore[valid-type]
+
+
 # -------------------------------------------------------------------- ConfigStore
 
 # schema/<group>/<name>: the classes named in the defaults lists of the YAML files
@@ -1083,6 +1373,8 @@ SCHEMAS: dict[str, type] = {
     "train": TrainConfig,
     "evaluate": EvaluateConfig,
     "predict": PredictConfig,
+    "design": DesignConfig,
+    "suggest": SuggestConfig,
     "data/synthetic": SyntheticDataConfig,
     "data/file": FileDataConfig,
     "model/pce": PceModelConfig,
@@ -1097,6 +1389,10 @@ SCHEMAS: dict[str, type] = {
     "scheduler/none": ConstantScheduleConfig,
     "trainer/trainer": TrainerConfig,
     "eval/eval": EvalConfig,
+    "logger/logger": LoggerConfig,
+    "logger/csv": CsvLoggerConfig,
+    "logger/tensorboard": TensorBoardLoggerConfig,
+    "logger/mlflow": MlflowLoggerConfig,
 }
 
 

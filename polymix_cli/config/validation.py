@@ -239,7 +239,13 @@ def _section(cls: type, value: Any, name: str, errors: list) -> Any:
             kwargs[f.name] = out
     if len(errors) > start:
         return _BAD
-    return cls(**kwargs)
+    instance = cls(**kwargs)
+    whole = getattr(instance, "invalid", None)  # checks of the section as a whole
+    if whole is not None:
+        errors += whole(name)
+        if len(errors) > start:
+            return _BAD
+    return instance
 
 
 def _unknown(name: str, key: str, fields: Mapping[str, Any]) -> str:

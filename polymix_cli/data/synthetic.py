@@ -102,6 +102,35 @@ def _draw(
     return x, y + noise_std * torch.randn(y.shape, generator=rng)
 
 
+def simulate(generator: str, x: Tensor, noise_std: float, seed: int) -> tuple[Tensor, Tensor]:
+    """A generator as a simulation: its noiseless function at given inputs, plus its noise.
+
+    Args:
+        generator: The generator's name, a key of :data:`GENERATORS`.
+        x: The inputs, shape ``(N, num_inputs)``.
+        noise_std: The standard deviation of the Gaussian noise on each output.
+        seed: The seed of the noise.
+
+    Returns:
+        The inputs (float32) and the noisy outputs ``(N, num_outputs)``.
+
+    Raises:
+        ValueError: If ``generator`` is unknown or ``x`` has not one column per input.
+    """
+    if generator not in GENERATORS:
+        raise ValueError(f"data.generator must be one of {sorted(GENERATORS)}, got {generator!r}")
+    gen = GENERATORS[generator]
+    x = torch.as_tensor(x, dtype=torch.float32)
+    if x.dim() != 2 or x.shape[1] != gen.num_inputs:
+        raise ValueError(
+            f"the generator {generator!r} takes {gen.num_inputs} input(s), got inputs of shape "
+            f"{tuple(x.shape)}"
+        )
+    y = gen.fn(x)
+    rng = torch.Generator().manual_seed(seed)
+    return x, y + noise_std * torch.randn(y.shape, generator=rng)
+
+
 def make_dataset(
     generator: str,
     num_train: int,
@@ -112,6 +141,7 @@ def make_dataset(
     test_seed: int,
     num_val: int = 0,
     val_seed: int = 0,
+    train_inputs: Tensor | None = None,
 ) -> Dataset:
     """Draw a training, a test and a validation set from a named generator (see
     :data:`GENERATORS`).
@@ -130,6 +160,8 @@ def make_dataset(
         test_seed: The seed of the test set.
         num_val: The number of validation points (0: no validation set).
         val_seed: The seed of the validation set.
+        train_inputs: The training inputs ``(N, num_inputs)`` to evaluate the generator
+            at (see :func:`simulate`) instead of ``num_train`` uniform draws.
 
     Returns:
         The :class:`~polymix_cli.data.dataset.Dataset` (float32, ``bounds`` shape
@@ -149,7 +181,10 @@ def make_dataset(
         )
     if not (bounds_t[:, 0] < bounds_t[:, 1]).all():
         raise ValueError(f"data.bounds must have low < high, got {bounds}")
-    x_train, y_train = _draw(gen, num_train, bounds_t, noise_std, seed)
+    if train_inputs is None:
+        x_train, y_train = _draw(gen, num_train, bounds_t, noise_std, seed)
+    else:
+        x_train, y_train = simulate(generator, train_inputs, noise_std, seed)
     x_test, y_test = _draw(gen, num_test, bounds_t, noise_std, test_seed)
     x_val, y_val = _draw(gen, num_val, bounds_t, noise_std, val_seed) if num_val else (None, None)
     return Dataset(

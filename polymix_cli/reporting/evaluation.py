@@ -24,6 +24,12 @@ from polymix_cli import StochasticModel
 from polymix_cli.config.schema import EvalConfig
 from polymix_cli.data.dataset import Dataset
 from polymix_cli.data.scaling import DataMaps
+from polymix_cli.reporting.input_distributions import (
+    distributions_json,
+    matches_basis,
+    pce_mismatch_message,
+    to_inputs,
+)
 from polymix_cli.reporting.metrics import (
     _CHUNK_ELEMENTS,
     CALIBRATION_LEVELS,
@@ -291,7 +297,11 @@ class SensitivityReport:
         band: The central probability of the reported interval over draws.
         base_samples: The Monte Carlo base samples; ``None`` for ``pce``.
         distribution: The input distribution in the user's units: ``kind`` and
-            ``low``/``high`` (uniform) or ``mean``/``std``.
+            ``low``/``high`` (uniform) or ``mean``/``std``; ``{"kind":
+            "input_distributions"}`` for the distributions of ``eval.input_distributions``
+            (other than the basis's).
+        input_distributions: ``eval.input_distributions`` as given, per input with its
+            name and its share outside the training bounds; ``None`` when not set.
     """
 
     method: str  # pce | monte_carlo
@@ -301,6 +311,7 @@ class SensitivityReport:
     band: float  # central probability of the reported interval over draws
     base_samples: int | None
     distribution: dict[str, Any]
+    input_distributions: list[dict[str, Any]] | None = None  # eval.input_distributions, echoed
 
     def stats(self) -> dict[str, dict[str, Tensor]]:
         """Statistics over the draws of each quantity.
@@ -333,8 +344,8 @@ class SensitivityReport:
             ``mean[output]``, ``variance[output]``, ``first_order[output][input]`` and
             ``total[output][input]``, each ``{mean, std, lower, upper}`` over the
             parameter draws, keyed by name; with ``method``, ``num_samples``,
-            ``base_samples``, ``interval``, ``input_distribution``, ``inputs`` and
-            ``outputs``.
+            ``base_samples``, ``interval``, ``input_distribution``,
+            ``input_distributions`` (``null`` unless set), ``inputs`` and ``outputs``.
         """
         stats = self.stats()
         payload: dict[str, Any] = {
@@ -343,6 +354,7 @@ class SensitivityReport:
             "base_samples": self.base_samples,
             "interval": self.band,
             "input_distribution": self.distribution,
+            "input_distributions": self.input_distributions,
             "inputs": list(self.inputs),
             "outputs": list(self.outputs),
         }
@@ -395,13 +407,26 @@ def sensitivity_report(
     if method == "off":
         return None
     surrogate = model.surrogate_model
+    kind = input_distribution(surrogate)
+    shift = (
+        maps.inputs.shift if maps is not None else torch.zeros(data.num_inputs, dtype=torch.float64)
+    )
+    scale = (
+        maps.inputs.scale if maps is not None else torch.ones(data.num_inputs, dtype=torch.float64)
+    )
+    entries = eval_cfg.input_distributions
+    # other distributions than the basis's: Monte Carlo through their inverse CDFs
+    custom = entries is not None and not matches_basis(entries, kind, shift, scale)
+    is_pce = isinstance(surrogate, PolynomialChaosExpansion)
     if method == "auto":
-        method = "pce" if isinstance(surrogate, PolynomialChaosExpansion) else "monte_carlo"
-    elif method == "pce" and not isinstance(surrogate, PolynomialChaosExpansion):
+        method = "pce" if is_pce and not custom else "monte_carlo"
+    elif method == "pce" and not is_pce:
         raise ValueError(
             f"eval.sensitivity=pce needs a polynomial chaos expansion, "
             f"got {type(surrogate).__name__}"
         )
+    elif method == "pce" and custom:
+        raise ValueError(pce_mismatch_message(kind))
     params = params[: eval_cfg.sensitivity_samples or params.shape[0]]
     base_samples = None
     if method == "pce":
@@ -415,20 +440,16 @@ def sensitivity_report(
             params,
             surrogate.num_inputs,
             base_samples,
-            input_distribution(surrogate),
+            kind,
             generator,
             data.x_train.dtype,
             max_elements=_CHUNK_ELEMENTS,
             width=surrogate.work_width(),
+            transform=to_inputs(entries, maps.inputs.forward if maps else None) if custom else None,
         )
-    kind = input_distribution(surrogate)
-    shift = (
-        maps.inputs.shift if maps is not None else torch.zeros(data.num_inputs, dtype=torch.float64)
-    )
-    scale = (
-        maps.inputs.scale if maps is not None else torch.ones(data.num_inputs, dtype=torch.float64)
-    )
-    if kind == "uniform":
+    if custom:
+        distribution: dict[str, Any] = {"kind": "input_distributions"}
+    elif kind == "uniform":
         distribution = {
             "kind": kind,
             "low": (shift - scale).tolist(),
@@ -438,6 +459,9 @@ def sensitivity_report(
         distribution = {"kind": kind, "mean": shift.tolist(), "std": scale.tolist()}
     if maps is not None:
         indices = indices.rescaled(maps.outputs.shift, maps.outputs.scale)
+    echoed = None
+    if entries is not None:
+        echoed = distributions_json(entries, data.input_names, data.bounds)
     return SensitivityReport(
         method,
         indices,
@@ -446,6 +470,7 @@ def sensitivity_report(
         eval_cfg.band,
         base_samples,
         distribution,
+        echoed,
     )
 
 

@@ -2,11 +2,13 @@
 user's units (Hydra-free; the CLI resolves the config and calls :func:`predict_file`).
 
 The input is a CSV or NPZ table (see :mod:`polymix_cli.data.files`) with a column for each
-of the model's inputs, in any order; other columns are ignored. It is read twice, block
-by block: a first pass checks every row (fields, numbers, training bounds) and reports
-all bad rows in one message before anything is computed; the second pass predicts and
-writes. Parameters are drawn once, points are evaluated in chunks (as in evaluation), so
-memory does not grow with the number of rows. The output is written to a temporary file
+of the model's inputs, in any order; other columns are ignored. It is read once (a clean
+CSV file by ``numpy.loadtxt``, see :mod:`polymix_cli.data.files`), and every row is checked
+(fields, numbers, training bounds) with all bad rows reported in one message before
+anything is computed; then the rows are predicted and written block by block. The inputs
+are held in memory (rows x inputs float64); parameters are drawn once and points are
+evaluated in chunks (as in evaluation), so the work memory does not grow with the number
+of rows. The output is written to a temporary file
 beside it and renamed into place at the end: a failed run never leaves a partial output,
 and an existing file is replaced only by a complete one.
 
@@ -34,8 +36,8 @@ from polymix_cli.config.validation import ConfigError
 from polymix_cli.data.files import (
     BLOCK_ROWS,
     LISTED,
+    Block,
     DataFileError,
-    Table,
     describe_rows,
     open_table,
 )
@@ -167,12 +169,11 @@ def _outside(
     return listed, int(mask.sum())
 
 
-def _scan(table: Table, names: Sequence[str], bounds: np.ndarray, block_rows: int) -> _Findings:
+def _scan(block: Block, names: Sequence[str], bounds: np.ndarray) -> _Findings:
     found = _Findings()
-    for block in table.blocks(names, block_rows):
-        found.rows += block.values.shape[0]
-        found.add("bad", block.bad, len(block.bad))
-        found.add("outside", *_outside(block.values, block.rows, bounds, names))
+    found.rows = block.values.shape[0]
+    found.add("bad", block.bad, len(block.bad))
+    found.add("outside", *_outside(block.values, block.rows, bounds, names))
     return found
 
 
@@ -306,9 +307,10 @@ def predict_file(
         )
     bounds = trained.maps.bounds.double().numpy()
     try:
-        found = _scan(table, names, bounds, block_rows)
+        block = table.read(names)  # the one read of the file
     except DataFileError as err:
         raise ConfigError(str(err)) from None
+    found = _scan(block, names, bounds)
     if found.rows == 0:
         raise ConfigError(f"{table.label} has no data rows")
     where = table.where()
@@ -354,8 +356,9 @@ def predict_file(
     else:
         writer = _CsvWriter(output, columns)
     try:
-        for block in table.blocks(names, block_rows):
-            x = torch.from_numpy(block.values).to(device)
+        for first in range(0, found.rows, block_rows):
+            values = block.values[first : first + block_rows]
+            x = torch.from_numpy(values).to(device)
             for start in range(0, x.shape[0], chunk):
                 draws = draw(x[start : start + chunk])  # (S, n, O) float64, user units
                 if (
@@ -374,7 +377,7 @@ def predict_file(
                     dim=2,
                 )  # (n, O, 2 + Q)
                 writer.write(
-                    block.values[start : start + chunk],
+                    values[start : start + chunk],
                     stats.reshape(stats.shape[0], -1).cpu().numpy(),
                     draws.cpu().numpy() if settings.save_draws else None,
                 )

@@ -137,6 +137,7 @@ def prepare(cfg: TrainConfig | Mapping[str, Any], maps: DataMaps | None = None) 
     else:  # the bounds the model was trained within (plots and checks use them)
         data.bounds = maps.bounds.to(data.bounds.dtype)
     _warn_outside(data)
+    _check_input_distributions(config, data, maps, model)
     data = data.to(device)
     # mapped in the data's dtype (float64 for data files: large offsets keep their digits),
     # then trained in the default dtype
@@ -164,6 +165,29 @@ def _warn_outside(data: Dataset) -> None:
             count,
             data.x_test.shape[0],
         )
+
+
+def _check_input_distributions(
+    config: TrainConfig, data: Dataset, maps: DataMaps, model: StochasticModel
+) -> None:
+    """``eval.input_distributions``: one per input, and warnings for those reaching outside
+    the training bounds; with ``eval.sensitivity=pce``, the basis's own."""
+    from polymix_cli.reporting.input_distributions import (
+        check_input_distributions,
+        matches_basis,
+        pce_mismatch_message,
+    )
+    from polymix_cli.sensitivity import input_distribution
+
+    entries = config.eval.input_distributions
+    if entries is None or config.eval.sensitivity == "off":
+        return
+    check_input_distributions(entries, data.input_names, data.bounds)
+    kind = input_distribution(model.surrogate_model)
+    if config.eval.sensitivity == "pce" and not matches_basis(
+        entries, kind, maps.inputs.shift, maps.inputs.scale
+    ):
+        raise ConfigError(pce_mismatch_message(kind))
 
 
 def check_output_dir(run_dir: Path, subdirs: Iterable[str] = (), files: Iterable[str] = ()) -> None:

@@ -1,9 +1,11 @@
 """Torch threads per run: one thread for small steps, and a parallel launcher's share of
-the cores (joblib's ``n_jobs``, submitit's ``cpus_per_task``) for the jobs of a sweep."""
+the cores (joblib's ``n_jobs``, submitit's ``cpus_per_task``, the CPUs of a Ray task) for
+the jobs of a sweep."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,14 +56,17 @@ def threads_per_job(
         cores: The cores available (``None``: :func:`available_cores`).
 
     Returns:
-        ``requested``; else, in a job of the Slurm launcher, the CPUs Slurm gave it
-        (``SLURM_CPUS_PER_TASK``); else a submitit launcher's ``cpus_per_task``; else,
+        ``requested``; else, in a job of the Ray launcher, the CPUs Ray gave its task
+        (``ray.remote.num_cpus``, default 1); else, in a job of the Slurm launcher, the
+        CPUs Slurm gave it (``SLURM_CPUS_PER_TASK``); else a submitit launcher's ``cpus_per_task``; else,
         under joblib (``n_jobs``, -1 for all cores), the cores divided among the parallel
         jobs; else ``None`` (torch's default).
     """
     if requested is not None:
         return int(requested)
     launcher = launcher or {}
+    if "ray" in str(launcher.get("_target_", "")).lower():
+        return ray_task_cpus(launcher)
     slurm_cpus = slurm_cpus_per_task()
     if slurm_cpus and "slurm" in str(launcher.get("_target_", "")).lower():
         return slurm_cpus
@@ -74,6 +79,21 @@ def threads_per_job(
     n_jobs = int(n_jobs)
     parallel = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 = all cores
     return max(1, cores // max(1, min(parallel, cores)))
+
+
+def ray_task_cpus(launcher: Any) -> int:
+    """The CPUs of this Ray task: those Ray assigned it when running in one, else the
+    launcher's ``ray.remote.num_cpus`` (Ray's default, 1, when unset)."""
+    ray = sys.modules.get("ray")  # imported by the Ray worker that runs the job
+    if ray is not None and ray.is_initialized():
+        try:
+            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+            if cpus:
+                return max(1, round(cpus))
+        except Exception:  # noqa: BLE001, S110 - not in a task: the configured request
+            pass
+    remote = (launcher.get("ray") or {}).get("remote") or {}
+    return max(1, round(float(remote.get("num_cpus") or 1)))
 
 
 def slurm_cpus_per_task() -> int | None:

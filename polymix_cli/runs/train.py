@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -25,6 +26,7 @@ import torch
 from polymix_cli.config.schema import TrainConfig
 from polymix_cli.config.validation import ConfigError, config_dict
 from polymix_cli.reporting.evaluation import write_history
+from polymix_cli.reporting.loggers import Loggers, RunInfo, flatten_config, metric_values
 from polymix_cli.runs.checkpoint import (
     CheckpointError,
     checkpoint_maps,
@@ -185,8 +187,76 @@ def train(
     ui: UI,
     resume: Mapping[str, Any] | None = None,
     max_threads: int | None = None,
+    run_info: RunInfo | None = None,
 ) -> dict[str, Any]:
-    """Train, checkpoint and evaluate one run.
+    """Train, checkpoint and evaluate one run, feeding the config's loggers
+    (:mod:`~polymix_cli.reporting.loggers`) on the way.
+
+    Args:
+        cfg: The run's config (a :class:`TrainConfig`, or a plain dict as composed).
+        run_dir: The run's output folder (checkpoints, plots, ``history.csv``,
+            ``metrics.json``).
+        config_yaml: The config as YAML, stored in the checkpoints.
+        ui: The progress display (:class:`~polymix_cli.runs.prepare.UI`).
+        resume: A loaded checkpoint whose states continue training (``cfg`` must be its
+            config, see :func:`resume_config`), or ``None`` for a new run.
+        max_threads: The torch threads this job may use (a parallel launcher's share of
+            the cores).
+        run_info: Where the run is and its sweep, for the loggers (default: ``run_dir``
+            alone, named by the config's ``name``).
+
+    Returns:
+        The run's metrics (as written to ``metrics.json``).
+
+    Raises:
+        ConfigError: If the config is invalid or the output folder is not writable.
+        CheckpointError: If ``resume`` cannot be resumed.
+        RunInterrupted: After saving ``last.pt`` on SIGINT/SIGTERM.
+        RunDiverged: On a non-finite loss.
+    """
+    name = cfg.name if isinstance(cfg, TrainConfig) else str(cfg.get("name"))
+    loggers = _loggers(cfg, run_info or RunInfo(Path(run_dir), name))
+    status = "failed"
+    try:
+        metrics = _train(cfg, run_dir, config_yaml, ui, resume, max_threads, loggers)
+        status = "ok"
+        return metrics
+    except RunInterrupted:
+        status = "interrupted"
+        raise
+    finally:
+        if loggers:
+            final = Path(run_dir) / "metrics.json"  # also that of a diverged run, when written
+            try:
+                values = metric_values(json.loads(final.read_text())) if final.exists() else {}
+            except (OSError, ValueError):
+                values = {}
+            loggers.finish(values, status)
+
+
+def _loggers(cfg: TrainConfig | Mapping[str, Any], info: RunInfo) -> Loggers:
+    """The loggers of the config's ``logger`` section (none if the config is invalid:
+    training then reports it)."""
+    if isinstance(cfg, TrainConfig):
+        return Loggers.build(cfg.logger, info)
+    from polymix_cli.config.validation import parse_train_config
+
+    try:
+        return Loggers.build(parse_train_config(dict(cfg)).logger, info)
+    except ConfigError:
+        return Loggers([])
+
+
+def _train(
+    cfg: TrainConfig | Mapping[str, Any],
+    run_dir: Path,
+    config_yaml: str,
+    ui: UI,
+    resume: Mapping[str, Any] | None,
+    max_threads: int | None,
+    loggers: Loggers,
+) -> dict[str, Any]:
+    """Train, checkpoint and evaluate one run (see :func:`train`).
 
     Args:
         cfg: The run's config (a :class:`TrainConfig`, or a plain dict as composed).
@@ -217,6 +287,7 @@ def train(
     if resume is not None:
         warn_changed_files(p.data, resume)
     check_output_dir(run_dir, ("checkpoints", "plots"), ("history.csv", "metrics.json"))
+    loggers.start(flatten_config(config_dict(p.cfg)), config_yaml)  # in the background
     settings = t = p.cfg.trainer
     threads = set_threads(t.num_threads, p, max_threads)
     trained = p.model if replicas is None else replicas
@@ -277,6 +348,8 @@ def train(
 
     # early stopping first: the log line and the checkpoints of an epoch see its check
     hooks = [*([early] if early is not None else []), log_line, periodic_checkpoint]
+    if loggers:
+        hooks.append(loggers.hook(t.log_every, settings.epochs))
     progress = ui.training(trainer)
     if progress is not None:
         hooks.append(progress)
@@ -375,12 +448,14 @@ def _closed_form_metrics(trainer: Trainer, p: Any) -> dict[str, Any]:
 
 # Options that may be set on the command line when resuming: they change where and how a
 # run reports, never its numbers (trainer.device: only CPU runs are reproducible bit for bit).
+# "logger" stands for the group and every option in it.
 RESUME_FREE = (
     "name",
     "trainer.progress",
     "trainer.log_every",
     "trainer.checkpoint_every",
     "trainer.device",
+    "logger",
 )
 
 
@@ -421,7 +496,7 @@ def resume_config(
             continue
         has_new, new = _lookup(requested, key)
         has_old, old = _lookup(stored, key)
-        if key in RESUME_FREE or (has_new and has_old and new == old):
+        if key in RESUME_FREE or key.startswith("logger.") or (has_new and has_old and new == old):
             if has_new:
                 _set(cfg, key, new)
             continue

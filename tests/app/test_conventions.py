@@ -29,7 +29,14 @@ def test_completion_query_completes_keys_and_commands(polymix, monkeypatch):
     monkeypatch.setenv("COMP_LINE", "polymix train trainer.epo")
     assert polymix("-sc", "query=bash")[1].split() == ["trainer.epochs="]
     monkeypatch.setenv("COMP_LINE", "polymix ")
-    assert polymix("-sc", "query=bash")[1].split() == ["train", "evaluate", "predict", "summarize"]
+    assert polymix("-sc", "query=bash")[1].split() == [
+        "train",
+        "evaluate",
+        "predict",
+        "design",
+        "suggest",
+        "summarize",
+    ]
     monkeypatch.setenv("COMP_LINE", "polymix ev")
     assert polymix("-sc", "query=bash")[1].split() == ["evaluate"]
 

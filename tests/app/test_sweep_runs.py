@@ -75,3 +75,37 @@ def test_sweep_options_are_validated():
     ):
         with pytest.raises(ConfigError, match=message):
             prepare(compose_train(override))
+
+
+@pytest.mark.filterwarnings("ignore:.*is validated against ConfigStore schema")
+def test_ray_launcher_config_composes_and_sets_threads_per_job():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=["hydra/launcher=ray", "hydra.launcher.ray.remote.num_cpus=3"],
+            return_hydra_config=True,
+        )
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    assert launcher["_target_"] == "hydra_plugins.polymix_ray_launcher.RayLauncher"
+    assert launcher["ray"]["init"]["address"] is None  # a local cluster
+    assert launcher["ray"]["remote"]["max_calls"] == 1
+    # outside a Ray task: the CPUs the task asks for (Ray's default 1 when unset)
+    assert threads_per_job(None, launcher, cores=16) == 3
+    del launcher["ray"]["remote"]["num_cpus"]
+    assert threads_per_job(None, launcher, cores=16) == 1
+    assert threads_per_job(2, launcher, cores=16) == 2  # trainer.num_threads wins
+
+
+def test_ray_launcher_without_its_extra_exits_2(cli, monkeypatch):
+    from polymix_cli.cli import main
+
+    monkeypatch.setattr(main, "_has_ray", lambda: False)
+    status, err = cli("train", "-m", "hydra/launcher=ray", "model.gate.width=4,8")
+    assert status == 2
+    assert err.strip() == (
+        "polymix: error: hydra/launcher=ray needs the extra ray (hydra-ray-launcher and ray), "
+        "which is not installed: pip install 'polymix-cli[ray]'"
+    )

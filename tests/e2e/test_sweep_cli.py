@@ -267,6 +267,26 @@ def test_optuna_study_reports_the_best_trial(tmp_path):
     assert is_png(sweep_dir / "plots" / "sweep.png")  # the objective by trial
 
 
+@pytest.mark.filterwarnings("ignore:.*declarative_base")
+def test_optuna_study_is_stored_and_continued(tmp_path):
+    """hydra.sweeper.storage=sqlite:///...: the study is written to the file, and a second
+    sweep with the same storage continues it (the plugin needs SQLAlchemy < 2)."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    for n in (1, 2):
+        result = sweep(
+            tmp_path / f"sweep{n}",
+            "hparams_search=moe_optuna",
+            "hydra.sweeper.n_trials=1",
+            f"hydra.sweeper.storage={storage}",
+        )
+        assert result.returncode == 0, result.stderr + result.stdout[-2000:]
+        assert "Traceback" not in result.stderr
+        study = optuna.load_study(study_name="moe_optuna", storage=storage)
+        assert [t.state.name for t in study.trials] == ["COMPLETE"] * n
+
+
 # --------------------------------------------------------------------------- help
 
 
