@@ -2,6 +2,7 @@
 
     make bench                      # everything (several minutes on 2 cores)
     .venv/bin/python bench/run.py --quick
+    make bench BENCH_ARGS=--sparse  # small designs: sparse PCE against OpenTURNS (bench extra)
     .venv/bin/python bench/run.py --design   # only design/suggest against one-shot designs
     make bench BENCH_ARGS="--csv --loggers"   # only those sections of RESULTS.md
     make bench BENCH_ARGS=--replicas            # only the replicas section (about 10 min)
@@ -992,6 +993,178 @@ def machine() -> dict:
     }
 
 
+# -- small designs: sparse PCE against OpenTURNS's LARS ------------------------------------------
+SPARSE_CASES = ((150, 0.0), (300, 0.0), (150, 0.5), (300, 0.5))
+SPARSE_SEEDS = tuple(range(1, 11))
+SPARSE_BEGIN, SPARSE_END = "<!-- sparse: begin -->", "<!-- sparse: end -->"
+
+
+def openturns_lars(x, y, x_test, degree: int = 12) -> dict:
+    """OpenTURNS's sparse PCE: Legendre candidates up to total ``degree``, least squares with
+    LARS selection and corrected leave-one-out; its test predictions and Sobol indices."""
+    import math
+
+    import numpy as np
+    import openturns as ot
+
+    ot.Log.Show(ot.Log.NONE)
+    dist = ot.JointDistribution([ot.Uniform(-math.pi, math.pi)] * x.shape[1])
+    basis = ot.OrthogonalProductPolynomialFactory([ot.LegendreFactory()] * x.shape[1])
+    size = basis.getEnumerateFunction().getStrataCumulatedCardinal(degree)
+    selection = ot.LeastSquaresMetaModelSelectionFactory(ot.LARS(), ot.CorrectedLeaveOneOut())
+    algo = ot.FunctionalChaosAlgorithm(
+        ot.Sample(x),
+        ot.Sample(y),
+        dist,
+        ot.FixedStrategy(basis, size),
+        ot.LeastSquaresStrategy(selection),
+    )
+    start = time.perf_counter()
+    algo.run()
+    seconds = time.perf_counter() - start
+    result = algo.getResult()
+    pred = np.asarray(result.getMetaModel()(ot.Sample(x_test)))
+    sobol = ot.FunctionalChaosSobolIndices(result)
+    d = x.shape[1]
+    return {
+        "pred": pred,
+        "first": [sobol.getSobolIndex(i) for i in range(d)],
+        "total": [sobol.getSobolTotalIndex(i) for i in range(d)],
+        "terms": int(result.getIndices().getSize()),
+        "seconds": seconds,
+    }
+
+
+def bench_sparse() -> list[dict]:
+    """``experiment=sparse_pce`` (degree 12, 455 candidate terms) and OpenTURNS's LARS on the
+    same seeded Ishigami designs, against the noiseless truth at 20,000 test points."""
+    import numpy as np
+    from helpers import ISHIGAMI_FIRST, ISHIGAMI_TOTAL, QuietUI, compose_train
+
+    from polymix_cli.runs.prepare import prepare
+    from polymix_cli.runs.train import train
+
+    rows = []
+    for n, noise in SPARSE_CASES:
+        for seed in SPARSE_SEEDS:
+            overrides = [
+                "experiment=sparse_pce",
+                f"data.num_train={n}",
+                f"data.noise_std={noise}",
+                f"data.seed={seed}",
+                "data.num_test=20000",
+                "eval.grid_points=25",
+            ]
+            cfg = compose_train(overrides)
+            with tempfile.TemporaryDirectory() as tmp:
+                m = train(cfg, Path(tmp), "", QuietUI())
+            sens = m["sensitivity"]
+            first = [sens["first_order"]["y1"][f"x{i}"]["mean"] for i in (1, 2, 3)]
+            total = [sens["total"]["y1"][f"x{i}"]["mean"] for i in (1, 2, 3)]
+            exact = np.array(ISHIGAMI_FIRST + ISHIGAMI_TOTAL)
+            data = prepare(cfg).data
+            x, y = data.x_train.double().numpy(), data.y_train.double().numpy()
+            x_test = data.x_test.double().numpy()
+            truth = data.true_fn(data.x_test.double()).numpy()
+            ot_fit = openturns_lars(x, y, x_test)
+            rows.append(
+                {
+                    "n": n,
+                    "noise": noise,
+                    "seed": seed,
+                    "polymix": {
+                        "rmse_true": m["test"]["rmse_true"],
+                        "sobol_error": float(np.abs(np.array(first + total) - exact).max()),
+                        "noise_std": m["noise_std"][0],
+                        "coverage_80": m["test"]["coverage"]["0.8"],
+                        "terms": m["sparse_fit"]["active_terms"][0],
+                        "loo_q2": m["loo"]["q2"][0],
+                        "train_seconds": m["timing"]["train_seconds"],
+                    },
+                    "openturns": {
+                        "rmse_true": float(np.sqrt(np.mean((ot_fit["pred"] - truth) ** 2))),
+                        "sobol_error": float(
+                            np.abs(np.array(ot_fit["first"] + ot_fit["total"]) - exact).max()
+                        ),
+                        "terms": ot_fit["terms"],
+                        "train_seconds": ot_fit["seconds"],
+                    },
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def sparse_lines(rows: list[dict]) -> list[str]:
+    """The markdown section of :func:`bench_sparse`: per case, means over the seeds."""
+    lines = [
+        SPARSE_BEGIN,
+        "## Small designs: sparse PCE against OpenTURNS (`make bench BENCH_ARGS=--sparse`)",
+        "",
+        "Ishigami, inputs uniform on [-pi, pi]^3, seeded designs (data.seed "
+        + ", ".join(map(str, SPARSE_SEEDS))
+        + "), 20,000 test points; errors against the noiseless truth. polymix: "
+        "`polymix train experiment=sparse_pce data.num_train=N data.noise_std=S` (degree 12, "
+        "455 candidate terms, ARD prior, learned noise, closed-form evidence maximisation). "
+        "OpenTURNS: the same candidates, least squares with LARS selection and corrected "
+        "leave-one-out. Means over the seeds (worst seed in brackets; for the learned noise "
+        "and the coverage of the 80 % predictive band, the range over the seeds).",
+        "",
+        (
+            "| N | noise | polymix RMSE | OpenTURNS RMSE | polymix Sobol err | OpenTURNS Sobol err "
+            "| polymix noise | polymix coverage 0.8 | terms polymix / OT | polymix train s | OT s |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, noise in SPARSE_CASES:
+        case = [r for r in rows if r["n"] == n and r["noise"] == noise]
+        if not case:
+            continue
+
+        def stat(side: str, key: str, fmt: str, case: list = case) -> str:
+            values = [r[side][key] for r in case]
+            return f"{sum(values) / len(values):{fmt}} ({max(values):{fmt}})"
+
+        def mean(side: str, key: str, fmt: str, case: list = case) -> str:
+            values = [r[side][key] for r in case]
+            return f"{sum(values) / len(values):{fmt}}"
+
+        def span(side: str, key: str, fmt: str, case: list = case) -> str:
+            values = [r[side][key] for r in case]
+            return f"{min(values):{fmt}} to {max(values):{fmt}}"
+
+        lines.append(
+            f"| {n} | {noise} | {stat('polymix', 'rmse_true', '.4f')} | "
+            f"{stat('openturns', 'rmse_true', '.4f')} | {stat('polymix', 'sobol_error', '.4f')} | "
+            f"{stat('openturns', 'sobol_error', '.4f')} | {span('polymix', 'noise_std', '.4f')} | "
+            f"{span('polymix', 'coverage_80', '.3f')} | {mean('polymix', 'terms', '.0f')} / "
+            f"{mean('openturns', 'terms', '.0f')} | {stat('polymix', 'train_seconds', '.2f')} | "
+            f"{mean('openturns', 'train_seconds', '.2f')} |"
+        )
+    lines += ["", SPARSE_END]
+    return lines
+
+
+def place_sparse_section(text: str, section: str) -> str:
+    """``text`` (``bench/RESULTS.md``) with the sparse section replaced, or added before the
+    replicas section (whose writer replaces everything up to the next heading), or at the end."""
+    if SPARSE_BEGIN in text and SPARSE_END in text:
+        head, _, rest = text.partition(SPARSE_BEGIN)
+        _, _, tail = rest.partition(SPARSE_END)
+        return head + section + tail
+    head, sep, rest = text.partition("## Replicas (`trainer.replicas`)")
+    if sep:
+        return head.rstrip("\n") + "\n\n" + section + "\n\n" + sep + rest
+    return text.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def write_sparse_section(rows: list[dict]) -> None:
+    """Replace (or add) the sparse section of ``bench/RESULTS.md``."""
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    path.write_text(place_sparse_section(text, "\n".join(sparse_lines(rows))))
+
+
 def markdown(result: dict) -> str:
     m, seed, wall = result["machine"], result["seed"], result["train_wall"]
     lines = [
@@ -1179,6 +1352,11 @@ def main() -> None:
         help="only the mini-batch step at N = 1e5 under each malloc set-up, side by side",
     )
     parser.add_argument(
+        "--sparse",
+        action="store_true",
+        help="only the small-design comparison with OpenTURNS (needs the bench extra)",
+    )
+    parser.add_argument(
         "--csv", action="store_true", help="only reading a 500,000 x 5 CSV file, against loadtxt"
     )
     parser.add_argument(
@@ -1200,6 +1378,14 @@ def main() -> None:
     )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.sparse:
+        rows = bench_sparse()
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M")
+        (RESULTS / f"sparse-{stamp}.json").write_text(json.dumps(rows, indent=1))
+        write_sparse_section(rows)
+        print("\n".join(sparse_lines(rows)))
+        return
     if args.design:
         bench_design()
         return
@@ -1313,7 +1499,12 @@ def main() -> None:
     path = RESULTS / f"{dt.date.today().isoformat()}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)
-    (ROOT / "bench" / "RESULTS.md").write_text(text)
+    results_md = ROOT / "bench" / "RESULTS.md"
+    old = results_md.read_text() if results_md.exists() else ""
+    if SPARSE_BEGIN in old and SPARSE_END in old:  # kept: the --sparse part runs on its own
+        kept = SPARSE_BEGIN + old.partition(SPARSE_BEGIN)[2].partition(SPARSE_END)[0] + SPARSE_END
+        text = place_sparse_section(text, kept)
+    results_md.write_text(text)
     print(text)
     print(f"wrote {path} and bench/RESULTS.md")
 

@@ -21,10 +21,21 @@ from typing import Any
 
 from .surrogate_models import ParamBlock
 
-__all__ = ["GROUP_KINDS", "PRIOR_KINDS", "GroupSpec", "Rule", "resolve_layout"]
+__all__ = [
+    "GROUP_KINDS",
+    "PRIOR_KINDS",
+    "SCALE_MIXTURE_GROUPS",
+    "SCALE_MIXTURE_PRIORS",
+    "GroupSpec",
+    "Rule",
+    "resolve_layout",
+]
 
 GROUP_KINDS = ("deterministic", "iid_gaussian", "gaussian", "lowrank_gaussian", "langevin")
-PRIOR_KINDS = ("iid_gaussian", "laplace")
+PRIOR_KINDS = ("iid_gaussian", "laplace", "ard", "horseshoe")
+# the sparsity priors: hierarchical scales fitted to a Gaussian variational group
+SCALE_MIXTURE_PRIORS = ("ard", "horseshoe")
+SCALE_MIXTURE_GROUPS = ("iid_gaussian", "gaussian")
 _RULE_KEYS = {"match", "kind", "prior", "options"}
 _PATTERN = re.compile(r"^(?P<glob>[^\[\]]+?)(?:\[(?P<slice>[^\[\]]*)\])?$")
 
@@ -75,6 +86,11 @@ class Rule:
         if prior.get("kind", "iid_gaussian") not in PRIOR_KINDS:
             raise ValueError(
                 f"{where}.prior.kind must be one of {list(PRIOR_KINDS)}, got {prior.get('kind')!r}"
+            )
+        if prior.get("kind") in SCALE_MIXTURE_PRIORS and kind not in SCALE_MIXTURE_GROUPS:
+            raise ValueError(
+                f"{where}.prior.kind={prior['kind']} needs a Gaussian variational group: "
+                f"{where}.kind must be one of {list(SCALE_MIXTURE_GROUPS)}, got {kind!r}"
             )
         return cls(str(spec.get("match", "*")), kind, prior, dict(spec.get("options") or {}))
 

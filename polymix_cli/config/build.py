@@ -20,7 +20,14 @@ from polymix_cli.config.schema import (
     PceModelConfig,
     TrainerConfig,
 )
-from polymix_cli.layout import GroupSpec, Rule, resolve_layout
+from polymix_cli.layout import (
+    PRIOR_KINDS,
+    SCALE_MIXTURE_GROUPS,
+    SCALE_MIXTURE_PRIORS,
+    GroupSpec,
+    Rule,
+    resolve_layout,
+)
 from polymix_cli.likelihoods import (
     GaussianNoise,
     HalfCauchyNoisePrior,
@@ -35,7 +42,7 @@ from polymix_cli.parameter_groups import (
     ParameterGroup,
     ScoreNetwork,
 )
-from polymix_cli.priors import IIDGaussianPrior, LaplacePrior, Prior
+from polymix_cli.priors import ARDPrior, HorseshoePrior, IIDGaussianPrior, LaplacePrior, Prior
 from polymix_cli.surrogate_models import (
     GatingNetwork,
     MixtureOfExperts,
@@ -114,15 +121,24 @@ def build_surrogate(model: ModelConfig, num_inputs: int, num_outputs: int) -> Su
     return MixtureOfExperts(experts, gating)
 
 
-def _prior(spec: dict, where: str) -> Prior:
+def _prior(spec: dict, where: str, size: int, group_kind: str) -> Prior:
     """The prior of a resolved group: ``spec`` holds its ``kind`` and that kind's arguments."""
     spec = dict(spec)
     kind = spec.pop("kind")
+    if kind in SCALE_MIXTURE_PRIORS and group_kind not in SCALE_MIXTURE_GROUPS:
+        raise ValueError(
+            f"{where}: prior {kind} needs a Gaussian variational group (kind "
+            f"{' or '.join(SCALE_MIXTURE_GROUPS)}), got kind {group_kind}"
+        )
     try:
         if kind == "iid_gaussian":
             return IIDGaussianPrior(**spec)
         if kind == "laplace":
             return LaplacePrior(**spec)
+        if kind == "ard":
+            return ARDPrior(size, **spec)
+        if kind == "horseshoe":
+            return HorseshoePrior(size, **spec)
     except (TypeError, ValueError) as err:
         text = str(err)
         extra = re.search(r"unexpected keyword argument '(\w+)'", text)
@@ -134,7 +150,7 @@ def _prior(spec: dict, where: str) -> Prior:
         if named is not None:  # "scale must be positive, got -1": name the option
             raise ValueError(f"{where}.prior.{text}") from None
         raise ValueError(f"{where}.prior: {err}") from None
-    raise ValueError(f"{where}.prior.kind must be one of ['iid_gaussian', 'laplace'], got {kind!r}")
+    raise ValueError(f"{where}.prior.kind must be one of {list(PRIOR_KINDS)}, got {kind!r}")
 
 
 _GROUP_OPTIONS = {
@@ -156,7 +172,7 @@ def _group(spec: GroupSpec, option: str | None = None) -> ParameterGroup:
             f"{where}: unknown option(s) {sorted(unknown)} for kind {spec.kind} (group "
             f"{spec.name}); allowed: {sorted(_GROUP_OPTIONS[spec.kind]) or 'none'}"
         )
-    prior = _prior(spec.prior, where)
+    prior = _prior(spec.prior, where, spec.size, spec.kind)
     try:
         return _construct(spec, prior)
     except (TypeError, ValueError, OverflowError) as err:

@@ -18,7 +18,8 @@ the version is raised whenever the schema of the stored config changes, and
   those the run trained on), ``data.val_seed`` 5678, and ``trainer.early_stopping`` is off;
   runs trained one initialisation: ``trainer.replicas`` 1 (``trainer.replica_selection``
   best); nor had they ``data.train_inputs`` (synthetic data: null, the generator's own
-  draws) or ``eval.input_distributions`` (null: the basis's distribution). Versions 1
+  draws) or ``eval.input_distributions`` (null: the basis's distribution); and
+  ``trainer.inference`` is vi (stochastic VI: there was no closed-form fit). Versions 1
   and 2 also lack ``eval.posterior_level`` (0.9) and ``eval.posterior_params`` (100):
   reporting only, the posterior section of metrics.json, which did not exist then.
 - version 3: the config as the schema writes it, every option present.
@@ -68,6 +69,7 @@ _ADDED_IN_VERSION_2_TRAINER: dict[str, Any] = {
     "early_stopping": {"patience": None, "min_delta": 0.0, "every": 50, "num_samples": 200},
     "replicas": 1,
     "replica_selection": "best",
+    "inference": "vi",  # stochastic VI: there was no closed-form fit
 }
 # versions 1 and 2: no input distributions, and no posterior section in metrics.json
 _ADDED_IN_VERSION_2_EVAL: dict[str, Any] = {

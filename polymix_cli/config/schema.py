@@ -102,6 +102,7 @@ SCHEDULERS = ("onecycle", "cosine", "none")
 LOSSES = ("mse_sum", "gaussian_nll")
 GRADIENTS = ("auto", "autograd")
 INSPECT_FORMATS = ("table", "json")
+INFERENCES = ("auto", "vi")
 REPLICA_SELECTIONS = ("best", "ensemble")
 FILE_GENERATOR = "file"
 
@@ -558,17 +559,32 @@ class PriorConfig:
     """The prior of a parameter group."""
 
     kind: str = option(
-        "iid_gaussian", "iid_gaussian (mean, std) | laplace (loc, scale)", choices=_PRIOR_KINDS
+        "iid_gaussian",
+        "iid_gaussian (mean, std) | laplace (loc, scale) | ard (penalty) | horseshoe "
+        "(global_scale, slab_scale); ard and horseshoe: iid_gaussian or gaussian groups",
+        choices=_PRIOR_KINDS,
     )
     mean: float = option(0.0, "iid_gaussian: mean")
     std: float = option(1.0, "iid_gaussian: standard deviation", gt=0.0)
     loc: float = option(0.0, "laplace: location")
     scale: float = option(1.0, "laplace: scale", gt=0.0)
+    penalty: float | None = option(
+        None,
+        "ard, closed-form fit: log prior odds against a term, nats per active term "
+        "(null: 0.5 log N, the BIC's; 0: plain type-II maximum likelihood)",
+        ge=0.0,
+    )
+    global_scale: float = option(0.1, "horseshoe: the global scale tau", gt=0.0)
+    slab_scale: float = option(5.0, "horseshoe: the slab scale c (caps a term's std)", gt=0.0)
 
-    def arguments(self) -> dict[str, float]:
+    def arguments(self) -> dict[str, Any]:
         """The keyword arguments of this kind's prior."""
         if self.kind == "laplace":
             return {"loc": self.loc, "scale": self.scale}
+        if self.kind == "ard":
+            return {"penalty": self.penalty}
+        if self.kind == "horseshoe":
+            return {"global_scale": self.global_scale, "slab_scale": self.slab_scale}
         return {"mean": self.mean, "std": self.std}
 
 
@@ -758,8 +774,11 @@ class TrainerConfig:
 
     epochs: int = option(10000, "optimisation steps, each over all training points", ge=1)
     num_samples: int = option(100, "parameter draws per step", ge=1)
-    weight_factor: float = option(
-        0.1, "weight of the distribution loss (KL to the prior) in the total", ge=0.0
+    weight_factor: float | None = option(
+        None,
+        "weight of the distribution loss (KL to the prior) in the total; null: 1 for "
+        "gaussian_nll (the ELBO), 0.1 for mse_sum",
+        ge=0.0,
     )
     loss: str = option(
         "mse_sum",
@@ -810,6 +829,20 @@ class TrainerConfig:
     progress: str = option(
         "auto", "auto (a bar on a terminal, log lines otherwise) | bar | log", choices=PROGRESS
     )
+    # last: the fields before it are also passed by position (TrainSettings)
+    inference: str = option(
+        "auto",
+        "auto: the closed-form sparse Bayesian fit where the model allows (a pce, an ard "
+        "prior on its coefficients, loss gaussian_nll, full batches), stochastic VI "
+        "otherwise | vi: always stochastic VI",
+        choices=INFERENCES,
+    )
+
+    def kl_weight(self) -> float:
+        """``weight_factor``, or its default for the loss when null (1 for gaussian_nll)."""
+        if self.weight_factor is not None:
+            return float(self.weight_factor)
+        return 1.0 if self.loss == "gaussian_nll" else 0.1
 
     def problems(self) -> list[str]:
         """Options of this section that contradict each other."""

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, LowRankMultivariateNormal, MultivariateNormal, Normal
 
-from ..priors import IIDGaussianPrior, Prior
+from ..priors import IIDGaussianPrior, Prior, ScaleMixturePrior
 from .base import ParameterGroup, kl_to_prior
 
 __all__ = ["DeterministicGroup", "GaussianGroup", "IIDGaussianGroup", "LowRankGaussianGroup"]
@@ -87,8 +87,9 @@ class IIDGaussianGroup(_Packable):
     """Mean-field ``q = N(mean, exp(log_std)^2)`` per coordinate.
 
     ``mean`` ``(num_params,)`` starts from N(0, 1), ``log_std`` ``(num_params,)`` at
-    ``init_log_std``. The KL to an i.i.d. Gaussian prior is computed in closed form;
-    other priors use :func:`~polymix_cli.parameter_groups.base.kl_to_prior`.
+    ``init_log_std``. The KL to an i.i.d. Gaussian prior, and to an ARD or horseshoe
+    prior at its optimal scales (:class:`~polymix_cli.priors.ScaleMixturePrior`), is
+    computed in closed form; other priors use :func:`~polymix_cli.parameter_groups.base.kl_to_prior`.
 
     Args:
         name: The group's name (non-empty).
@@ -124,6 +125,10 @@ class IIDGaussianGroup(_Packable):
         return self.mean + self.log_std.exp() * noise
 
     def distribution_loss(self) -> Tensor:
+        if isinstance(self.prior, ScaleMixturePrior):  # ARD, horseshoe: closed form
+            return self.prior.kl_from_gaussian(
+                self.mean, torch.exp(2 * self.log_std), 2 * self.log_std.sum()
+            )
         if isinstance(self.prior, IIDGaussianPrior):
             n = self.num_params()
             p_loc, p_scale = self.prior.loc.expand(n), self.prior.scale.expand(n)
@@ -195,6 +200,11 @@ class GaussianGroup(ParameterGroup):
         return self.mean + noise @ self.scale_tril().T
 
     def distribution_loss(self) -> Tensor:
+        if isinstance(self.prior, ScaleMixturePrior):  # ARD, horseshoe: closed form
+            tril = self.scale_tril()
+            return self.prior.kl_from_gaussian(
+                self.mean, tril.square().sum(1), 2 * tril.diagonal().log().sum()
+            )
         latest = None
         if self._latest_noise is not None:
             latest = self.mean + self._latest_noise @ self.scale_tril().T

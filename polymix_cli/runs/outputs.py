@@ -11,6 +11,8 @@ from polymix_cli import __version__
 from polymix_cli.reporting.evaluation import evaluate_model, model_posterior, write_metrics
 from polymix_cli.reporting.run_plots import write_plots
 from polymix_cli.runs.prepare import Prepared, data_columns, group_table
+from polymix_cli.sparsity import model_active_terms
+from polymix_cli.surrogate_models import PolynomialChaosExpansion
 
 
 def metrics_payload(
@@ -92,6 +94,9 @@ def write_run_outputs(
     if ev.sensitivity is not None:
         payload["sensitivity"] = ev.sensitivity.to_json()
     payload["posterior"] = posterior_json(p)
+    if isinstance(p.model.surrogate_model, PolynomialChaosExpansion):
+        out = p.maps.outputs
+        payload["active_terms"] = model_active_terms(p.model, 2.0, out.scale, out.shift)
     payload.update(extra or {})
     write_metrics(run_dir / "metrics.json", payload)
     write_plots(run_dir / "plots", ev, p.data, history_rows)

@@ -409,7 +409,7 @@ def _train(
                 losses,
                 trainer.train_seconds,
                 trainer.epoch,
-                extra,
+                {**(extra or {}), **_closed_form_metrics(trainer, p)},
                 gradients=trainer.gradient_path,
             )
         except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
@@ -435,7 +435,7 @@ def _train(
         losses,
         trainer.train_seconds,
         trainer.epoch,
-        extra,
+        {**(extra or {}), **_closed_form_metrics(trainer, p)},
         gradients=trainer.gradient_path,
     )
     ui.summary(metrics, run_dir)
@@ -470,12 +470,19 @@ def _first_step_cause(trainer: Trainer, cfg: TrainConfig) -> str:
     if not math.isfinite(total):
         return (
             f"no update had happened yet: data {data:.6g} + trainer.weight_factor="
-            f"{cfg.trainer.weight_factor:g} x distribution {dist:.6g} overflows"
+            f"{cfg.trainer.kl_weight():g} x distribution {dist:.6g} overflows"
         )
     return (
         f"no update had happened yet: the losses were finite (data {data:.6g}, distribution "
         f"{dist:.6g}) but a gradient was not; check {data_options} and {init}"
     )
+
+
+def _closed_form_metrics(trainer: Trainer, p: Any) -> dict[str, Any]:
+    """The leave-one-out error and the fit's figures of a closed-form sparse PCE fit
+    (see :mod:`polymix_cli.training.closed_form`); nothing for other runs."""
+    fit = trainer.closed_form
+    return {} if fit is None else fit.report(p.maps.outputs.scale)
 
 
 # Options that may be set on the command line when resuming: they change where and how a

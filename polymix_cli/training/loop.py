@@ -36,6 +36,7 @@ from polymix_cli.config.schema import (
     TrainerConfig,
 )
 from polymix_cli.training.analytic_step import AnalyticStep, ReplicaStep, unsupported_reason
+from polymix_cli.training.closed_form import ClosedFormFit, closed_form_reason
 
 if TYPE_CHECKING:
     from polymix_cli.replicas import Replicas
@@ -276,6 +277,11 @@ class Trainer:
       outputs, averaged over the draws ``s``. With ``weight_factor=1`` the total is the
       negative ELBO (the noise prior, if any, is part of the distribution loss).
 
+    A polynomial chaos expansion with an ARD prior on its coefficients and the
+    ``gaussian_nll`` loss (``settings.inference=auto``, full batches) is not trained by
+    gradients: each epoch is one iteration of the closed-form marginal-likelihood maximisation of
+    :mod:`~polymix_cli.training.closed_form`, and training stops when it has converged.
+
     With mini-batches (``settings.batch_size`` < N) an epoch is one pass over a random
     permutation of the points, one optimisation step per batch, and the data term of a
     batch is scaled by ``N / batch`` so that it stays an unbiased estimate of the full
@@ -336,13 +342,19 @@ class Trainer:
         self.replicas = replicas
         self._objective = self._losses if replicas is None else self._replica_losses
         self._analytic: AnalyticStep | None = None
-        self.gradient_path = self._choose_gradients()
+        self._closed_form: ClosedFormFit | None = None
+        # a sparse Bayesian PCE: no gradients (replicas would fit the same posterior K times)
+        if replicas is None and closed_form_reason(model, settings, n) is None:
+            self._closed_form = ClosedFormFit(model, x, y)
+            self.gradient_path = "closed form (sparse Bayesian learning)"
+        else:
+            self.gradient_path = self._choose_gradients()
         if self.gradient_path == "analytic":
-            args = (settings.loss, settings.num_samples, settings.weight_factor)
+            args = (settings.loss, settings.num_samples, settings.kl_weight())
             self._analytic = (
                 AnalyticStep(model, *args) if replicas is None else ReplicaStep(replicas, *args)
             )
-        if settings.compile:
+        if settings.compile and self._closed_form is None:
             with torch.no_grad():  # fill caches (the basis matrix of x) before tracing
                 model.predict(x, model.sample_parameters(1))
             self._objective = torch.compile(self._objective)
@@ -361,6 +373,11 @@ class Trainer:
         return "analytic" if reason is None else f"autograd ({reason})"
 
     @property
+    def closed_form(self) -> ClosedFormFit | None:
+        """The closed-form sparse Bayesian fit when it trains the model, else ``None``."""
+        return self._closed_form
+
+    @property
     def steps_per_epoch(self) -> int:
         """The optimisation steps of one epoch, ``ceil(N / batch_size)``."""
         return math.ceil(self.x.shape[0] / self.batch_size)
@@ -373,12 +390,12 @@ class Trainer:
             data = self.model.noise.neg_log_likelihood(y_hat, y) * (scale / s.num_samples)
         else:
             data = F.mse_loss(y_hat, y.expand_as(y_hat), reduction="sum") * (scale / s.num_samples)
-        return data, dist, torch.add(data, dist, alpha=s.weight_factor)
+        return data, dist, torch.add(data, dist, alpha=s.kl_weight())
 
     def _replica_losses(self, x: Tensor, y: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor]:
         """Each replica's ``(data, distribution, total)``, three ``(K,)`` tensors."""
         s = self.settings
-        out = self.replicas.losses(x, y, scale, s.num_samples, s.loss, s.weight_factor)
+        out = self.replicas.losses(x, y, scale, s.num_samples, s.loss, s.kl_weight())
         return out[:, 0], out[:, 1], out[:, 2]
 
     def losses(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -414,6 +431,10 @@ class Trainer:
             NonFiniteLoss: For epoch ``self.epoch + 1``, before the update, if the loss or
                 a gradient is not finite; the torch RNG is then rewound as well.
         """
+        if self._closed_form is not None:  # one iteration of the marginal-likelihood maximisation
+            losses = self._closed_form()
+            self.stop_requested = self.stop_requested or self._closed_form.converged
+            return losses
         x = self.x if x is None else x
         y = self.y if y is None else y
         rng = get_rng_state(self.x.device)
@@ -483,5 +504,7 @@ class Trainer:
                 for hook in hooks:
                     hook(self)
         finally:
+            if self._closed_form is not None:  # the posterior so far, also when interrupted
+                self._closed_form.write()
             self.train_seconds += time.perf_counter() - start
         return self.history

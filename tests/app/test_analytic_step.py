@@ -100,7 +100,7 @@ def _losses_and_grads(trainer: Trainer, x, y, scale: float, analytic: bool):
             trainer.model,
             trainer.settings.loss,
             trainer.settings.num_samples,
-            trainer.settings.weight_factor,
+            trainer.settings.kl_weight(),
         )(x, y, scale)
     else:
         data, dist, total = trainer._losses(x, y, scale)

@@ -1,0 +1,194 @@
+"""The closed-form fit of a sparse Bayesian polynomial chaos expansion, one iteration per
+epoch of the :class:`~polymix_cli.training.loop.Trainer`.
+
+A PCE is linear in its coefficients; with a Gaussian likelihood (``gaussian_nll``) and
+an ARD prior on the coefficients, the posterior given the prior scales and the noise is
+Gaussian in closed form, and the scales and the noise maximise the marginal likelihood
+(:class:`~polymix_cli.sparsity.FastSparseBayes`). Each epoch runs one iteration of that
+algorithm per output and writes the posterior into the model: the coefficient group's
+mean and covariance (full for a ``gaussian`` group, its diagonal for ``iid_gaussian``),
+the prior's fitted scales and the learned noise. The recorded losses are the expected
+negative log likelihood (data), the KL divergence of the posterior to the fitted prior
+(distribution) and their sum, the negative ELBO, which equals the negative log marginal likelihood
+since the posterior is exact. Training stops when every output has converged; a resumed
+run continues from the checkpoint's fitted scales and noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from polymix_cli import StochasticModel
+from polymix_cli.config.schema import TrainerConfig
+from polymix_cli.parameter_groups import GaussianGroup, IIDGaussianGroup
+from polymix_cli.priors import ARDPrior
+from polymix_cli.sparsity import FastSparseBayes
+from polymix_cli.surrogate_models import PolynomialChaosExpansion
+
+__all__ = ["ClosedFormFit", "closed_form_reason"]
+
+
+def closed_form_reason(
+    model: StochasticModel, settings: TrainerConfig, num_points: int
+) -> str | None:
+    """``None`` if :class:`ClosedFormFit` trains ``model``, else why not (a short phrase).
+
+    Args:
+        model: The model.
+        settings: The ``trainer`` section.
+        num_points: The number of training points.
+
+    Returns:
+        ``None``, or the reason.
+    """
+    if settings.inference != "auto":
+        return f"trainer.inference={settings.inference}"
+    if settings.loss != "gaussian_nll" or model.noise is None:
+        return "a loss other than gaussian_nll"
+    if type(model.surrogate_model) is not PolynomialChaosExpansion:
+        return f"a {type(model.surrogate_model).__name__} surrogate"
+    groups = list(model.parameter_groups)
+    if len(groups) != 1 or type(groups[0]) not in (GaussianGroup, IIDGaussianGroup):
+        return "coefficients not in one gaussian or iid_gaussian group"
+    if not isinstance(groups[0].prior, ARDPrior):
+        return f"a {type(groups[0].prior).__name__} on the coefficients"
+    if settings.batch_size is not None and settings.batch_size < num_points:
+        return "mini-batches"
+    return None
+
+
+def _inverse_softplus(x: Tensor) -> Tensor:
+    return x + torch.log(-torch.expm1(-x))
+
+
+class ClosedFormFit:
+    """The sparse Bayesian fit of a PCE model, one iteration per call.
+
+    Args:
+        model: A model for which :func:`closed_form_reason` is ``None``.
+        x: Training inputs in the model's domain, shape ``(N, d)``.
+        y: Training outputs in the model's domain, shape ``(N, O)``.
+    """
+
+    def __init__(self, model: StochasticModel, x: Tensor, y: Tensor):
+        self.model = model
+        pce: PolynomialChaosExpansion = model.surrogate_model  # type: ignore[assignment]
+        self.group = model.parameter_groups[0]
+        self.prior: ARDPrior = self.group.prior  # type: ignore[assignment]
+        with torch.no_grad():
+            self.phi = pce.basis_matrix(x).detach().to(torch.float64)
+        self.y = y.detach()
+        self.num_terms, self.num_outputs = pce.num_terms, pce.num_outputs
+        self._fits: list[FastSparseBayes] | None = None
+
+    @property
+    def fits(self) -> list[FastSparseBayes]:
+        """One fit per output, made at first use: after a resumed run's checkpoint is
+        loaded into the model, the fit continues from the fitted scales and noise found
+        there (a fitted ARD prior has zero scales for its inactive terms)."""
+        if self._fits is None:
+            scale = self.prior.scale.detach().to(torch.float64).cpu()
+            noise = self.model.noise.log_std.detach().to(torch.float64).exp().cpu()
+            fitted = bool((scale == 0).any())
+            o = self.num_outputs
+            self._fits = [
+                FastSparseBayes(
+                    self.phi,
+                    self.y[:, k],
+                    penalty=self.prior.penalty,
+                    start=(scale[k::o], float(noise[k])) if fitted else None,
+                )
+                for k in range(o)
+            ]
+        return self._fits
+
+    @property
+    def converged(self) -> bool:
+        """Whether every output's fit has converged."""
+        return all(f.converged for f in self.fits)
+
+    def __call__(self) -> Tensor:
+        """One iteration for every output not yet converged; the posterior is written into
+        the model once all have converged (see :meth:`write`).
+
+        Returns:
+            The losses ``(data, distribution, total)``, shape ``(3,)``, summed over outputs.
+        """
+        for f in self.fits:
+            f.step()
+        if self.converged:
+            self.write()
+        return self.losses()
+
+    def losses(self) -> Tensor:
+        """The losses ``(data, distribution, total)`` of the current posterior, shape
+        ``(3,)``, summed over outputs."""
+        data = sum(f.expected_nll() for f in self.fits)
+        total = -sum(f.log_marginal_likelihood() for f in self.fits)
+        return torch.tensor([data, total - data, total], dtype=self.group.mean.dtype)
+
+    @torch.no_grad()
+    def write(self) -> None:
+        """Write the current posterior, prior scales and noise into the model (done at
+        convergence, and by the trainer whenever training stops)."""
+        t, o = self.num_terms, self.num_outputs
+        size = t * o
+        mean = torch.zeros(size, dtype=torch.float64)
+        chol = torch.zeros(size, size, dtype=torch.float64)
+        variance = torch.zeros(size, dtype=torch.float64)
+        prior_std = torch.zeros(size, dtype=torch.float64)
+        for k, f in enumerate(self.fits):
+            m, cov, active = f.coefficients()
+            where = torch.arange(t) * o + k  # the output's entries in the row-major block
+            mean[where] = m
+            variance[where] = cov.diagonal()
+            prior_std[where] = f.prior_std()
+            idx = active.nonzero().squeeze(1)
+            sub = cov[idx.unsqueeze(1), idx]
+            # the active block's Cholesky factor, placed at sorted positions: still lower
+            # triangular; inactive terms keep a zero row (the group's jitter remains)
+            jitter = 1e-12 * sub.diagonal().mean().clamp_min(1e-300)
+            eye = torch.eye(len(idx), dtype=torch.float64)
+            lower = torch.linalg.cholesky(sub + jitter * eye)
+            chol[where[idx].unsqueeze(1), where[idx]] = lower
+        g = self.group
+        dtype = g.mean.dtype
+        if isinstance(g, GaussianGroup):
+            diag = (chol.diagonal() - g.jitter).clamp_min(1e-30)
+            raw = chol.tril(-1) + torch.diag(_inverse_softplus(diag))
+            g.raw_scale_tril.copy_(raw.to(dtype))
+        else:
+            g.log_std.copy_((0.5 * variance.clamp_min(1e-60).log()).to(dtype))
+        g.mean.copy_(mean.to(dtype))
+        self.prior.scale.copy_(prior_std.to(self.prior.scale.dtype))
+        noise = torch.tensor([math.log(f.noise_std) for f in self.fits], dtype=torch.float64)
+        self.model.noise.log_std.copy_(noise.to(self.model.noise.log_std.dtype))
+
+    def report(self, output_scale: Tensor | None = None) -> dict:
+        """The fit's figures for ``metrics.json``, per output.
+
+        Args:
+            output_scale: The scale of the output map (the LOO error is reported in the
+                user's units), shape ``(O,)``, or ``None``.
+
+        Returns:
+            ``{"loo": {"rmse": [...], "q2": [...]}, "sparse_fit": {"iterations",
+            "converged", "active_terms": [...], "candidate_terms"}}``.
+        """
+        scale = [1.0] * self.num_outputs if output_scale is None else output_scale.tolist()
+        loo = [f.leave_one_out() for f in self.fits]
+        return {
+            "loo": {
+                "rmse": [r.rmse * float(c) for r, c in zip(loo, scale)],
+                "q2": [r.q2 for r in loo],
+            },
+            "sparse_fit": {
+                "iterations": max(f.iterations for f in self.fits),
+                "converged": self.converged,
+                "active_terms": [len(f.active) for f in self.fits],
+                "candidate_terms": self.num_terms,
+            },
+        }
