@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from polymix_cli import __version__
@@ -95,8 +96,11 @@ def write_run_outputs(
         payload["sensitivity"] = ev.sensitivity.to_json()
     payload["posterior"] = posterior_json(p)
     if isinstance(p.model.surrogate_model, PolynomialChaosExpansion):
-        out = p.maps.outputs
-        payload["active_terms"] = model_active_terms(p.model, 2.0, out.scale, out.shift)
+        # active: the central eval.posterior_level interval excludes 0, as in the posterior
+        # section and `polymix inspect` (|mean| >= 1.645 std at the default 0.9)
+        out, level = p.maps.outputs, p.cfg.eval.posterior_level
+        threshold = NormalDist().inv_cdf((1 + level) / 2)
+        payload["active_terms"] = model_active_terms(p.model, threshold, out.scale, out.shift)
     payload.update(extra or {})
     write_metrics(run_dir / "metrics.json", payload)
     write_plots(run_dir / "plots", ev, p.data, history_rows)

@@ -318,9 +318,14 @@ def test_unit_prior_messages_name_the_option():
     from polymix_cli.config.build import _prior
 
     with pytest.raises(ValueError, match=r"^layout.rules\[0\].prior.scale must be positive"):
-        _prior({"kind": "laplace", "loc": 0.0, "scale": -1.0}, "layout.rules[0]")
+        _prior({"kind": "laplace", "loc": 0.0, "scale": -1.0}, "layout.rules[0]", 3, "iid_gaussian")
     with pytest.raises(ValueError, match=r"^unknown option layout.rules\[0\].prior.extra"):
-        _prior({"kind": "laplace", "loc": 0.0, "scale": 1.0, "extra": 1}, "layout.rules[0]")
+        _prior(
+            {"kind": "laplace", "loc": 0.0, "scale": 1.0, "extra": 1},
+            "layout.rules[0]",
+            3,
+            "iid_gaussian",
+        )
 
 
 @pytest.mark.parametrize(

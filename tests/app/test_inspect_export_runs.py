@@ -80,7 +80,7 @@ def test_inspect_prints_tables_and_json_with_the_figures_of_metrics_json(
         ),
         (["ckpt=X", "inspect.format=xml"], "polymix: error: inspect.format must be one of"),
         (["ckpt=X", "inspect.num_samples=1"], "polymix: error: inspect.num_samples must be >= 2"),
-        ([], "polymix: error: ckpt must be the path of a polymix checkpoint"),
+        ([], "polymix: error: ckpt= is required: ckpt must be the path of a polymix checkpoint"),
     ],
 )
 def test_inspect_refuses_bad_input_in_one_line(cli, ckpt, tmp_path, monkeypatch, args, message):
@@ -113,7 +113,10 @@ def test_inspect_refuses_bad_input_in_one_line(cli, ckpt, tmp_path, monkeypatch,
             ["ckpt=X", "output=m.pt", "export.quantiles=[0.5,2]"],
             "polymix: error: export.quantiles.1 must be a number in (0.0, 1.0)",
         ),
-        (["ckpt=X"], "polymix: error: output must be the path of the file to write"),
+        (
+            ["ckpt=X"],
+            "polymix: error: output= is required: output must be the path of the file to write",
+        ),
     ],
 )
 def test_export_refuses_bad_input_in_one_line(cli, ckpt, tmp_path, monkeypatch, args, message):
