@@ -45,7 +45,17 @@ def test_a_signal_during_predict_leaves_nothing(checkpoint, tmp_path, sig, suffi
     args = [sys.executable, "-m", "polymix_cli", "predict", f"ckpt={checkpoint}"]
     args += [f"input={tmp_path / 'in.csv'}", f"output={out / ('o' + suffix)}"]
     args += ["predict.num_samples=200", *extra]
-    proc = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True)
+    # a job started in the background by a non-interactive shell (as CI runners may start
+    # the tests) inherits SIGINT ignored, and polymix rightly keeps it ignored (as under
+    # nohup): give the child the default disposition a terminal's foreground job has
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,  # noqa: PLW1509 - it only resets one signal's handler
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(out.iterdir()) and proc.poll() is None:
         time.sleep(0.05)  # until the temporary output exists: it is being written
