@@ -11,6 +11,7 @@ for the train set, the test set, the plotting grid and the validation set in tha
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from polymix_cli.sensitivity import SobolIndices, input_distribution, monte_carl
 from polymix_cli.surrogate_models import MixtureOfExperts, PolynomialChaosExpansion
 
 __all__ = [
+    "MAX_SLICES",
     "Evaluation",
     "SensitivityReport",
     "draw_function",
@@ -56,6 +58,12 @@ __all__ = [
     "write_history",
     "write_metrics",
 ]
+
+log = logging.getLogger("polymix")
+
+# slices.png draws at most this many inputs (a panel each): with more, those of the largest
+# total Sobol index (see slice_inputs); every panel costs eval.grid_points predictions
+MAX_SLICES = 12
 
 
 @dataclass
@@ -85,10 +93,13 @@ class Evaluation:
         num_experts: ``M`` for a mixture plotted on a grid, else 0.
         sensitivity: The Sobol analysis, or ``None``.
         summaries: The summary of each split, at its points.
-        slices: Shape ``(D, G, D)``: ``G`` points along input ``i`` with the others at
-            the centre.
-        slice_summary: The summary along the slices, over ``(D * G, O)``.
-        slice_true: The noiseless function along the slices, shape ``(D * G, O)``.
+        slices: Shape ``(K, G, D)``: ``G`` points along input ``slice_inputs[k]`` with
+            the others at the centre.
+        slice_summary: The summary along the slices, over ``(K * G, O)``.
+        slice_true: The noiseless function along the slices, shape ``(K * G, O)``.
+        slice_inputs: The ``K`` inputs of the slices (all ``D`` when ``D <=``
+            :data:`MAX_SLICES`), see :func:`slice_inputs`.
+        slice_note: Which inputs the slices show, when not all: for the plot's title.
     """
 
     splits: dict[str, dict[str, Any]]
@@ -105,9 +116,11 @@ class Evaluation:
     sensitivity: SensitivityReport | None = None
     # per split, at its points
     summaries: dict[str, PredictiveSummary] = field(default_factory=dict)
-    slices: Tensor | None = None  # (D, G, D): G points along input i with the others at the centre
-    slice_summary: PredictiveSummary | None = None  # over (D * G, O)
-    slice_true: Tensor | None = None  # (D * G, O)
+    slices: Tensor | None = None  # (K, G, D): along input slice_inputs[k], the others at the centre
+    slice_summary: PredictiveSummary | None = None  # over (K * G, O)
+    slice_true: Tensor | None = None  # (K * G, O)
+    slice_inputs: list[int] = field(default_factory=list)
+    slice_note: str | None = None
 
 
 def draw_function(
@@ -136,24 +149,58 @@ def draw_function(
     return draw
 
 
-def slice_points(bounds: Tensor, num_points: int) -> Tensor:
+def slice_points(bounds: Tensor, num_points: int, inputs: list[int] | None = None) -> Tensor:
     """Points along a slice through the centre of the domain, for each input.
 
     Args:
         bounds: (low, high) per input, shape ``(D, 2)``.
         num_points: ``G``, the points per slice.
+        inputs: The ``K`` inputs to slice along (default: all, ``K = D``).
 
     Returns:
-        Shape ``(D, G, D)``: for each input ``i``, ``G`` points from its low to its high
-        bound with every other input at the centre of its bounds.
+        Shape ``(K, G, D)``: for each input ``i`` of ``inputs``, ``G`` points from its low
+        to its high bound with every other input at the centre of its bounds.
     """
     low, high = bounds[:, 0], bounds[:, 1]
     d = bounds.shape[0]
+    along = (
+        torch.arange(d, device=bounds.device)
+        if inputs is None
+        else torch.tensor(inputs, dtype=torch.long, device=bounds.device)
+    )
+    k = along.shape[0]
     steps = torch.linspace(0, 1, num_points, dtype=bounds.dtype, device=bounds.device)
-    points = ((low + high) / 2).expand(d, num_points, d).clone()
-    diag = torch.arange(d, device=bounds.device)
-    points[diag, :, diag] = low[:, None] + (high - low)[:, None] * steps
+    points = ((low + high) / 2).expand(k, num_points, d).clone()
+    rows = torch.arange(k, device=bounds.device)
+    points[rows, :, along] = low[along, None] + (high - low)[along, None] * steps
     return points
+
+
+def slice_inputs(
+    num_inputs: int, sensitivity: SensitivityReport | None, limit: int = MAX_SLICES
+) -> tuple[list[int], str | None]:
+    """The inputs to draw slices along: all of them, or the ``limit`` most important.
+
+    Args:
+        num_inputs: ``D``.
+        sensitivity: The Sobol analysis, if any: inputs are ranked by their total index
+            (the mean over draws, the largest over outputs).
+        limit: The most inputs.
+
+    Returns:
+        The inputs (all in order when ``D <= limit``, else by decreasing importance, or the
+        first ``limit`` without a Sobol analysis), and a note saying which, or ``None``
+        when all are drawn.
+    """
+    if num_inputs <= limit:
+        return list(range(num_inputs)), None
+    if sensitivity is None:
+        note = f"the first {limit} of {num_inputs} inputs (eval.sensitivity=off ranks none)"
+        return list(range(limit)), note
+    total = sensitivity.indices.total.mean(dim=0).amax(dim=-1)  # (D,)
+    ranked = torch.argsort(total.nan_to_num(-1.0), descending=True, stable=True)
+    note = f"the {limit} of {num_inputs} inputs of largest total Sobol index"
+    return ranked[:limit].tolist(), note
 
 
 def noise_std(model: StochasticModel, maps: DataMaps | None = None) -> Tensor | None:
@@ -265,9 +312,17 @@ def evaluate_model(
     score("test", data.x_test, data.y_test)
     result = Evaluation(splits, band, None if sigma is None else sigma.tolist(), calibration)
     result.summaries = summaries
+    # the Sobol analysis (its own generator: the other draws stay as they were) ranks the
+    # inputs when there are too many to slice along every one
+    result.sensitivity = sensitivity_report(model, params, data, eval_cfg, seed, maps)
     if data.num_inputs > 1:
+        result.slice_inputs, result.slice_note = slice_inputs(data.num_inputs, result.sensitivity)
+        if result.slice_note is not None:
+            log.info("slices.png: %s", result.slice_note)
         result.slices = slice_points(
-            data.bounds.to(device=device, dtype=data.x_train.dtype), eval_cfg.grid_points
+            data.bounds.to(device=device, dtype=data.x_train.dtype),
+            eval_cfg.grid_points,
+            result.slice_inputs,
         )
         flat = result.slices.reshape(-1, data.num_inputs)
         result.slice_summary = summarize_predictive(
@@ -304,7 +359,6 @@ def evaluate_model(
             )
     if data.has_validation:  # last: the draws of the other splits and the grid stay as they were
         score("val", data.x_val, data.y_val)
-    result.sensitivity = sensitivity_report(model, params, data, eval_cfg, seed, maps)
     return result
 
 

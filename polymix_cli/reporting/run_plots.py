@@ -212,25 +212,30 @@ def _write_multi_input_plots(plot_dir: Path, ev: Evaluation, data: Dataset) -> l
             **parity,
         )
     ]
-    d, g = ev.slices.shape[:2]
+    k, g = ev.slices.shape[:2]
+    inputs = ev.slice_inputs
 
     def per_slice(t: Tensor):
-        return _np(t.reshape(d, g, -1))
+        return _np(t.reshape(k, g, -1))
 
     lower, upper = ev.slice_summary.interval(ev.band)
-    diag = torch.arange(d, device=ev.slices.device)
+    along = torch.tensor(inputs, dtype=torch.long, device=ev.slices.device)
+    title = "Slices through the centre of the domain"
+    if ev.slice_note is not None:
+        title += f":\n{ev.slice_note}"
     written.append(
         plots.plot_slices(
             plot_dir / "slices.png",
-            _np(ev.slices[diag, :, diag]),
+            _np(ev.slices[torch.arange(k, device=ev.slices.device), :, along]),
             per_slice(ev.slice_summary.mean),
             per_slice(lower),
             per_slice(upper),
-            _np(data.bounds.mean(1)),
-            input_names=list(data.input_names),
+            _np(data.bounds.mean(1)[inputs]),
+            input_names=[data.input_names[i] for i in inputs],
             output_names=list(data.output_names),
             true_y=None if ev.slice_true is None else per_slice(ev.slice_true),
             band_level=ev.band,
+            title=title,
         )
     )
     return written

@@ -2,8 +2,10 @@
 
 Univariate tables come from three-term recurrences evaluated for every input and
 every degree at once (one loop over the degree, vectorised over points and inputs);
-multivariate terms are products of table entries selected by multi-index (one loop
-over the input dimension, vectorised over points and terms).
+multivariate terms are products of table entries selected by multi-index, vectorised
+over points and terms: one loop over the input dimension (shared prefixes, few inputs) or
+over the nonzero entries of a multi-index (many inputs, where a term of degree ``p``
+involves at most ``p`` of them), whichever multiplies fewer rows.
 """
 
 from __future__ import annotations
@@ -13,7 +15,13 @@ from math import comb
 import torch
 from torch import Tensor
 
-__all__ = ["BASES", "multi_indices", "multivariate_basis", "univariate_table"]
+__all__ = [
+    "BASES",
+    "basis_plan",
+    "multi_indices",
+    "multivariate_basis",
+    "univariate_table",
+]
 
 BASES = ("legendre", "hermite")
 
@@ -51,7 +59,7 @@ def univariate_table(x: Tensor, degree: int, basis: str) -> Tensor:
     return torch.stack(values, dim=-1)
 
 
-def prefix_plan(indices: Tensor) -> list[tuple[Tensor, Tensor]]:
+def prefix_plan(indices: Tensor, budget: int | None = None) -> list[tuple[Tensor, Tensor]] | None:
     """How to build the terms one input at a time (see :func:`multivariate_basis`).
 
     Stage ``k`` holds the distinct ``k``-prefixes of the multi-indices (a downward-closed
@@ -60,17 +68,20 @@ def prefix_plan(indices: Tensor) -> list[tuple[Tensor, Tensor]]:
 
     Args:
         indices: Multi-indices, shape ``(num_terms, d)``, long.
+        budget: Give up (return ``None``) once the stages hold more rows than this.
 
     Returns:
         For ``k = 1..d``, a pair ``(parent, degree)`` of long tensors of the stage's number
         of rows: row ``i`` of stage ``k`` is row ``parent[i]`` of stage ``k - 1`` times
-        the univariate polynomial of degree ``degree[i]`` in input ``k``.
+        the univariate polynomial of degree ``degree[i]`` in input ``k``; ``None`` past
+        ``budget``.
     """
     indices = indices.to("cpu", torch.long)
     n, d = indices.shape
     plan: list[tuple[Tensor, Tensor]] = []
     previous = torch.zeros(n, dtype=torch.long)  # each row's prefix of length k - 1 (stage k - 1)
     span = int(indices.max()) if indices.numel() else 0
+    rows = n
     for k in range(1, d + 1):
         if k == d:  # the last stage: the rows themselves, in their order
             plan.append((previous, indices[:, d - 1].clone()))
@@ -79,6 +90,9 @@ def prefix_plan(indices: Tensor) -> list[tuple[Tensor, Tensor]]:
         # a prefix is its parent's rank and its last entry, one integer ordered as the pair
         last = indices[:, k - 1]
         keys, inverse = torch.unique(previous * (span + 1) + last, return_inverse=True)
+        rows += keys.shape[0]
+        if budget is not None and rows > budget:
+            return None
         parent = torch.empty(keys.shape[0], dtype=torch.long)
         parent[inverse] = previous
         plan.append((parent, keys % (span + 1)))
@@ -86,11 +100,55 @@ def prefix_plan(indices: Tensor) -> list[tuple[Tensor, Tensor]]:
     return plan
 
 
+def sparse_plan(indices: Tensor) -> Tensor:
+    """How to build the terms from their nonzero entries (see :func:`multivariate_basis`).
+
+    A term of total degree ``p`` has at most ``p`` nonzero entries, so with many inputs a
+    product over them is far shorter than one over every input.
+
+    Args:
+        indices: Multi-indices, shape ``(num_terms, d)``, long.
+
+    Returns:
+        Shape ``(r, num_terms)``, long, ``r`` the most nonzero entries of a term (at least
+        1): row ``j`` holds, per term, ``input * (degree + 1) + entry`` of its ``j``-th
+        nonzero entry in input order (into the table of :func:`univariate_table` flattened
+        to ``(d * (degree + 1), batch)``), or of an entry 0 (a row of ones) past its last.
+    """
+    indices = indices.to("cpu", torch.long)
+    n, d = indices.shape
+    span = int(indices.max()) if indices.numel() else 0
+    nonzero = indices != 0
+    r = max(int(nonzero.sum(1).max()) if n else 0, 1)
+    # per term, its nonzero inputs in ascending order first, then the others
+    key = (~nonzero).long() * d + torch.arange(d)
+    inputs = key.sort(dim=1).indices[:, :r]  # (n, r)
+    entries = indices.gather(1, inputs)
+    return (inputs * (span + 1) + entries).T.contiguous()
+
+
+def basis_plan(indices: Tensor) -> list[tuple[Tensor, Tensor]] | Tensor:
+    """The cheaper of :func:`prefix_plan` and :func:`sparse_plan` for ``indices``.
+
+    Both multiply the same factors in the same order (the inputs' order; a factor of
+    degree 0 is exactly 1), so the basis they build is the same to the last bit.
+
+    Args:
+        indices: Multi-indices, shape ``(num_terms, d)``, long.
+
+    Returns:
+        The plan that multiplies fewer rows.
+    """
+    sparse = sparse_plan(indices)
+    prefix = prefix_plan(indices, budget=sparse.numel())
+    return sparse if prefix is None else prefix
+
+
 def multivariate_basis(
     x: Tensor,
     indices: Tensor,
     basis: str,
-    plan: list[tuple[Tensor, Tensor]] | None = None,
+    plan: list[tuple[Tensor, Tensor]] | Tensor | None = None,
     degree: int | None = None,
 ) -> Tensor:
     """Evaluate every multivariate basis term at every point.
@@ -102,7 +160,7 @@ def multivariate_basis(
         x: Points, shape ``(batch, d)``.
         indices: Multi-indices of the terms, shape ``(num_terms, d)``, long.
         basis: ``"legendre"`` or ``"hermite"``.
-        plan: :func:`prefix_plan` of ``indices`` (computed if not given).
+        plan: :func:`basis_plan` of ``indices`` (computed if not given).
         degree: The largest entry of ``indices`` (computed if not given).
 
     Returns:
@@ -117,7 +175,15 @@ def multivariate_basis(
     table = (
         univariate_table(x.T, degree, basis).permute(0, 2, 1).contiguous()
     )  # (d, degree + 1, batch)
-    plan = prefix_plan(indices) if plan is None else plan
+    plan = basis_plan(indices) if plan is None else plan
+    if isinstance(plan, Tensor):  # sparse_plan
+        flat = table.reshape(-1, table.shape[-1])  # (d * (degree + 1), batch)
+        plan = plan.to(x.device)
+        phi = flat.index_select(0, plan[0])
+        for rows in plan[1:]:
+            factor = flat.index_select(0, rows)
+            phi = phi * factor if factor.requires_grad else phi.mul_(factor)
+        return phi.T
     phi = None
     for k, (parent, deg) in enumerate(plan):
         factor = table[k].index_select(0, deg.to(x.device))

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .base import NO_SHARED, Shared, SurrogateModel, check_positive_int
-from .basis import BASES, multi_indices, multivariate_basis, prefix_plan
+from .basis import BASES, basis_plan, multi_indices, multivariate_basis
 
 __all__ = ["PolynomialChaosExpansion", "expand_in_basis"]
 
@@ -91,7 +91,7 @@ class PolynomialChaosExpansion(SurrogateModel):
         self.register_buffer(
             "multi_indices", multi_indices(num_inputs, degree, self.q_norm), persistent=False
         )
-        self._plan = prefix_plan(self.multi_indices)
+        self._plan = basis_plan(self.multi_indices)
         self._cache: tuple[Tensor, int, Tensor] | None = None
 
     @property

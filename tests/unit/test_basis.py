@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 import torch
 from numpy.polynomial import hermite_e, legendre
+from torch import Tensor
 
 from polymix_cli.surrogate_models import PolynomialChaosExpansion
 from polymix_cli.surrogate_models.basis import (
     BASES,
+    basis_plan,
     multi_indices,
     multivariate_basis,
+    prefix_plan,
+    sparse_plan,
     univariate_table,
 )
 
@@ -183,6 +187,31 @@ def test_multivariate_basis_is_product_of_univariate_tables():
     for t, alpha in enumerate(indices.tolist()):
         expected = table[:, 0, alpha[0]] * table[:, 1, alpha[1]] * table[:, 2, alpha[2]]
         torch.testing.assert_close(phi[:, t], expected)
+
+
+@pytest.mark.parametrize(
+    ("dim", "degree", "q_norm", "chosen"),
+    [(1, 3, 1.0, "prefix"), (8, 5, 1.0, "prefix"), (12, 2, 1.0, "sparse"), (6, 4, 0.5, "sparse")],
+)
+@pytest.mark.parametrize("basis", ["legendre", "hermite"])
+def test_prefix_and_sparse_plans_build_the_same_basis(dim, degree, q_norm, chosen, basis):
+    # the same factors in the same order: equal to the last bit, with or without gradients
+    x = torch.rand(40, dim, dtype=torch.float64) * 2 - 1
+    indices = multi_indices(dim, degree, q_norm)
+    prefix = multivariate_basis(x, indices, basis, prefix_plan(indices))
+    sparse = multivariate_basis(x, indices, basis, sparse_plan(indices))
+    assert torch.equal(prefix, sparse)
+    with_grad = multivariate_basis(x.clone().requires_grad_(), indices, basis, sparse_plan(indices))
+    assert torch.equal(with_grad.detach(), prefix)
+    # the default plan is the one that multiplies fewer rows
+    assert isinstance(basis_plan(indices), Tensor) == (chosen == "sparse")
+
+
+def test_sparse_plan_has_one_row_per_nonzero_entry():
+    indices = multi_indices(50, 2)
+    plan = sparse_plan(indices)
+    assert plan.shape == (2, indices.shape[0])
+    assert prefix_plan(indices, budget=plan.numel()) is None  # the prefixes would hold more
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,13 @@ from helpers import is_png, write_csv
 
 from polymix_cli.data.files import describe_rows, open_table
 from polymix_cli.reporting import plots
-from polymix_cli.reporting.evaluation import slice_points
+from polymix_cli.reporting.evaluation import (
+    MAX_SLICES,
+    SensitivityReport,
+    slice_inputs,
+    slice_points,
+)
+from polymix_cli.sensitivity import SobolIndices
 
 # ----------------------------------------------------------------------------- reading
 
@@ -41,6 +47,27 @@ def test_slice_points_vary_one_input_through_the_centre():
     assert pts[1, :, 1].tolist() == [100.0, 125.0, 150.0, 175.0, 200.0]
     assert torch.all(pts[1, :, 0] == 5.0) and torch.all(pts[1, :, 2] == 0.0)
     assert pts[0, :, 0].tolist() == [0.0, 2.5, 5.0, 7.5, 10.0] and torch.all(pts[0, :, 1] == 150.0)
+
+    along = slice_points(bounds, 5, inputs=[2, 0])  # a subset, in the order given
+    assert along.shape == (2, 5, 3)
+    assert torch.equal(along[0], pts[2]) and torch.equal(along[1], pts[0])
+
+
+def test_slices_of_many_inputs_show_the_most_important():
+    d = MAX_SLICES + 3
+    assert slice_inputs(MAX_SLICES, None) == (list(range(MAX_SLICES)), None)
+    chosen, note = slice_inputs(d, None)
+    assert chosen == list(range(MAX_SLICES)) and "eval.sensitivity=off" in note
+    total = torch.rand(4, d, 2, dtype=torch.float64)  # (S, D, O)
+    total[:, 5, 1] = 2.0  # the most important input, through its second output
+    zeros = torch.zeros(4, 2, dtype=torch.float64)
+    report = SensitivityReport(
+        "monte_carlo", SobolIndices(zeros, zeros, total, total), (), (), 0.8, 8, {}
+    )
+    chosen, note = slice_inputs(d, report)
+    expected = total.mean(0).amax(-1).argsort(descending=True)[:MAX_SLICES].tolist()
+    assert chosen == expected and chosen[0] == 5
+    assert note == f"the {MAX_SLICES} of {d} inputs of largest total Sobol index"
 
 
 def test_parity_and_slice_plots(tmp_path):
