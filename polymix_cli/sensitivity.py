@@ -272,17 +272,21 @@ def _pick_freeze(y: Tensor, n: int, d: int) -> SobolIndices:
     if d == 1:  # the one input explains all of the variance
         ones = torch.ones_like(variance).masked_fill(variance <= 0, torch.nan).unsqueeze(1)
         return SobolIndices(mean, variance, ones, ones.clone())
-    centre = mean.unsqueeze(1)
-    f_a, f_b = (
-        y[:, :n] - centre,
-        y[:, n : 2 * n] - centre,
-    )  # centred for a smaller estimator variance
-    f_ab = y[:, 2 * n :].unflatten(1, (d, n)) - centre.unsqueeze(1)  # (S, d, N, O)
-    diff = f_a.unsqueeze(1) - f_ab
-    first = (f_b.unsqueeze(1) * -diff).mean(dim=2)  # Saltelli 2010: E[f_B (f_AB_i - f_A)]
-    total = diff.square().mean(dim=2) / 2  # Jansen 1999: E[(f_A - f_AB_i)^2] / 2
+    first, total = _pick_freeze_sums(both, mean, y[:, 2 * n :].unflatten(1, (d, n)))
     v = variance.unsqueeze(1)
     return SobolIndices(mean, variance, first / v, total / v)
+
+
+def _pick_freeze_sums(both: Tensor, mean: Tensor, y_ab: Tensor) -> tuple[Tensor, Tensor]:
+    """The first-order and total numerators of the inputs of ``y_ab`` ``(S, k, N, O)``,
+    from the values on ``A`` and ``B`` ``(S, 2N, O)`` and their mean ``(S, O)``."""
+    n = y_ab.shape[2]
+    centre = mean.unsqueeze(1)  # centred for a smaller estimator variance
+    f_a, f_b = both[:, :n] - centre, both[:, n:] - centre
+    diff = f_a.unsqueeze(1) - (y_ab.to(torch.float64) - centre.unsqueeze(1))  # (S, k, N, O)
+    first = (f_b.unsqueeze(1) * -diff).mean(dim=2)  # Saltelli 2010: E[f_B (f_AB_i - f_A)]
+    total = diff.square().mean(dim=2) / 2  # Jansen 1999: E[(f_A - f_AB_i)^2] / 2
+    return first, total
 
 
 def monte_carlo_sobol(
@@ -296,12 +300,16 @@ def monte_carlo_sobol(
     max_elements: int | None = 1 << 24,
     width: int = 1,
     transform: Callable[[Tensor], Tensor] | None = None,
+    shared: int = 0,
 ) -> SobolIndices:
     """Monte Carlo moments and Sobol indices of a stochastic surrogate, per parameter draw.
 
     Pick-freeze sampling (:func:`sobol_design`) with Saltelli (2010)'s first-order and
     Jansen (1999)'s total estimators. Every draw sees the same design, evaluated at once
-    for chunks of draws.
+    for chunks of draws; when one draw at every design point would not fit
+    ``max_elements`` (many inputs, a wide basis), the design is streamed instead, all draws
+    at once over chunks of points, ``A`` and ``B`` first and then a few inputs' ``AB_i``
+    at a time, so that memory stays bounded however many inputs there are.
 
     Args:
         predict: ``predict(x, params)`` maps inputs ``(rows, d)`` and draws ``(S', P)`` to
@@ -322,6 +330,8 @@ def monte_carlo_sobol(
             ``(0, 1)^d`` (float64, ``(rows, d)``) to inputs in the model's domain
             ``(rows, d)``, e.g. each column through its marginal's inverse CDF; then
             ``distribution`` is not used. ``None``: ``distribution``.
+        shared: The model's per-point intermediate shared by all draws (e.g.
+            :meth:`~polymix_cli.surrogate_models.SurrogateModel.shared_width`).
 
     Returns:
         The moments ``(S, O)`` and indices ``(S, d, O)`` of every draw, float64.
@@ -346,23 +356,15 @@ def monte_carlo_sobol(
         a, b = (transform(part).to(device=params.device, dtype=dtype) for part in u.chunk(2, dim=1))
     x = sobol_design(a, b)  # A and B: independent columns
     num_draws, rows = params.shape[0], x.shape[0]
-    draws, points = num_draws, rows
-    if max_elements is not None:
-        # draws per chunk: their values at every design point fit; points per evaluation:
-        # the widest intermediate of those draws fits (a wide basis is never built for the
-        # whole design at once)
-        draws = max_elements // (rows * max(1, width))
-        if draws < 1:  # not one draw at every point: stream the points too
-            draws = max(1, min(num_draws, max_elements // rows))
-            points = max(1, max_elements // (draws * max(1, width)))
-
-    def values(p: Tensor) -> Tensor:
-        if points >= rows:
-            return predict(x, p)
-        return torch.cat([predict(x[i : i + points], p) for i in range(0, rows, points)], dim=1)
-
+    width = max(1, width)
+    if max_elements is not None and (rows * width > max_elements or rows * shared > max_elements):
+        return _streamed_sobol(
+            predict, params, x, base_samples, num_inputs, max_elements, width, shared
+        )
+    # draws per chunk: their values at every design point fit
+    draws = num_draws if max_elements is None else max_elements // (rows * width)
     parts = [
-        _pick_freeze(values(params[start : start + draws]), base_samples, num_inputs)
+        _pick_freeze(predict(x, params[start : start + draws]), base_samples, num_inputs)
         for start in range(0, num_draws, draws)
     ]
     if len(parts) == 1:
@@ -373,3 +375,43 @@ def monte_carlo_sobol(
             for f in ("mean", "variance", "first_order", "total")
         )
     )
+
+
+def _streamed_sobol(
+    predict: Callable[[Tensor, Tensor], Tensor],
+    params: Tensor,
+    x: Tensor,
+    n: int,
+    d: int,
+    max_elements: int,
+    width: int,
+    shared: int,
+) -> SobolIndices:
+    """:func:`monte_carlo_sobol` over a design too large for one draw at every point:
+    every draw at once over chunks of points, each chunk's intermediates (``width`` per
+    draw, ``shared`` for all) within ``max_elements``."""
+    num_draws = params.shape[0]
+    points = max(1, max_elements // max(num_draws * width, shared))
+
+    def values(xs: Tensor) -> Tensor:  # (S, rows, O), float64
+        return torch.cat(
+            [predict(xs[i : i + points], params) for i in range(0, xs.shape[0], points)], dim=1
+        ).to(torch.float64)
+
+    if d == 1:
+        return _pick_freeze(values(x), n, d)
+    both = values(x[: 2 * n])  # (S, 2N, O)
+    mean, variance = both.mean(dim=1), both.var(dim=1, correction=0)
+    # inputs per pass: the values of every draw on their AB_i fit
+    per_input = num_draws * n * both.shape[2]
+    step = max(1, max_elements // per_input)
+    sums = [
+        _pick_freeze_sums(
+            both, mean, values(x[(2 + i) * n : (2 + min(d, i + step)) * n]).unflatten(1, (-1, n))
+        )
+        for i in range(0, d, step)
+    ]
+    v = variance.unsqueeze(1)
+    first = torch.cat([f for f, _ in sums], dim=1)
+    total = torch.cat([t for _, t in sums], dim=1)
+    return SobolIndices(mean, variance, first / v, total / v)

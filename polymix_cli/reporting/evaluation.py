@@ -52,6 +52,7 @@ __all__ = [
     "draw_function",
     "evaluate_model",
     "model_posterior",
+    "monte_carlo_budget",
     "noise_std",
     "sensitivity_report",
     "slice_points",
@@ -64,6 +65,12 @@ log = logging.getLogger("polymix")
 # slices.png draws at most this many inputs (a panel each): with more, those of the largest
 # total Sobol index (see slice_inputs); every panel costs eval.grid_points predictions
 MAX_SLICES = 12
+
+# Monte Carlo Sobol indices of a wide model (see monte_carlo_budget): the most values of
+# shared per-point intermediates (basis rows) the design may build, and the most design
+# rows x draws x parameters (about the multiply-adds) it may take
+MC_SHARED_VALUES = 1 << 29
+MC_WORK = 1 << 36
 
 
 @dataclass
@@ -292,7 +299,8 @@ def evaluate_model(
     draw = draw_function(model, params, maps)
 
     sigma = noise_std(model, maps)
-    per_point = num_samples * surrogate.work_width()
+    # the draws' intermediates per point, or the one they share (a basis row) if wider
+    per_point = max(num_samples * surrogate.work_width(), surrogate.shared_width())
     probs = interval_probs(levels + (band,) + CALIBRATION_LEVELS)
     splits, calibration, summaries = {}, {}, {}
 
@@ -510,14 +518,26 @@ def sensitivity_report(
         raise ValueError(pce_mismatch_message(kind))
     params = params[: eval_cfg.sensitivity_samples or params.shape[0]]
     base_samples = None
+    if method == "monte_carlo":
+        base_samples, num_draws, note = monte_carlo_budget(
+            surrogate.num_inputs,
+            eval_cfg.sensitivity_base_samples,
+            params.shape[0],
+            model.num_params(),
+            surrogate.shared_width(),
+            fixed_draws=eval_cfg.sensitivity_samples is not None,
+        )
+        if note is not None:
+            log.info("Monte Carlo Sobol indices: %s", note)
+        params = params[:num_draws]
     if method == "pce":
         coeffs = params.reshape(params.shape[0], surrogate.num_terms, surrogate.num_outputs)
         indices = pce_sobol(coeffs, surrogate.multi_indices, surrogate.basis)
     else:
-        base_samples = eval_cfg.sensitivity_base_samples
         generator = torch.Generator(device=params.device).manual_seed(seed)
         indices = monte_carlo_sobol(
-            model.predict,
+            # in the draws' dtype, as every other evaluation (see draw_function)
+            lambda x, p: model.predict(x.to(p.dtype), p),
             params,
             surrogate.num_inputs,
             base_samples,
@@ -526,6 +546,7 @@ def sensitivity_report(
             data.x_train.dtype,
             max_elements=_CHUNK_ELEMENTS,
             width=surrogate.work_width(),
+            shared=surrogate.shared_width(),
             transform=to_inputs(entries, maps.inputs.forward if maps else None) if custom else None,
         )
     if custom:
@@ -553,6 +574,60 @@ def sensitivity_report(
         distribution,
         echoed,
     )
+
+
+def monte_carlo_budget(
+    num_inputs: int,
+    base_samples: int,
+    num_draws: int,
+    num_params: int,
+    shared: int,
+    fixed_draws: bool = False,
+) -> tuple[int, int, str | None]:
+    """The base samples and draws of Monte Carlo Sobol indices that a wide model can afford.
+
+    The pick-freeze design has ``(d + 2) N`` rows (``N`` for one input). Fewer base samples
+    (halved, down to 64) while its shared per-point intermediates (a PCE's basis rows) would
+    exceed :data:`MC_SHARED_VALUES` values; then, unless the draws were chosen
+    (``eval.sensitivity_samples``), fewer draws (at least 16) while rows x draws x
+    parameters exceeds :data:`MC_WORK`. Models of a few inputs are never reduced.
+
+    Args:
+        num_inputs: ``d``.
+        base_samples: ``N`` asked for (``eval.sensitivity_base_samples``).
+        num_draws: The parameter draws available.
+        num_params: The model's parameters (about its multiply-adds per point and draw).
+        shared: The model's shared per-point intermediate
+            (:meth:`~polymix_cli.surrogate_models.SurrogateModel.shared_width`).
+        fixed_draws: Whether the number of draws was set explicitly (then kept).
+
+    Returns:
+        The base samples, the draws, and a note saying what was reduced and why (``None``
+        when nothing was).
+    """
+
+    def rows(n: int) -> int:
+        return n if num_inputs == 1 else (num_inputs + 2) * n
+
+    n = base_samples
+    while n > 64 and rows(n) * shared > MC_SHARED_VALUES:
+        n //= 2
+    draws = num_draws
+    if not fixed_draws:
+        draws = min(num_draws, max(16, MC_WORK // max(1, rows(n) * num_params)))
+    notes = []
+    if n < base_samples:
+        notes.append(
+            f"{n} base samples, not eval.sensitivity_base_samples={base_samples} (its "
+            f"{rows(base_samples)} design points x {shared} basis terms would not fit)"
+        )
+    if draws < num_draws:
+        notes.append(
+            f"the first {draws} of {num_draws} parameter draws ({rows(n)} design points x "
+            f"{num_params} parameters each; eval.sensitivity_samples sets how many)"
+        )
+    note = f"{num_inputs} inputs: " + " and ".join(notes) if notes else None
+    return n, draws, note
 
 
 def _same(t: Tensor) -> Tensor:

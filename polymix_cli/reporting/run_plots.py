@@ -27,6 +27,11 @@ def _np(t: Tensor):
     return t.detach().cpu().double().numpy()
 
 
+# sobol.png draws at most this many inputs (two bars each): with more, those of the
+# largest total index (all of them are in metrics.json)
+MAX_SOBOL_INPUTS = 20
+
+
 def _plot_sensitivity(path: Path, sens: SensitivityReport) -> Path:
     from polymix_cli.reporting import plots
 
@@ -41,19 +46,28 @@ def _plot_sensitivity(path: Path, sens: SensitivityReport) -> Path:
         for m, v in zip(st["mean"]["mean"], st["variance"]["mean"], strict=True)
     ]
     first, total = st["first_order"], st["total"]
+    d = len(sens.inputs)
+    shown = list(range(d))
+    title = f"Sobol indices: {how}\nbars: mean over {sens.indices.mean.shape[0]} parameter draws"
+    if d > MAX_SOBOL_INPUTS:
+        importance = total["mean"].amax(dim=-1).nan_to_num(-1.0)  # (d,)
+        shown = torch.argsort(importance, descending=True, stable=True)[:MAX_SOBOL_INPUTS].tolist()
+        title += (
+            f"; the {MAX_SOBOL_INPUTS} of {d} inputs of largest total index (all in metrics.json)"
+        )
     return plots.plot_sobol(
         path,
-        _np(first["mean"]),
-        _np(first["lower"]),
-        _np(first["upper"]),
-        _np(total["mean"]),
-        _np(total["lower"]),
-        _np(total["upper"]),
-        input_names=sens.inputs,
+        _np(first["mean"][shown]),
+        _np(first["lower"][shown]),
+        _np(first["upper"][shown]),
+        _np(total["mean"][shown]),
+        _np(total["lower"][shown]),
+        _np(total["upper"][shown]),
+        input_names=[sens.inputs[i] for i in shown],
         output_names=sens.outputs,
         band_level=sens.band,
         panel_notes=notes,
-        title=f"Sobol indices: {how}\nbars: mean over {sens.indices.mean.shape[0]} parameter draws",
+        title=title,
     )
 
 

@@ -457,7 +457,10 @@ def predict_file(
     probs = tuple(float(q) for q in settings.quantiles)
     outputs = list(trained.output_names)
     columns = output_columns(names, outputs, probs)
-    chunk = chunk_points(2 * settings.num_samples * model.surrogate_model.work_width(), found.rows)
+    surrogate = model.surrogate_model
+    # the draws' intermediates per point, or the one they share (a basis row) if wider
+    per_point = max(2 * settings.num_samples * surrogate.work_width(), surrogate.shared_width())
+    chunk = chunk_points(per_point, found.rows)
     try:
         if output.suffix.lower() == ".npz":
             draw_names = [f"{o}_draws" for o in outputs] if settings.save_draws else []

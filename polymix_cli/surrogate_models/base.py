@@ -218,6 +218,14 @@ class SurrogateModel(nn.Module):
         """
         return self.num_outputs
 
+    def shared_width(self) -> int:
+        """The size of the per-point intermediate that all draws share (e.g. a row of a
+        polynomial basis), held once per point whatever the number of draws.
+
+        Used to size chunks of points; the default is 0.
+        """
+        return 0
+
     def check_inputs(self, x: Tensor, params: Tensor) -> Tensor:
         """Validate the arguments of :meth:`forward`.
 

@@ -130,6 +130,10 @@ class MixtureOfExperts(SurrogateModel):
         widths = [e.work_width() for e in self.experts] + [self.gating_network.work_width()]
         return self.num_experts * self.num_outputs + max(widths)
 
+    def shared_width(self) -> int:
+        experts = self.experts[:1] if self._experts_share_basis else self.experts
+        return sum(e.shared_width() for e in experts) + self.gating_network.shared_width()
+
     def gate_params(self, params: Tensor) -> Tensor:
         """The gate's slice of the parameter draws.
 

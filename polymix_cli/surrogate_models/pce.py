@@ -102,6 +102,9 @@ class PolynomialChaosExpansion(SurrogateModel):
     def param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         return [("coeffs", (self.num_terms, self.num_outputs))]
 
+    def shared_width(self) -> int:
+        return self.num_terms  # a row of the basis matrix
+
     def basis_matrix(self, x: Tensor) -> Tensor:
         """The basis terms evaluated at the inputs.
 

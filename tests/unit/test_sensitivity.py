@@ -261,6 +261,42 @@ def test_monte_carlo_chunks_over_draws_give_the_same_numbers():
         torch.testing.assert_close(getattr(chunked, field), getattr(whole, field))
 
 
+@pytest.mark.parametrize("num_inputs", [1, 4])
+def test_monte_carlo_streams_a_design_too_wide_for_one_draw(num_inputs):
+    # a basis row wider than the budget allows for every design point: the design is
+    # streamed over chunks of points (all draws at once) and a few inputs at a time
+    torch.manual_seed(4)
+    pce = PolynomialChaosExpansion(num_inputs, 2, degree=3)
+    params = torch.randn(6, pce.num_params(), dtype=torch.float64)
+    calls = []
+
+    def predict(x, p):
+        calls.append(x.shape[0])
+        return pce(x, p)
+
+    def run(max_elements, shared):
+        return monte_carlo_sobol(
+            predict,
+            params,
+            num_inputs,
+            64,
+            generator=torch.Generator().manual_seed(5),
+            dtype=torch.float64,
+            max_elements=max_elements,
+            width=pce.work_width(),
+            shared=shared,
+        )
+
+    whole = run(None, 0)
+    calls.clear()
+    budget = 6 * 64 * 2 * 2  # two inputs' AB_i of every draw at a time
+    streamed = run(budget, pce.shared_width())
+    rows = (num_inputs + 2) * 64 if num_inputs > 1 else 64
+    assert sum(calls) == rows and max(calls) * pce.shared_width() <= budget
+    for field in ("mean", "variance", "first_order", "total"):
+        torch.testing.assert_close(getattr(streamed, field), getattr(whole, field))
+
+
 def test_monte_carlo_of_a_one_input_mixture_gives_unit_indices_and_its_moments():
     torch.manual_seed(3)
     experts = [PolynomialChaosExpansion(1, 1, degree=3) for _ in range(2)]
