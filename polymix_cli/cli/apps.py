@@ -503,7 +503,7 @@ def _check_before_run(name: str) -> None:
     except Exception:  # noqa: BLE001 - not about an option's value: the app reports it
         return
     if name == "train" and job.get("resume") is None:
-        parse_train_config(job)
+        _check_terms(parse_train_config(job))
     elif name == "evaluate":
         refuse_callables(job)
         parse_section(EvaluateConfig, job)
@@ -515,6 +515,33 @@ def _check_before_run(name: str) -> None:
     elif name in SECTIONS:
         refuse_callables(job)
         parse_section(SECTIONS[name], job)
+
+
+def _check_terms(config: Any) -> None:
+    """Refuse too many polynomial terms (``model.max_terms``) before the run dir is made:
+    the inputs are counted from the generator or the data file's header (a file that
+    cannot be read is left to the app, which says why)."""
+    from polymix_cli.config.build import check_terms
+    from polymix_cli.config.schema import FileDataConfig
+    from polymix_cli.config.validation import ConfigError
+    from polymix_cli.data.files import DataFileError, open_table
+    from polymix_cli.data.synthetic import GENERATORS
+
+    d = config.data
+    if not isinstance(d, FileDataConfig):
+        num_inputs = GENERATORS[d.generator].num_inputs
+    elif d.inputs is not None:
+        num_inputs = len(d.inputs)
+    else:
+        try:
+            columns = open_table(d.path, "data.path").columns
+        except (DataFileError, OSError):
+            return
+        num_inputs = len([c for c in columns if c not in d.outputs])
+    try:
+        check_terms(config.model, num_inputs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _explaining(name: str, app: Callable[[], Any]) -> Callable[[], Any]:

@@ -50,12 +50,14 @@ from polymix_cli.surrogate_models import (
     PolynomialChaosExpansion,
     SurrogateModel,
 )
+from polymix_cli.surrogate_models.basis import num_terms
 
 __all__ = [
     "build_groups",
     "build_model",
     "build_noise",
     "build_surrogate",
+    "check_terms",
     "layout_groups",
 ]
 
@@ -79,6 +81,69 @@ def _expert(
         raise ValueError(f"{option}: {err}") from None
 
 
+def _terms(count: int) -> str:
+    return f"{count} term" if count == 1 else f"{count} terms"
+
+
+def check_terms(model: ModelConfig, num_inputs: int) -> None:
+    """Refuse a model whose polynomial terms exceed ``model.max_terms``, counted
+    (:func:`~polymix_cli.surrogate_models.basis.num_terms`) before anything is built.
+
+    Args:
+        model: The ``model`` section.
+        num_inputs: The input dimension.
+
+    Raises:
+        ValueError: One line naming the options (degree, inputs, q_norm), the count, and
+            the largest degree that would fit.
+    """
+    if isinstance(model, PceModelConfig):
+        where, specs = "model", [model]
+    elif isinstance(model, MoeModelConfig):
+        where = "model.experts" if model.experts else "model.expert"
+        specs = list(model.experts) if model.experts else [model.expert] * model.num_experts
+        specs = [e for e in specs if e.kind == "pce"]
+    else:
+        return
+    limit = model.max_terms
+
+    def total(lower: int = 0, q_norm: float | None = None) -> int:
+        return sum(
+            num_terms(num_inputs, max(0, e.degree - lower), e.q_norm if q_norm is None else q_norm)
+            for e in specs
+        )
+
+    count = total()
+    if count <= limit:
+        return
+    same = len({(e.degree, e.q_norm) for e in specs}) == 1
+    if same:
+        degree, q_norm = f"{where}.degree", f"{where}.q_norm"
+        what = f"{degree}={specs[0].degree} with {num_inputs} inputs ({q_norm}={specs[0].q_norm:g})"
+        if len(specs) > 1:
+            what += f" and {len(specs)} PCE experts"
+    else:
+        degree, q_norm = f"each {where}[i].degree", f"{where}[i].q_norm"
+        what = (
+            f"{where} (degrees {', '.join(str(e.degree) for e in specs)}) with {num_inputs} inputs"
+        )
+    fits = []
+    lower = next((k for k in range(1, max(e.degree for e in specs) + 1) if total(k) <= limit), None)
+    if lower is not None and same:
+        fits.append(f"{degree}={specs[0].degree - lower} ({_terms(total(lower))})")
+    elif lower is not None:
+        fits.append(f"{degree} lowered by {lower} ({_terms(total(lower))})")
+    q_fit = next((q / 10 for q in range(9, 0, -1) if total(0, q / 10) <= limit), None)
+    if q_fit is not None:
+        fits.append(f"{q_norm}={q_fit:g} ({_terms(total(0, q_fit))})")
+    hint = f"{' or '.join(fits)} would fit, or raise" if fits else "raise"
+    raise ValueError(
+        f"{what} gives {count} polynomial terms, more than model.max_terms={limit}; {hint} "
+        "model.max_terms if the machine has the memory (eval.num_samples draws of every term "
+        "are held at once)"
+    )
+
+
 def build_surrogate(model: ModelConfig, num_inputs: int, num_outputs: int) -> SurrogateModel:
     """A surrogate from the ``model`` section: a PCE, a network or a mixture of experts.
 
@@ -97,8 +162,10 @@ def build_surrogate(model: ModelConfig, num_inputs: int, num_outputs: int) -> Su
 
     Raises:
         ValueError: If a component refuses its options (the message starts with the
-            option, e.g. ``model.experts[1]`` or ``model.gate``).
+            option, e.g. ``model.experts[1]`` or ``model.gate``), or the polynomial terms
+            exceed ``model.max_terms`` (see :func:`check_terms`).
     """
+    check_terms(model, num_inputs)
     if not isinstance(model, MoeModelConfig):
         return _expert(model, num_inputs, num_outputs, "model")  # type: ignore[arg-type]
     if model.experts:

@@ -490,6 +490,20 @@ class NetworkOptions:
 
 
 @dataclass
+class TermLimit:
+    """The limit on the polynomial terms of a model (a PCE, or a mixture's PCE experts)."""
+
+    max_terms: int = option(
+        100_000,
+        "the most polynomial terms (of all PCE experts together), counted from degree, inputs "
+        "and q_norm before anything is built: evaluation holds eval.num_samples draws of every "
+        "coefficient at once (1000 x 100000 float32 = 400 MB per output) and training a basis "
+        "of rows x terms; raise it on a machine with the memory",
+        ge=1,
+    )
+
+
+@dataclass
 class ModelConfig:
     """``model``: the surrogate.
 
@@ -507,7 +521,7 @@ class ModelConfig:
 
 
 @dataclass
-class PceModelConfig(PceOptions, ModelConfig):
+class PceModelConfig(TermLimit, PceOptions, ModelConfig):
     """``model=pce``: a single polynomial chaos expansion."""
 
     kind: str = option("pce", "the surrogate", choices=MODEL_KINDS)
@@ -539,7 +553,7 @@ class GateConfig(NetworkOptions):
 
 
 @dataclass
-class MoeModelConfig(ModelConfig):
+class MoeModelConfig(TermLimit, ModelConfig):
     """``model=moe``: ``num_experts`` copies of ``expert`` blended by a softmax gate."""
 
     kind: str = option("moe", "the surrogate", choices=MODEL_KINDS)

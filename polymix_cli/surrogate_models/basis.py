@@ -10,7 +10,8 @@ involves at most ``p`` of them), whichever multiplies fewer rows.
 
 from __future__ import annotations
 
-from math import comb
+from collections import Counter
+from math import comb, factorial
 
 import torch
 from torch import Tensor
@@ -20,8 +21,11 @@ __all__ = [
     "basis_plan",
     "multi_indices",
     "multivariate_basis",
+    "num_terms",
     "univariate_table",
 ]
+
+_Q_TOL = 1e-9  # a multi-index on the hyperbolic boundary is kept despite rounding
 
 BASES = ("legendre", "hermite")
 
@@ -218,19 +222,71 @@ def multi_indices(num_inputs: int, degree: int, q_norm: float = 1.0) -> Tensor:
         ```
     """
     rows: list[tuple[int, ...]] = []
+    hyperbolic = q_norm < 1.0
+    # partial sums of alpha_i^q only grow: a prefix past the bound has no row (a margin
+    # keeps the exact test below the only one that decides)
+    prune = (degree + _Q_TOL) ** q_norm + 1e-6 if hyperbolic else 0.0
 
-    def extend(prefix: tuple[int, ...], remaining: int) -> None:
+    def extend(prefix: tuple[int, ...], remaining: int, qsum: float) -> None:
         if len(prefix) == num_inputs - 1:
             rows.append(prefix + (remaining,))
             return
         for a in range(remaining, -1, -1):
-            extend(prefix + (a,), remaining - a)
+            partial = qsum + a**q_norm if hyperbolic else 0.0
+            if partial <= prune:
+                extend(prefix + (a,), remaining - a, partial)
 
     for total in range(degree + 1):
-        extend((), total)
-    if q_norm < 1.0:
-        tol = 1e-9
-        rows = [r for r in rows if sum(a**q_norm for a in r) ** (1.0 / q_norm) <= degree + tol]
+        extend((), total, 0.0)
+    if hyperbolic:
+        rows = [r for r in rows if _within(r, degree, q_norm)]
     else:
         assert len(rows) == comb(num_inputs + degree, degree)
     return torch.tensor(rows, dtype=torch.long).reshape(len(rows), num_inputs)
+
+
+def _within(entries: tuple[int, ...] | list[int], degree: int, q_norm: float) -> bool:
+    """Whether a multi-index (or its nonzero entries) lies in the hyperbolic set."""
+    return sum(a**q_norm for a in entries) ** (1.0 / q_norm) <= degree + _Q_TOL
+
+
+def num_terms(num_inputs: int, degree: int, q_norm: float = 1.0) -> int:
+    """The size of :func:`multi_indices` ``(num_inputs, degree, q_norm)``, counted without
+    listing it (so that a set too large to build can be refused first).
+
+    ``C(d + p, p)`` for the total-order set; for the hyperbolic set, a sum over the
+    multisets of nonzero entries that fit, each times its arrangements over the inputs.
+
+    Args:
+        num_inputs: The input dimension ``d``.
+        degree: The largest total degree ``p``.
+        q_norm: The truncation ``q`` in (0, 1].
+
+    Returns:
+        The number of terms.
+
+    Example:
+        ```python
+        num_terms(50, 5)  # 3478761
+        num_terms(50, 5, q_norm=0.5)  # 1476
+        ```
+    """
+    if q_norm >= 1.0:
+        return comb(num_inputs + degree, degree)
+    count = 1  # the constant
+
+    def walk(parts: list[int]) -> None:
+        nonlocal count
+        if parts:  # these nonzero entries on any len(parts) of the inputs, in any order
+            ways = factorial(len(parts))
+            for m in Counter(parts).values():
+                ways //= factorial(m)
+            count += comb(num_inputs, len(parts)) * ways
+        if len(parts) == num_inputs:
+            return
+        for a in range(parts[-1] if parts else degree, 0, -1):  # non-increasing
+            if _within(parts + [a], degree, q_norm):
+                walk(parts + [a])
+
+    walk([])
+    return count

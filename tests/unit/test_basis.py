@@ -17,6 +17,7 @@ from polymix_cli.surrogate_models.basis import (
     basis_plan,
     multi_indices,
     multivariate_basis,
+    num_terms,
     prefix_plan,
     sparse_plan,
     univariate_table,
@@ -217,6 +218,18 @@ def test_sparse_plan_has_one_row_per_nonzero_entry():
 # ---------------------------------------------------------------------------
 # Multi-index sets
 # ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("q_norm", [1.0, 0.9, 0.75, 0.5, 0.3])
+@pytest.mark.parametrize(("dim", "degree"), [(1, 4), (2, 0), (2, 5), (3, 4), (6, 3), (9, 2)])
+def test_terms_are_counted_without_listing_them(dim, degree, q_norm):
+    assert num_terms(dim, degree, q_norm) == multi_indices(dim, degree, q_norm).shape[0]
+
+
+def test_terms_of_many_inputs_are_counted_at_once():
+    assert num_terms(50, 5) == math.comb(55, 5) == 3478761
+    assert num_terms(50, 5, 0.5) == 1476  # (the hyperbolic set is listed without the full one)
+    assert multi_indices(50, 5, 0.5).shape == (1476, 50)
 
 
 @pytest.mark.parametrize(
