@@ -968,13 +968,15 @@ class EvalConfig:
     )
     sensitivity_samples: int | None = option(
         None,
-        "parameter draws for the indices: the first this many of num_samples (null: all)",
+        "parameter draws for the indices: the first this many of num_samples (null: all, or "
+        "for Monte Carlo on a model of many inputs as many as its work budget allows, logged)",
         ge=1,
         le="num_samples",
     )
     sensitivity_base_samples: int = option(
         2048,
-        "Monte Carlo: quasi-random input points in each base sample A and B (best a power of 2)",
+        "Monte Carlo: quasi-random input points in each base sample A and B (best a power of "
+        "2; halved for a model of many inputs whose design's basis would not fit, logged)",
         ge=2,
     )
     input_distributions: list[InputDistributionConfig] | None = option(

@@ -231,6 +231,10 @@ def _section(cls: type, value: Any, name: str, errors: list) -> Any:
             )
             return _BAD
         cls = variants[chosen]
+        foreign = _foreign_keys(cls, variants, chosen, value, name)
+        if foreign is not None:
+            errors.append(foreign)
+            return _BAD
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     start = len(errors)
@@ -261,6 +265,34 @@ def _section(cls: type, value: Any, name: str, errors: list) -> Any:
         if len(errors) > start:
             return _BAD
     return instance
+
+
+def _foreign_keys(
+    cls: type, variants: Mapping[str, type], chosen: str, value: Mapping[str, Any], name: str
+) -> str | None:
+    """One line when the keys ``cls`` lacks are all another variant's (e.g. the variant
+    key changed on its own: ``model=pce model.kind=nn`` keeps the options of ``pce``)."""
+    own = [f.name for f in dataclasses.fields(cls)]
+    foreign = [k for k in value if k not in own]
+    if not foreign:
+        return None
+    for other, variant in variants.items():
+        if other != chosen and set(foreign) <= {f.name for f in dataclasses.fields(variant)}:
+            key = _join(name, cls.VARIANT_KEY)
+            keys = ", ".join(_join(name, k) for k in foreign)
+            many = len(foreign) > 1
+            how = (
+                f"; a {cls.VARIANT_KEY} is chosen with {name}=<{cls.VARIANT_KEY}>, which brings "
+                f"its own options"
+                if name.isidentifier()
+                else ""
+            )
+            return (
+                f"unknown option{'s' if many else ''} {keys} for {key}={chosen} "
+                f"({'options' if many else 'an option'} of {key}={other}{how}); allowed keys "
+                f"in {name}: {', '.join(own)}"
+            )
+    return None
 
 
 def _unknown(name: str, key: str, fields: Mapping[str, Any]) -> str:

@@ -168,6 +168,30 @@ def test_added_keys_are_unknown_options(cli, tmp_path, args):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "needles"),
+    [  # found by the long fuzz run (seed 3): the kind changed alone keeps the old options
+        (
+            ["model=pce", "layout=pce_iid", "model.kind=nn"],
+            [
+                (
+                    "unknown options model.degree, model.basis, model.q_norm, model.max_terms for "
+                    "model.kind=nn (options of model.kind=pce"
+                ),
+                "chosen with model=<kind>",
+            ],
+        ),
+        (
+            ["model=nn", "model.kind=pce"],
+            ["model.width, model.depth, model.activation for model.kind=pce"],
+        ),
+    ],
+)
+def test_a_kind_changed_alone_is_one_line_naming_it(cli, tmp_path, options, needles):
+    args = ["train", *S, *options, f"hydra.run.dir={tmp_path / 'r'}"]
+    assert_error(cli, args, 2, *needles, written=tmp_path / "r")
+
+
 # ----------------------------------------------------------- paths: folders, files, required
 
 
