@@ -231,17 +231,19 @@ def _section(cls: type, value: Any, name: str, errors: list) -> Any:
             )
             return _BAD
         cls = variants[chosen]
-        foreign = _foreign_keys(cls, variants, chosen, value, name)
-        if foreign is not None:
-            errors.append(foreign)
-            return _BAD
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     start = len(errors)
     unknown = getattr(cls, "unknown_message", None)
-    for key in value:
-        if key not in fields:
-            errors.append(unknown(name, key, value) if unknown else _unknown(name, key, fields))
+    foreign = None
+    if hasattr(cls, "variants") and hasattr(cls, "VARIANT_KEY") and unknown is None:
+        foreign = _foreign_keys(cls, cls.variants(), value, name)
+    if foreign is not None:
+        errors.append(foreign)
+    else:
+        for key in value:
+            if key not in fields:
+                errors.append(unknown(name, key, value) if unknown else _unknown(name, key, fields))
     kwargs: dict[str, Any] = {}
     for f in fields.values():
         if f.name in value:
@@ -268,19 +270,19 @@ def _section(cls: type, value: Any, name: str, errors: list) -> Any:
 
 
 def _foreign_keys(
-    cls: type, variants: Mapping[str, type], chosen: str, value: Mapping[str, Any], name: str
+    cls: type, variants: Mapping[str, type], value: Mapping[str, Any], name: str
 ) -> str | None:
-    """One line when the keys ``cls`` lacks are all another variant's (e.g. the variant
-    key changed on its own: ``model=pce model.kind=nn`` keeps the options of ``pce``)."""
+    """One line when several keys ``cls`` lacks are all another variant's (the variant key
+    changed on its own: ``model=pce model.kind=nn`` keeps the options of ``pce``)."""
     own = [f.name for f in dataclasses.fields(cls)]
     foreign = [k for k in value if k not in own]
-    if not foreign:
+    chosen = value.get(cls.VARIANT_KEY)
+    if len(foreign) < 2:  # one is the usual one line
         return None
     for other, variant in variants.items():
         if other != chosen and set(foreign) <= {f.name for f in dataclasses.fields(variant)}:
             key = _join(name, cls.VARIANT_KEY)
             keys = ", ".join(_join(name, k) for k in foreign)
-            many = len(foreign) > 1
             how = (
                 f"; a {cls.VARIANT_KEY} is chosen with {name}=<{cls.VARIANT_KEY}>, which brings "
                 f"its own options"
@@ -288,9 +290,8 @@ def _foreign_keys(
                 else ""
             )
             return (
-                f"unknown option{'s' if many else ''} {keys} for {key}={chosen} "
-                f"({'options' if many else 'an option'} of {key}={other}{how}); allowed keys "
-                f"in {name}: {', '.join(own)}"
+                f"unknown options {keys} for {key}={chosen} (options of {key}={other}{how}); "
+                f"allowed keys in {name}: {', '.join(own)}"
             )
     return None
 
