@@ -258,28 +258,8 @@ def _train(
     max_threads: int | None,
     loggers: Loggers,
 ) -> dict[str, Any]:
-    """Train, checkpoint and evaluate one run (see :func:`train`).
-
-    Args:
-        cfg: The run's config (a :class:`TrainConfig`, or a plain dict as composed).
-        run_dir: The run's output folder (checkpoints, plots, ``history.csv``,
-            ``metrics.json``).
-        config_yaml: The config as YAML, stored in the checkpoints.
-        ui: The progress display (:class:`~polymix_cli.runs.prepare.UI`).
-        resume: A loaded checkpoint whose states continue training (``cfg`` must be its
-            config, see :func:`resume_config`), or ``None`` for a new run.
-        max_threads: The torch threads this job may use (a parallel launcher's share of
-            the cores).
-
-    Returns:
-        The run's metrics (as written to ``metrics.json``).
-
-    Raises:
-        ConfigError: If the config is invalid or the output folder is not writable.
-        CheckpointError: If ``resume`` cannot be resumed.
-        RunInterrupted: After saving ``last.pt`` on SIGINT/SIGTERM.
-        RunDiverged: On a non-finite loss.
-    """
+    """:func:`train`'s body, its arguments and errors as there; ``loggers`` are fed on
+    the way (the caller finishes them)."""
     maps = None
     if resume is not None:  # continue in the domain the checkpoint's model was trained in
         cfg = config_dict(cfg) if isinstance(cfg, TrainConfig) else copy.deepcopy(dict(cfg))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import TINY, QuietUI, compose_train, is_png, write_csv
+from helpers import TINY, QuietUI, compose_train, is_png, train_then_resume, write_csv
 
 from polymix_cli.config.validation import ConfigError
 from polymix_cli.runs.checkpoint import load_checkpoint, load_trained
@@ -31,15 +31,7 @@ def test_resume_with_replicas_is_bit_exact(tmp_path, experiment):
     cfg = compose_train(
         [f"experiment={experiment}", *RUN, "trainer.replicas=3", "trainer.checkpoint_every=15"]
     )
-    full = train(cfg, tmp_path / "full", "{}", QuietUI())
-    middle = tmp_path / "full" / "checkpoints" / "epoch_15.pt"
-    resumed = train(
-        {**cfg, "resume": str(middle)},
-        tmp_path / "resumed",
-        "{}",
-        QuietUI(),
-        resume=load_checkpoint(middle),
-    )
+    full, resumed = train_then_resume(cfg, tmp_path, "epoch_15.pt")
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert a["replicas"]["loc"].shape[0] == 3
