@@ -455,8 +455,10 @@ def replica_run_worker(seed: int, replicas: int, degree: int) -> dict:
 
 def replica_timing_worker(case: str, counts: str, threads: int, rounds: int, steps: int) -> dict:
     """Steps per second of trainers with each number of replicas in ``counts`` (comma
-    separated), alternating in one process so that all see the same machine conditions;
-    ``case`` ``seed`` is moe_sign, ``moe4`` 4 experts at N = 1e4."""
+    separated; ``KxS`` for ``K`` replicas of ``S`` draws, e.g. ``1x400``: one model with the
+    draws of 4 replicas, the cost of the draws alone), alternating in one process so that
+    all see the same machine conditions; ``case`` ``seed`` is moe_sign, ``moe4`` 4 experts
+    at N = 1e4."""
     import torch
 
     torch.set_num_threads(threads)
@@ -464,13 +466,17 @@ def replica_timing_worker(case: str, counts: str, threads: int, rounds: int, ste
         "seed": ["experiment=moe_sign"],
         "moe4": ["experiment=moe_sign", "model.num_experts=4", "data.num_train=10000"],
     }[case]
-    ks = [int(k) for k in counts.split(",")]
-    trainers = {k: replica_trainer(overrides, k) for k in ks}
+    labels = counts.split(",")
+    trainers = {}
+    for label in labels:
+        k, _, draws = label.partition("x")
+        extra = [f"trainer.num_samples={draws}"] if draws else []
+        trainers[label] = replica_trainer([*overrides, *extra], int(k))
     for tr in trainers.values():  # warm up
         for _ in range(max(5, steps // 10)):
             tr.step()
-    wall: dict[int, list[float]] = {k: [] for k in ks}
-    cpu: dict[int, list[float]] = {k: [] for k in ks}
+    wall: dict[str, list[float]] = {k: [] for k in labels}
+    cpu: dict[str, list[float]] = {k: [] for k in labels}
     for _ in range(rounds):
         for k, tr in trainers.items():
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -478,7 +484,7 @@ def replica_timing_worker(case: str, counts: str, threads: int, rounds: int, ste
                 tr.step()
             wall[k].append((time.perf_counter() - start) / steps)
             cpu[k].append((time.process_time() - start_cpu) / steps)
-    base_wall, base_cpu = statistics.median(wall[ks[0]]), statistics.median(cpu[ks[0]])
+    base_wall, base_cpu = statistics.median(wall[labels[0]]), statistics.median(cpu[labels[0]])
     return {
         "case": case,
         "threads": threads,
@@ -486,13 +492,14 @@ def replica_timing_worker(case: str, counts: str, threads: int, rounds: int, ste
         "steps_per_round": steps,
         "rows": [
             {
-                "replicas": k,
+                "replicas": trainers[k].replicas.num_replicas if trainers[k].replicas else 1,
+                "draws": trainers[k].settings.num_samples,
                 "step_ms": 1e3 * statistics.median(wall[k]),
                 "step_cpu_ms": 1e3 * statistics.median(cpu[k]),
                 "ratio": statistics.median(wall[k]) / base_wall,
                 "cpu_ratio": statistics.median(cpu[k]) / base_cpu,
             }
-            for k in ks
+            for k in labels
         ],
     }
 
@@ -516,7 +523,7 @@ def bench_replicas(quick: bool, threads: int, runs: list[dict] | None = None) ->
             [
                 "replica_timing",
                 "seed",
-                "1,4,16",
+                "1,4,16,1x400",
                 "1",
                 "3" if quick else "5",
                 "300" if quick else "1000",
@@ -580,12 +587,15 @@ def replica_lines(r: dict, result: dict | None = None) -> list[str]:
             lines.append(f"error: {t['error']}")
             continue
         lines += [
-            "| replicas | step ms | CPU ms | time / one replica's | CPU / one replica's |",
-            "|---|---|---|---|---|",
+            (
+                "| replicas | draws per replica | step ms | CPU ms | time / one replica's "
+                "| CPU / one replica's |"
+            ),
+            "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {row['replicas']} | {row['step_ms']:.2f} | {row['step_cpu_ms']:.2f} | "
-            f"{row['ratio']:.2f}x | {row['cpu_ratio']:.2f}x |"
+            f"| {row['replicas']} | {row.get('draws', 100)} | {row['step_ms']:.2f} | "
+            f"{row['step_cpu_ms']:.2f} | {row['ratio']:.2f}x | {row['cpu_ratio']:.2f}x |"
             for row in t["rows"]
         ]
         lines += [
