@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
-from helpers import QuietUI, compose_train, ishigami_errors
+from helpers import QuietUI, compose_train, ishigami_errors, write_csv
 
 from polymix_cli.config.schema import TrainerConfig
 from polymix_cli.config.validation import ConfigError
@@ -173,3 +174,19 @@ def test_resume_continues_from_the_fitted_scales(tmp_path):
     for key in ("rmse", "crps", "nll"):
         assert again["test"][key] == pytest.approx(first["test"][key], rel=1e-4)
     assert again["noise_std"] == pytest.approx(first["noise_std"], rel=1e-5)
+
+
+def test_sparse_pce_takes_any_data(tmp_path):
+    """The experiment's data (150 noisy Ishigami runs) is a data option of its own, so
+    `experiment=sparse_pce data=file ...` replaces it whole (no generator keys left over)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1.0, 1.0, (40, 2))
+    rows = [f"{a},{b},{1 + 2 * a - b * b}" for a, b in x]
+    path = write_csv(tmp_path / "runs.csv", "a,b,y", rows)
+    cfg = compose_train(
+        ["experiment=sparse_pce", "data=file", f"data.path={path}", "data.outputs=[y]", *SMALL[:2]]
+    )
+    assert "num_train" not in cfg["data"] and cfg["model"]["degree"] == 12
+    metrics = train(cfg, tmp_path / "run", "", QuietUI())
+    assert metrics["timing"]["gradients"].startswith("closed form")
+    assert {tuple(t["index"]) for t in metrics["active_terms"]} >= {(1, 0), (0, 2)}
