@@ -385,7 +385,8 @@ def coefficient_moments(model: Any, num_draws: int = 4096) -> tuple[Tensor, Tens
 
     Args:
         model: A :class:`~polymix_cli.StochasticModel` whose surrogate is a
-            :class:`~polymix_cli.surrogate_models.PolynomialChaosExpansion`.
+            :class:`~polymix_cli.surrogate_models.PolynomialChaosExpansion`, or a
+            :class:`~polymix_cli.replicas.ReplicaEnsemble` of such models.
         num_draws: The draws for groups without closed-form moments.
 
     Returns:
@@ -395,11 +396,15 @@ def coefficient_moments(model: Any, num_draws: int = 4096) -> tuple[Tensor, Tens
         TypeError: If the surrogate is not a polynomial chaos expansion.
     """
     from .parameter_groups import DeterministicGroup, GaussianGroup, IIDGaussianGroup
+    from .replicas import ReplicaEnsemble
     from .surrogate_models import PolynomialChaosExpansion
 
     pce = model.surrogate_model
     if not isinstance(pce, PolynomialChaosExpansion):
         raise TypeError(f"a polynomial chaos expansion is needed, got {type(pce).__name__}")
+    if isinstance(model, ReplicaEnsemble):  # the mixture of the replicas' posteriors
+        mean, std = model.parameter_moments()
+        return mean.reshape(pce.num_terms, pce.num_outputs), std.reshape(pce.num_terms, -1)
     means, stds = [], []
     with torch.no_grad():
         for g in model.parameter_groups:

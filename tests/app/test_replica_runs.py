@@ -202,3 +202,22 @@ def test_ensemble_through_the_cli_evaluate_and_predict(cli, tmp_path):
     assert draws.shape == (2, 30)
     blocks = draws.reshape(2, 3, 10).mean(2)
     assert not np.allclose(blocks[:, 0], blocks[:, 1])  # the replicas differ
+
+
+def test_an_ensemble_of_expansions_reports_the_mixtures_active_terms(tmp_path):
+    """An ensemble of PCE replicas: metrics.json's active terms and posterior come from the
+    mixture of the replicas' posteriors (it crashed: an ensemble has no parameter groups)."""
+    cfg = compose_train(
+        [
+            "experiment=pce_sine",
+            *RUN,
+            "trainer.epochs=300",
+            "trainer.replicas=2",
+            "trainer.replica_selection=ensemble",
+        ]
+    )
+    metrics = train(cfg, tmp_path, yaml.safe_dump(cfg), QuietUI())
+    assert metrics["replicas"]["selection"] == "ensemble"
+    assert {tuple(t["index"]) for t in metrics["active_terms"]} >= {(1,)}  # sin(pi x): odd
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["active_terms"] == metrics["active_terms"]
