@@ -245,7 +245,9 @@ def pick_batch(
     return torch.tensor(picks), radius
 
 
-def condition_draws(draws: torch.Tensor, observed: torch.Tensor, noise_var: torch.Tensor):
+def condition_draws(
+    draws: torch.Tensor, observed: torch.Tensor, noise_var: torch.Tensor
+) -> torch.Tensor:
     """Condition an ensemble of draws on observations at other points (values unneeded).
 
     The ensemble transform (square root) update of all observations at once: the
