@@ -1114,10 +1114,12 @@ def sparse_lines(rows: list[dict]) -> list[str]:
         *(
             [
                 "",
-                "Load average (1 min) during the run: "
-                f"{min(r['load_average'] for r in rows):.1f} to "
-                f"{max(r['load_average'] for r in rows):.1f} "
-                f"on {os.cpu_count()} cores (the train and OT seconds grow with it).",
+                (
+                    "Load average (1 min) during the run: "
+                    f"{min(r['load_average'] for r in rows):.1f} to "
+                    f"{max(r['load_average'] for r in rows):.1f} "
+                    f"on {os.cpu_count()} cores (the train and OT seconds grow with it)."
+                ),
             ]
             if rows and all("load_average" in r for r in rows)
             else []
@@ -1158,11 +1160,15 @@ def sparse_lines(rows: list[dict]) -> list[str]:
     if noisy:
         lines += [
             "",
-            "Per design, with noise (the targets: coverage of the 80 % band within [0.72, 0.88] "
-            "and the learned noise within 20 % of the true std, for every design):",
+            (
+                "Per design, with noise (the targets: coverage of the 80 % band within [0.72, 0.88] "
+                "and the learned noise within 20 % of the true std, for every design):"
+            ),
             "",
-            "| N | noise | seed | RMSE polymix / OT | Sobol err polymix / OT | polymix noise "
-            "| coverage 0.8 | LOO Q2 | terms polymix / OT |",
+            (
+                "| N | noise | seed | RMSE polymix / OT | Sobol err polymix / OT | polymix noise "
+                "| coverage 0.8 | LOO Q2 | terms polymix / OT |"
+            ),
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in noisy:
