@@ -276,7 +276,7 @@ class FastSparseBayes:
         The selected model sets every pruned term to zero, yet the data cannot rule out
         the terms that the marginal likelihood alone would keep (``theta = q^2 - s > 0``)
         but that bring less than ``penalty`` nats. Added on its own, such a term ``i``
-        has the evidence-optimal precision ``alpha_i = s_i^2 / theta_i``, the posterior
+        has the marginal-likelihood-optimal precision ``alpha_i = s_i^2 / theta_i``, the posterior
         ``N(q_i / (alpha_i + s_i), 1 / (alpha_i + s_i))`` and raises the log marginal
         likelihood by ``L_i``; with the prior odds ``exp(-penalty)`` per term its
         posterior probability of being in the model is ``p_i = sigmoid(L_i - penalty)``.

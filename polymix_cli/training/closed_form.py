@@ -145,7 +145,7 @@ class ClosedFormFit:
         prior_std = torch.zeros(size, dtype=torch.float64)
         for k, f in enumerate(self.fits):
             # the selected model's mean; its covariance includes the pruned terms that the
-            # evidence does not rule out (the band accounts for the selection)
+            # marginal likelihood does not rule out (the band accounts for the selection)
             m, cov, _ = f.model_averaged_coefficients()
             where = torch.arange(t) * o + k  # the output's entries in the row-major block
             mean[where] = m
