@@ -28,6 +28,7 @@ from polymix_cli.config.schema import TrainConfig
 from polymix_cli.config.validation import ConfigError, config_dict
 from polymix_cli.reporting.evaluation import write_history
 from polymix_cli.reporting.loggers import Loggers, RunInfo, flatten_config, metric_values
+from polymix_cli.reporting.loo import psis_metrics
 from polymix_cli.runs.checkpoint import (
     CheckpointError,
     checkpoint_maps,
@@ -389,7 +390,7 @@ def _train(
                 losses,
                 trainer.train_seconds,
                 trainer.epoch,
-                {**(extra or {}), **_closed_form_metrics(trainer, p)},
+                {**(extra or {}), **_loo_metrics(trainer, outputs)},
                 gradients=trainer.gradient_path,
             )
         except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
@@ -415,7 +416,7 @@ def _train(
         losses,
         trainer.train_seconds,
         trainer.epoch,
-        {**(extra or {}), **_closed_form_metrics(trainer, p)},
+        {**(extra or {}), **_loo_metrics(trainer, outputs)},
         gradients=trainer.gradient_path,
     )
     ui.summary(metrics, run_dir)
@@ -458,11 +459,14 @@ def _first_step_cause(trainer: Trainer, cfg: TrainConfig) -> str:
     )
 
 
-def _closed_form_metrics(trainer: Trainer, p: Any) -> dict[str, Any]:
-    """The leave-one-out error and the fit's figures of a closed-form sparse PCE fit
-    (see :mod:`polymix_cli.training.closed_form`); nothing for other runs."""
+def _loo_metrics(trainer: Trainer, p: Any) -> dict[str, Any]:
+    """The leave-one-out error: exact, with the fit's figures, for a closed-form sparse PCE
+    fit (see :mod:`polymix_cli.training.closed_form`); PSIS from the posterior draws for
+    other models with a likelihood (:mod:`polymix_cli.reporting.loo`); else nothing."""
     fit = trainer.closed_form
-    return {} if fit is None else fit.report(p.maps.outputs.scale)
+    if fit is not None:
+        return fit.report(p.maps.outputs.scale)
+    return psis_metrics(p.model, p.cfg, p.x_train, p.y_train, p.maps.outputs.scale)
 
 
 # Options that may be set on the command line when resuming: they change where and how a
