@@ -274,6 +274,22 @@ class ReplicaEnsemble(nn.Module):
         """The length of the surrogate's parameter vector (per replica)."""
         return self.replicas.model.num_params()
 
+    @torch.no_grad()
+    def parameter_moments(self) -> tuple[Tensor, Tensor]:
+        """The mixture's mean and standard deviation of each parameter, exactly: the
+        mean of the replicas' means, and the root of the mean of their second moments
+        less the mean squared.
+
+        Returns:
+            ``(mean, std)``, each shape ``(P,)``.
+        """
+        r = self.replicas
+        index = r.model.mean_field.stochastic_index
+        var = torch.zeros_like(r.loc).index_copy_(1, index, (2 * r.log_std).exp())  # (K, P)
+        mean = r.loc.mean(0)
+        second = (var + r.loc.square()).mean(0)
+        return mean, (second - mean.square()).clamp_min(0).sqrt()
+
     def assignment(self, num_samples: int, device: torch.device | None = None) -> Tensor:
         """The replica of each of ``num_samples`` draws, ``(S,)`` long, in blocks."""
         return torch.arange(num_samples, device=device) * self.num_replicas // num_samples

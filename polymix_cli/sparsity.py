@@ -270,6 +270,61 @@ class FastSparseBayes:
         active[self._idx] = True
         return mean, cov, active
 
+    def model_averaged_coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The posterior of all ``T`` coefficients with the pruned terms' uncertainty.
+
+        The selected model sets every pruned term to zero, yet the data cannot rule out
+        the terms that the marginal likelihood alone would keep (``theta = q^2 - s > 0``)
+        but that bring less than ``penalty`` nats. Added on its own, such a term ``i``
+        has the marginal-likelihood-optimal precision ``alpha_i = s_i^2 / theta_i``, the posterior
+        ``N(q_i / (alpha_i + s_i), 1 / (alpha_i + s_i))`` and raises the log marginal
+        likelihood by ``L_i``; with the prior odds ``exp(-penalty)`` per term its
+        posterior probability of being in the model is ``p_i = sigmoid(L_i - penalty)``.
+        Averaging over these models one term at a time, keeping the selected model's mean,
+        gives the pruned term the variance ``d_i = p_i (v_i + mu_i^2)`` (the mean square
+        of what setting it to zero leaves out) and, through the residual it would explain,
+        moves the active terms: ``w_A = m + xi - B w_P`` with ``B = beta Sigma Phi_A^T
+        Phi_P``. The joint covariance is ``[[Sigma + B D B^T, -B D], [-D B^T, D]]``, so a
+        prediction's variance grows by ``sum_i d_i e_i(x)^2`` with ``e_i`` the part of
+        term ``i`` the active terms do not explain. This is the predictive band of
+        the sparse fit: without it the band ignores the uncertainty of the selection and
+        covers too little where a term near the threshold matters (see
+        docs/guides/small-designs.md).
+
+        Returns:
+            ``(mean (T,), covariance (T, T), active (T,) bool)`` as :meth:`coefficients`
+            gives them (the mean and active set are the selected model's); the pruned
+            terms that no model supports (``theta <= 0``) keep zero rows and columns.
+        """
+        mean, cov, active = self.coefficients()
+        beta, idx, sigma = self.beta, self._idx, self.sigma
+        stat_s = beta - beta * beta * ((self.gram @ sigma) * self.gram).sum(1)
+        stat_q = beta * self.phi_y - beta * beta * (self.gram @ (sigma @ self.phi_y[idx]))
+        stat_s = stat_s.clamp_min(1e-300)
+        theta = stat_q.square() - stat_s
+        pruned = (~active & (theta > 0)).nonzero().squeeze(1)
+        if len(pruned) == 0:
+            return mean, cov, active
+        s, q, th = stat_s[pruned], stat_q[pruned], theta[pruned]
+        alpha = s * s / th
+        post_var, post_mean = 1.0 / (alpha + s), q / (alpha + s)
+        gain = 0.5 * (th / s + torch.log(s / q.square()))  # L_i, nats
+        prob = torch.sigmoid(gain - self.penalty)
+        d = prob * (post_var + post_mean.square())  # (P,) normalised coordinates
+        b = beta * sigma @ self.gram[pruned].T  # (M, P)
+        both = torch.cat([idx, pruned])
+        joint = torch.zeros(len(both), len(both), dtype=torch.float64)
+        m = len(idx)
+        bd = b * d
+        joint[:m, :m] = sigma + bd @ b.T
+        joint[:m, m:] = -bd
+        joint[m:, :m] = -bd.T
+        joint[m:, m:] = torch.diag(d)
+        scale = 1.0 / self.norms[both]
+        cov = torch.zeros_like(cov)
+        cov[both.unsqueeze(1), both] = joint * scale.unsqueeze(1) * scale
+        return mean, cov, active
+
     def leave_one_out(self) -> LeaveOneOut:
         """The closed-form leave-one-out errors of the current posterior mean (see
         :func:`leave_one_out`), at the fitted scales and noise."""
@@ -385,7 +440,8 @@ def coefficient_moments(model: Any, num_draws: int = 4096) -> tuple[Tensor, Tens
 
     Args:
         model: A :class:`~polymix_cli.StochasticModel` whose surrogate is a
-            :class:`~polymix_cli.surrogate_models.PolynomialChaosExpansion`.
+            :class:`~polymix_cli.surrogate_models.PolynomialChaosExpansion`, or a
+            :class:`~polymix_cli.replicas.ReplicaEnsemble` of such models.
         num_draws: The draws for groups without closed-form moments.
 
     Returns:
@@ -395,11 +451,15 @@ def coefficient_moments(model: Any, num_draws: int = 4096) -> tuple[Tensor, Tens
         TypeError: If the surrogate is not a polynomial chaos expansion.
     """
     from .parameter_groups import DeterministicGroup, GaussianGroup, IIDGaussianGroup
+    from .replicas import ReplicaEnsemble
     from .surrogate_models import PolynomialChaosExpansion
 
     pce = model.surrogate_model
     if not isinstance(pce, PolynomialChaosExpansion):
         raise TypeError(f"a polynomial chaos expansion is needed, got {type(pce).__name__}")
+    if isinstance(model, ReplicaEnsemble):  # the mixture of the replicas' posteriors
+        mean, std = model.parameter_moments()
+        return mean.reshape(pce.num_terms, pce.num_outputs), std.reshape(pce.num_terms, -1)
     means, stds = [], []
     with torch.no_grad():
         for g in model.parameter_groups:

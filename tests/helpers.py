@@ -151,3 +151,24 @@ def schema_classes() -> set[type]:
             if dataclasses.is_dataclass(default):
                 todo.append(type(default))
     return found
+
+
+def train_then_resume(
+    cfg: dict, root: Path, checkpoint: str, run_dirs: tuple[str, str] = ("full", "resumed")
+) -> tuple[dict, dict]:
+    """Train ``cfg`` in ``root/<run_dirs[0]>``, then resume from that run's
+    ``checkpoints/<checkpoint>`` in ``root/<run_dirs[1]>`` (``polymix train ...
+    resume=PATH`` in process): the two runs' metrics."""
+    from polymix_cli.runs.checkpoint import load_checkpoint
+    from polymix_cli.runs.train import train
+
+    first = train(cfg, root / run_dirs[0], "{}", QuietUI())
+    path = root / run_dirs[0] / "checkpoints" / checkpoint
+    resumed = train(
+        {**cfg, "resume": str(path)},
+        root / run_dirs[1],
+        "{}",
+        QuietUI(),
+        resume=load_checkpoint(path),
+    )
+    return first, resumed

@@ -26,6 +26,7 @@ from polymix_cli.runs.checkpoint import load_trained
 
 TARGET = REPO / "docs" / "design_loop.png"
 SEED = 1234
+ACQUISITION = "integrated_variance"  # suggest.acquisition's default
 
 
 def _band(run: Path, grid: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -56,17 +57,17 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="polymix-design-") as tmp:
         work = Path(tmp)
-        row = loop(SEED, work, ("epistemic_std",))
+        row = loop(SEED, work, (ACQUISITION,), noise_seeds=())
         grid = np.linspace(-1, 1, 201)[:, None]
         truth = np.sin(math.pi * grid[:, 0])
-        points = row["epistemic_std_points"]
+        points = row[f"{ACQUISITION}_points"]
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), dpi=120)
         for ax, r, title in (
             (axes[0], 0, "round 0: 6 starting points"),
             (axes[1], 3, "after 3 rounds: 15 points"),
         ):
             rows = np.concatenate([np.asarray(p) for p in points[: r + 1]])
-            mean, lo, hi, x, y = _band(work / f"epistemic_std{r}", grid, rows)
+            mean, lo, hi, x, y = _band(work / f"{ACQUISITION}{r}", grid, rows)
             ax.fill_between(grid[:, 0], lo, hi, color="C3", alpha=0.3, label="80 % band")
             ax.plot(grid[:, 0], mean, color="C3", label="mean")
             ax.plot(grid[:, 0], truth, "k--", lw=1, label="sin(pi x)")
@@ -83,9 +84,7 @@ def main() -> int:
             ax.legend(loc="lower right", fontsize=8)
         ax = axes[2]
         rounds = np.arange(4)
-        ax.plot(
-            rounds, row["epistemic_std"], "o-", color="C3", label="design + suggest (6 + 3 x 3)"
-        )
+        ax.plot(rounds, row[ACQUISITION], "o-", color="C3", label="design + suggest (6 + 3 x 3)")
         ax.axhline(row["lhs"], color="C0", ls="--", label="15-point Latin hypercube")
         ax.axhline(row["random"], color="0.4", ls=":", label="15 random points")
         ax.set_xticks(rounds, [f"{6 + 3 * r}" for r in rounds])
@@ -98,7 +97,7 @@ def main() -> int:
         fig.savefig(TARGET)
     print(
         f"{TARGET.relative_to(REPO)}: rmse_true by round "
-        f"{', '.join(f'{v:.4f}' for v in row['epistemic_std'])}; lhs {row['lhs']:.4f}, "
+        f"{', '.join(f'{v:.4f}' for v in row[ACQUISITION])}; lhs {row['lhs']:.4f}, "
         f"random {row['random']:.4f}"
     )
     return 0

@@ -1389,10 +1389,11 @@ class SuggestOptions:
     """``suggest``: where the surrogate is least sure, and how a batch is spread out."""
 
     acquisition: str = option(
-        "epistemic_std",
-        "epistemic_std: the largest spread (std over parameter draws) of the surrogate's "
-        "output, noise left out | integrated_variance: the largest reduction of that "
-        "variance summed over the box",
+        "integrated_variance",
+        "integrated_variance: the largest reduction of the surrogate's epistemic variance "
+        "(over parameter draws, noise left out) summed over the box | epistemic_std: the "
+        "largest spread (std over parameter draws); both from the draws conditioned on the "
+        "training inputs",
         choices=ACQUISITIONS,
     )
     num_samples: int = option(200, "parameter draws the spread is estimated from", ge=2)

@@ -6,11 +6,19 @@
   cut into ``n`` equal slices, one point in each, the slices paired at random) or the
   first ``n`` points of a scrambled Sobol' sequence.
 - A **suggestion** scores quasi-random candidate points in the box by the surrogate's
-  *epistemic spread*: the standard deviation, over parameter draws, of its output (the
-  learned noise left out: more runs reduce the spread, not the noise), averaged over
-  the outputs in the model's units (``suggest.acquisition=epistemic_std``), or by the
-  reduction of that variance summed over the box that an observation there would bring
-  (``integrated_variance``). A batch is picked greedily: the best candidate, then the
+  *epistemic* uncertainty: its output over parameter draws (the learned noise left out:
+  more runs reduce the spread, not the noise). The draws are first conditioned on the
+  training inputs (:func:`condition_draws`, with the noise the training objective
+  implies, :func:`effective_noise_var`): a mean-field variational posterior keeps each
+  parameter's spread but drops the correlations the data put between them, so its own
+  spread does not see where the training inputs are (for a PCE it is largest at the ends
+  of the box whatever the design); the conditioned draws do. (For a model linear in its
+  parameters, the conditioned precision is the exact posterior's plus the diagonal of the
+  data's information once more: smaller than the model's spread, shaped by the design;
+  only the comparison between candidates matters.) The score is the reduction of the variance summed over the box that
+  an observation at the candidate would bring (``suggest.acquisition=integrated_variance``,
+  the default), or the standard deviation itself, averaged over the outputs in the
+  model's units (``epistemic_std``). A batch is picked greedily: the best candidate, then the
   draws are conditioned on an observation there as if it had been made (a *kriging
   believer* update: for Gaussian draws the variances after it do not depend on the value
   observed), then the next best, and so on; every pick also keeps a **minimum
@@ -43,8 +51,10 @@ from polymix_cli.runs.checkpoint import Trained
 __all__ = [
     "Suggestion",
     "auto_min_distance",
+    "condition_draws",
     "design_file",
     "design_points",
+    "effective_noise_var",
     "pick_batch",
     "suggest_file",
     "suggest_points",
@@ -159,10 +169,15 @@ def pick_batch(
     acquisition: str = "epistemic_std",
     noise_var: torch.Tensor | None = None,
     num_reference: int = 256,
+    observed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Greedy batch selection: acquisition, believer update and a minimum distance.
 
-    Each pick is the best-scoring candidate at least ``radius`` from every existing
+    With ``observed`` (the draws at the training inputs), the draws are first conditioned
+    on the training inputs (:func:`condition_draws`): a mean-field posterior keeps each
+    parameter's spread but not the correlations the data put between them, so its spread
+    does not see where the data are (a gap between training inputs looks no less certain
+    than a point next to one); the conditioned draws do. Each pick is the best-scoring candidate at least ``radius`` from every existing
     point and every earlier pick (when none is left that far, the radius is halved; a
     candidate at an existing point is never picked). Then the draws are conditioned on an
     observation there, as if it had been made (a *kriging believer* update: for Gaussian
@@ -181,6 +196,8 @@ def pick_batch(
             ``num_reference`` of the candidates, a quasi-random cover of the box).
         noise_var: The observation noise variance per output ``(O,)`` (``None``: 0).
         num_reference: See ``acquisition``.
+        observed: The draws at the training inputs, shape ``(S, N, O)`` (the same draws
+            as ``draws``), or ``None``.
 
     Returns:
         The indices of the picks ``(n,)`` in order, and the radius in the end.
@@ -192,6 +209,8 @@ def pick_batch(
     f = f - f.mean(dim=0)
     dof = max(1, f.shape[0] - 1)
     noise = torch.zeros(f.shape[2], dtype=f.dtype) if noise_var is None else noise_var.double()
+    if observed is not None and observed.shape[1] > 0:
+        f = condition_draws(f, observed, noise)
     tiny = torch.finfo(f.dtype).tiny
     inf = torch.full((candidates.shape[0],), float("inf"), dtype=candidates.dtype)
     nearest = torch.cdist(candidates, existing).min(dim=1).values if existing.numel() else inf
@@ -224,6 +243,55 @@ def pick_batch(
         f = f - alpha * at.unsqueeze(1) * gain.unsqueeze(0)
         nearest = torch.minimum(nearest, (candidates - candidates[best]).norm(dim=1))
     return torch.tensor(picks), radius
+
+
+def condition_draws(
+    draws: torch.Tensor, observed: torch.Tensor, noise_var: torch.Tensor
+) -> torch.Tensor:
+    """Condition an ensemble of draws on observations at other points (values unneeded).
+
+    The ensemble transform (square root) update of all observations at once: the
+    anomalies ``A`` (draws less their mean) become ``T A`` with
+    ``T = (I + Y Y^T / ((S - 1) noise_var))^(-1/2)`` in the space of the ``S`` draws,
+    ``Y`` the anomalies at the observed points. Their covariance is then
+    ``C_mm - C_mn (C_nn + noise_var I)^(-1) C_nm`` (exact for a linear-Gaussian model),
+    which does not depend on the values observed. Per output; one eigendecomposition
+    of an ``S x S`` matrix per output.
+
+    Args:
+        draws: The draws at the points to update, shape ``(S, M, O)``.
+        observed: The same draws at the observed points, shape ``(S, N, O)``.
+        noise_var: The observation noise variance per output, shape ``(O,)`` (> 0, or
+            the update is ill-conditioned when ``N`` reaches the ensemble's rank).
+
+    Returns:
+        The updated anomalies, shape ``(S, M, O)``, float64, mean 0 over the draws.
+    """
+    a = draws.double() - draws.double().mean(dim=0)
+    y = observed.double() - observed.double().mean(dim=0)
+    dof = max(1, a.shape[0] - 1)
+    tiny = torch.finfo(torch.float64).tiny
+    gram = torch.einsum("sno,tno->ost", y, y) / (dof * (noise_var.double() + tiny)).view(-1, 1, 1)
+    values, vectors = torch.linalg.eigh(gram)  # (O, S), (O, S, S)
+    root = vectors * (1 + values.clamp(min=0)).rsqrt().unsqueeze(1)
+    transform = root @ vectors.transpose(1, 2)  # (O, S, S): (I + gram)^(-1/2)
+    return torch.einsum("ost,tmo->smo", transform, a)
+
+
+def effective_noise_var(trained: Trained) -> torch.Tensor:
+    """The observation noise variance (per output, model units) that the training
+    objective implies, the one a new run would be weighed with.
+
+    The objective is ``data + w KL`` (``w = trainer.weight_factor``), the posterior of a
+    likelihood raised to ``1 / w``: for ``trainer.loss=gaussian_nll`` a Gaussian of
+    variance ``w noise^2`` (the learned noise); for ``mse_sum`` (the sum of squared
+    errors, ``-log`` of a Gaussian of variance 1/2) of variance ``w / 2``.
+    """
+    weight = trained.cfg.trainer.kl_weight()
+    noise = getattr(trained.model, "noise", None)
+    if trained.cfg.trainer.loss == "gaussian_nll" and noise is not None:
+        return weight * noise.std.detach().double().cpu().square()
+    return torch.full((len(trained.output_names),), weight / 2, dtype=torch.float64)
 
 
 @dataclass(frozen=True)
@@ -326,8 +394,9 @@ def suggest_points(
         design_points(options.candidates, np.c_[np.zeros(d), np.ones(d)], "sobol", seed)
     )
     x_user = low + width * unit
-    x_model = trained.maps.inputs.forward(x_user.to(device))
-    draws = surrogate_draws(trained, params, x_model).double().cpu()
+    x_model = trained.maps.inputs.forward(torch.cat([x_user, train_x.double().cpu()]).to(device))
+    both = surrogate_draws(trained, params, x_model).double().cpu()
+    draws, observed = both[:, : x_user.shape[0]], both[:, x_user.shape[0] :]
     spread = draws.std(dim=0).mean(dim=1)  # (M,)
     existing = (train_x.double().cpu() - low) / width
     radius = (
@@ -335,11 +404,11 @@ def suggest_points(
         if options.min_distance is None
         else float(options.min_distance)
     )
-    # the learned noise (trainer.loss=gaussian_nll); none: the believer update conditions
-    # on exact observations
-    noise = model.noise.std.detach().double().cpu().square() if model.noise is not None else None
+    noise = effective_noise_var(trained)
     try:
-        picks, used = pick_batch(draws, unit, existing, n, radius, options.acquisition, noise)
+        picks, used = pick_batch(
+            draws, unit, existing, n, radius, options.acquisition, noise, observed=observed
+        )
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return Suggestion(

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from polymix_cli.reporting.loo import psis_metrics
 from polymix_cli.runs.checkpoint import (
     CheckpointError,
     checkpoint_config,
@@ -18,6 +19,7 @@ from polymix_cli.runs.checkpoint import (
 from polymix_cli.runs.outputs import write_run_outputs
 from polymix_cli.runs.prepare import UI, check_output_dir, prepare
 from polymix_cli.runs.replicas import model_for_evaluation
+from polymix_cli.training.closed_form import closed_form_reason, fitted_report
 from polymix_cli.training.loop import (
     History,
 )
@@ -88,8 +90,14 @@ def evaluate_checkpoint(
         "epoch": state["epoch"],
         "polymix_version": state.get("polymix_version"),
     }
-    metrics = write_run_outputs(
-        p, run_dir, rows, losses, seconds, state["epoch"], {"checkpoint": source}
-    )
+    extra: dict[str, Any] = {"checkpoint": source}
+    if (
+        state.get("replicas") is None
+        and closed_form_reason(model, p.cfg.trainer, p.x_train.shape[0]) is None
+    ):  # a closed-form sparse fit: its LOO error on the training rows, as train's
+        extra.update(fitted_report(model, p.x_train, p.y_train, p.maps.outputs.scale))
+    else:  # PSIS from the posterior draws, for a model with a likelihood
+        extra.update(psis_metrics(model, p.cfg, p.x_train, p.y_train, p.maps.outputs.scale))
+    metrics = write_run_outputs(p, run_dir, rows, losses, seconds, state["epoch"], extra)
     ui.summary(metrics, run_dir)
     return metrics

@@ -28,6 +28,7 @@ from polymix_cli.config.schema import TrainConfig
 from polymix_cli.config.validation import ConfigError, config_dict
 from polymix_cli.reporting.evaluation import write_history
 from polymix_cli.reporting.loggers import Loggers, RunInfo, flatten_config, metric_values
+from polymix_cli.reporting.loo import psis_metrics
 from polymix_cli.runs.checkpoint import (
     CheckpointError,
     checkpoint_maps,
@@ -258,28 +259,8 @@ def _train(
     max_threads: int | None,
     loggers: Loggers,
 ) -> dict[str, Any]:
-    """Train, checkpoint and evaluate one run (see :func:`train`).
-
-    Args:
-        cfg: The run's config (a :class:`TrainConfig`, or a plain dict as composed).
-        run_dir: The run's output folder (checkpoints, plots, ``history.csv``,
-            ``metrics.json``).
-        config_yaml: The config as YAML, stored in the checkpoints.
-        ui: The progress display (:class:`~polymix_cli.runs.prepare.UI`).
-        resume: A loaded checkpoint whose states continue training (``cfg`` must be its
-            config, see :func:`resume_config`), or ``None`` for a new run.
-        max_threads: The torch threads this job may use (a parallel launcher's share of
-            the cores).
-
-    Returns:
-        The run's metrics (as written to ``metrics.json``).
-
-    Raises:
-        ConfigError: If the config is invalid or the output folder is not writable.
-        CheckpointError: If ``resume`` cannot be resumed.
-        RunInterrupted: After saving ``last.pt`` on SIGINT/SIGTERM.
-        RunDiverged: On a non-finite loss.
-    """
+    """:func:`train`'s body, its arguments and errors as there; ``loggers`` are fed on
+    the way (the caller finishes them)."""
     maps = None
     if resume is not None:  # continue in the domain the checkpoint's model was trained in
         cfg = config_dict(cfg) if isinstance(cfg, TrainConfig) else copy.deepcopy(dict(cfg))
@@ -409,7 +390,7 @@ def _train(
                 losses,
                 trainer.train_seconds,
                 trainer.epoch,
-                {**(extra or {}), **_closed_form_metrics(trainer, p)},
+                {**(extra or {}), **_loo_metrics(trainer, outputs)},
                 gradients=trainer.gradient_path,
             )
         except Exception as err:  # noqa: BLE001 - report the divergence even if the plots fail
@@ -435,7 +416,7 @@ def _train(
         losses,
         trainer.train_seconds,
         trainer.epoch,
-        {**(extra or {}), **_closed_form_metrics(trainer, p)},
+        {**(extra or {}), **_loo_metrics(trainer, outputs)},
         gradients=trainer.gradient_path,
     )
     ui.summary(metrics, run_dir)
@@ -478,11 +459,14 @@ def _first_step_cause(trainer: Trainer, cfg: TrainConfig) -> str:
     )
 
 
-def _closed_form_metrics(trainer: Trainer, p: Any) -> dict[str, Any]:
-    """The leave-one-out error and the fit's figures of a closed-form sparse PCE fit
-    (see :mod:`polymix_cli.training.closed_form`); nothing for other runs."""
+def _loo_metrics(trainer: Trainer, p: Any) -> dict[str, Any]:
+    """The leave-one-out error: exact, with the fit's figures, for a closed-form sparse PCE
+    fit (see :mod:`polymix_cli.training.closed_form`); PSIS from the posterior draws for
+    other models with a likelihood (:mod:`polymix_cli.reporting.loo`); else nothing."""
     fit = trainer.closed_form
-    return {} if fit is None else fit.report(p.maps.outputs.scale)
+    if fit is not None:
+        return fit.report(p.maps.outputs.scale)
+    return psis_metrics(p.model, p.cfg, p.x_train, p.y_train, p.maps.outputs.scale)
 
 
 # Options that may be set on the command line when resuming: they change where and how a

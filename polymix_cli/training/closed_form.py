@@ -28,7 +28,7 @@ from polymix_cli.priors import ARDPrior
 from polymix_cli.sparsity import FastSparseBayes
 from polymix_cli.surrogate_models import PolynomialChaosExpansion
 
-__all__ = ["ClosedFormFit", "closed_form_reason"]
+__all__ = ["ClosedFormFit", "closed_form_reason", "fitted_report"]
 
 
 def closed_form_reason(
@@ -71,10 +71,13 @@ class ClosedFormFit:
         model: A model for which :func:`closed_form_reason` is ``None``.
         x: Training inputs in the model's domain, shape ``(N, d)``.
         y: Training outputs in the model's domain, shape ``(N, O)``.
+        from_model: Start from the model's prior scales and noise even when no term is
+            pruned (``False``: only from a fitted prior, one with a zero scale).
     """
 
-    def __init__(self, model: StochasticModel, x: Tensor, y: Tensor):
+    def __init__(self, model: StochasticModel, x: Tensor, y: Tensor, from_model: bool = False):
         self.model = model
+        self.from_model = bool(from_model)
         pce: PolynomialChaosExpansion = model.surrogate_model  # type: ignore[assignment]
         self.group = model.parameter_groups[0]
         self.prior: ARDPrior = self.group.prior  # type: ignore[assignment]
@@ -92,7 +95,7 @@ class ClosedFormFit:
         if self._fits is None:
             scale = self.prior.scale.detach().to(torch.float64).cpu()
             noise = self.model.noise.log_std.detach().to(torch.float64).exp().cpu()
-            fitted = bool((scale == 0).any())
+            fitted = self.from_model or bool((scale == 0).any())
             o = self.num_outputs
             self._fits = [
                 FastSparseBayes(
@@ -141,18 +144,23 @@ class ClosedFormFit:
         variance = torch.zeros(size, dtype=torch.float64)
         prior_std = torch.zeros(size, dtype=torch.float64)
         for k, f in enumerate(self.fits):
-            m, cov, active = f.coefficients()
+            # the selected model's mean; its covariance includes the pruned terms that the
+            # marginal likelihood does not rule out (the band accounts for the selection)
+            m, cov, _ = f.model_averaged_coefficients()
             where = torch.arange(t) * o + k  # the output's entries in the row-major block
             mean[where] = m
             variance[where] = cov.diagonal()
             prior_std[where] = f.prior_std()
-            idx = active.nonzero().squeeze(1)
+            idx = (cov.diagonal() > 0).nonzero().squeeze(1)
             sub = cov[idx.unsqueeze(1), idx]
-            # the active block's Cholesky factor, placed at sorted positions: still lower
-            # triangular; inactive terms keep a zero row (the group's jitter remains)
+            # the supported block's Cholesky factor, placed at sorted positions: still lower
+            # triangular; the other terms keep a zero row (the group's jitter remains)
             jitter = 1e-12 * sub.diagonal().mean().clamp_min(1e-300)
             eye = torch.eye(len(idx), dtype=torch.float64)
-            lower = torch.linalg.cholesky(sub + jitter * eye)
+            lower, info = torch.linalg.cholesky_ex(sub + jitter * eye)
+            while int(info) != 0:  # rounding in the joint block: regularise
+                jitter = jitter * 100.0
+                lower, info = torch.linalg.cholesky_ex(sub + jitter * eye)
             chol[where[idx].unsqueeze(1), where[idx]] = lower
         g = self.group
         dtype = g.mean.dtype
@@ -175,13 +183,14 @@ class ClosedFormFit:
                 user's units), shape ``(O,)``, or ``None``.
 
         Returns:
-            ``{"loo": {"rmse": [...], "q2": [...]}, "sparse_fit": {"iterations",
+            ``{"loo": {"method": "closed_form", "rmse": [...], "q2": [...]}, "sparse_fit": {"iterations",
             "converged", "active_terms": [...], "candidate_terms"}}``.
         """
         scale = [1.0] * self.num_outputs if output_scale is None else output_scale.tolist()
         loo = [f.leave_one_out() for f in self.fits]
         return {
             "loo": {
+                "method": "closed_form",
                 "rmse": [r.rmse * float(c) for r, c in zip(loo, scale)],
                 "q2": [r.q2 for r in loo],
             },
@@ -192,3 +201,31 @@ class ClosedFormFit:
                 "candidate_terms": self.num_terms,
             },
         }
+
+
+def fitted_report(
+    model: StochasticModel, x: Tensor, y: Tensor, output_scale: Tensor | None = None
+) -> dict:
+    """The figures :meth:`ClosedFormFit.report` gives, for a model fitted before (``polymix
+    evaluate``): the leave-one-out errors on ``(x, y)`` at the model's fitted prior scales
+    and noise, its active and candidate terms, and whether the fit had converged (one
+    more iteration from the stored state would change nothing). The number of
+    iterations is the training run's own and is not repeated.
+
+    Args:
+        model: A model trained by :class:`ClosedFormFit` (the caller checks
+            :func:`closed_form_reason`); it is not changed.
+        x: Training inputs in the model's domain, shape ``(N, d)``.
+        y: Training outputs in the model's domain, shape ``(N, O)``.
+        output_scale: The scale of the output map, shape ``(O,)``, or ``None``.
+
+    Returns:
+        ``{"loo": ..., "sparse_fit": {"converged", "active_terms", "candidate_terms"}}``.
+    """
+    fit = ClosedFormFit(model, x, y, from_model=True)
+    report = fit.report(output_scale)
+    del report["sparse_fit"]["iterations"]
+    for f in fit.fits:  # the fits are copies: the model keeps its posterior
+        f.step()
+    report["sparse_fit"]["converged"] = fit.converged
+    return report

@@ -230,3 +230,37 @@ def test_suggest_works_for_a_mixture_with_integrated_variance(cli, tiny_run, tmp
     x = np.load(out)["x1"]
     assert x.shape == (4,) and ((x >= 0) & (x <= 1)).all()
     assert len(set(x.tolist())) == 4
+
+
+@pytest.mark.parametrize("acquisition", ["integrated_variance", "epistemic_std"])
+def test_suggest_goes_to_the_gap_between_the_training_inputs(cli, tmp_path, acquisition):
+    """Training inputs crowd both ends of [-1, 1]. The mean-field posterior's own spread is
+    largest at the ends whatever the design (each coefficient's spread times its Legendre
+    polynomial); conditioned on the training inputs it is largest in the empty middle,
+    where the suggestion must go."""
+    inputs = tmp_path / "inputs.csv"
+    x = np.array([-1.0, -0.95, -0.9, -0.85, 0.85, 0.9, 0.95, 1.0])
+    np.savetxt(inputs, x[:, None], header="x1", comments="", delimiter=",")
+    run = tmp_path / "train"
+    status, err = cli(
+        "train",
+        "experiment=pce_sine",
+        f"data.train_inputs={inputs}",
+        *TINY,
+        "trainer.epochs=300",
+        f"hydra.run.dir={run}",
+    )
+    assert status == 0, err
+    out = tmp_path / "next.csv"
+    status, err = cli(
+        "suggest",
+        f"ckpt={run / 'checkpoints' / 'last.pt'}",
+        "n=1",
+        f"output={out}",
+        f"suggest.acquisition={acquisition}",
+        "suggest.num_samples=100",
+        "suggest.candidates=512",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert status == 0, err
+    assert abs(float(read_csv_array(out)[1][0, 0])) < 0.5

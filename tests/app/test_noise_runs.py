@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import TINY, QuietUI, compose_train
+from helpers import TINY, QuietUI, compose_train, train_then_resume
 
 from polymix_cli.config.build import build_model
 from polymix_cli.config.validation import ConfigError, parse_train_config, validate_train_config
@@ -104,15 +104,7 @@ def test_resume_with_noise_is_bit_exact(tmp_path):
             "data.num_test=50",
         ]
     )
-    full = train(cfg, tmp_path / "full", "{}", QuietUI())
-    middle = tmp_path / "full" / "checkpoints" / "epoch_15.pt"
-    resumed = train(
-        {**cfg, "resume": str(middle)},
-        tmp_path / "resumed",
-        "{}",
-        QuietUI(),
-        resume=load_checkpoint(middle),
-    )
+    full, resumed = train_then_resume(cfg, tmp_path, "epoch_15.pt")
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert a["model"].keys() == b["model"].keys() and "noise.log_std" in a["model"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import TINY, QuietUI, compose_train, is_png, write_csv
+from helpers import TINY, QuietUI, compose_train, is_png, train_then_resume, write_csv
 
 from polymix_cli.config.validation import ConfigError
 from polymix_cli.runs.checkpoint import load_checkpoint, load_trained
@@ -31,15 +31,7 @@ def test_resume_with_replicas_is_bit_exact(tmp_path, experiment):
     cfg = compose_train(
         [f"experiment={experiment}", *RUN, "trainer.replicas=3", "trainer.checkpoint_every=15"]
     )
-    full = train(cfg, tmp_path / "full", "{}", QuietUI())
-    middle = tmp_path / "full" / "checkpoints" / "epoch_15.pt"
-    resumed = train(
-        {**cfg, "resume": str(middle)},
-        tmp_path / "resumed",
-        "{}",
-        QuietUI(),
-        resume=load_checkpoint(middle),
-    )
+    full, resumed = train_then_resume(cfg, tmp_path, "epoch_15.pt")
     a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert a["replicas"]["loc"].shape[0] == 3
@@ -210,3 +202,22 @@ def test_ensemble_through_the_cli_evaluate_and_predict(cli, tmp_path):
     assert draws.shape == (2, 30)
     blocks = draws.reshape(2, 3, 10).mean(2)
     assert not np.allclose(blocks[:, 0], blocks[:, 1])  # the replicas differ
+
+
+def test_an_ensemble_of_expansions_reports_the_mixtures_active_terms(tmp_path):
+    """An ensemble of PCE replicas: metrics.json's active terms and posterior come from the
+    mixture of the replicas' posteriors (it crashed: an ensemble has no parameter groups)."""
+    cfg = compose_train(
+        [
+            "experiment=pce_sine",
+            *RUN,
+            "trainer.epochs=300",
+            "trainer.replicas=2",
+            "trainer.replica_selection=ensemble",
+        ]
+    )
+    metrics = train(cfg, tmp_path, yaml.safe_dump(cfg), QuietUI())
+    assert metrics["replicas"]["selection"] == "ensemble"
+    assert {tuple(t["index"]) for t in metrics["active_terms"]} >= {(1,)}  # sin(pi x): odd
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["active_terms"] == metrics["active_terms"]

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
-from helpers import QuietUI, compose_train, ishigami_errors
+from helpers import QuietUI, compose_train, ishigami_errors, write_csv
 
 from polymix_cli.config.schema import TrainerConfig
 from polymix_cli.config.validation import ConfigError
@@ -80,7 +81,7 @@ def test_inference_vi_and_the_horseshoe_train_by_gradients(tmp_path):
     ]
     metrics = _run(tmp_path / "vi", [*base, "trainer.inference=vi"])
     assert metrics["timing"]["gradients"].startswith("autograd")
-    assert "loo" not in metrics and isinstance(metrics["active_terms"], list)
+    assert metrics["loo"]["method"] == "psis" and isinstance(metrics["active_terms"], list)
     assert math.isfinite(metrics["losses"]["distribution"])
     metrics = _run(
         tmp_path / "hs",
@@ -139,16 +140,19 @@ def test_the_closed_form_posterior_is_written_into_the_model(kind):
     trainer.fit()
     assert trainer.epoch < p.cfg.trainer.epochs  # stopped when converged
     fit = trainer.closed_form.fits[0]
-    mean, cov, active = fit.coefficients()
+    mean, cov, active = fit.model_averaged_coefficients()
+    assert torch.equal(mean, fit.coefficients()[0])
+    kept = cov.diagonal() > 0  # the active terms and the pruned ones the evidence supports
+    assert bool((kept & ~active).any())
     group = p.model.parameter_groups[0]
     assert torch.allclose(group.mean.double(), mean, atol=1e-5)
     if kind == "gaussian":
         tril = group.scale_tril().double()
         got = tril @ tril.T
-        assert torch.allclose(got[active][:, active], cov[active][:, active], rtol=1e-3, atol=1e-9)
+        assert torch.allclose(got[kept][:, kept], cov[kept][:, kept], rtol=1e-3, atol=1e-9)
     else:
         std = group.log_std.exp().double()
-        assert torch.allclose(std[active], cov.diagonal()[active].sqrt(), rtol=1e-4)
+        assert torch.allclose(std[kept], cov.diagonal()[kept].sqrt(), rtol=1e-4)
     assert torch.allclose(group.prior.scale.double(), fit.prior_std(), rtol=1e-5)
     assert float(p.model.noise.log_std.detach().exp()) == pytest.approx(fit.noise_std, rel=1e-5)
     # the losses: expected NLL + KL = -log marginal likelihood
@@ -173,3 +177,86 @@ def test_resume_continues_from_the_fitted_scales(tmp_path):
     for key in ("rmse", "crps", "nll"):
         assert again["test"][key] == pytest.approx(first["test"][key], rel=1e-4)
     assert again["noise_std"] == pytest.approx(first["noise_std"], rel=1e-5)
+
+
+def test_sparse_pce_takes_any_data(tmp_path):
+    """The experiment's data (150 noisy Ishigami runs) is a data option of its own, so
+    `experiment=sparse_pce data=file ...` replaces it whole (no generator keys left over)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1.0, 1.0, (40, 2))
+    rows = [f"{a},{b},{1 + 2 * a - b * b}" for a, b in x]
+    path = write_csv(tmp_path / "runs.csv", "a,b,y", rows)
+    cfg = compose_train(
+        ["experiment=sparse_pce", "data=file", f"data.path={path}", "data.outputs=[y]", *SMALL[:2]]
+    )
+    assert "num_train" not in cfg["data"] and cfg["model"]["degree"] == 12
+    metrics = train(cfg, tmp_path / "run", "", QuietUI())
+    assert metrics["timing"]["gradients"].startswith("closed form")
+    assert {tuple(t["index"]) for t in metrics["active_terms"]} >= {(1, 0), (0, 2)}
+
+
+def test_evaluate_writes_the_loo_error_and_the_fit(cli, tmp_path):
+    """`polymix evaluate` on a closed-form sparse fit writes train's `loo` and the fit's
+    active and candidate terms, and finds the stored fit converged."""
+    args = ["experiment=sparse_pce", "data.num_train=60", "model.degree=5", *SMALL]
+    status, err = cli("train", *args, f"hydra.run.dir={tmp_path / 'a'}")
+    assert status == 0, err
+    ckpt = tmp_path / "a" / "checkpoints" / "last.pt"
+    status, err = cli("evaluate", f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'b'}")
+    assert status == 0, err
+    trained = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    evaluated = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert evaluated["loo"]["rmse"] == pytest.approx(trained["loo"]["rmse"], rel=1e-4)
+    assert evaluated["loo"]["q2"] == pytest.approx(trained["loo"]["q2"], rel=1e-5)
+    fit = evaluated["sparse_fit"]
+    assert fit == {
+        "converged": True,
+        "active_terms": trained["sparse_fit"]["active_terms"],
+        "candidate_terms": 56,
+    }
+    assert evaluated["active_terms"] == trained["active_terms"]
+    # a model trained by stochastic VI has no closed-form fit to report
+    status, err = cli(
+        "train", "experiment=pce_sine", "trainer.epochs=20", f"hydra.run.dir={tmp_path / 'c'}"
+    )
+    assert status == 0, err
+    ckpt = tmp_path / "c" / "checkpoints" / "last.pt"
+    status, err = cli("evaluate", f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'd'}")
+    assert status == 0, err
+    assert "sparse_fit" not in json.loads((tmp_path / "d" / "metrics.json").read_text())
+
+
+def test_horseshoe_by_vi_recovers_a_sparse_polynomial(tmp_path):
+    """The regularised horseshoe, trained by stochastic VI (it has no closed form), on
+    y = 2 x1 + 1.5 x1 x2 + noise among the 10 candidate terms of degree 3: the active terms
+    are exactly those two, near their true values."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 2, generator=gen) * 2 - 1
+    y = 2 * x[:, 0] + 1.5 * x[:, 0] * x[:, 1] + 0.05 * torch.randn(40, generator=gen)
+    rows = ["x1,x2,y"] + [f"{a:.8f},{b:.8f},{c:.8f}" for (a, b), c in zip(x.tolist(), y.tolist())]
+    (tmp_path / "runs.csv").write_text("\n".join(rows) + "\n")
+    metrics = _run(
+        tmp_path / "run",
+        [
+            "experiment=pce_file",
+            f"data.path={tmp_path / 'runs.csv'}",
+            "data.outputs=[y]",
+            "data.bounds=[[-1,1],[-1,1]]",
+            "data.test_fraction=0.1",
+            "model.degree=3",
+            "model.q_norm=1.0",
+            "layout.rules.0.kind=iid_gaussian",
+            "layout.rules.0.prior.kind=horseshoe",
+            "trainer.epochs=1500",
+            "eval.grid_points=10",
+            "eval.num_samples=200",
+        ],
+    )
+    assert metrics["timing"]["gradients"].startswith(("analytic", "autograd"))
+    terms = {tuple(t["index"]): t["mean"] for t in metrics["active_terms"] if sum(t["index"])}
+    assert set(terms) == {(1, 0), (1, 1)}
+    assert terms[(1, 0)] == pytest.approx(2.0, abs=0.15)
+    assert terms[(1, 1)] == pytest.approx(1.5, abs=0.15)
+    assert metrics["loo"]["method"] == "psis"  # a likelihood: PSIS leave-one-out

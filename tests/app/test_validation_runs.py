@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, TINY_FILE, QuietUI, compose_train, truth, write_csv
+from helpers import TINY, TINY_FILE, QuietUI, compose_train, train_then_resume, truth, write_csv
 
 from polymix_cli.config.migrate import migrate
 from polymix_cli.config.validation import config_dict, parse_train_config
@@ -121,15 +121,7 @@ def test_resume_with_early_stopping_is_bit_exact(tmp_path):
         "trainer.early_stopping.every=5",
     ]
     cfg = compose_train(overrides)
-    full = train(cfg, tmp_path / "full", "{}", QuietUI())
-    middle = tmp_path / "full" / "checkpoints" / "epoch_12.pt"
-    resumed = train(
-        {**cfg, "resume": str(middle)},
-        tmp_path / "resumed",
-        "{}",
-        QuietUI(),
-        resume=load_checkpoint(middle),
-    )
+    full, resumed = train_then_resume(cfg, tmp_path, "epoch_12.pt")
     for name in ("last.pt", "best.pt"):
         a = load_checkpoint(tmp_path / "full" / "checkpoints" / name)
         b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / name)
@@ -141,15 +133,7 @@ def test_resume_with_early_stopping_is_bit_exact(tmp_path):
 
 def test_a_run_that_stopped_early_stays_stopped_on_resume(tmp_path):
     cfg = compose_train([*SMALL, *STOPS])
-    first = train(cfg, tmp_path / "first", "{}", QuietUI())
-    last = tmp_path / "first" / "checkpoints" / "last.pt"
-    again = train(
-        {**cfg, "resume": str(last)},
-        tmp_path / "again",
-        "{}",
-        QuietUI(),
-        resume=load_checkpoint(last),
-    )
+    first, again = train_then_resume(cfg, tmp_path, "last.pt", ("first", "again"))
     assert again["early_stopping"] == first["early_stopping"]
     assert load_checkpoint(tmp_path / "again" / "checkpoints" / "last.pt")["epoch"] == 15
     assert again["test"] == first["test"]

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from polymix_cli.runs.design import auto_min_distance, design_points, pick_batch
+from polymix_cli.runs.design import (
+    auto_min_distance,
+    condition_draws,
+    design_points,
+    pick_batch,
+)
 
 
 @pytest.mark.parametrize("n", [1, 7, 32])
@@ -89,3 +94,48 @@ def test_picks_never_land_on_a_training_input_and_shrink_the_radius_when_full():
 def test_auto_min_distance_is_half_the_even_spacing():
     assert auto_min_distance(6, 3, 1) == pytest.approx(0.5 / 9)
     assert auto_min_distance(12, 4, 2) == pytest.approx(0.5 / 4)
+
+
+def test_conditioning_on_observed_points_is_the_gaussian_posterior():
+    """Draws of f = a + b x + c x^2 (independent coefficients): conditioned on noisy
+    observations at three points, their covariance is C - C_xn (C_nn + s2 I)^-1 C_nx."""
+    x = torch.linspace(-1, 1, 21, dtype=torch.float64)
+    xn = torch.tensor([-0.9, 0.2, 0.3], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    coeffs = torch.randn(3000, 3, generator=gen, dtype=torch.float64) * torch.tensor([1, 0.7, 0.5])
+    basis = lambda t: torch.stack([torch.ones_like(t), t, t * t], dim=1)
+    draws = (coeffs @ basis(x).T).unsqueeze(2)
+    observed = (coeffs @ basis(xn).T).unsqueeze(2)
+    s2 = torch.tensor([0.01], dtype=torch.float64)
+    f = condition_draws(draws, observed, s2)[:, :, 0]
+    # the same from the ensemble's own covariances (exact algebra, not sampling)
+    z = torch.cat([draws, observed], dim=1)[:, :, 0]
+    z = z - z.mean(dim=0)
+    c = z.T @ z / (z.shape[0] - 1)
+    cmm, cmn, cnn = c[:21, :21], c[:21, 21:], c[21:, 21:]
+    expected = cmm - cmn @ torch.linalg.solve(cnn + s2 * torch.eye(3), cmn.T)
+    torch.testing.assert_close(f.T @ f / (f.shape[0] - 1), expected, rtol=0, atol=1e-10)
+    assert f.mean(dim=0).abs().max() < 1e-12
+
+
+def test_a_mean_field_spread_conditioned_on_the_training_inputs_finds_the_gap():
+    """A mean-field posterior of f = sum c_k P_k(x) (independent coefficients, as variational
+    inference with a factorised Gaussian learns it) has its largest spread towards the ends,
+    whatever the design: it does not see that the training inputs crowd both ends.
+    Conditioned on them (observed=...), the spread is largest in the empty middle and the
+    pick goes there; without, it lands beside the training inputs."""
+    x = torch.linspace(-1, 1, 201, dtype=torch.float64)
+    xn = torch.tensor([-1.0, -0.9, -0.8, 0.8, 0.9, 1.0], dtype=torch.float64)
+    legendre = lambda t: torch.stack([torch.ones_like(t), t, (3 * t * t - 1) / 2], dim=1)
+    gen = torch.Generator().manual_seed(1)
+    coeffs = torch.randn(4000, 3, generator=gen, dtype=torch.float64) * 0.1
+    draws = (coeffs @ legendre(x).T).unsqueeze(2)
+    observed = (coeffs @ legendre(xn).T).unsqueeze(2)
+    unit = ((x + 1) / 2).unsqueeze(1)
+    existing = ((xn + 1) / 2).unsqueeze(1)
+    noise = torch.tensor([0.05**2], dtype=torch.float64)
+    for acquisition in ("epistemic_std", "integrated_variance"):
+        aware, _ = pick_batch(draws, unit, existing, 1, 0.02, acquisition, noise, observed=observed)
+        assert abs(float(x[aware[0]])) < 0.3, acquisition  # in the gap
+    plain, _ = pick_batch(draws, unit, existing, 1, 0.02, "epistemic_std", noise)
+    assert abs(float(x[plain[0]])) > 0.7  # beside the training inputs

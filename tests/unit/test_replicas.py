@@ -173,3 +173,17 @@ def test_replicas_need_the_same_shapes():
     b = _prepared(["experiment=moe_sign", "model.gate.width=4"]).model
     with pytest.raises(ValueError, match="same shape"):
         Replicas([a, b])
+
+
+def test_the_ensembles_parameter_moments_are_those_of_its_draws():
+    p = _prepared(["experiment=pce_sine", "trainer.replicas=3"])
+    replicas = build_replicas(p)
+    with torch.no_grad():
+        replicas.loc.add_(torch.randn_like(replicas.loc))  # replicas far apart
+    ensemble = ReplicaEnsemble(replicas)
+    mean, std = ensemble.parameter_moments()
+    draws = ensemble.sample_parameters(300_000, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(mean, draws.mean(0), atol=0.01, rtol=0)
+    torch.testing.assert_close(std, draws.std(0), atol=0.01, rtol=0.01)
+    single = ReplicaEnsemble(Replicas([p.model])).parameter_moments()
+    torch.testing.assert_close(single[0], p.model.mean_field.loc.detach())
