@@ -28,6 +28,7 @@ from polymix_cli.config.compose import compose
 from polymix_cli.config.schema import SuggestOptions
 from polymix_cli.runs.checkpoint import load_trained
 from polymix_cli.runs.design import design_points, suggest_points, write_table
+from polymix_cli.runs.prepare import SilentUI
 from polymix_cli.runs.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,20 +41,6 @@ ACQUISITIONS = ("integrated_variance", "epistemic_std")  # the default first
 NOISE_SEEDS = (1001, 1002, 1003, 1004)  # the designs again under other noise draws
 
 
-class _Quiet:
-    def groups(self, specs, num_params):
-        pass
-
-    def training(self, trainer):
-        return None
-
-    def finished(self):
-        pass
-
-    def summary(self, metrics, run_dir):
-        pass
-
-
 def _parse(text: str) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
@@ -64,7 +51,7 @@ def _train(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     import yaml
 
     cfg = compose("train", [*BASE, *overrides], CONFIGS)
-    return train(cfg, run_dir, yaml.safe_dump(cfg), _Quiet())
+    return train(cfg, run_dir, yaml.safe_dump(cfg), SilentUI())
 
 
 def _loop(seed: int, work: Path, acquisition: str, start: int, rounds: int, per_round: int):

@@ -15,6 +15,8 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 
+from polymix_cli.runs.prepare import SilentUI
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
@@ -62,20 +64,7 @@ def run_cli(
     )
 
 
-class QuietUI:
-    """A run's terminal output, silenced: for calling ``run.train`` directly."""
-
-    def groups(self, specs, num_params):
-        pass
-
-    def training(self, trainer):
-        return None
-
-    def finished(self):
-        pass
-
-    def summary(self, metrics, run_dir):
-        pass
+QuietUI = SilentUI  # a run's terminal output, silenced: for calling ``run.train`` directly
 
 
 def assert_one_line(stderr: str, *needles: str) -> None:

@@ -42,6 +42,24 @@ class UI(Protocol):
     def summary(self, metrics: Mapping[str, Any], run_dir: Path) -> None: ...
 
 
+class SilentUI:
+    """A :class:`UI` that shows nothing: for runs started in process (scripts, notebooks,
+    benchmarks, tests), e.g. ``train(cfg, run_dir, config_yaml, SilentUI())``."""
+
+    def groups(self, specs: list[GroupSpec], num_params: int) -> None:
+        """Nothing."""
+
+    def training(self, trainer: Trainer) -> None:
+        """No per-epoch hook."""
+        return
+
+    def finished(self) -> None:
+        """Nothing."""
+
+    def summary(self, metrics: Mapping[str, Any], run_dir: Path) -> None:
+        """Nothing."""
+
+
 def resolve_device(name: str | None) -> torch.device:
     """The torch device of a ``trainer.device`` setting.
 
