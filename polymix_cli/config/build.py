@@ -229,10 +229,25 @@ _GROUP_OPTIONS = {
 }
 
 
+# The most parameters of a group with a full covariance (kind gaussian): it holds an n x n
+# factor, and training and the closed-form fit keep several n x n matrices (5000: 100 MB
+# each in float32); larger groups take kind iid_gaussian or lowrank_gaussian.
+MAX_FULL_COVARIANCE = 5000
+
+
 def _group(spec: GroupSpec, option: str | None = None) -> ParameterGroup:
     """The group of ``spec``; ``option`` is where its rule sits in the config (e.g.
     ``layout.rules[0]``), which the messages name."""
     where = option or f"layout group {spec.name} (rule {spec.rule!r})"
+    if spec.kind == "gaussian" and spec.size > MAX_FULL_COVARIANCE:
+        gib = 4 * spec.size**2 / 2**30
+        raise ValueError(
+            f"{where}: kind gaussian over {spec.size} parameters (group {spec.name}) would "
+            f"hold a {spec.size} x {spec.size} covariance ({gib:.1f} GiB), more than the "
+            f"{MAX_FULL_COVARIANCE} parameters a full covariance may have; use kind "
+            "iid_gaussian or lowrank_gaussian for this rule, or fewer terms (model.degree, "
+            "model.q_norm)"
+        )
     unknown = set(spec.options) - _GROUP_OPTIONS[spec.kind]
     if unknown:
         raise ValueError(

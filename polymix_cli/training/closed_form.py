@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from polymix_cli import StochasticModel
+from polymix_cli.config.build import MAX_FULL_COVARIANCE
 from polymix_cli.config.schema import TrainerConfig
 from polymix_cli.parameter_groups import GaussianGroup, IIDGaussianGroup
 from polymix_cli.priors import ARDPrior
@@ -57,6 +58,9 @@ def closed_form_reason(
         return f"a {type(groups[0].prior).__name__} on the coefficients"
     if settings.batch_size is not None and settings.batch_size < num_points:
         return "mini-batches"
+    terms = model.surrogate_model.num_terms
+    if terms > MAX_FULL_COVARIANCE:  # its Gram and posterior matrices are terms x terms
+        return f"{terms} candidate terms, more than {MAX_FULL_COVARIANCE}"
     return None
 
 

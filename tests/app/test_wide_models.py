@@ -109,3 +109,38 @@ def test_slices_and_sobol_bars_of_many_inputs_show_the_most_important(cli, tmp_p
     assert (run_dir / "plots" / "slices.png").exists() and (
         run_dir / "plots" / "sobol.png"
     ).exists()
+
+
+def test_a_full_covariance_over_too_many_terms_is_refused(cli, tmp_path):
+    """experiment=pce_file (a full-covariance ARD layout) on 30 inputs: 6386 candidate terms
+    would need 6386 x 6386 matrices (the default on 50 inputs took 24 GB): one line naming
+    the rule and what fits; a smaller degree trains."""
+    data = _wide_csv(tmp_path / "wide.csv", 30, rows=12)
+    base = ["experiment=pce_file", f"data.path={data}", "data.outputs=[y]", "trainer.epochs=3"]
+    status, err = cli("train", *base, f"hydra.run.dir={tmp_path / 'run'}")
+    assert status == 2, err
+    assert_one_line(
+        err,
+        "layout.rules[0]: kind gaussian over 6386 parameters (group coeffs)",
+        "more than the 5000 parameters a full covariance may have",
+        "use kind iid_gaussian or lowrank_gaussian",
+    )
+    status, err = cli("train", *base, "model.degree=3", f"hydra.run.dir={tmp_path / 'ok'}")
+    assert status == 0, err
+
+
+def test_the_closed_form_fit_leaves_too_many_candidates_to_variational_inference(monkeypatch):
+    """Its Gram and posterior matrices are terms x terms: above the limit, the fit is not
+    chosen (training falls back to gradients, saying why)."""
+    from helpers import compose_train
+
+    from polymix_cli.runs.prepare import prepare
+    from polymix_cli.training import closed_form
+
+    p = prepare(compose_train(["experiment=sparse_pce", "model.degree=3"]))  # 20 terms
+    settings = p.cfg.trainer
+    assert closed_form.closed_form_reason(p.model, settings, 150) is None
+    monkeypatch.setattr(closed_form, "MAX_FULL_COVARIANCE", 19)
+    assert closed_form.closed_form_reason(p.model, settings, 150) == (
+        "20 candidate terms, more than 19"
+    )
