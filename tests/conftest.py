@@ -15,7 +15,6 @@ purpose: a conftest.py in a subfolder would take over the module name ``conftest
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from helpers import (  # noqa: F401 (re-exported for ``from conftest import ...`
     TINY,
     QuietUI,
     compose_train,
+    main_in_process,
     run_cli,
 )
 
@@ -60,25 +60,12 @@ def tiny_run(tmp_path_factory) -> Path:
 def _in_process(capsys, monkeypatch):
     """``run(*args)`` runs ``polymix ARGS`` in this process (the real entry point, without
     paying an interpreter and torch import per case); returns (exit status, stdout, stderr)."""
-    from polymix_cli.cli.main import main
-
     monkeypatch.delenv("POLYMIX_DEBUG", raising=False)
     monkeypatch.setattr(sys, "argv", list(sys.argv))
 
     def run(*args: str) -> tuple[int, str, str]:
-        root = logging.getLogger()
-        handlers, level = root.handlers[:], root.level
         capsys.readouterr()
-        try:
-            status = main(list(args))
-        except SystemExit as exc:
-            status = exc.code
-        finally:  # Hydra configures logging for each run: undo it
-            for handler in root.handlers:
-                if handler not in handlers:
-                    handler.close()
-            root.handlers[:] = handlers
-            root.setLevel(level)
+        status = main_in_process(list(args))
         captured = capsys.readouterr()
         return status, captured.out, captured.err
 

@@ -161,3 +161,24 @@ def train_then_resume(
         resume=load_checkpoint(path),
     )
     return first, resumed
+
+
+def main_in_process(args: list[str]) -> int | str | None:
+    """Run ``polymix ARGS`` through the real entry point in this process and return its exit
+    status; the logging Hydra configures for the run is undone afterwards."""
+    import logging
+
+    from polymix_cli.cli.main import main
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        return main(list(args))
+    except SystemExit as exc:
+        return exc.code
+    finally:  # Hydra configures logging for each run: undo it
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import assert_one_line, write_csv
+from helpers import assert_one_line, main_in_process, write_csv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -377,23 +377,8 @@ def test_eval_num_samples_of_one_is_refused(cli, tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A tiny trained run (in this process); returns its run dir."""
-    import logging
-
-    from polymix_cli.cli.main import main
-
     run = tmp_path_factory.mktemp("bad-input") / "run"
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        main(["train", *S, f"hydra.run.dir={run}"])
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    assert main_in_process(["train", *S, f"hydra.run.dir={run}"]) in (0, None)
     assert (run / "checkpoints" / "last.pt").is_file()
     return run
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import main_in_process
 
 from polymix_cli.config import schema
 
@@ -262,23 +263,10 @@ def _crafted(state: dict, rng: random.Random) -> dict:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A tiny trained checkpoint (trained in this process)."""
-    import logging
-
-    from polymix_cli.cli.main import main
-
     run = tmp_path_factory.mktemp("fuzz") / "run"
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        main(["train", *(f"{k}={v}" for k, v in BASE.items()), f"hydra.run.dir={run}"])
-    except SystemExit as exc:
-        assert exc.code in (0, None)
-    finally:
-        for handler in root.handlers:
-            if handler not in handlers:
-                handler.close()
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    assert main_in_process(
+        ["train", *(f"{k}={v}" for k, v in BASE.items()), f"hydra.run.dir={run}"]
+    ) in (0, None)
     return run / "checkpoints" / "last.pt"
 
 
