@@ -3,6 +3,8 @@
     make bench                      # everything (several minutes on 2 cores)
     .venv/bin/python bench/run.py --quick
     make bench BENCH_ARGS=--sparse  # small designs: sparse PCE against OpenTURNS (bench extra)
+    make bench BENCH_ARGS="--sparse --sparse-seeds 50"  # 50 designs per case (slow: see --help)
+    .venv/bin/python bench/run.py --sparse-from bench/results/sparse-*.json  # only its section
     .venv/bin/python bench/run.py --design   # only design/suggest against one-shot designs
     make bench BENCH_ARGS="--csv --loggers"   # only those sections of RESULTS.md
     make bench BENCH_ARGS=--replicas            # only the replicas section (about 10 min)
@@ -1138,7 +1140,7 @@ def machine() -> dict:
 
 # -- small designs: sparse PCE against OpenTURNS's LARS ------------------------------------------
 SPARSE_CASES = ((150, 0.0), (300, 0.0), (150, 0.5), (300, 0.5))
-SPARSE_SEEDS = tuple(range(1, 11))
+SPARSE_SEEDS = 10  # designs per case by default (data.seed 1..10); --sparse-seeds changes it
 SPARSE_BEGIN, SPARSE_END = "<!-- sparse: begin -->", "<!-- sparse: end -->"
 
 
@@ -1178,9 +1180,10 @@ def openturns_lars(x, y, x_test, degree: int = 12) -> dict:
     }
 
 
-def bench_sparse() -> list[dict]:
+def bench_sparse(seeds: range = range(1, SPARSE_SEEDS + 1), cases=SPARSE_CASES) -> list[dict]:
     """``experiment=sparse_pce`` (degree 12, 455 candidate terms) and OpenTURNS's LARS on the
-    same seeded Ishigami designs, against the noiseless truth at 20,000 test points."""
+    same seeded Ishigami designs (``data.seed`` in ``seeds``), for each ``(N, noise std)`` of
+    ``cases``, against the noiseless truth at 20,000 test points."""
     import numpy as np
     from helpers import ISHIGAMI_FIRST, ISHIGAMI_TOTAL, QuietUI, compose_train
 
@@ -1189,8 +1192,8 @@ def bench_sparse() -> list[dict]:
 
     rows = []
     # the noisy cases first: their coverage is the figure most often re-checked
-    for n, noise in sorted(SPARSE_CASES, key=lambda case: -case[1]):
-        for seed in SPARSE_SEEDS:
+    for n, noise in sorted(cases, key=lambda case: -case[1]):
+        for seed in seeds:
             overrides = [
                 "experiment=sparse_pce",
                 f"data.num_train={n}",
@@ -1240,20 +1243,102 @@ def bench_sparse() -> list[dict]:
     return rows
 
 
+def seed_range(text: str) -> range:
+    """``--sparse-seeds``: ``K`` (seeds 1 to K) or ``FIRST:LAST`` (both included)."""
+    first, sep, last = text.partition(":")
+    try:
+        lo, hi = (int(first), int(last)) if sep else (1, int(first))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"K or FIRST:LAST (integers), got {text!r}") from None
+    if lo < 0 or hi < lo:
+        raise argparse.ArgumentTypeError(f"need 0 <= FIRST <= LAST, got {text!r}")
+    return range(lo, hi + 1)
+
+
+def sparse_case(text: str) -> tuple[int, float]:
+    """``--sparse-cases``: ``N:NOISE``, e.g. ``300:0.5``."""
+    n, _, noise = text.partition(":")
+    try:
+        return int(n), float(noise)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"N:NOISE, e.g. 300:0.5, got {text!r}") from None
+
+
+def seed_span(seeds: list[int]) -> str:
+    """``1 to 50`` for a contiguous run of seeds, else the seeds listed."""
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]} to {seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def paired(a: list[float], b: list[float]) -> dict:
+    """Paired comparison of two methods' errors on the same designs (lower is better):
+    the mean of ``a - b`` with its standard error (sample std / sqrt(n)), the designs where
+    ``a`` is lower (wins), higher (losses) or equal (ties), the exact two-sided sign-test
+    p-value of the wins against the losses (ties left out), and each side's median."""
+    import math
+
+    if len(a) != len(b) or not a:
+        raise ValueError("paired: two non-empty lists of the same length")
+    diff = [x - y for x, y in zip(a, b, strict=True)]
+    n = len(diff)
+    mean = sum(diff) / n
+    se = statistics.stdev(diff) / math.sqrt(n) if n > 1 else float("nan")
+    wins, losses = sum(d < 0 for d in diff), sum(d > 0 for d in diff)
+    m, k = wins + losses, min(wins, losses)
+    sign_p = min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2**m) if m else 1.0
+    return {
+        "n": n,
+        "mean": mean,
+        "se": se,
+        "wins": wins,
+        "losses": losses,
+        "ties": n - wins - losses,
+        "sign_p": sign_p,
+        "median_a": statistics.median(a),
+        "median_b": statistics.median(b),
+    }
+
+
+def read_sparse_rows(paths: list[str]) -> list[dict]:
+    """The rows of earlier ``--sparse`` runs: a ``bench/results/sparse-*.json`` file (a JSON
+    list) or the run's printed output (one JSON row a line, other lines skipped). A later file's
+    row replaces an earlier one of the same case and seed."""
+    rows: dict[tuple, dict] = {}
+    for path in paths:
+        text = Path(path).read_text()
+        try:
+            found = json.loads(text)
+        except json.JSONDecodeError:
+            found = [json.loads(line) for line in text.splitlines() if line.startswith('{"n"')]
+        for r in found:
+            rows[(r["n"], r["noise"], r["seed"])] = r
+    return list(rows.values())
+
+
 def sparse_lines(rows: list[dict]) -> list[str]:
-    """The markdown section of :func:`bench_sparse`: per case, means over the seeds."""
+    """The markdown section of :func:`bench_sparse`: per case, means over the seeds; per noisy
+    case, the paired comparison with OpenTURNS, the per-design targets, and every design."""
+    cases = [
+        (case, [r for r in rows if (r["n"], r["noise"]) == case])
+        for case in sorted({(r["n"], r["noise"]) for r in rows}, key=lambda c: (c[1], c[0]))
+    ]
     lines = [
         SPARSE_BEGIN,
         "## Small designs: sparse PCE against OpenTURNS (`make bench BENCH_ARGS=--sparse`)",
         "",
         "Ishigami, inputs uniform on [-pi, pi]^3, seeded designs (data.seed "
-        + ", ".join(map(str, SPARSE_SEEDS))
+        + "; ".join(
+            f"{seed_span(sorted(r['seed'] for r in case))} at N = {n}, noise {noise}"
+            for (n, noise), case in cases
+        )
         + "), 20,000 test points; errors against the noiseless truth. polymix: "
         "`polymix train experiment=sparse_pce data.num_train=N data.noise_std=S` (degree 12, "
         "455 candidate terms, ARD prior, learned noise, closed-form evidence maximisation). "
         "OpenTURNS: the same candidates, least squares with LARS selection and corrected "
-        "leave-one-out. Means over the seeds (worst seed in brackets; for the learned noise "
-        "and the coverage of the 80 % predictive band, the range over the seeds).",
+        "leave-one-out. Means over the designs (worst design in brackets; for the learned noise "
+        "and the coverage of the 80 % predictive band, the range over the designs). "
+        "`python bench/run.py --sparse --sparse-seeds K` runs data.seed 1 to K.",
         *(
             [
                 "",
@@ -1269,15 +1354,13 @@ def sparse_lines(rows: list[dict]) -> list[str]:
         ),
         "",
         (
-            "| N | noise | polymix RMSE | OpenTURNS RMSE | polymix Sobol err | OpenTURNS Sobol err "
-            "| polymix noise | polymix coverage 0.8 | terms polymix / OT | polymix train s | OT s |"
+            "| N | noise | designs | polymix RMSE | OpenTURNS RMSE | polymix Sobol err "
+            "| OpenTURNS Sobol err | polymix noise | polymix coverage 0.8 | terms polymix / OT "
+            "| polymix train s | OT s |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for n, noise in SPARSE_CASES:
-        case = [r for r in rows if r["n"] == n and r["noise"] == noise]
-        if not case:
-            continue
+    for (n, noise), case in cases:
 
         def stat(side: str, key: str, fmt: str, case: list = case) -> str:
             values = [r[side][key] for r in case]
@@ -1292,21 +1375,68 @@ def sparse_lines(rows: list[dict]) -> list[str]:
             return f"{min(values):{fmt}} to {max(values):{fmt}}"
 
         lines.append(
-            f"| {n} | {noise} | {stat('polymix', 'rmse_true', '.4f')} | "
+            f"| {n} | {noise} | {len(case)} | {stat('polymix', 'rmse_true', '.4f')} | "
             f"{stat('openturns', 'rmse_true', '.4f')} | {stat('polymix', 'sobol_error', '.4f')} | "
             f"{stat('openturns', 'sobol_error', '.4f')} | {span('polymix', 'noise_std', '.4f')} | "
             f"{span('polymix', 'coverage_80', '.3f')} | {mean('polymix', 'terms', '.0f')} / "
             f"{mean('openturns', 'terms', '.0f')} | {stat('polymix', 'train_seconds', '.2f')} | "
             f"{mean('openturns', 'train_seconds', '.2f')} |"
         )
-    noisy = sorted((r for r in rows if r["noise"] > 0), key=lambda r: (r["n"], r["seed"]))
-    if noisy:
+    noisy_cases = [(c, case) for c, case in cases if c[1] > 0]
+    if noisy_cases:
         lines += [
             "",
             (
-                "Per design, with noise (the targets: coverage of the 80 % band within [0.72, 0.88] "
-                "and the learned noise within 20 % of the true std, for every design):"
+                "Paired, with noise: per design the difference polymix - OpenTURNS (negative: "
+                "polymix better), its mean over the designs +- its standard error, the designs "
+                "where polymix is better (wins; p: the two-sided sign test of wins against "
+                "losses), and each side's median."
             ),
+            "",
+            (
+                "| N | noise | designs | Sobol err: mean diff +- SE | wins (p) | median polymix / OT "
+                "| RMSE: mean diff +- SE | wins (p) | median polymix / OT |"
+            ),
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for (n, noise), case in noisy_cases:
+            cells = []
+            for key in ("sobol_error", "rmse_true"):
+                p = paired([r["polymix"][key] for r in case], [r["openturns"][key] for r in case])
+                ties = f", {p['ties']} ties" if p["ties"] else ""
+                cells += [
+                    f"{p['mean']:+.4f} +- {p['se']:.4f}",
+                    f"{p['wins']} of {p['n']}{ties} (p = {p['sign_p']:.2g})",
+                    f"{p['median_a']:.4f} / {p['median_b']:.4f}",
+                ]
+            lines.append(f"| {n} | {noise} | {len(case)} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            (
+                "Per-design targets, with noise: the learned noise within 20 % of the true std "
+                "and the coverage of the 80 % band within [0.72, 0.88], for every design."
+            ),
+            "",
+        ]
+        for (n, noise), case in noisy_cases:
+            noise_off = [r for r in case if abs(r["polymix"]["noise_std"] - noise) > 0.2 * noise]
+            cover_off = [r for r in case if not 0.72 <= r["polymix"]["coverage_80"] <= 0.88]
+            off = ", ".join(
+                f"seed {r['seed']} (noise {r['polymix']['noise_std']:.4f}, coverage "
+                f"{r['polymix']['coverage_80']:.3f})"
+                for r in sorted(
+                    {id(r): r for r in noise_off + cover_off}.values(), key=lambda r: r["seed"]
+                )
+            )
+            lines.append(
+                f"- N = {n}, noise {noise}: noise within 20 % in {len(case) - len(noise_off)} of "
+                f"{len(case)} designs, coverage within [0.72, 0.88] in "
+                f"{len(case) - len(cover_off)} of {len(case)}"
+                + (f"; outside: {off}." if off else ".")
+            )
+        lines += [
+            "",
+            "<details><summary>Every design, with noise</summary>",
             "",
             (
                 "| N | noise | seed | RMSE polymix / OT | Sobol err polymix / OT | polymix noise "
@@ -1314,7 +1444,9 @@ def sparse_lines(rows: list[dict]) -> list[str]:
             ),
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for r in noisy:
+        for r in sorted(
+            (r for _, case in noisy_cases for r in case), key=lambda r: (r["n"], r["seed"])
+        ):
             pm, ot = r["polymix"], r["openturns"]
             lines.append(
                 f"| {r['n']} | {r['noise']} | {r['seed']} | {pm['rmse_true']:.4f} / "
@@ -1322,6 +1454,7 @@ def sparse_lines(rows: list[dict]) -> list[str]:
                 f"{pm['noise_std']:.4f} | {pm['coverage_80']:.3f} | {pm['loo_q2']:.4f} | "
                 f"{pm['terms']} / {ot['terms']} |"
             )
+        lines += ["", "</details>"]
     lines += ["", SPARSE_END]
     return lines
 
@@ -1559,6 +1692,32 @@ def main() -> None:
         help="only the small-design comparison with OpenTURNS (needs the bench extra)",
     )
     parser.add_argument(
+        "--sparse-seeds",
+        type=seed_range,
+        default=range(1, SPARSE_SEEDS + 1),
+        metavar="K",
+        help=f"with --sparse: the seeded designs of each case, data.seed 1 to K, or FIRST:LAST "
+        f"(default {SPARSE_SEEDS}; a design takes about 12 s on 2 cores at a load of 4, so 50 "
+        "designs of the four cases about 40 min)",
+    )
+    parser.add_argument(
+        "--sparse-cases",
+        nargs="+",
+        type=sparse_case,
+        default=list(SPARSE_CASES),
+        metavar="N:NOISE",
+        help="with --sparse: the cases, e.g. 300:0.5 (default: "
+        + " ".join(f"{n}:{noise}" for n, noise in SPARSE_CASES)
+        + ")",
+    )
+    parser.add_argument(
+        "--sparse-from",
+        nargs="+",
+        metavar="FILE",
+        help="rows of earlier --sparse runs (bench/results/sparse-*.json, or the run's printed "
+        "output) to rewrite the section from; with --sparse, this run's rows replace theirs",
+    )
+    parser.add_argument(
         "--csv", action="store_true", help="only reading a 500,000 x 5 CSV file, against loadtxt"
     )
     parser.add_argument(
@@ -1599,11 +1758,15 @@ def main() -> None:
         update_results({"Wide models": lines})
         print("\n".join(lines))
         return
-    if args.sparse:
-        rows = bench_sparse()
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M")
-        (RESULTS / f"sparse-{stamp}.json").write_text(json.dumps(rows, indent=1))
+    if args.sparse or args.sparse_from:
+        rows = read_sparse_rows(args.sparse_from or [])
+        if args.sparse:
+            new = bench_sparse(args.sparse_seeds, args.sparse_cases)
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M")
+            (RESULTS / f"sparse-{stamp}.json").write_text(json.dumps(new, indent=1))
+            done = {(r["n"], r["noise"], r["seed"]) for r in new}
+            rows = [r for r in rows if (r["n"], r["noise"], r["seed"]) not in done] + new
         write_sparse_section(rows)
         print("\n".join(sparse_lines(rows)))
         return
