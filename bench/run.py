@@ -1037,7 +1037,7 @@ def wide_lines(w: dict) -> list[str]:
             f"{sg['peak_mib']:.0f} MiB. A 3-epoch `train` of 4 replicas of it whose replica "
             f"selection scores a {WIDE_VAL_ROWS}-row `data.val_path`: {rp['seconds']:.1f} s, "
             f"peak {rp['peak_mib']:.0f} MiB. Before (commit ed49044, their chunks sized "
-            f"without the basis row): 1522 MiB and 2552 MiB."
+            f"without the basis row): 1526 MiB and 2503 MiB."
         )
         lines.append("")
     lines += [

@@ -59,9 +59,10 @@ def closed_form_reason(
     if settings.batch_size is not None and settings.batch_size < num_points:
         return "mini-batches"
     terms = model.surrogate_model.num_terms
-    # With iid_gaussian the fit's memory is rows x terms and terms x active terms, but with
-    # tens of thousands of candidates per row its penalty per term lets many spurious terms
-    # in (docs/guides/data.md, Many inputs): those are left to variational inference.
+    # Not memory (with iid_gaussian the fit holds rows x terms and terms x active terms):
+    # with tens of thousands of candidates for a few hundred rows, its fixed charge per term
+    # lets many spurious terms in (docs/guides/data.md, Many inputs); those models are left
+    # to variational inference.
     if terms > MAX_FULL_COVARIANCE:
         return f"{terms} candidate terms, more than {MAX_FULL_COVARIANCE}"
     return None
