@@ -19,6 +19,9 @@ The surrogate's part is traced (``torch.jit.trace``) at the fixed draws; the res
 noise, summaries) is scripted. Before the file is written, the module is loaded back and
 checked against polymix's own computation at points of several batch sizes; a model
 whose traced graph does not generalise is refused with the reason.
+
+``format="onnx"`` writes the same as an ONNX model instead
+(:mod:`polymix_cli.runs.export_onnx`).
 """
 
 from __future__ import annotations
@@ -282,18 +285,19 @@ TOLERANCE = 1e-6
 
 @torch.no_grad()
 def export_trained(trained: Trained, output: str | Path, settings: ExportSettings) -> ExportResult:
-    """Write a trained model's TorchScript module, checked, atomically.
+    """Write a trained model's TorchScript module (or ONNX model, ``settings.format``),
+    checked, atomically.
 
     Args:
         trained: The trained model, on the CPU.
         output: The file to write (replaced only by a complete, checked module).
-        settings: The draws, quantiles and noise.
+        settings: The draws, quantiles, noise and format.
 
     Returns:
         What was written.
 
     Raises:
-        ConfigError: If ``output`` cannot be written.
+        ConfigError: If ``output`` cannot be written, or ONNX's extra is missing.
         ExportError: If the model cannot be exported (with the reason).
     """
     path = Path(output).expanduser()
@@ -312,12 +316,8 @@ def export_trained(trained: Trained, output: str | Path, settings: ExportSetting
     try:
         if onnx:
             seed = export_onnx.write_onnx(trained, settings, Path(tmp))
-            run, tolerance, what = (
-                export_onnx.runner(Path(tmp), trained),
-                export_onnx.TOLERANCE,
-                "ONNX model",
-            )
-            with_noise = False
+            run = export_onnx.runner(Path(tmp), trained)
+            tolerance, what, with_noise = export_onnx.TOLERANCE, "ONNX model", False
         else:
             with warnings.catch_warnings():  # TorchScript's deprecation notice
                 warnings.simplefilter("ignore", DeprecationWarning)
