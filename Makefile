@@ -20,9 +20,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/polymix train $(ARGS)
 
-# tests marked slow (the full ishigami_pce experiment, about a minute) run with `make test-slow`
+# tests marked slow (the full ishigami_pce experiment, about a minute) run with `make test-slow`.
+# The modules are spread over TEST_WORKERS processes (pytest-xdist; auto: one per core), a
+# module on one worker (--dist loadscope: its module-scoped fixtures run once);
+# TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

@@ -255,8 +255,10 @@ def condition_draws(
     ``T = (I + Y Y^T / ((S - 1) noise_var))^(-1/2)`` in the space of the ``S`` draws,
     ``Y`` the anomalies at the observed points. Their covariance is then
     ``C_mm - C_mn (C_nn + noise_var I)^(-1) C_nm`` (exact for a linear-Gaussian model),
-    which does not depend on the values observed. Per output; one eigendecomposition
-    of an ``S x S`` matrix per output.
+    which does not depend on the values observed. Per output, from the thin singular
+    value decomposition ``Y = U diag(s) V^T`` (``k = min(S, N)`` columns):
+    ``T = I + U (diag(1 + s^2 / ((S - 1) noise_var))^(-1/2) - I) U^T``, so the cost is
+    ``O(S N k + S M k)``, not that of an ``S x S`` eigendecomposition.
 
     Args:
         draws: The draws at the points to update, shape ``(S, M, O)``.
@@ -271,11 +273,11 @@ def condition_draws(
     y = observed.double() - observed.double().mean(dim=0)
     dof = max(1, a.shape[0] - 1)
     tiny = torch.finfo(torch.float64).tiny
-    gram = torch.einsum("sno,tno->ost", y, y) / (dof * (noise_var.double() + tiny)).view(-1, 1, 1)
-    values, vectors = torch.linalg.eigh(gram)  # (O, S), (O, S, S)
-    root = vectors * (1 + values.clamp(min=0)).rsqrt().unsqueeze(1)
-    transform = root @ vectors.transpose(1, 2)  # (O, S, S): (I + gram)^(-1/2)
-    return torch.einsum("ost,tmo->smo", transform, a)
+    y = y * (dof * (noise_var.double() + tiny)).rsqrt()
+    u, s, _ = torch.linalg.svd(y.permute(2, 0, 1), full_matrices=False)  # (O, S, k), (O, k)
+    shrink = (1 + s.square()).rsqrt() - 1  # (O, k)
+    along = torch.einsum("osk,smo->okm", u, a) * shrink.unsqueeze(2)  # (O, k, M)
+    return a + torch.einsum("osk,okm->smo", u, along)
 
 
 def effective_noise_var(trained: Trained) -> torch.Tensor:
