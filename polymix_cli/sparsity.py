@@ -295,35 +295,61 @@ class FastSparseBayes:
             ``(mean (T,), covariance (T, T), active (T,) bool)`` as :meth:`coefficients`
             gives them (the mean and active set are the selected model's); the pruned
             terms that no model supports (``theta <= 0``) keep zero rows and columns.
+            :meth:`supported_coefficients` gives the same without the zeros.
         """
-        mean, cov, active = self.coefficients()
-        beta, idx, sigma = self.beta, self._idx, self.sigma
+        mean, support, block, active = self.supported_coefficients()
+        t = self.num_terms
+        cov = torch.zeros(t, t, dtype=torch.float64)
+        cov[support.unsqueeze(1), support] = block
+        return mean, cov, active
+
+    def supported_coefficients(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`model_averaged_coefficients` with the covariance over its support only.
+
+        The covariance's nonzero rows and columns are the active terms and the pruned
+        terms some model supports (``theta > 0``); every other term has mean 0 and zero
+        variance. Holding the block over these alone keeps the memory at ``K^2`` for ``K``
+        supported terms instead of ``T^2`` for all ``T`` candidates, with the same values.
+
+        Returns:
+            ``(mean (T,), support (K,) long, covariance (K, K), active (T,) bool)``, float64:
+            ``support`` in increasing order, ``covariance[i, j]`` the covariance of terms
+            ``support[i]`` and ``support[j]`` in the original columns' units.
+        """
+        t = self.num_terms
+        idx = self._idx
+        mean = torch.zeros(t, dtype=torch.float64)
+        mean[idx] = self.mean * (1.0 / self.norms[idx])
+        active = torch.zeros(t, dtype=torch.bool)
+        active[idx] = True
+        beta, sigma = self.beta, self.sigma
         stat_s = beta - beta * beta * ((self.gram @ sigma) * self.gram).sum(1)
         stat_q = beta * self.phi_y - beta * beta * (self.gram @ (sigma @ self.phi_y[idx]))
         stat_s = stat_s.clamp_min(1e-300)
         theta = stat_q.square() - stat_s
         pruned = (~active & (theta > 0)).nonzero().squeeze(1)
-        if len(pruned) == 0:
-            return mean, cov, active
-        s, q, th = stat_s[pruned], stat_q[pruned], theta[pruned]
-        alpha = s * s / th
-        post_var, post_mean = 1.0 / (alpha + s), q / (alpha + s)
-        gain = 0.5 * (th / s + torch.log(s / q.square()))  # L_i, nats
-        prob = torch.sigmoid(gain - self.penalty)
-        d = prob * (post_var + post_mean.square())  # (P,) normalised coordinates
-        b = beta * sigma @ self.gram[pruned].T  # (M, P)
         both = torch.cat([idx, pruned])
-        joint = torch.zeros(len(both), len(both), dtype=torch.float64)
         m = len(idx)
-        bd = b * d
-        joint[:m, :m] = sigma + bd @ b.T
-        joint[:m, m:] = -bd
-        joint[m:, :m] = -bd.T
-        joint[m:, m:] = torch.diag(d)
+        joint = torch.zeros(len(both), len(both), dtype=torch.float64)
+        if len(pruned) == 0:
+            joint[:m, :m] = sigma
+        else:
+            s, q, th = stat_s[pruned], stat_q[pruned], theta[pruned]
+            alpha = s * s / th
+            post_var, post_mean = 1.0 / (alpha + s), q / (alpha + s)
+            gain = 0.5 * (th / s + torch.log(s / q.square()))  # L_i, nats
+            prob = torch.sigmoid(gain - self.penalty)
+            d = prob * (post_var + post_mean.square())  # (P,) normalised coordinates
+            b = beta * sigma @ self.gram[pruned].T  # (M, P)
+            bd = b * d
+            joint[:m, :m] = sigma + bd @ b.T
+            joint[:m, m:] = -bd
+            joint[m:, :m] = -bd.T
+            joint[m:, m:] = torch.diag(d)
         scale = 1.0 / self.norms[both]
-        cov = torch.zeros_like(cov)
-        cov[both.unsqueeze(1), both] = joint * scale.unsqueeze(1) * scale
-        return mean, cov, active
+        joint = joint * scale.unsqueeze(1) * scale
+        order = both.argsort()
+        return mean, both[order], joint[order.unsqueeze(1), order], active
 
     def leave_one_out(self) -> LeaveOneOut:
         """The closed-form leave-one-out errors of the current posterior mean (see

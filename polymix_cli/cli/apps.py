@@ -450,9 +450,13 @@ def inspect_app(cfg: DictConfig) -> None:
     _guarded(body, status=False)
 
 
+# how `polymix export` names what it wrote (export.format)
+FORMAT_NAMES = {"torchscript": "TorchScript", "onnx": "ONNX"}
+
+
 @hydra.main(config_path=CONFIG_PATH, config_name="export", version_base="1.3")
 def export_app(cfg: DictConfig) -> None:
-    """Write a TorchScript module of a checkpoint's model."""
+    """Write a TorchScript module (or an ONNX model) of a checkpoint's model."""
     from polymix_cli.config.schema import ExportConfig
     from polymix_cli.runs.export import ExportSettings, export_trained
 
@@ -464,7 +468,8 @@ def export_app(cfg: DictConfig) -> None:
         quantiles = ", ".join(f"{q:g}" for q in settings.quantiles) or "none"
         noise = " (with the learned noise)" if result.with_noise else ""
         logging.getLogger("polymix").info(
-            f"wrote {result.output}: TorchScript, inputs ({', '.join(trained.input_names)}) -> "
+            f"wrote {result.output}: {FORMAT_NAMES[result.format]}, inputs "
+            f"({', '.join(trained.input_names)}) -> "
             f"mean, std and quantiles ({quantiles}) of {', '.join(trained.output_names)} from "
             f"{settings.num_samples} draws (seed {result.seed}){noise}; checked against "
             f"polymix (largest relative difference {result.max_difference:.2g})"
@@ -514,7 +519,11 @@ def _check_before_run(name: str) -> None:
         parse_section(SCHEMA_OF[name], job)
     elif name in SECTIONS:
         refuse_callables(job)
-        parse_section(SECTIONS[name], job)
+        config = parse_section(SECTIONS[name], job)
+        if name == "export" and config.export.format == "onnx":
+            from polymix_cli.runs.export_onnx import require_onnx
+
+            require_onnx()  # the extra, before the run dir is made
 
 
 def _check_terms(config: Any) -> None:

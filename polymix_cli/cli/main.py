@@ -18,7 +18,7 @@ COMMANDS = {
     "design": "a space-filling design to simulate: polymix design bounds=[[LOW,HIGH],...] n=N output=FILE",
     "suggest": "the next inputs to simulate: polymix suggest ckpt=PATH n=K output=FILE",
     "inspect": "the posterior of a checkpoint's parameters: polymix inspect ckpt=PATH",
-    "export": "a TorchScript module that predicts without polymix: polymix export ckpt=PATH output=FILE",
+    "export": "a TorchScript (or ONNX) model that predicts without polymix: polymix export ckpt=PATH output=FILE",
     "summarize": "(re)build a sweep's summary: polymix summarize DIR [--sort-by METRIC]",
 }
 

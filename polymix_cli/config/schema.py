@@ -31,6 +31,7 @@ __all__ = [
     "DISTRIBUTION_KINDS",
     "DISTRIBUTION_PARAMETERS",
     "EXPERT_KINDS",
+    "EXPORT_FORMATS",
     "GRADIENTS",
     "INPUT_SCALINGS",
     "LOGGERS",
@@ -98,6 +99,7 @@ OUTPUT_SCALINGS = ("none", "standardize")
 MODEL_KINDS = ("pce", "nn", "moe")
 EXPERT_KINDS = ("pce", "nn")
 OPTIMIZERS = ("adamw", "adam", "sgd")
+EXPORT_FORMATS = ("torchscript", "onnx")
 SCHEDULERS = ("onecycle", "cosine", "none")
 LOSSES = ("mse_sum", "gaussian_nll")
 GRADIENTS = ("auto", "autograd")
@@ -1472,16 +1474,24 @@ class ExportOptions:
     num_samples: int = option(1000, "parameter draws fixed in the module", ge=2)
     quantiles: list[float] = _quantiles_option("the quantiles the module returns")
     include_noise: bool = _include_noise_option()
+    format: str = option(
+        "torchscript",
+        "torchscript: a module for torch.jit.load (torch only); onnx: an ONNX model for "
+        "onnxruntime and other ONNX runtimes (needs the extra: pip install "
+        "'polymix-cli[onnx]'; no learned noise: set include_noise=false)",
+        choices=EXPORT_FORMATS,
+    )
 
 
 @dataclass
 class ExportConfig:
-    """``polymix export``: a TorchScript module that predicts without polymix."""
+    """``polymix export``: a TorchScript module (or an ONNX model) that predicts without
+    polymix."""
 
     ckpt: str = _checkpoint_option()
     output: str = option(
         MISSING,
-        "the TorchScript file to write, e.g. surrogate.pt",
+        "the file to write, e.g. surrogate.pt (export.format=onnx: surrogate.onnx)",
         check=_path("the file to write, e.g. output=surrogate.pt"),
     )
     name: str = option("export", "run dir: outputs/<name>/<timestamp>")

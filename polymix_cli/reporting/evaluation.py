@@ -38,6 +38,7 @@ from polymix_cli.reporting.metrics import (
     PredictiveSummary,
     coverage,
     interval_probs,
+    point_elements,
     sample_quantiles,
     summarize_predictive,
     summary_metrics,
@@ -299,8 +300,7 @@ def evaluate_model(
     draw = draw_function(model, params, maps)
 
     sigma = noise_std(model, maps)
-    # the draws' intermediates per point, or the one they share (a basis row) if wider
-    per_point = max(num_samples * surrogate.work_width(), surrogate.shared_width())
+    per_point = point_elements(surrogate, num_samples)
     probs = interval_probs(levels + (band,) + CALIBRATION_LEVELS)
     splits, calibration, summaries = {}, {}, {}
 

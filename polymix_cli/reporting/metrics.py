@@ -23,9 +23,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from polymix_cli.surrogate_models import SurrogateModel
 
 __all__ = [
     "CALIBRATION_LEVELS",
@@ -34,6 +38,7 @@ __all__ = [
     "chunk_points",
     "coverage",
     "crps_sorted",
+    "point_elements",
     "point_major_normal",
     "predictive_nll",
     "sample_quantiles",
@@ -393,6 +398,25 @@ def point_major_normal(like: Tensor, generator: torch.Generator | None = None) -
     s, n, o = like.shape
     eps = torch.randn((n, s, o), dtype=like.dtype, device=like.device, generator=generator)
     return eps.permute(1, 0, 2)
+
+
+def point_elements(surrogate: SurrogateModel, num_draws: int) -> int:
+    """Elements a surrogate holds per point when ``num_draws`` draws are evaluated at a chunk
+    of points: the draws' widest intermediate (``num_draws`` x
+    :meth:`~polymix_cli.surrogate_models.SurrogateModel.work_width`), or the intermediate
+    they share if wider (a row of a PCE's basis,
+    :meth:`~polymix_cli.surrogate_models.SurrogateModel.shared_width`, held once whatever
+    the number of draws). What :func:`chunk_points` sizes every chunk of points by.
+
+    Args:
+        surrogate: The surrogate model.
+        num_draws: The draws evaluated at once (count a copy the caller keeps, e.g. the
+            draws and their noise, as further draws).
+
+    Returns:
+        The elements per point, at least 1.
+    """
+    return max(1, num_draws * surrogate.work_width(), surrogate.shared_width())
 
 
 def chunk_points(per_point: int | None, n: int) -> int:

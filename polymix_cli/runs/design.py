@@ -45,7 +45,7 @@ import torch
 
 from polymix_cli.config.schema import DesignConfig, SuggestOptions
 from polymix_cli.config.validation import ConfigError
-from polymix_cli.reporting.metrics import chunk_points
+from polymix_cli.reporting.metrics import chunk_points, point_elements
 from polymix_cli.runs.checkpoint import Trained
 
 __all__ = [
@@ -331,8 +331,9 @@ def surrogate_draws(trained: Trained, params: torch.Tensor, x_model: torch.Tenso
         of points).
     """
     model = trained.model
-    per_point = 2 * params.shape[0] * model.surrogate_model.work_width()
-    chunk = chunk_points(per_point, x_model.shape[0])
+    chunk = chunk_points(
+        point_elements(model.surrogate_model, 2 * params.shape[0]), x_model.shape[0]
+    )
     parts = [
         model.predict(x_model[s : s + chunk].to(params.dtype), params)
         for s in range(0, x_model.shape[0], chunk)

@@ -19,6 +19,9 @@ The surrogate's part is traced (``torch.jit.trace``) at the fixed draws; the res
 noise, summaries) is scripted. Before the file is written, the module is loaded back and
 checked against polymix's own computation at points of several batch sizes; a model
 whose traced graph does not generalise is refused with the reason.
+
+``format="onnx"`` writes the same as an ONNX model instead
+(:mod:`polymix_cli.runs.export_onnx`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import contextlib
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +46,16 @@ from polymix_cli.runs.checkpoint import Trained
 from polymix_cli.runs.exported import ExportedSurrogate
 from polymix_cli.runs.predict import check_output_file
 
-__all__ = ["ExportError", "ExportResult", "ExportSettings", "export_module", "export_trained"]
+__all__ = [
+    "ExportError",
+    "ExportResult",
+    "ExportSettings",
+    "FixedDraws",
+    "Surrogate",
+    "export_module",
+    "export_trained",
+    "fixed_draws",
+]
 
 _OPTIONS = ExportOptions()
 # the batch sizes the exported module is checked at (the trace uses another)
@@ -64,17 +76,25 @@ class ExportSettings:
         quantiles: The probabilities of the quantiles the module returns.
         include_noise: With a learned noise: a new observation (draws plus noise).
         seed: The seed of the draws; ``None``: the training run's seed.
+        format: ``torchscript`` or ``onnx`` (:mod:`polymix_cli.runs.export_onnx`).
     """
 
     num_samples: int = _OPTIONS.num_samples
     quantiles: tuple[float, ...] = tuple(_OPTIONS.quantiles)
     include_noise: bool = _OPTIONS.include_noise
     seed: int | None = None
+    format: str = _OPTIONS.format
 
     @classmethod
     def from_config(cls, options: ExportOptions, seed: int | None) -> ExportSettings:
         """The settings of a config's ``export`` section and a seed."""
-        return cls(options.num_samples, tuple(options.quantiles), options.include_noise, seed)
+        return cls(
+            options.num_samples,
+            tuple(options.quantiles),
+            options.include_noise,
+            seed,
+            options.format,
+        )
 
 
 @dataclass
@@ -86,18 +106,7 @@ class ExportResult:
     seed: int
     max_difference: float
     with_noise: bool
-
-
-class _Surrogate(nn.Module):
-    """The model's draws at fixed parameters, in the model's domain (what is traced)."""
-
-    def __init__(self, model: StochasticModel, params: Tensor):
-        super().__init__()
-        self.model = model
-        self.register_buffer("params", params)
-
-    def forward(self, z: Tensor) -> Tensor:
-        return self.model.predict(z, self.params)
+    format: str = "torchscript"
 
 
 @contextlib.contextmanager
@@ -158,6 +167,43 @@ def _reference(
     return summary.mean, summary.std, summary.quantiles.permute(1, 2, 0)
 
 
+@dataclass
+class FixedDraws:
+    """What every format fixes in the exported file: the model (CPU, eval mode, no
+    gradients), the seed, predict's parameter draws ``(S, P)`` with the generator calls
+    that replay them (``None``: not replayable), and points ``(n, d)`` to trace it at, in
+    the user's units (float64) and in the model's domain (its dtype)."""
+
+    model: StochasticModel
+    seed: int
+    params: Tensor
+    skips: list[tuple[list[int], torch.dtype]] | None
+    points: Tensor
+    example: Tensor
+
+
+def fixed_draws(trained: Trained, settings: ExportSettings) -> FixedDraws:
+    """The model, seed, draws and tracing inputs of an export (see :class:`FixedDraws`)."""
+    model = trained.model.cpu().eval().requires_grad_(False)
+    seed = trained.cfg.seed if settings.seed is None else settings.seed
+    params, skips = _draw_parameters(model, settings.num_samples, seed)
+    points = _check_points(trained, _TRACE_SIZE, seed + 1)
+    example = trained.maps.inputs.forward(points).to(params.dtype)
+    return FixedDraws(model, seed, params, skips, points, example)
+
+
+class Surrogate(nn.Module):
+    """The model's draws at fixed parameters, in the model's domain (what is traced)."""
+
+    def __init__(self, model: StochasticModel, params: Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("params", params)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.model.predict(z, self.params)
+
+
 @torch.no_grad()
 def export_module(trained: Trained, settings: ExportSettings) -> tuple[torch.jit.ScriptModule, int]:
     """Build the TorchScript module of a trained model.
@@ -175,9 +221,8 @@ def export_module(trained: Trained, settings: ExportSettings) -> tuple[torch.jit
             reproduced.
     """
     # eval mode, and no gradients: the module's outputs are plain values
-    model = trained.model.cpu().eval().requires_grad_(False)
-    seed = trained.cfg.seed if settings.seed is None else settings.seed
-    params, skips = _draw_parameters(model, settings.num_samples, seed)
+    fixed = fixed_draws(trained, settings)
+    model, seed, params, skips = fixed.model, fixed.seed, fixed.params, fixed.skips
     sigma = noise_std(model, trained.maps) if settings.include_noise else None
     if sigma is not None and skips is None:
         raise ExportError(
@@ -186,13 +231,10 @@ def export_module(trained: Trained, settings: ExportSettings) -> tuple[torch.jit
         )
     kind = trained.cfg.model.kind
     try:
-        example = trained.maps.inputs.forward(_check_points(trained, _TRACE_SIZE, seed + 1))
         with warnings.catch_warnings():
             # tracer warnings (the check below decides) and TorchScript's deprecation notice
             warnings.simplefilter("ignore")
-            traced = torch.jit.trace(
-                _Surrogate(model, params), example.to(params.dtype), check_trace=False
-            )
+            traced = torch.jit.trace(Surrogate(model, params), fixed.example, check_trace=False)
             module = torch.jit.script(
                 ExportedSurrogate(
                     traced,
@@ -213,8 +255,14 @@ def export_module(trained: Trained, settings: ExportSettings) -> tuple[torch.jit
 
 
 def _max_difference(
-    module: torch.jit.ScriptModule, trained: Trained, settings: ExportSettings, seed: int
+    module: Callable[[Tensor], tuple[Tensor, ...]],
+    trained: Trained,
+    settings: ExportSettings,
+    seed: int,
 ) -> float:
+    """The largest difference of ``module``'s outputs from polymix's own, relative to the
+    outputs' size (at least 1), at points of every checked batch size (inf: a shape
+    differs)."""
     worst = 0.0
     for n in _CHECK_SIZES:
         x = _check_points(trained, n, seed + 2 + n)
@@ -237,40 +285,55 @@ TOLERANCE = 1e-6
 
 @torch.no_grad()
 def export_trained(trained: Trained, output: str | Path, settings: ExportSettings) -> ExportResult:
-    """Write a trained model's TorchScript module, checked, atomically.
+    """Write a trained model's TorchScript module (or ONNX model, ``settings.format``),
+    checked, atomically.
 
     Args:
         trained: The trained model, on the CPU.
         output: The file to write (replaced only by a complete, checked module).
-        settings: The draws, quantiles and noise.
+        settings: The draws, quantiles, noise and format.
 
     Returns:
         What was written.
 
     Raises:
-        ConfigError: If ``output`` cannot be written.
+        ConfigError: If ``output`` cannot be written, or ONNX's extra is missing.
         ExportError: If the model cannot be exported (with the reason).
     """
     path = Path(output).expanduser()
     check_output_file(path)
-    module, seed = export_module(trained, settings)
+    onnx = settings.format == "onnx"
+    if onnx:  # the extra, and what ONNX cannot hold, before anything is written
+        from polymix_cli.runs import export_onnx
+
+        export_onnx.check_onnx(trained, settings.include_noise)
+    elif settings.format != "torchscript":
+        raise ConfigError(f"export.format must be torchscript or onnx, got {settings.format}")
+    else:
+        module, seed = export_module(trained, settings)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
-        with warnings.catch_warnings():  # TorchScript's deprecation notice
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(module, tmp)
-            loaded = torch.jit.load(tmp)
-        worst = _max_difference(loaded, trained, settings, seed)
-        if not worst <= TOLERANCE:
+        if onnx:
+            seed = export_onnx.write_onnx(trained, settings, Path(tmp))
+            run = export_onnx.runner(Path(tmp), trained)
+            tolerance, what, with_noise = export_onnx.TOLERANCE, "ONNX model", False
+        else:
+            with warnings.catch_warnings():  # TorchScript's deprecation notice
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.jit.save(module, tmp)
+                run = torch.jit.load(tmp)
+            tolerance, what = TOLERANCE, "traced module"
+            with_noise = bool(module.include_noise)
+        worst = _max_difference(run, trained, settings, seed)
+        if not worst <= tolerance:
             raise ExportError(
-                f"cannot export this model (model.kind={trained.cfg.model.kind}): the traced "
-                f"module differs from the model (relative difference {worst:.3g}) at another "
+                f"cannot export this model (model.kind={trained.cfg.model.kind}): the {what} "
+                f"differs from the model (relative difference {worst:.3g}) at another "
                 f"number of points"
             )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    with_noise = bool(module.include_noise)
-    return ExportResult(path, seed, worst, with_noise)
+    return ExportResult(path, seed, worst, with_noise, settings.format)

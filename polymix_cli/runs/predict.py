@@ -46,7 +46,12 @@ from polymix_cli.data.files import (
     open_table,
 )
 from polymix_cli.reporting.evaluation import draw_function, noise_std
-from polymix_cli.reporting.metrics import chunk_points, point_major_normal, summarize_draws
+from polymix_cli.reporting.metrics import (
+    chunk_points,
+    point_elements,
+    point_major_normal,
+    summarize_draws,
+)
 from polymix_cli.runs.checkpoint import Trained
 
 __all__ = [
@@ -458,9 +463,7 @@ def predict_file(
     outputs = list(trained.output_names)
     columns = output_columns(names, outputs, probs)
     surrogate = model.surrogate_model
-    # the draws' intermediates per point, or the one they share (a basis row) if wider
-    per_point = max(2 * settings.num_samples * surrogate.work_width(), surrogate.shared_width())
-    chunk = chunk_points(per_point, found.rows)
+    chunk = chunk_points(point_elements(surrogate, 2 * settings.num_samples), found.rows)
     try:
         if output.suffix.lower() == ".npz":
             draw_names = [f"{o}_draws" for o in outputs] if settings.save_draws else []

@@ -32,6 +32,7 @@ from polymix_cli.reporting.evaluation import draw_function, noise_std
 from polymix_cli.reporting.metrics import (
     CALIBRATION_LEVELS,
     interval_probs,
+    point_elements,
     summarize_predictive,
     summary_metrics,
 )
@@ -132,7 +133,7 @@ def _val_metrics(
         x,
         probs,
         y=y,
-        per_point=ev.num_samples * model.surrogate_model.work_width(),
+        per_point=point_elements(model.surrogate_model, ev.num_samples),
         noise_std=noise_std(model, p.maps),
         generator=generator,
     )

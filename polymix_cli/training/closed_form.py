@@ -59,7 +59,11 @@ def closed_form_reason(
     if settings.batch_size is not None and settings.batch_size < num_points:
         return "mini-batches"
     terms = model.surrogate_model.num_terms
-    if terms > MAX_FULL_COVARIANCE:  # its Gram and posterior matrices are terms x terms
+    # Not memory (with iid_gaussian the fit holds rows x terms and terms x active terms):
+    # with tens of thousands of candidates for a few hundred rows, its fixed charge per term
+    # lets many spurious terms in (docs/guides/data.md, Many inputs); those models are left
+    # to variational inference.
+    if terms > MAX_FULL_COVARIANCE:
         return f"{terms} candidate terms, more than {MAX_FULL_COVARIANCE}"
     return None
 
@@ -143,20 +147,27 @@ class ClosedFormFit:
         convergence, and by the trainer whenever training stops)."""
         t, o = self.num_terms, self.num_outputs
         size = t * o
+        g = self.group
         mean = torch.zeros(size, dtype=torch.float64)
-        chol = torch.zeros(size, size, dtype=torch.float64)
+        # a full covariance is a Cholesky factor over all terms; else only the variances
+        chol = (
+            torch.zeros(size, size, dtype=torch.float64) if isinstance(g, GaussianGroup) else None
+        )
         variance = torch.zeros(size, dtype=torch.float64)
         prior_std = torch.zeros(size, dtype=torch.float64)
         for k, f in enumerate(self.fits):
             # the selected model's mean; its covariance includes the pruned terms that the
-            # marginal likelihood does not rule out (the band accounts for the selection)
-            m, cov, _ = f.model_averaged_coefficients()
+            # marginal likelihood does not rule out (the band accounts for the selection),
+            # held over those terms only (the others have zero rows and columns)
+            m, support, block, _ = f.supported_coefficients()
             where = torch.arange(t) * o + k  # the output's entries in the row-major block
             mean[where] = m
-            variance[where] = cov.diagonal()
+            variance[where[support]] = block.diagonal()
             prior_std[where] = f.prior_std()
-            idx = (cov.diagonal() > 0).nonzero().squeeze(1)
-            sub = cov[idx.unsqueeze(1), idx]
+            if chol is None:
+                continue
+            keep = (block.diagonal() > 0).nonzero().squeeze(1)
+            idx, sub = support[keep], block[keep.unsqueeze(1), keep]
             # the supported block's Cholesky factor, placed at sorted positions: still lower
             # triangular; the other terms keep a zero row (the group's jitter remains)
             jitter = 1e-12 * sub.diagonal().mean().clamp_min(1e-300)
@@ -166,9 +177,8 @@ class ClosedFormFit:
                 jitter = jitter * 100.0
                 lower, info = torch.linalg.cholesky_ex(sub + jitter * eye)
             chol[where[idx].unsqueeze(1), where[idx]] = lower
-        g = self.group
         dtype = g.mean.dtype
-        if isinstance(g, GaussianGroup):
+        if chol is not None:
             diag = (chol.diagonal() - g.jitter).clamp_min(1e-30)
             raw = chol.tril(-1) + torch.diag(_inverse_softplus(diag))
             g.raw_scale_tril.copy_(raw.to(dtype))

@@ -1,20 +1,33 @@
 """`polymix inspect` and `polymix export` in process, on the session's tiny moe_sign run
 (tiny_run): the tables, the JSON and metrics.json's posterior agree; inspect writes
 nothing; bad input (a missing or foreign checkpoint, bad options, an output that cannot be
-written, a model that cannot be traced) is one line, status 2, nothing written."""
+written, a model that cannot be traced, export.format=onnx without its extra or with an
+operator ONNX lacks) is one line, status 2, nothing written. The ONNX model (run by
+onnxruntime; those tests skip without the extra `onnx`) agrees with the TorchScript
+module and describes itself in its metadata."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 
+import numpy as np
 import pytest
 import torch
 
 from polymix_cli.cli.apps import parse_config
+from polymix_cli.config.validation import ConfigError
 from polymix_cli.runs import export as export_module
+from polymix_cli.runs import export_onnx
 from polymix_cli.runs.checkpoint import load_trained
 from polymix_cli.runs.export import ExportSettings, export_trained
+
+needs_onnx = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime")),
+    reason="needs the extra onnx (onnx, onnxruntime): .venv/bin/pip install -e '.[onnx]'",
+)
 
 
 @pytest.fixture
@@ -117,6 +130,10 @@ def test_inspect_refuses_bad_input_in_one_line(cli, ckpt, tmp_path, monkeypatch,
             ["ckpt=X"],
             "polymix: error: output= is required: output must be the path of the file to write",
         ),
+        (
+            ["ckpt=X", "output=m.pt", "export.format=tflite"],
+            "polymix: error: export.format must be one of ['torchscript', 'onnx'], got 'tflite'",
+        ),
     ],
 )
 def test_export_refuses_bad_input_in_one_line(cli, ckpt, tmp_path, monkeypatch, args, message):
@@ -177,3 +194,84 @@ def test_the_exported_module_matches_polymix_and_describes_itself(ckpt, tmp_path
     torch.testing.assert_close(draws.mean(0), mean)
     with pytest.raises(Exception, match=r"inputs must have shape \(N, 1\)"):
         module(torch.zeros(3, 2))
+
+
+MISSING_EXTRA = (
+    "polymix: error: export.format=onnx needs the package(s) onnx and onnxruntime, which are "
+    "not installed: pip install 'polymix-cli[onnx]'"
+)
+
+
+def test_onnx_without_its_extra_is_one_line_and_writes_nothing(cli, ckpt, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("onnx", "onnxruntime"):  # as if not installed: importing them fails
+        monkeypatch.setitem(sys.modules, name, None)
+    status, err = cli(
+        "export", f"ckpt={ckpt}", "output=m.onnx", "export.format=onnx", "hydra.run.dir=run"
+    )
+    assert status == 2
+    assert err == MISSING_EXTRA + "\n"
+    assert list(tmp_path.iterdir()) == []  # not even the run dir
+    # the function that sweeps' jobs call says the same
+    trained = load_trained(ckpt, parse_config)
+    with pytest.raises(ConfigError) as caught:
+        export_trained(trained, tmp_path / "m.onnx", ExportSettings(format="onnx"))
+    assert f"polymix: error: {caught.value}" == MISSING_EXTRA
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_onnx
+def test_an_operation_without_an_onnx_form_is_refused_with_the_reason(
+    cli, ckpt, tmp_path, monkeypatch
+):
+    def refuse(*args, **kwargs):
+        raise RuntimeError(
+            "Exporting the operator 'aten::frobnicate' to ONNX opset version 17 is not "
+            "supported.\nmore detail"
+        )
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    status, err = cli(
+        "export",
+        f"ckpt={ckpt}",
+        f"output={tmp_path / 'm.onnx'}",
+        "export.format=onnx",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert status == 2
+    assert err == (
+        "polymix: error: cannot export this model to ONNX (model.kind=moe): Exporting the "
+        "operator 'aten::frobnicate' to ONNX opset version 17 is not supported.\n"
+    )
+    assert not (tmp_path / "m.onnx").exists() and not list(tmp_path.glob(".m.onnx.*"))
+
+
+@needs_onnx
+def test_the_onnx_model_agrees_with_the_torchscript_module_and_describes_itself(ckpt, tmp_path):
+    import onnxruntime
+
+    trained = load_trained(ckpt, parse_config)
+    settings = ExportSettings(num_samples=40, quantiles=(0.1, 0.9), seed=7, format="onnx")
+    result = export_trained(trained, tmp_path / "m.onnx", settings)
+    assert result.format == "onnx" and result.seed == 7 and not result.with_noise
+    assert result.max_difference <= export_onnx.TOLERANCE
+    session = onnxruntime.InferenceSession(tmp_path / "m.onnx", providers=["CPUExecutionProvider"])
+    (x_info,) = session.get_inputs()
+    assert (x_info.name, x_info.type) == ("x", "tensor(double)")
+    assert x_info.shape == ["N", 1]  # any number of rows
+    assert [o.name for o in session.get_outputs()] == ["mean", "std", "quantiles"]
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["input_names"]) == ["x1"] and json.loads(meta["output_names"]) == ["y1"]
+    assert json.loads(meta["quantiles"]) == [0.1, 0.9] and json.loads(meta["bounds"]) == [[-1, 1]]
+    assert (meta["num_samples"], meta["seed"], meta["include_noise"]) == ("40", "7", "false")
+    scripted = export_trained(
+        trained, tmp_path / "m.pt", ExportSettings(num_samples=40, quantiles=(0.1, 0.9), seed=7)
+    )
+    module = torch.jit.load(scripted.output)
+    for n in (1, 9):
+        x = torch.linspace(-1, 1, n, dtype=torch.float64)[:, None]
+        got = session.run(None, {"x": x.numpy()})
+        want = [w.numpy() for w in module(x)]
+        assert [g.shape for g in got] == [(n, 1), (n, 1), (n, 1, 2)]
+        for g, w in zip(got, want, strict=True):  # the mixture's float32, summed another way
+            np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 * max(1.0, np.abs(w).max()))

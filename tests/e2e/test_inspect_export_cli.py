@@ -7,10 +7,15 @@
   meta-path blocker, proven to block), agrees with `polymix predict` on the same rows, seed
   and draws: a model with a learned noise (the noise's draws included) and a mixture of
   experts.
+- The ONNX export (export.format=onnx; skipped without the extra onnx), run by onnxruntime
+  in a Python where neither polymix nor torch can be imported, agrees with `polymix
+  predict` to float32 rounding: a PCE in user units (its noise left out, as ONNX requires)
+  and a mixture of experts; with the learned noise it is refused in one line.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -58,9 +63,40 @@ WITHOUT_POLYMIX = textwrap.dedent(
 )
 
 
-def run_without_polymix(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+# Without polymix and without torch: onnxruntime and numpy only.
+ONNX_WITHOUT_POLYMIX = WITHOUT_POLYMIX.split("import numpy")[0].replace(
+    '("polymix_cli", "hydra_plugins")', '("polymix_cli", "hydra_plugins", "torch")'
+) + textwrap.dedent(
+    """
+    import json
+
+    import numpy as np
+    import onnxruntime
+
+    model_path, input_path, output_path = sys.argv[1:4]
+    session = onnxruntime.InferenceSession(model_path, providers=["CPUExecutionProvider"])
+    names = json.loads(session.get_modelmeta().custom_metadata_map["input_names"])
+    with open(input_path) as handle:
+        header = handle.readline().strip().split(",")
+    table = np.loadtxt(input_path, delimiter=",", skiprows=1, ndmin=2)
+    mean, std, quantiles = session.run(None, {"x": table[:, [header.index(n) for n in names]]})
+    np.savez(output_path, mean=mean, std=std, quantiles=quantiles,
+             loaded=np.array([m for m in sys.modules if m.startswith(("polymix", "torch"))],
+                             dtype=str))
+    """
+)
+
+needs_onnx = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime")),
+    reason="needs the extra onnx (onnx, onnxruntime): .venv/bin/pip install -e '.[onnx]'",
+)
+
+
+def run_without_polymix(
+    *args: str | Path, cwd: Path, script_text: str = WITHOUT_POLYMIX
+) -> subprocess.CompletedProcess:
     script = cwd / "without_polymix.py"
-    script.write_text(WITHOUT_POLYMIX)
+    script.write_text(script_text)
     return subprocess.run(
         [sys.executable, str(script), *map(str, args)],
         cwd=cwd,
@@ -139,7 +175,12 @@ def noisy_run(tmp_path_factory) -> Path:
     return folder
 
 
-def _predict_and_export(folder: Path, ckpt: Path, *options: str) -> tuple[np.ndarray, dict]:
+def _predict_and_export(
+    folder: Path, ckpt: Path, *options: str, onnx: bool = False
+) -> tuple[np.ndarray, dict]:
+    """predict's table and the exported model's outputs (loaded without polymix) on
+    new.csv, with the same draws and ``options`` (``export.``/``predict.`` options)."""
+    model = "model.onnx" if onnx else "model.pt"
     pred = run_cli(
         "predict",
         f"ckpt={ckpt}",
@@ -154,20 +195,25 @@ def _predict_and_export(folder: Path, ckpt: Path, *options: str) -> tuple[np.nda
     exp = run_cli(
         "export",
         f"ckpt={ckpt}",
-        "output=model.pt",
+        f"output={model}",
         "export.num_samples=300",
         *(f"export.{o}" for o in options),
+        *(["export.format=onnx"] if onnx else []),
         f"hydra.run.dir={folder / 'e'}",
         cwd=folder,
     )
     assert exp.returncode == 0, exp.stderr
-    assert "wrote model.pt: TorchScript" in exp.stdout
+    assert f"wrote {model}: {'ONNX' if onnx else 'TorchScript'}" in exp.stdout
     loaded = run_without_polymix(
-        folder / "model.pt", folder / "new.csv", folder / "out.npz", cwd=folder
+        folder / model,
+        folder / "new.csv",
+        folder / "out.npz",
+        cwd=folder,
+        script_text=ONNX_WITHOUT_POLYMIX if onnx else WITHOUT_POLYMIX,
     )
     assert loaded.returncode == 0, loaded.stderr
     out = dict(np.load(folder / "out.npz"))
-    assert out["loaded"].size == 0  # not one polymix module was imported
+    assert out["loaded"].size == 0  # not one polymix module (nor torch, for ONNX) imported
     return read_csv_array(folder / "pred.csv")[1], out
 
 
@@ -203,6 +249,36 @@ def test_an_exported_mixture_of_experts_agrees_with_predict(tiny_run, tmp_path):
     np.savetxt(tmp_path / "new.csv", x[:, None], delimiter=",", header="x1", comments="")
     values, out = _predict_and_export(tmp_path, tiny_run / "checkpoints" / "last.pt")
     _compare(values, out, inputs=1, outputs=1, rtol=2e-6)
+
+
+@needs_onnx
+def test_the_onnx_model_agrees_with_predict_without_polymix_or_torch(noisy_run, tiny_run, tmp_path):
+    """A PCE in user units far from [-1, 1] (without its noise) and a mixture of experts:
+    predict's figures to float32 rounding (onnxruntime's float32 kernels sum in another
+    order than torch's; a wrong graph would be off by the outputs' size)."""
+    ckpt = noisy_run / "run" / "checkpoints" / "last.pt"
+    # ONNX cannot replay predict's noise draws: the default include_noise=true is refused
+    refused = run_cli(
+        "export",
+        f"ckpt={ckpt}",
+        "output=refused.onnx",
+        "export.format=onnx",
+        f"hydra.run.dir={noisy_run / 'refused'}",
+        cwd=noisy_run,
+    )
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert refused.stderr.startswith(
+        "polymix: error: cannot export this model to ONNX (model.kind=pce) with its learned "
+        "noise: ONNX has no seeded random stream"
+    )
+    assert "set export.include_noise=false" in refused.stderr
+    assert not (noisy_run / "refused.onnx").exists()
+    values, out = _predict_and_export(noisy_run, ckpt, "include_noise=false", onnx=True)
+    _compare(values, out, inputs=2, outputs=1, rtol=1e-5)
+    x = np.linspace(-0.95, 0.95, 40)
+    np.savetxt(tmp_path / "new.csv", x[:, None], delimiter=",", header="x1", comments="")
+    values, out = _predict_and_export(tmp_path, tiny_run / "checkpoints" / "last.pt", onnx=True)
+    _compare(values, out, inputs=1, outputs=1, rtol=1e-5)
 
 
 def test_export_writes_its_run_dir_and_a_file_that_needs_only_torch(noisy_run, tmp_path):

@@ -259,3 +259,23 @@ def test_model_averaged_band_includes_the_pruned_terms():
     fit = FastSparseBayes(phi, y, penalty=0.0).fit()
     _, cov, _ = fit.coefficients()
     assert torch.allclose(fit.model_averaged_coefficients()[1], cov, atol=1e-10)
+
+
+@pytest.mark.parametrize("penalty", [None, 0.0])
+def test_the_supported_block_is_the_covariance_without_its_zero_rows(penalty):
+    """The fit's covariance over its support (active terms and the pruned terms some model
+    supports) holds every nonzero entry of the T x T covariance, in increasing term order,
+    with the same bits; the closed-form training writes from it (memory K^2, not T^2)."""
+    phi, y, *_ = _decaying_problem(1)
+    fit = FastSparseBayes(phi, y, penalty=penalty).fit()
+    mean, cov, active = fit.model_averaged_coefficients()
+    mean_k, support, block, active_k = fit.supported_coefficients()
+    assert torch.equal(mean_k, mean) and torch.equal(active_k, active)
+    assert torch.equal(support, support.sort().values) and bool(
+        active[support].sum() == active.sum()
+    )
+    assert len(support) < fit.num_terms and torch.equal(block, cov[support.unsqueeze(1), support])
+    rest = torch.ones(fit.num_terms, dtype=torch.bool)
+    rest[support] = False
+    assert not bool(cov[rest].any()) and not bool(cov[:, rest].any())
+    assert torch.equal(mean_k, fit.coefficients()[0])
