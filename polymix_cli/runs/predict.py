@@ -102,6 +102,24 @@ def terminate_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done (where the platform can hold them).
+
+    Around the creation of a temporary file or folder: a signal handled inside
+    ``tempfile`` (after the file exists, before its name is returned) would leave it
+    behind; held, it is raised when the block ends, inside the caller's ``try``, with
+    the name known, so the caller removes it."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 @dataclass(frozen=True)
 class PredictSettings:
     """The ``predict`` section and the seed, as :func:`predict_file` reads them.
@@ -228,10 +246,19 @@ def _scan(block: Block, names: Sequence[str], bounds: np.ndarray) -> _Findings:
 
 class _CsvWriter:
     def __init__(self, path: Path, columns: list[str]):
-        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self.path, self.tmp = path, Path(tmp)
-        self.handle = os.fdopen(handle, "w", newline="")
-        self.handle.write(",".join(columns) + "\n")
+        self.path, self.tmp = path, None
+        try:  # a signal while starting (before the caller holds the writer) removes it too
+            with _signals_held():
+                handle, tmp = tempfile.mkstemp(
+                    prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+                )
+                self.tmp = Path(tmp)
+            self.handle = os.fdopen(handle, "w", newline="")
+            self.handle.write(",".join(columns) + "\n")
+        except BaseException:
+            if self.tmp is not None:
+                self.tmp.unlink(missing_ok=True)
+            raise
 
     def write(self, x: np.ndarray, stats: np.ndarray, draws: np.ndarray | None) -> None:
         # shortest text that reads back as the same float64
@@ -257,20 +284,27 @@ class _NpzWriter:
         self, path: Path, columns: list[str], rows: int, draw_names: list[str], num_samples: int
     ):
         self.path, self.rows = path, rows
-        self.dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        self.columns = [
-            np.lib.format.open_memmap(
-                self.dir / f"{i}.npy", mode="w+", dtype=np.float64, shape=(rows,)
-            )
-            for i in range(len(columns))
-        ]
+        self.dir = None
+        try:  # the maps take a while: a signal then (no writer to discard yet) removes them
+            with _signals_held():
+                self.dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+            self.columns = [
+                np.lib.format.open_memmap(
+                    self.dir / f"{i}.npy", mode="w+", dtype=np.float64, shape=(rows,)
+                )
+                for i in range(len(columns))
+            ]
+            self.draws = [
+                np.lib.format.open_memmap(
+                    self.dir / f"d{i}.npy", mode="w+", dtype=np.float64, shape=(rows, num_samples)
+                )
+                for i in range(len(draw_names))
+            ]
+        except BaseException:
+            if self.dir is not None:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         self.names = columns
-        self.draws = [
-            np.lib.format.open_memmap(
-                self.dir / f"d{i}.npy", mode="w+", dtype=np.float64, shape=(rows, num_samples)
-            )
-            for i in range(len(draw_names))
-        ]
         self.draw_names = draw_names
         self.at = 0
 
@@ -286,17 +320,20 @@ class _NpzWriter:
 
     def commit(self) -> None:
         arrays = dict(zip(self.names, self.columns)) | dict(zip(self.draw_names, self.draws))
-        handle, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
+        tmp = None
         try:
+            with _signals_held():
+                handle, tmp = tempfile.mkstemp(
+                    prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+                )
             with os.fdopen(handle, "wb") as out:
                 np.savez(out, **arrays)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             raise
         finally:
             self.discard()
@@ -464,17 +501,13 @@ def predict_file(
     columns = output_columns(names, outputs, probs)
     surrogate = model.surrogate_model
     chunk = chunk_points(point_elements(surrogate, 2 * settings.num_samples), found.rows)
+    writer: _CsvWriter | _NpzWriter | None = None
     try:
         if output.suffix.lower() == ".npz":
             draw_names = [f"{o}_draws" for o in outputs] if settings.save_draws else []
-            writer: _CsvWriter | _NpzWriter = _NpzWriter(
-                output, columns, found.rows, draw_names, settings.num_samples
-            )
+            writer = _NpzWriter(output, columns, found.rows, draw_names, settings.num_samples)
         else:
             writer = _CsvWriter(output, columns)
-    except OSError as err:
-        raise ConfigError(_unwritable(output, err)) from None
-    try:
         for first in range(0, found.rows, block_rows):
             values = block.values[first : first + block_rows]
             x = torch.from_numpy(values).to(device)
@@ -503,9 +536,11 @@ def predict_file(
                 )
         writer.commit()
     except OSError as err:
-        writer.discard()
+        if writer is not None:
+            writer.discard()
         raise ConfigError(_unwritable(output, err)) from None
     except BaseException:
-        writer.discard()
+        if writer is not None:
+            writer.discard()
         raise
     return PredictResult(output, found.rows, columns, found.num_outside, seed)
