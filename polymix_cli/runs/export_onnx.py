@@ -38,6 +38,7 @@ from polymix_cli import __version__
 from polymix_cli.config.validation import ConfigError
 from polymix_cli.reporting.evaluation import noise_std
 from polymix_cli.runs.checkpoint import Trained
+from polymix_cli.runs.exported import register_maps
 
 __all__ = [
     "INPUT",
@@ -86,12 +87,8 @@ class _OnnxSurrogate(nn.Module):
     ):
         super().__init__()
         self.surrogate = surrogate
-        maps = trained.maps
+        register_maps(self, trained.maps)
         f64 = torch.float64
-        self.register_buffer("in_shift", maps.inputs.shift.to(f64).clone())
-        self.register_buffer("in_scale", maps.inputs.scale.to(f64).clone())
-        self.register_buffer("out_shift", maps.outputs.shift.to(f64).clone())
-        self.register_buffer("out_scale", maps.outputs.scale.to(f64).clone())
         self.model_dtype = next(iter(trained.model.parameters()), torch.zeros(())).dtype
         # sample_quantiles' interpolation at S draws, fixed: positions, their neighbours
         pos = torch.tensor(quantiles, dtype=f64) * (num_samples - 1)

@@ -13,9 +13,22 @@ from torch import Tensor, nn
 
 from polymix_cli import __version__
 
-__all__ = ["ExportedSurrogate"]
+__all__ = ["ExportedSurrogate", "register_maps"]
 
 _DTYPE_CODES = {torch.float32: 6, torch.float64: 7, torch.float16: 5, torch.bfloat16: 15}
+
+
+def register_maps(module: nn.Module, maps: Any) -> None:
+    """The data maps as float64 buffers of ``module`` (``in_shift``, ``in_scale``,
+    ``out_shift``, ``out_scale``): what an exported surrogate carries of the run's maps,
+    whatever its format."""
+    for name, value in (
+        ("in_shift", maps.inputs.shift),
+        ("in_scale", maps.inputs.scale),
+        ("out_shift", maps.outputs.shift),
+        ("out_scale", maps.outputs.scale),
+    ):
+        module.register_buffer(name, value.to(torch.float64).clone())
 
 
 class ExportedSurrogate(nn.Module):
@@ -44,13 +57,9 @@ class ExportedSurrogate(nn.Module):
     ):
         super().__init__()
         self.surrogate = surrogate
-        maps = trained.maps
         f64 = torch.float64
-        self.register_buffer("in_shift", maps.inputs.shift.to(f64).clone())
-        self.register_buffer("in_scale", maps.inputs.scale.to(f64).clone())
-        self.register_buffer("out_shift", maps.outputs.shift.to(f64).clone())
-        self.register_buffer("out_scale", maps.outputs.scale.to(f64).clone())
-        self.register_buffer("bounds", maps.bounds.to(f64).clone())
+        register_maps(self, trained.maps)
+        self.register_buffer("bounds", trained.maps.bounds.to(f64).clone())
         self.model_dtype = next(iter(trained.model.parameters()), torch.zeros(())).dtype
         self.input_names = list(trained.input_names)
         self.output_names = list(trained.output_names)
