@@ -117,18 +117,20 @@ def loop(
     return row
 
 
+def _legendre(t: np.ndarray) -> np.ndarray:
+    """The plain Legendre polynomials P_0..P_5 at ``t``, shape ``(len(t), 6)``."""
+    from numpy.polynomial import legendre
+
+    return np.stack([legendre.legval(t, np.eye(6)[k]) for k in range(6)], axis=1)
+
+
 def _linear_rmse(x: np.ndarray, rng: np.random.Generator, draws: int) -> np.ndarray:
     """Test rmse_true of the posterior mean of the linear-Gaussian twin of ``pce_sine``
     (plain Legendre P_0..P_5, prior N(0, 1) on each coefficient, known noise std 0.05)
     fitted on ``x``, for ``draws`` draws of the noise: exact for that model, no training."""
-    from numpy.polynomial import legendre
-
-    def basis(t: np.ndarray) -> np.ndarray:
-        return np.stack([legendre.legval(t, np.eye(6)[k]) for k in range(6)], axis=1)
-
     noise = 0.05
     grid = np.linspace(-1.0, 1.0, 2001)
-    phi, phi_test = basis(x), basis(grid)
+    phi, phi_test = _legendre(x), _legendre(grid)
     gain = np.linalg.solve(phi.T @ phi / noise**2 + np.eye(6), phi.T / noise**2)
     y = np.sin(np.pi * x)[None, :] + noise * rng.standard_normal((draws, len(x)))
     err = (y @ gain.T) @ phi_test.T - np.sin(np.pi * grid)
@@ -138,18 +140,15 @@ def _linear_rmse(x: np.ndarray, rng: np.random.Generator, draws: int) -> np.ndar
 def _ideal_design(size: int) -> np.ndarray:
     """The ``size`` inputs in [-1, 1] of least integrated variance for the linear twin of
     :func:`_linear_rmse` (the I-optimal design; best of 5 Nelder-Mead starts)."""
-    from numpy.polynomial import legendre
     from scipy.optimize import minimize
 
     grid = np.linspace(-1.0, 1.0, 2001)
-    eye = np.eye(6)
-    phi_test = np.stack([legendre.legval(grid, eye[k]) for k in range(6)], axis=1)
+    phi_test = _legendre(grid)
     second = phi_test.T @ phi_test / len(grid)
 
     def integrated_variance(x: np.ndarray) -> float:
-        t = np.clip(x, -1.0, 1.0)
-        phi = np.stack([legendre.legval(t, eye[k]) for k in range(6)], axis=1)
-        precision = phi.T @ phi / 0.05**2 + eye
+        phi = _legendre(np.clip(x, -1.0, 1.0))
+        precision = phi.T @ phi / 0.05**2 + np.eye(6)
         return float(np.trace(np.linalg.solve(precision, second)))
 
     fits = [
